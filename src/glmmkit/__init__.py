@@ -1,0 +1,20 @@
+"""glmmkit: generalized linear mixed models in Python, with lme4's formula language.
+
+    import glmmkit as gk
+    fit = gk.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", data=df, family="binomial")
+    fit.summary()
+"""
+
+from . import families, links
+from .api import glmer, lmer, optimize
+from .engine.optimize import OptSummary
+from .formula.spec import ModelSpec
+from .results import Fit, lme4_name
+from .warnings import ConvergenceWarning, DroppedRowsWarning, GlmmkitWarning, SingularFitWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "glmer", "lmer", "optimize", "ModelSpec", "Fit", "OptSummary", "families", "links", "lme4_name",
+    "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning",
+]

@@ -1,0 +1,56 @@
+"""Small classic datasets, bundled so that examples and docs run without files.
+
+``gk.datasets.load(name)`` returns a DataFrame with factors coded as in R (level
+order kept); ``gk.datasets.describe(name)`` says where it comes from.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+from . import simulate
+
+_INFO = {
+    "cbpp": ("Contagious bovine pleuropneumonia: new cases (incidence) of size animals per herd and period. "
+             "lme4's cbpp (Lesnoff et al. 2004).",
+             {"herd": [str(i) for i in range(1, 16)], "period": ["1", "2", "3", "4"]}),
+    "sleepstudy": ("Reaction times (ms) of 18 subjects over 10 days of sleep deprivation. "
+                   "lme4's sleepstudy (Belenky et al. 2003).", {}),
+    "salamanders": ("Salamander counts at 23 sites, 7 species/life stages, mined or not. "
+                    "glmmTMB's Salamanders (Price et al. 2016).",
+                    {"spp": ["GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"], "mined": ["yes", "no"]}),
+    "owls": ("Sibling negotiation calls of barn owl nestlings by food treatment and parent sex, 27 nests. "
+             "glmmTMB's Owls (Roulin & Bersier 2007).",
+             {"FoodTreatment": ["Deprived", "Satiated"], "SexParent": ["Female", "Male"]}),
+    "bcg": ("13 trials of the BCG vaccine against tuberculosis: ai/bi treated TB cases/non-cases, ci/di control. "
+            "metafor's dat.bcg (Colditz et al. 1994).", {}),
+    "birds": ("Simulated: 60 birds x 12 trials, attack (0/1) vs testosterone; "
+              "glmmkit.datasets.simulate.birds(seed=20261124).", {"season": ["early", "late"]}),
+    "clinics": ("Simulated: monthly therapy sessions of 150 clinicians in 25 clinics with exposure "
+                "(opportunities); glmmkit.datasets.simulate.clinics(seed=7).", {"training": ["no", "yes"]}),
+}
+
+
+def list_datasets() -> list[str]:
+    return sorted(_INFO)
+
+
+def describe(name: str) -> str:
+    if name not in _INFO:
+        raise ValueError(f"unknown dataset {name!r}; available: {list_datasets()}")
+    return _INFO[name][0]
+
+
+def load(name: str) -> pd.DataFrame:
+    """Load a bundled dataset by name (see ``list_datasets()``)."""
+    if name not in _INFO:
+        raise ValueError(f"unknown dataset {name!r}; available: {list_datasets()}")
+    path = resources.files(__package__).joinpath("data", f"{name}.csv")
+    with path.open("r") as fh:
+        df = pd.read_csv(fh)
+    for col, levels in _INFO[name][1].items():
+        df[col] = pd.Categorical(df[col].astype(str), categories=levels)
+    df.attrs["source"] = _INFO[name][0]
+    return df

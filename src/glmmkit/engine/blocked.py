@@ -1,0 +1,377 @@
+"""The blocked system  [Lambda'Z'WZLambda + I, Lambda'Z'WD; D'WZLambda, D'WD]  and its Cholesky factor.
+
+Terms are ordered by number of levels, largest first.  The first term that is
+not a known-matrix term ("term 1") gives a block-diagonal leading block with
+q1 blocks of k1 x k1, factored by a batched Cholesky.  Everything else (the
+other terms, then the dense columns D: the fixed effects X, and y for an LMM)
+forms a dense trailing block, reached through the Schur complement
+
+    S = A_tt - M'M,   M = L11^{-1} A_1t,
+
+which is sparse between terms (nested: one nonzero per row) and dense for D.
+The pattern of every cross-product is analysed once (``Structure``); each
+evaluation only refills numbers (``Structure.raw``) and factors (``factor``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .reterm import RandomTerm
+
+# a dense tail larger than this would need gigabytes: refuse with advice
+MAX_DENSE_TAIL = 25_000
+
+
+class PairPattern:
+    """The observed (level of a, level of b) pairs of two terms, found once."""
+
+    def __init__(self, ta: RandomTerm, tb: RandomTerm):
+        key = ta.codes.astype(np.int64) * tb.q + tb.codes
+        uniq, self.pidx = np.unique(key, return_inverse=True)
+        self.npairs = len(uniq)
+        la, lb = uniq // tb.q, uniq % tb.q
+        self.ta, self.tb = ta, tb
+        rows, cols = [], []
+        for r in range(ta.k):
+            for s in range(tb.k):
+                rows.append(la * ta.k + r)
+                cols.append(lb * tb.k + s)
+        self.rows = np.concatenate(rows)
+        self.cols = np.concatenate(cols)
+
+    def values(self, w: np.ndarray) -> np.ndarray:
+        xa, xb = self.ta.X, self.tb.X
+        return np.concatenate(
+            [
+                np.bincount(self.pidx, weights=w * xa[:, r] * xb[:, s], minlength=self.npairs)
+                for r in range(self.ta.k)
+                for s in range(self.tb.k)
+            ]
+        )
+
+
+def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
+    """(q, k, k): sum over the rows of each level of w x x'."""
+    q, k, X = term.q, term.k, term.X
+    g = np.empty((q, k, k))
+    for r in range(k):
+        for s in range(r + 1):
+            g[:, r, s] = np.bincount(term.codes, weights=w * X[:, r] * X[:, s], minlength=q)
+            g[:, s, r] = g[:, r, s]
+    return g
+
+
+@dataclass
+class RawSystem:
+    """Weighted cross-products without Lambda (depend on W and D only)."""
+
+    G1: np.ndarray | None  # (q1, k1, k1)
+    C1t: sp.csr_matrix | None  # (Q1, Qtt)
+    C1D: np.ndarray | None  # (Q1, m)
+    Ctt: np.ndarray  # (Qtt, Qtt)
+    CtD: np.ndarray  # (Qtt, m)
+    DD: np.ndarray  # (m, m)
+
+
+class Structure:
+    """Order of the terms and the sparsity patterns, analysed once per model."""
+
+    def __init__(self, terms: list[RandomTerm]):
+        order = sorted(range(len(terms)), key=lambda i: -terms[i].q)
+        first = next((i for i in order if terms[i].cov.blockdiag), None)
+        self.order = ([first] if first is not None else []) + [i for i in order if i != first]
+        self.terms = [terms[i] for i in self.order]  # layout order of u
+        self.first = terms[first] if first is not None else None
+        self.tail = self.terms[1:] if first is not None else self.terms
+        self.Q1 = self.first.size if self.first is not None else 0
+        sizes = [t.size for t in self.tail]
+        self.tail_off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.Qtt = int(self.tail_off[-1])
+        self.Q = self.Q1 + self.Qtt
+        if self.Qtt > MAX_DENSE_TAIL:
+            raise ValueError(
+                f"the random-effects terms after the largest one have {self.Qtt} columns in all; "
+                f"more than {MAX_DENSE_TAIL} would need a dense block of {self.Qtt}^2 numbers. "
+                "Reorder or simplify the terms, or use a sparse-precision term for a known matrix."
+            )
+        self.u_off = np.concatenate([[0], np.cumsum([t.size for t in self.terms])]).astype(int)
+        # term 1 x tail patterns, gathered into one CSR matrix with a fixed order
+        self.p1t = [PairPattern(self.first, t) for t in self.tail] if self.first is not None else []
+        if self.p1t:
+            rows = np.concatenate([p.rows for p in self.p1t])
+            cols = np.concatenate([p.cols + self.tail_off[j] for j, p in enumerate(self.p1t)])
+            probe = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(self.Q1, self.Qtt))
+            self._c1t_perm = probe.data.astype(np.int64) - 1
+            self._c1t_indices, self._c1t_indptr = probe.indices, probe.indptr
+        # tail x tail patterns (i < j) scattered into a dense block
+        self.ptt = {}
+        for i in range(len(self.tail)):
+            for j in range(i + 1, len(self.tail)):
+                self.ptt[i, j] = PairPattern(self.tail[i], self.tail[j])
+
+    # ------------------------------------------------------------------
+    def raw(self, w: np.ndarray, D: np.ndarray | None) -> RawSystem:
+        """Cross-products of [Z, D] weighted by w (D: n x m dense columns, or None)."""
+        m = 0 if D is None else D.shape[1]
+        wD = None if D is None else D * w[:, None]
+        G1 = C1t = C1D = None
+        if self.first is not None:
+            G1 = level_gram(self.first, w)
+            if self.p1t:
+                vals = np.concatenate([p.values(w) for p in self.p1t])[self._c1t_perm]
+                C1t = sp.csr_matrix((vals, self._c1t_indices, self._c1t_indptr), shape=(self.Q1, self.Qtt))
+            C1D = np.asarray(self.first.csr().T @ wD) if m else np.zeros((self.Q1, 0))
+        Ctt = np.zeros((self.Qtt, self.Qtt))
+        for j, t in enumerate(self.tail):
+            o = self.tail_off[j]
+            g = level_gram(t, w)
+            idx = o + np.arange(t.size).reshape(t.q, t.k)
+            Ctt[idx[:, :, None], idx[:, None, :]] = g
+        for (i, j), p in self.ptt.items():
+            v = p.values(w)
+            r, c = p.rows + self.tail_off[i], p.cols + self.tail_off[j]
+            Ctt[r, c] = v
+            Ctt[c, r] = v
+        if m and self.tail:
+            CtD = np.vstack([np.asarray(t.csr().T @ wD) for t in self.tail])
+        else:
+            CtD = np.zeros((self.Qtt, m))
+        DD = D.T @ wD if m else np.zeros((0, 0))
+        return RawSystem(G1, C1t, C1D, Ctt, CtD, DD)
+
+    # ------------------------------------------------------------------
+    def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
+        """theta (in the order of ``terms`` as given to the model) -> per layout term."""
+        sizes = [t.cov.n_theta for t in self._orig_terms()]
+        parts = np.split(np.asarray(theta, dtype=float), np.cumsum(sizes)[:-1])
+        return [parts[i] for i in self.order]
+
+    def _orig_terms(self):
+        out = [None] * len(self.order)
+        for pos, i in enumerate(self.order):
+            out[i] = self.terms[pos]
+        return out
+
+    def tail_lambda_sparse(self, thetas: list[np.ndarray]) -> sp.spmatrix:
+        off = 1 if self.first is not None else 0
+        blocks = []
+        for t, th in zip(self.tail, thetas[off:]):
+            if t.is_known:
+                blocks.append(sp.csr_matrix(t.cov.dense_lambda(th)))
+            elif t.k == 1:
+                blocks.append(sp.identity(t.q, format="csr") * float(th[0]))
+            else:
+                blocks.append(sp.kron(sp.identity(t.q, format="csr"), sp.csr_matrix(t.cov.template(th))))
+        return sp.block_diag(blocks, format="csr")
+
+    def scale_tail_rows(self, thetas, A: np.ndarray) -> np.ndarray:
+        """Lambda_t' A for a (Qtt, m) array."""
+        off = 1 if self.first is not None else 0
+        out = np.empty_like(A)
+        for j, (t, th) in enumerate(zip(self.tail, thetas[off:])):
+            sl = slice(self.tail_off[j], self.tail_off[j + 1])
+            out[sl] = t.lambda_t(th, A[sl])
+        return out
+
+    def factor(self, raw: RawSystem, theta: np.ndarray, eps_jitter: float = 0.0) -> "BlockedFactor":
+        """Scale the raw system by Lambda(theta), add I on the random-effects block, and factor it."""
+        thetas = self.split_theta(theta)
+        m = raw.DD.shape[0]
+        L11 = L11inv = None
+        Mt = None
+        MD = np.zeros((0, m))
+        if self.first is not None:
+            t1 = self.first.cov.template(thetas[0])
+            k1 = self.first.k
+            if k1 == 1:
+                a = t1[0, 0] ** 2 * raw.G1[:, 0, 0] + 1.0
+                l = np.sqrt(a)
+                L11 = l[:, None, None]
+                L11inv = (1.0 / l)[:, None, None]
+                B = (t1[0, 0] / l)[:, None, None]
+            else:
+                A11 = np.einsum("ji,qjk,kl->qil", t1, raw.G1, t1) + np.eye(k1)
+                L11 = np.linalg.cholesky(A11)
+                L11inv = np.linalg.inv(L11)
+                B = L11inv @ t1.T
+            q1 = self.first.q
+            if raw.C1t is not None:
+                lam_t = self.tail_lambda_sparse(thetas)
+                if k1 == 1:
+                    left = sp.diags(B[:, 0, 0])
+                else:
+                    left = sp.bsr_matrix((B, np.arange(q1), np.arange(q1 + 1)), shape=(self.Q1, self.Q1))
+                Mt = (left @ raw.C1t @ lam_t).tocsr()
+            if m:
+                MD = np.einsum("qij,qjm->qim", B, raw.C1D.reshape(q1, k1, m)).reshape(self.Q1, m)
+        # trailing block
+        n_t = self.Qtt + m
+        S = np.empty((n_t, n_t))
+        if self.Qtt:
+            att = self.scale_tail_rows(thetas, raw.Ctt)
+            att = self.scale_tail_rows(thetas, att.T.copy()).T
+            S[: self.Qtt, : self.Qtt] = att
+            S[np.arange(self.Qtt), np.arange(self.Qtt)] += 1.0
+            if m:
+                atd = self.scale_tail_rows(thetas, raw.CtD)
+                S[: self.Qtt, self.Qtt :] = atd
+                S[self.Qtt :, : self.Qtt] = atd.T
+        if m:
+            S[self.Qtt :, self.Qtt :] = raw.DD
+        if Mt is not None:
+            S[: self.Qtt, : self.Qtt] -= (Mt.T @ Mt).toarray()
+            if m:
+                cross = np.asarray(Mt.T @ MD)
+                S[: self.Qtt, self.Qtt :] -= cross
+                S[self.Qtt :, : self.Qtt] -= cross.T
+        if m and self.first is not None:
+            S[self.Qtt :, self.Qtt :] -= MD.T @ MD
+        if eps_jitter:
+            S[np.diag_indices_from(S)] += eps_jitter
+        Lt = sla.cholesky(S, lower=True, check_finite=False) if n_t else np.zeros((0, 0))
+        return BlockedFactor(L11, L11inv, Mt, MD, Lt, self.Q1, self.Qtt, m)
+
+    # ------------------------------------------------------------------
+    def zlam_u(self, theta, u) -> np.ndarray:
+        """Z Lambda u (n,)."""
+        thetas = self.split_theta(theta)
+        out = 0.0
+        for pos, (t, th) in enumerate(zip(self.terms, thetas)):
+            uu = u[self.u_off[pos] : self.u_off[pos + 1]]
+            if t.is_known:
+                b = (t.cov.dense_lambda(th) @ uu)[:, None]
+            else:
+                b = uu.reshape(t.q, t.k) @ t.cov.template(th).T
+            out = out + t.zb(b)
+        return out
+
+    def lam_zt(self, theta, v) -> np.ndarray:
+        """Lambda' Z' v (Q,)."""
+        thetas = self.split_theta(theta)
+        parts = []
+        for t, th in zip(self.terms, thetas):
+            parts.append(t.lambda_t(th, t.zt(v).ravel()))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def b_blocks(self, theta, u) -> list[np.ndarray]:
+        """b = Lambda u per layout term, as (q, k) arrays."""
+        thetas = self.split_theta(theta)
+        out = []
+        for pos, (t, th) in enumerate(zip(self.terms, thetas)):
+            uu = u[self.u_off[pos] : self.u_off[pos + 1]]
+            if t.is_known:
+                out.append((t.cov.dense_lambda(th) @ uu)[:, None])
+            else:
+                out.append(uu.reshape(t.q, t.k) @ t.cov.template(th).T)
+        return out
+
+
+@dataclass
+class BlockedFactor:
+    """L = [[L11, 0], [M', Lt]] with L11 block-diagonal."""
+
+    L11: np.ndarray | None
+    L11inv: np.ndarray | None
+    Mt: sp.csr_matrix | None
+    MD: np.ndarray
+    Lt: np.ndarray
+    Q1: int
+    Qtt: int
+    m: int
+
+    def logdet_re(self) -> float:
+        """log det of the random-effects block (L11 and the leading Qtt rows of Lt), squared."""
+        s = 0.0
+        if self.L11 is not None:
+            s += 2 * np.sum(np.log(np.diagonal(self.L11, axis1=1, axis2=2)))
+        if self.Qtt:
+            s += 2 * np.sum(np.log(np.diag(self.Lt)[: self.Qtt]))
+        return float(s)
+
+    def logdet_tail(self, start: int, stop: int) -> float:
+        return float(2 * np.sum(np.log(np.diag(self.Lt)[self.Qtt + start : self.Qtt + stop])))
+
+    def _m_t(self, c1: np.ndarray) -> np.ndarray:
+        """M' c1 -> (Qtt + m,)."""
+        parts = []
+        parts.append(self.Mt.T @ c1 if self.Mt is not None else np.zeros(self.Qtt))
+        parts.append(self.MD.T @ c1 if self.m and self.Q1 else np.zeros(self.m))
+        return np.concatenate(parts)
+
+    def _m(self, xt: np.ndarray) -> np.ndarray:
+        """M xt -> (Q1,)."""
+        out = np.zeros(self.Q1)
+        if self.Mt is not None:
+            out += self.Mt @ xt[: self.Qtt]
+        if self.m and self.Q1:
+            out += self.MD @ xt[self.Qtt :]
+        return out
+
+    def _l11_solve(self, r, trans=False):
+        q, k = self.L11inv.shape[0], self.L11inv.shape[1]
+        r = r.reshape(q, k)
+        if k == 1:
+            return (r[:, 0] * self.L11inv[:, 0, 0])
+        sub = "qji,qj->qi" if trans else "qij,qj->qi"
+        return np.einsum(sub, self.L11inv, r).ravel()
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """Solve A x = rhs with A = L L'."""
+        r1, rt = rhs[: self.Q1], rhs[self.Q1 :]
+        c1 = self._l11_solve(r1) if self.Q1 else r1
+        ct = rt - self._m_t(c1) if self.Q1 else rt
+        if len(ct):
+            ct = sla.solve_triangular(self.Lt, ct, lower=True, check_finite=False)
+            xt = sla.solve_triangular(self.Lt, ct, lower=True, trans="T", check_finite=False)
+        else:
+            xt = ct
+        x1 = self._l11_solve(c1 - self._m(xt), trans=True) if self.Q1 else c1
+        return np.concatenate([x1, xt])
+
+    def solve_last_column(self) -> np.ndarray:
+        """For a system whose last D column is y: the solution of the system without y, rhs = its y column.
+
+        With L the factor of [[A, a],[a', y'y]], the first block's solution is
+        L_A^{-T} l where l is the last row of L without its diagonal.
+        """
+        nt = self.Qtt + self.m - 1
+        ly = self.Lt[-1, :-1]
+        xt = sla.solve_triangular(self.Lt[:-1, :-1], ly, lower=True, trans="T", check_finite=False)
+        if self.Q1:
+            my = self._my_column()
+            x1 = self._l11_solve(my - self._m(np.concatenate([xt, [0.0]])), trans=True)
+        else:
+            x1 = np.zeros(0)
+        assert len(xt) == nt
+        return np.concatenate([x1, xt])
+
+    def _my_column(self) -> np.ndarray:
+        return self.MD[:, -1]
+
+    def inverse_diag_blocks_first(self, k1: int) -> np.ndarray:
+        """Diagonal k x k blocks of A^{-1} for term 1: L11^{-T}(I + V V')L11^{-1}, V = M Lt^{-T}."""
+        q = self.L11inv.shape[0]
+        V = np.zeros((self.Q1, 0))
+        if self.Qtt + self.m:
+            Mfull = np.zeros((self.Q1, self.Qtt + self.m))
+            if self.Mt is not None:
+                Mfull[:, : self.Qtt] = self.Mt.toarray()
+            if self.m:
+                Mfull[:, self.Qtt :] = self.MD
+            V = sla.solve_triangular(self.Lt, Mfull.T, lower=True, check_finite=False).T
+        Vb = V.reshape(q, k1, -1)
+        inner = np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vb, Vb)
+        return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
+
+    def inverse_tail(self) -> np.ndarray:
+        """The trailing block of A^{-1}: (Lt Lt')^{-1}."""
+        n = self.Lt.shape[0]
+        if not n:
+            return np.zeros((0, 0))
+        inv_l = sla.solve_triangular(self.Lt, np.eye(n), lower=True, check_finite=False)
+        return inv_l.T @ inv_l

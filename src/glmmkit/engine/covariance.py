@@ -1,0 +1,141 @@
+"""Covariance structures of a random-effects term: theta -> relative covariance factor.
+
+A term ``(x1 + ... + xk | g)`` has b_l = T u_l for each level l, u_l ~ N(0, I),
+so cov(b_l) = sigma^2 T T' (sigma = 1 for GLMMs without dispersion).
+
+* ``Unstructured(k)``: T lower triangular, theta = its lower triangle in
+  column-major order (lme4's order); diagonal >= 0.
+* ``Diagonal(k)``: T diagonal (the ``||`` syntax), theta = the diagonal.
+* ``KnownMatrix(L)``: one coefficient per level, b = theta L u with L L' = K over
+  the levels, so cov(b) = theta^2 K (a phylogeny, a genomic relationship matrix).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class CovStructure:
+    k: int = 1
+    blockdiag: bool = True
+
+    @property
+    def n_theta(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def lower(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def theta0(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def template(self, theta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def is_diagonal_theta(self) -> np.ndarray:
+        """Mask of theta entries that are diagonal (bounded below by 0)."""
+        return self.lower() == 0
+
+    def covariance(self, theta: np.ndarray) -> np.ndarray:
+        t = self.template(theta)
+        return t @ t.T
+
+
+class Unstructured(CovStructure):
+    def __init__(self, k: int):
+        self.k = k
+        self._rows, self._cols = np.tril_indices(k)
+        # column-major order of the lower triangle (lme4's theta order)
+        order = np.lexsort((self._rows, self._cols))
+        self._rows, self._cols = self._rows[order], self._cols[order]
+
+    @property
+    def n_theta(self) -> int:
+        return self.k * (self.k + 1) // 2
+
+    def lower(self) -> np.ndarray:
+        return np.where(self._rows == self._cols, 0.0, -np.inf)
+
+    def theta0(self) -> np.ndarray:
+        return np.where(self._rows == self._cols, 1.0, 0.0)
+
+    def template(self, theta):
+        t = np.zeros((self.k, self.k))
+        t[self._rows, self._cols] = theta
+        return t
+
+    def __repr__(self):
+        return f"Unstructured({self.k})"
+
+
+class Diagonal(CovStructure):
+    def __init__(self, k: int):
+        self.k = k
+
+    @property
+    def n_theta(self) -> int:
+        return self.k
+
+    def lower(self):
+        return np.zeros(self.k)
+
+    def theta0(self):
+        return np.ones(self.k)
+
+    def template(self, theta):
+        return np.diag(np.asarray(theta, dtype=float))
+
+    def __repr__(self):
+        return f"Diagonal({self.k})"
+
+
+class KnownMatrix(CovStructure):
+    """cov(b) = theta^2 K with K = L L' known over the term's levels."""
+
+    blockdiag = False
+
+    def __init__(self, factor: np.ndarray):
+        self.k = 1
+        self.factor = np.asarray(factor, dtype=float)
+
+    @property
+    def n_theta(self) -> int:
+        return 1
+
+    def lower(self):
+        return np.zeros(1)
+
+    def theta0(self):
+        return np.ones(1)
+
+    def template(self, theta):
+        return np.array([[float(theta[0])]])
+
+    def dense_lambda(self, theta) -> np.ndarray:
+        return float(theta[0]) * self.factor
+
+    def __repr__(self):
+        return f"KnownMatrix(q={self.factor.shape[0]})"
+
+
+def factor_psd(K: np.ndarray, name: str) -> np.ndarray:
+    """A factor L with L L' = K for a symmetric positive semi-definite K (Cholesky when possible)."""
+    K = np.asarray(K, dtype=float)
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"relationship matrix for {name!r} must be square, got shape {K.shape}")
+    if not np.all(np.isfinite(K)):
+        raise ValueError(f"relationship matrix for {name!r} has non-finite entries")
+    asym = np.max(np.abs(K - K.T)) if K.size else 0.0
+    if asym > 1e-8 * max(1.0, np.max(np.abs(K))):
+        i, j = np.unravel_index(np.argmax(np.abs(K - K.T)), K.shape)
+        raise ValueError(f"relationship matrix for {name!r} is not symmetric (entry {i},{j} differs from {j},{i} by {asym:.3g})")
+    try:
+        return np.linalg.cholesky(K)
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(K)
+        if vals.min() < -1e-8 * max(1.0, vals.max()):
+            raise ValueError(
+                f"relationship matrix for {name!r} is not positive semi-definite "
+                f"(smallest eigenvalue {vals.min():.3g})"
+            ) from None
+        return vecs * np.sqrt(np.clip(vals, 0, None))

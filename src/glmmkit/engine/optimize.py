@@ -1,0 +1,311 @@
+"""Outer optimisation: BOBYQA (nlopt) in two stages, derivative checks, one restart.
+
+GLMM (as lme4's glmer):
+  stage 1  theta [, log phi]           beta and u jointly inside PIRLS
+  stage 2  theta, delta [, log phi]    beta = beta1 + s * delta (s: stage-1 standard errors), u in PIRLS
+Then the gradient and Hessian of -2 log L by central differences at the optimum
+give the convergence check (scaled gradient |H^{-1} g|, as lme4) and the
+standard errors.  If the check fails, the search restarts once from the best
+point with Nelder-Mead and is checked again.  Everything is kept on an
+``OptSummary``: start and final values, every (parameters, objective) pair,
+return codes, evaluation counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+from .objective import GlmmObjective, LmmObjective
+
+SINGULAR_TOL = 1e-4
+GRAD_TOL = 2e-3
+
+_RC = {
+    1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached", 5: "maxeval reached",
+    6: "maxtime reached", -1: "failure", -2: "invalid arguments", -3: "out of memory",
+    -4: "roundoff limited", -5: "forced stop",
+}
+
+
+@dataclass
+class OptStage:
+    name: str
+    optimizer: str
+    x0: np.ndarray
+    x: np.ndarray
+    fval: float
+    fevals: int
+    return_code: str
+
+
+@dataclass
+class OptSummary:
+    """Everything about how the optimum was found (MixedModels.jl's OptSummary)."""
+
+    stages: list[OptStage] = field(default_factory=list)
+    theta: np.ndarray | None = None
+    beta: np.ndarray | None = None
+    phi: float | None = None
+    fval: float = np.nan
+    fevals: int = 0
+    log: list = field(default_factory=list)
+    gradient: np.ndarray | None = None
+    hessian: np.ndarray | None = None
+    param_names: list[str] = field(default_factory=list)
+    vcov_method: str = ""
+    converged: bool = True
+    singular: bool = False
+    messages: list[str] = field(default_factory=list)
+    time_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "stages": [
+                {"name": s.name, "optimizer": s.optimizer, "fval": s.fval, "fevals": s.fevals,
+                 "return_code": s.return_code} for s in self.stages
+            ],
+            "fevals": self.fevals,
+            "converged": self.converged,
+            "singular": self.singular,
+            "vcov_method": self.vcov_method,
+            "messages": list(self.messages),
+            "max_abs_gradient": None if self.gradient is None else float(np.max(np.abs(self.gradient), initial=0)),
+        }
+
+
+def minimize(f, x0, lower, step, *, ftol_abs=1e-8, xtol_rel=1e-8, maxeval=20000, algorithm="bobyqa", log=None):
+    """Minimise f with nlopt; returns (x, fval, nevals, return-code text). Tracks the best point seen."""
+    x0 = np.asarray(x0, dtype=float)
+    d = len(x0)
+    best = {"f": np.inf, "x": x0.copy(), "n": 0}
+
+    def fn(x, grad):
+        v = f(x)
+        best["n"] += 1
+        if log is not None:
+            log.append((np.array(x), v))
+        if not np.isfinite(v):
+            return 1e300
+        if v < best["f"]:
+            best["f"], best["x"] = v, np.array(x)
+        return v
+
+    alg = {"bobyqa": nlopt.LN_BOBYQA, "neldermead": nlopt.LN_NELDERMEAD, "sbplx": nlopt.LN_SBPLX}[algorithm]
+    opt = nlopt.opt(alg, d)
+    opt.set_min_objective(fn)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_initial_step(np.asarray(step, dtype=float))
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_xtol_rel(xtol_rel)
+    opt.set_maxeval(maxeval)
+    try:
+        opt.optimize(np.maximum(x0, lower))
+        rc = _RC.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
+    except nlopt.RoundoffLimited:
+        rc = "roundoff limited"
+    except (RuntimeError, ValueError) as err:  # nlopt reports failures as exceptions
+        rc = f"failure: {err}"
+    return best["x"], best["f"], best["n"], rc
+
+
+def derivatives(f, x, h, lower):
+    """Central-difference gradient and Hessian; coordinates on their lower bound are held fixed."""
+    x = np.asarray(x, dtype=float)
+    d = len(x)
+    free = ~(x - h <= lower)
+    f0 = f(x)
+    g = np.zeros(d)
+    H = np.zeros((d, d))
+    fp, fm = np.zeros(d), np.zeros(d)
+    idx = np.flatnonzero(free)
+    for i in idx:
+        e = np.zeros(d)
+        e[i] = h[i]
+        fp[i], fm[i] = f(x + e), f(x - e)
+        g[i] = (fp[i] - fm[i]) / (2 * h[i])
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+    for a, i in enumerate(idx):
+        for j in idx[a + 1 :]:
+            e = np.zeros(d)
+            e[i], e[j] = h[i], h[j]
+            fpp, fmm = f(x + e), f(x - e)
+            H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h[i] * h[j])
+    return g, H, free
+
+
+def _scaled_gradient(g, H, free):
+    gi, Hi = g[free], H[np.ix_(free, free)]
+    try:
+        c = np.linalg.cholesky(Hi)
+    except np.linalg.LinAlgError:
+        return None
+    return np.linalg.solve(c.T, np.linalg.solve(c, gi))
+
+
+def _diag_theta_mask(obj) -> np.ndarray:
+    return obj.theta_lower == 0
+
+
+def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, nagq: int = 1,
+                  calc_derivs: bool = True, verbose: bool = False) -> tuple[OptSummary, object]:
+    """Fit theta, beta (and phi) of a GLMM; returns the summary and the final PIRLS result."""
+    t0 = time.perf_counter()
+    summ = OptSummary()
+    nt, p = obj.n_theta, obj.data.p
+    disp = obj.has_dispersion
+    lphi0 = np.log(phi0) if disp else None
+
+    def unpack1(x):
+        return x[:nt], (np.exp(x[nt]) if disp else None)
+
+    # ---- stage 1: theta [, log phi], beta inside PIRLS --------------------------
+    obj.reset(beta=beta0)
+    x0 = np.concatenate([obj.theta0, [lphi0] if disp else []])
+    lower1 = np.concatenate([obj.theta_lower, [-np.inf] if disp else []])
+    f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
+    step1 = np.concatenate([np.full(nt, 0.25), [0.25] if disp else []])
+    x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=1e-6, xtol_rel=1e-6, log=summ.log)
+    summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
+    theta1, phi1 = unpack1(x1)
+    _, res1 = obj.evaluate(theta1, phi=phi1, joint=True)
+    beta1 = res1.beta
+    scale = _beta_scale(res1, obj)
+    if nagq == 0:
+        summ.theta, summ.beta, summ.phi, summ.fval = theta1, beta1, phi1, fv1
+        summ.vcov_method = "PIRLS (nAGQ = 0)"
+        summ.fevals = obj.fevals
+        summ.time_s = time.perf_counter() - t0
+        return summ, res1
+
+    # ---- stage 2: theta, beta (scaled), [log phi]; u inside PIRLS ---------------
+    def unpack2(x):
+        theta = x[:nt]
+        beta = beta1 + scale * x[nt : nt + p]
+        phi = np.exp(x[nt + p]) if disp else None
+        return theta, beta, phi
+
+    f2 = lambda x: obj.evaluate(*unpack2(x))[0]  # noqa: E731
+    x20 = np.concatenate([theta1, np.zeros(p), [np.log(phi1)] if disp else []])
+    lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), [-np.inf] if disp else []])
+    step2 = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(p, 0.25), [0.1] if disp else []])
+    x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=1e-9, xtol_rel=1e-9, log=summ.log)
+    summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
+
+    names = [f"theta{i + 1}" for i in range(nt)] + [f"beta{i + 1}" for i in range(p)] + (["log_phi"] if disp else [])
+    summ.param_names = names
+    # steps: 1e-3 relative on theta, 0.01 standard errors on beta, 1e-3 on log phi
+    h = np.concatenate([1e-3 * np.maximum(np.abs(x2[:nt]), 0.1), np.full(p, 1e-2), [1e-3] if disp else []])
+    best_u = obj._u.copy()
+
+    def check(x):
+        obj.reset(u=best_u)
+        g, H, free = derivatives(f2, x, h, lower2)
+        sg = _scaled_gradient(g, H, free)
+        return g, H, free, sg
+
+    if calc_derivs:
+        g, H, free, sg = check(x2)
+        bad = sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL
+        if bad:
+            x3, fv3, n3, rc3 = minimize(f2, x2, lower2, step2 * 0.5, ftol_abs=1e-10, xtol_rel=1e-10,
+                                        algorithm="neldermead", log=summ.log)
+            summ.stages.append(OptStage("restart", "neldermead", x2, x3, fv3, n3, rc3))
+            summ.messages.append(
+                f"the first search stopped with a scaled gradient of "
+                f"{'NA' if sg is None else f'{np.max(np.abs(sg)):.3g}'}; restarted once with Nelder-Mead"
+            )
+            if fv3 < fv2:
+                x2, fv2 = x3, fv3
+                obj.reset()
+                obj.evaluate(*unpack2(x2))
+                best_u = obj._u.copy()
+            g, H, free, sg = check(x2)
+            if sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL:
+                summ.converged = False
+                summ.messages.append(
+                    "Model failed to converge: scaled gradient max|H^-1 g| = "
+                    + ("NA (Hessian not positive definite)" if sg is None else f"{np.max(np.abs(sg)):.3g}")
+                    + f" (tol {GRAD_TOL}). Try rescaling predictors, simplifying the random effects, "
+                    "or check fit.optsummary.log."
+                )
+        summ.gradient, summ.hessian = g, H
+    obj.reset(u=best_u)
+    theta, beta, phi = unpack2(x2)
+    fval, res = obj.evaluate(theta, beta, phi)
+    summ.theta, summ.beta, summ.phi, summ.fval = theta, beta, phi, fval
+    summ.singular = bool(np.any(theta[_diag_theta_mask(obj)] < SINGULAR_TOL))
+    if summ.singular:
+        summ.messages.append(
+            "boundary (singular) fit: a random-effect variance is estimated as (near) zero; "
+            "see fit.varcorr and consider removing that term"
+        )
+    summ.fevals = obj.fevals
+    summ._scale = scale  # for the vcov transform
+    summ._free = free if calc_derivs else None
+    summ.time_s = time.perf_counter() - t0
+    return summ, res
+
+
+def _t(pair):
+    theta, phi = pair
+    return theta, None, phi
+
+
+def _beta_scale(res, obj) -> np.ndarray:
+    """Approximate standard errors of beta from the joint PIRLS factor (for scaling stage 2)."""
+    f = res.factor
+    p = obj.data.p
+    st = obj.data.structure
+    rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
+    try:
+        rinv = np.linalg.inv(rx)
+        s = np.sqrt(np.sum(rinv * rinv, axis=0))
+    except np.linalg.LinAlgError:
+        s = np.ones(p)
+    return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+
+
+def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True) -> OptSummary:
+    t0 = time.perf_counter()
+    summ = OptSummary()
+    x0 = obj.theta0
+    x, fv, n, rc = minimize(obj, x0, obj.theta_lower, np.full(len(x0), 0.25), ftol_abs=1e-10,
+                            xtol_rel=1e-10, log=summ.log)
+    summ.stages.append(OptStage("theta", "bobyqa", x0, x, fv, n, rc))
+    summ.param_names = [f"theta{i + 1}" for i in range(len(x))]
+    if calc_derivs:
+        h = np.full(len(x), 1e-4)
+        g, H, free = derivatives(obj, x, h, obj.theta_lower)
+        sg = _scaled_gradient(g, H, free)
+        summ.gradient, summ.hessian = g, H
+        if sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL:
+            x3, fv3, n3, rc3 = minimize(obj, x, obj.theta_lower, np.full(len(x), 0.05), ftol_abs=1e-12,
+                                        xtol_rel=1e-12, algorithm="neldermead", log=summ.log)
+            summ.stages.append(OptStage("restart", "neldermead", x, x3, fv3, n3, rc3))
+            summ.messages.append("restarted once with Nelder-Mead after a failed gradient check")
+            if fv3 < fv:
+                x, fv = x3, fv3
+            g, H, free = derivatives(obj, x, h, obj.theta_lower)
+            sg = _scaled_gradient(g, H, free)
+            summ.gradient, summ.hessian = g, H
+            if sg is not None and np.max(np.abs(sg), initial=0) > GRAD_TOL:
+                summ.converged = False
+                summ.messages.append(
+                    f"Model failed to converge: scaled gradient {np.max(np.abs(sg)):.3g} (tol {GRAD_TOL})"
+                )
+    summ.theta = x
+    summ.fval = fv
+    summ.singular = bool(np.any(x[obj.theta_lower == 0] < SINGULAR_TOL))
+    if summ.singular:
+        summ.messages.append(
+            "boundary (singular) fit: a random-effect variance is estimated as (near) zero; "
+            "see fit.varcorr and consider removing that term"
+        )
+    summ.fevals = obj.fevals
+    summ.vcov_method = "sigma^2 (R_X' R_X)^-1"
+    summ.time_s = time.perf_counter() - t0
+    return summ

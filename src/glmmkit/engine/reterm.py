@@ -1,0 +1,91 @@
+"""A random-effects term: grouping codes, its raw model columns and covariance structure.
+
+Z for the term has one column per (level, coefficient): column ``level * k + r``
+holds ``X[i, r]`` for the rows i of that level.  Z is never formed densely; the
+term keeps ``codes`` (n,) and ``X`` (n, k) and a sparse CSR copy for products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .covariance import CovStructure, KnownMatrix
+
+
+@dataclass
+class RandomTerm:
+    group: str  # grouping factor, e.g. "herd" or "a:b"
+    levels: np.ndarray  # level labels (strings), in code order
+    codes: np.ndarray  # (n,) int64 level code of each row
+    X: np.ndarray  # (n, k) raw columns of the term
+    columns: list[str]  # coefficient names, e.g. ["(Intercept)", "Days"]
+    cov: CovStructure
+    lhs: str = "1"  # the term's left-hand side as written
+    lhs_spec: object = None  # formulaic ModelSpec for the lhs (to code new data)
+    _csr: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def q(self) -> int:
+        return len(self.levels)
+
+    @property
+    def k(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def size(self) -> int:
+        return self.q * self.k
+
+    @property
+    def is_known(self) -> bool:
+        return isinstance(self.cov, KnownMatrix)
+
+    @property
+    def label(self) -> str:
+        bar = "|" if not self.cov.__class__.__name__ == "Diagonal" else "||"
+        return f"({' + '.join(self.columns)} {bar} {self.group})"
+
+    def csr(self) -> sp.csr_matrix:
+        """Z (n x q k) as CSR; fixed once the model is built."""
+        if self._csr is None:
+            n, k = self.X.shape
+            indices = (self.codes[:, None] * k + np.arange(k)[None, :]).ravel()
+            indptr = np.arange(0, n * k + 1, k)
+            self._csr = sp.csr_matrix((self.X.ravel().astype(float), indices, indptr), shape=(n, self.size))
+        return self._csr
+
+    # ---- Lambda applied to vectors -------------------------------------------------
+    def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """b = Lambda u for this term, returned as (q, k)."""
+        if self.is_known:
+            return self.cov.dense_lambda(theta) @ u[:, None] if u.ndim == 1 else self.cov.dense_lambda(theta) @ u
+        t = self.cov.template(theta)
+        return u.reshape(self.q, self.k) @ t.T
+
+    def zb(self, b: np.ndarray) -> np.ndarray:
+        """Z b for b given as (q, k)."""
+        b = b.reshape(self.q, self.k)
+        if self.k == 1:
+            return self.X[:, 0] * b[self.codes, 0]
+        return np.einsum("ik,ik->i", self.X, b[self.codes])
+
+    def zt(self, v: np.ndarray) -> np.ndarray:
+        """Z' v as (q, k) (raw, without Lambda)."""
+        if self.k == 1:
+            return np.bincount(self.codes, weights=self.X[:, 0] * v, minlength=self.q)[:, None]
+        return np.stack(
+            [np.bincount(self.codes, weights=self.X[:, r] * v, minlength=self.q) for r in range(self.k)], axis=1
+        )
+
+    def lambda_t(self, theta: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Lambda' applied to a (q k,) or (q k, m) array of raw Z' products."""
+        if self.is_known:
+            return self.cov.dense_lambda(theta).T @ raw
+        t = self.cov.template(theta)
+        if raw.ndim == 1:
+            return (raw.reshape(self.q, self.k) @ t).ravel()
+        m = raw.shape[1]
+        return np.einsum("ji,qjm->qim", t, raw.reshape(self.q, self.k, m)).reshape(self.size, m)

@@ -1,0 +1,289 @@
+"""Response distributions of a GLMM.
+
+A family knows its variance function V(mu), unit deviance, conditional
+log-likelihood log p(y | mu, phi), how to check a response, and how to
+simulate.  Families with a free dispersion parameter (Gaussian with a
+non-identity link, Gamma, inverse Gaussian) carry it as ``dispersion``; the
+engine estimates it as an extra parameter of the outer optimisation and
+scales the PIRLS weights by ``1 / scale`` where ``scale`` is phi.
+
+For prior weights ``wt`` the binomial response is the proportion y = k / n with
+wt = n; the other families treat ``wt`` as precision weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy import special, stats
+
+from .links import Link, get_link
+
+_LOG2PI = np.log(2 * np.pi)
+
+
+class Family:
+    """Base class. Subclasses set ``name``, ``default_link`` and ``links``."""
+
+    name = "family"
+    default_link = "identity"
+    links: tuple[str, ...] = ()
+    #: name of the free dispersion parameter, or None when it is fixed at 1
+    dispersion_name: str | None = None
+
+    def __init__(self, link: str | Link | None = None, dispersion: float = 1.0):
+        self.link = get_link(link or self.default_link)
+        if self.links and self.link.name not in self.links:
+            raise ValueError(
+                f"link {self.link.name!r} is not available for the {self.name} family; "
+                f"choose one of {list(self.links)}"
+            )
+        self.dispersion = float(dispersion)
+
+    # --- the dispersion hook --------------------------------------------
+    @property
+    def scale(self) -> float:
+        """phi: divides the deviance and the PIRLS weights (1 for fixed-dispersion families)."""
+        return self.dispersion if self.dispersion_name else 1.0
+
+    def with_dispersion(self, value: float) -> "Family":
+        fam = copy.copy(self)
+        fam.dispersion = float(value)
+        return fam
+
+    def dispersion_start(self, y, mu, wt) -> float:
+        """Moment estimate of the dispersion (mean squared Pearson residual)."""
+        return float(np.sum(wt * (y - mu) ** 2 / self.variance(mu)) / len(y))
+
+    # --- what subclasses provide ----------------------------------------
+    def variance(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def variance_deriv(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """dV/dmu."""
+        raise NotImplementedError
+
+    def unit_deviance(self, y, mu, wt) -> np.ndarray:  # pragma: no cover - abstract
+        """Deviance residuals squared, d_i (their sum is the deviance at phi = 1)."""
+        raise NotImplementedError
+
+    def loglik(self, y, mu, wt) -> np.ndarray:  # pragma: no cover - abstract
+        """log p(y_i | mu_i, phi), per observation."""
+        raise NotImplementedError
+
+    def validate(self, y: np.ndarray, wt: np.ndarray, column: str) -> None:
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"response {column!r} has non-finite values")
+
+    def mustart(self, y, wt) -> np.ndarray:
+        return y + 0.1 * (np.mean(y) - y)
+
+    def simulate(self, mu, wt, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    # --- derived quantities used by the engine ---------------------------
+    def working_weights(self, eta, mu, wt) -> np.ndarray:
+        """W = wt (dmu/deta)^2 / (phi V(mu)): Fisher-scoring weights."""
+        d = self.link.mu_eta(eta)
+        return wt * d * d / (self.variance(mu) * self.scale)
+
+    def observed_weights(self, y, eta, mu, wt) -> np.ndarray:
+        """-d^2 log p(y | eta) / d eta^2: the observed information (equals W for canonical links).
+
+        W_obs = wt / phi [mu'^2 / V - (y - mu)(mu'' / V - mu'^2 V' / V^2)].
+        """
+        d, d2 = self.link.mu_eta(eta), self.link.mu_eta2(eta)
+        v = self.variance(mu)
+        return wt / self.scale * (d * d / v - (y - mu) * (d2 / v - d * d * self.variance_deriv(mu) / (v * v)))
+
+    def __repr__(self) -> str:
+        extra = f", {self.dispersion_name}={self.dispersion:.4g}" if self.dispersion_name else ""
+        return f"{type(self).__name__}(link={self.link.name!r}{extra})"
+
+
+class Binomial(Family):
+    name = "binomial"
+    default_link = "logit"
+    links = ("logit", "probit", "cloglog", "log")
+
+    def variance(self, mu):
+        return mu * (1 - mu)
+
+    def variance_deriv(self, mu):
+        return 1 - 2 * mu
+
+    def unit_deviance(self, y, mu, wt):
+        return 2 * wt * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
+
+    def loglik(self, y, mu, wt):
+        k = y * wt
+        return (
+            special.gammaln(wt + 1) - special.gammaln(k + 1) - special.gammaln(wt - k + 1)
+            + special.xlogy(k, mu) + special.xlog1py(wt - k, -mu)
+        )
+
+    def validate(self, y, wt, column):
+        super().validate(y, wt, column)
+        bad = np.flatnonzero((y < 0) | (y > 1))
+        if bad.size:
+            raise ValueError(
+                f"binomial response {column!r} must be a proportion in [0, 1] (or 0/1, or "
+                f"cbind(successes, failures)); row {bad[0]} has {y[bad[0]]!r}"
+            )
+
+    def mustart(self, y, wt):
+        return (wt * y + 0.5) / (wt + 1)
+
+    def simulate(self, mu, wt, rng):
+        n = np.rint(wt).astype(np.int64)
+        return rng.binomial(n, mu) / np.maximum(n, 1)
+
+
+class Poisson(Family):
+    name = "poisson"
+    default_link = "log"
+    links = ("log", "identity")
+
+    def variance(self, mu):
+        return mu
+
+    def variance_deriv(self, mu):
+        return np.ones_like(mu)
+
+    def unit_deviance(self, y, mu, wt):
+        return 2 * wt * (special.xlogy(y, y / mu) - (y - mu))
+
+    def loglik(self, y, mu, wt):
+        return wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))
+
+    def validate(self, y, wt, column):
+        super().validate(y, wt, column)
+        check_counts(y, column, self.name)
+
+    def mustart(self, y, wt):
+        return y + 0.1
+
+    def simulate(self, mu, wt, rng):
+        return rng.poisson(mu).astype(float)
+
+
+class Gaussian(Family):
+    name = "gaussian"
+    default_link = "identity"
+    links = ("identity", "log", "inverse")
+    dispersion_name = "sigma^2"
+
+    def variance(self, mu):
+        return np.ones_like(mu)
+
+    def variance_deriv(self, mu):
+        return np.zeros_like(mu)
+
+    def unit_deviance(self, y, mu, wt):
+        return wt * (y - mu) ** 2
+
+    def loglik(self, y, mu, wt):
+        phi = self.dispersion
+        return -0.5 * (_LOG2PI + np.log(phi / wt) + wt * (y - mu) ** 2 / phi)
+
+    def simulate(self, mu, wt, rng):
+        return rng.normal(mu, np.sqrt(self.dispersion / wt))
+
+
+class Gamma(Family):
+    name = "Gamma"
+    default_link = "inverse"
+    links = ("inverse", "log", "identity")
+    dispersion_name = "phi"
+
+    def variance(self, mu):
+        return mu * mu
+
+    def variance_deriv(self, mu):
+        return 2 * mu
+
+    def unit_deviance(self, y, mu, wt):
+        return -2 * wt * (np.log(y / mu) - (y - mu) / mu)
+
+    def loglik(self, y, mu, wt):
+        shape = 1.0 / self.dispersion
+        return wt * stats.gamma.logpdf(y, a=shape, scale=mu / shape)
+
+    def validate(self, y, wt, column):
+        super().validate(y, wt, column)
+        bad = np.flatnonzero(y <= 0)
+        if bad.size:
+            raise ValueError(f"Gamma response {column!r} must be positive; row {bad[0]} has {y[bad[0]]!r}")
+
+    def mustart(self, y, wt):
+        return y.copy()
+
+    def simulate(self, mu, wt, rng):
+        shape = wt / self.dispersion
+        return rng.gamma(shape, mu / shape)
+
+
+class InverseGaussian(Family):
+    name = "inverse.gaussian"
+    default_link = "1/mu^2"
+    links = ("1/mu^2", "inverse", "log", "identity")
+    dispersion_name = "phi"
+
+    def variance(self, mu):
+        return mu ** 3
+
+    def variance_deriv(self, mu):
+        return 3 * mu * mu
+
+    def unit_deviance(self, y, mu, wt):
+        return wt * (y - mu) ** 2 / (y * mu * mu)
+
+    def loglik(self, y, mu, wt):
+        lam = wt / self.dispersion
+        return 0.5 * (np.log(lam) - _LOG2PI - 3 * np.log(y)) - lam * (y - mu) ** 2 / (2 * mu * mu * y)
+
+    def validate(self, y, wt, column):
+        super().validate(y, wt, column)
+        bad = np.flatnonzero(y <= 0)
+        if bad.size:
+            raise ValueError(f"inverse-Gaussian response {column!r} must be positive; row {bad[0]} has {y[bad[0]]!r}")
+
+    def mustart(self, y, wt):
+        return y.copy()
+
+    def simulate(self, mu, wt, rng):
+        lam = wt / self.dispersion
+        return rng.wald(mu, lam)
+
+
+def check_counts(y: np.ndarray, column: str, family: str) -> None:
+    """Counts must be non-negative integers."""
+    bad = np.flatnonzero(y < 0)
+    if bad.size:
+        raise ValueError(f"{family} response {column!r} must be non-negative counts; row {bad[0]} has {y[bad[0]]!r}")
+    bad = np.flatnonzero(np.abs(y - np.rint(y)) > 1e-8)
+    if bad.size:
+        raise ValueError(f"{family} response {column!r} must be whole counts; row {bad[0]} has {y[bad[0]]!r}")
+
+
+FAMILIES: dict[str, type[Family]] = {
+    "binomial": Binomial,
+    "poisson": Poisson,
+    "gaussian": Gaussian,
+    "gamma": Gamma,
+    "inverse.gaussian": InverseGaussian,
+    "inverse_gaussian": InverseGaussian,
+}
+
+
+def get_family(family: str | Family, link: str | None = None) -> Family:
+    """A family object from a name (``"binomial"``, ``"poisson"``, ``"Gamma"``...) or pass one through."""
+    if isinstance(family, Family):
+        return family
+    if isinstance(family, type) and issubclass(family, Family):
+        return family(link=link)
+    key = str(family).lower()
+    if key not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {sorted(set(FAMILIES))}")
+    return FAMILIES[key](link=link)

@@ -1,0 +1,368 @@
+"""Fit: the estimates of a fitted (G)LMM and what users ask of them.
+
+Built from a ModelSpec and an OptSummary (``gk.Fit(spec, opt)``); holds no
+optimisation code.  Names follow formulaic (``period[T.2]``); ``lme4_name``
+maps them to R's (``period2``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .engine.blocked import Structure
+from .engine.optimize import OptSummary
+from .formula.spec import ModelSpec, group_codes
+
+
+def lme4_name(name: str) -> str:
+    """formulaic coefficient name -> lme4's: ``period[T.2]`` -> ``period2``, ``Intercept`` -> ``(Intercept)``."""
+    if name in ("Intercept", "(Intercept)"):
+        return "(Intercept)"
+    return re.sub(r"([^\[\]:]+)\[T\.([^\]]+)\]", r"\1\2", name)
+
+
+class Fit:
+    """A fitted mixed model.
+
+    Attributes (all pandas where tabular): ``fixef``, ``vcov``, ``coef_table``,
+    ``varcorr``, ``ranef``, ``ranef_condsd``, ``loglik``, ``aic``, ``bic``,
+    ``deviance``, ``df_resid``, ``nobs``, ``ngroups``, ``converged``,
+    ``singular``, ``messages``, ``optsummary``.
+    """
+
+    def __init__(self, spec: ModelSpec, opt: OptSummary, *, time_s: float | None = None):
+        self.spec = spec
+        self.optsummary = opt
+        self.family = spec.family
+        self.is_lmm = getattr(opt, "kind", "glmm") == "lmm"
+        self.reml = bool(getattr(opt, "reml", False))
+        self.nagq = int(getattr(opt, "nagq", 1))
+        self.time_s = opt.time_s if time_s is None else time_s
+        obj = opt.objective
+        self._structure: Structure = obj.structure if self.is_lmm else obj.data.structure
+        self.theta = np.asarray(opt.theta, dtype=float)
+        if self.is_lmm:
+            beta, u, sigma2, vcov, _ = obj.estimates(self.theta)
+            self.sigma = float(np.sqrt(sigma2))
+            self._u = u / self.sigma  # spherical u with b = sigma Lambda u
+            self._b_scale = self.sigma
+            self._beta = beta
+            self._vcov = vcov
+            self.vcov_method = "sigma^2 (R_X' R_X)^-1"
+            self.phi = sigma2
+            self._ranef_factor = self._structure.factor(self._structure.raw(spec.wt, None), self.theta)
+            self._mu = spec.X @ beta + spec.offset + self._structure.zlam_u(self.theta, u)
+            self._eta = self._mu
+        else:
+            res = opt.result
+            self._beta = np.asarray(opt.beta, dtype=float)
+            self._u = res.u
+            self._b_scale = 1.0
+            self.phi = opt.phi
+            self.sigma = float(np.sqrt(opt.phi)) if opt.phi is not None else 1.0
+            self._mu, self._eta = res.mu, res.eta
+            self._ranef_factor = res.factor
+            self._vcov, self.vcov_method = _glmm_vcov(opt, res, spec, self._structure, self.theta)
+        self.converged = bool(opt.converged)
+        self.singular = bool(opt.singular)
+        self.messages = list(spec.messages) + list(opt.messages)
+        self.fval = float(opt.fval)
+
+    # ---- fixed effects --------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._beta, index=self.spec.x_names, name="estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        return pd.DataFrame(self._vcov, index=self.spec.x_names, columns=self.spec.x_names)
+
+    @property
+    def coef_table(self) -> pd.DataFrame:
+        se = np.sqrt(np.diag(self._vcov))
+        z = self._beta / se
+        out = pd.DataFrame({"estimate": self._beta, "std_error": se}, index=self.spec.x_names)
+        if self.is_lmm:
+            out["t"] = z
+        else:
+            out["z"] = z
+            out["p"] = 2 * stats.norm.sf(np.abs(z))
+        return out
+
+    # ---- random effects ---------------------------------------------------------
+    def _term_keys(self) -> list[str]:
+        keys, seen = [], {}
+        for t in self.spec.terms:
+            c = seen.get(t.group, 0)
+            keys.append(t.group if c == 0 else f"{t.group}.{c}")
+            seen[t.group] = c + 1
+        return keys
+
+    def _theta_by_term(self) -> list[np.ndarray]:
+        sizes = [t.cov.n_theta for t in self.spec.terms]
+        return np.split(self.theta, np.cumsum(sizes)[:-1])
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """One row per variance (sd in ``sd``) and per correlation (in ``corr``), as lme4's VarCorr."""
+        rows = []
+        scale2 = self._b_scale ** 2
+        for key, t, th in zip(self._term_keys(), self.spec.terms, self._theta_by_term()):
+            cov = t.cov.covariance(th) * scale2
+            sd = np.sqrt(np.diag(cov))
+            for i, c in enumerate(t.columns):
+                rows.append(dict(group=key, term1=c, term2=None, variance=cov[i, i], sd=sd[i], corr=np.nan))
+            correlated = t.cov.__class__.__name__ == "Unstructured"
+            for j in range(len(t.columns) if correlated else 0):
+                for i in range(j + 1, len(t.columns)):
+                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                    rows.append(dict(group=key, term1=t.columns[j], term2=t.columns[i], variance=np.nan,
+                                     sd=np.nan, corr=corr))
+        if self.is_lmm or self.family.dispersion_name:
+            rows.append(dict(group="Residual", term1=None, term2=None, variance=self.sigma ** 2,
+                             sd=self.sigma, corr=np.nan))
+        return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
+
+    def _b_and_condvar(self):
+        st = self._structure
+        b_layout = st.b_blocks(self.theta, self._u)
+        f = self._ranef_factor
+        out_b, out_v = [None] * len(st.terms), [None] * len(st.terms)
+        thetas = st.split_theta(self.theta)
+        tail_inv = f.inverse_tail() if st.Qtt else None
+        for pos, (t, th) in enumerate(zip(st.terms, thetas)):
+            if pos == 0 and st.first is not None:
+                vu = f.inverse_diag_blocks_first(t.k)
+            else:
+                o = st.tail_off[pos - (1 if st.first is not None else 0)]
+                blk = tail_inv[o : o + t.size, o : o + t.size]
+                if t.is_known:
+                    lam = t.cov.dense_lambda(th)
+                    vb = np.einsum("ij,jk,ik->i", lam, blk, lam)[:, None, None]
+                    out_b[pos], out_v[pos] = b_layout[pos], vb
+                    continue
+                idx = np.arange(t.size).reshape(t.q, t.k)
+                vu = blk[idx[:, :, None], idx[:, None, :]]
+            T = t.cov.template(th)
+            out_b[pos] = b_layout[pos]
+            out_v[pos] = np.einsum("ij,qjk,lk->qil", T, vu, T)
+        # back to the formula's order
+        b = [None] * len(st.terms)
+        v = [None] * len(st.terms)
+        for pos, i in enumerate(st.order):
+            b[i], v[i] = out_b[pos] * self._b_scale, out_v[pos] * self._b_scale ** 2
+        return b, v
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b per grouping factor (rows: levels, columns: coefficients)."""
+        b, _ = self._b_and_condvar()
+        return {
+            key: pd.DataFrame(bb, index=pd.Index(t.levels, name=t.group), columns=t.columns)
+            for key, t, bb in zip(self._term_keys(), self.spec.terms, b)
+        }
+
+    @property
+    def ranef_condsd(self) -> dict[str, pd.DataFrame]:
+        """Conditional standard deviations of b (square roots of the conditional variances)."""
+        _, v = self._b_and_condvar()
+        return {
+            key: pd.DataFrame(np.sqrt(np.diagonal(vv, axis1=1, axis2=2)), index=pd.Index(t.levels, name=t.group),
+                              columns=t.columns)
+            for key, t, vv in zip(self._term_keys(), self.spec.terms, v)
+        }
+
+    def ranef_table(self) -> pd.DataFrame:
+        """Long table: group, level, term, estimate (conditional mode), condsd."""
+        b, v = self._b_and_condvar()
+        frames = []
+        for key, t, bb, vv in zip(self._term_keys(), self.spec.terms, b, v):
+            sd = np.sqrt(np.diagonal(vv, axis1=1, axis2=2))
+            for j, c in enumerate(t.columns):
+                frames.append(pd.DataFrame({"group": key, "level": t.levels, "term": c,
+                                            "estimate": bb[:, j], "condsd": sd[:, j]}))
+        return pd.concat(frames, ignore_index=True)
+
+    # ---- likelihood summaries ----------------------------------------------------
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.fval
+
+    @property
+    def n_params(self) -> int:
+        extra = 1 if (self.is_lmm or self.family.dispersion_name) else 0
+        return len(self.theta) + len(self._beta) + extra
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + np.log(self.nobs) * self.n_params
+
+    @property
+    def deviance(self) -> float:
+        """lme4's deviance: -2 log L for an LMM; for a GLMM the sum of squared deviance residuals."""
+        if self.is_lmm:
+            return -2 * self.loglik
+        return float(np.sum(self.family.unit_deviance(self.spec.y, self._mu, self.spec.wt)))
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.n_params
+
+    @property
+    def nobs(self) -> int:
+        return self.spec.n
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return {key: t.q for key, t in zip(self._term_keys(), self.spec.terms)}
+
+    # ---- fitted values, residuals, prediction --------------------------------------
+    @property
+    def fitted(self) -> np.ndarray:
+        """Fitted means mu at the conditional modes (response scale)."""
+        return np.asarray(self._mu)
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        y, mu, wt = self.spec.y, self._mu, self.spec.wt
+        if type == "response":
+            return y - mu
+        if type == "pearson":
+            if self.is_lmm:
+                return (y - mu) * np.sqrt(wt)
+            return (y - mu) * np.sqrt(wt / self.family.variance(mu))
+        if type == "deviance":
+            if self.is_lmm:
+                return (y - mu) * np.sqrt(wt)
+            d = self.family.unit_deviance(y, mu, wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0))
+        raise ValueError(f"residual type must be 'deviance', 'pearson' or 'response', got {type!r}")
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None, type: str = "response",
+                allow_new_levels: bool = False, offset=None) -> np.ndarray:
+        """Predictions: ``re_form=None`` conditional on all random effects, ``"~0"`` population level.
+
+        New levels of a grouping factor get b = 0 when ``allow_new_levels=True``
+        (otherwise a ValueError names them).  ``type`` is "link" or "response".
+        """
+        if type not in ("link", "response"):
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+        use_re = not (re_form is not None and str(re_form).replace(" ", "") in ("~0", "0", "NA", "~NA"))
+        if re_form is not None and use_re:
+            raise ValueError("re_form must be None (all random effects) or '~0' (none)")
+        if newdata is None:
+            eta = self._eta if use_re else self.spec.X @ self._beta + self.spec.offset
+        else:
+            X = self.spec.new_fixed_matrix(newdata)
+            eta = X @ self._beta + self.spec.new_offset(newdata)
+            if offset is not None:
+                eta = eta + np.asarray(offset, dtype=float)
+            if use_re:
+                b, _ = self._b_and_condvar()
+                for t, bb in zip(self.spec.terms, b):
+                    eta = eta + _term_contribution(t, bb, newdata, allow_new_levels)
+        if type == "link" or self.is_lmm:
+            return np.asarray(eta)
+        return self.family.link.inverse(np.asarray(eta))
+
+    # ---- reporting ---------------------------------------------------------------
+    def summary(self) -> str:
+        from .summary import format_summary
+
+        text = format_summary(self)
+        print(text)
+        return text
+
+    def __repr__(self) -> str:
+        kind = "LMM" if self.is_lmm else f"GLMM {self.family.name}({self.family.link.name})"
+        return f"<glmmkit Fit {kind}: {self.spec.formula!r}, logLik {self.loglik:.4f}, n={self.nobs}>"
+
+    def to_dict(self, names: str = "formulaic") -> dict:
+        """JSON-safe summary of the fit. ``names="lme4"`` gives R's coefficient names."""
+        conv = (lambda s: lme4_name(s)) if names == "lme4" else (lambda s: s)
+        ct = self.coef_table
+        fixef = {}
+        for nm, row in ct.iterrows():
+            fixef[conv(nm)] = {
+                "estimate": float(row["estimate"]),
+                "std_error": float(row["std_error"]),
+                "z": float(row["t"] if self.is_lmm else row["z"]),
+                "p": None if self.is_lmm else float(row["p"]),
+            }
+        vc = []
+        for _, r in self.varcorr.iterrows():
+            vc.append({k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()})
+        return {
+            "formula": self.spec.formula,
+            "family": "gaussian" if self.is_lmm else self.family.name,
+            "link": "identity" if self.is_lmm else self.family.link.name,
+            "method": ("REML" if self.reml else "ML") if self.is_lmm else ("Laplace" if self.nagq == 1 else f"AGQ({self.nagq})"),
+            "nobs": self.nobs,
+            "ngroups": self.ngroups,
+            "fixef": fixef,
+            "varcorr": vc,
+            "sigma": self.sigma,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "deviance": self.deviance,
+            "df_resid": self.df_resid,
+            "converged": self.converged,
+            "singular": self.singular,
+            "messages": self.messages,
+            "vcov_method": self.vcov_method,
+            "optimizer": self.optsummary.to_dict(),
+            "n_dropped": self.spec.n_dropped,
+            "time_s": self.time_s,
+        }
+
+
+def _term_contribution(t, b: np.ndarray, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    parts = [p.strip() for p in t.group.split(":")]
+    for p in parts:
+        if p not in newdata.columns:
+            raise ValueError(f"newdata lacks the grouping column {p!r} (or use re_form='~0')")
+    labels = newdata[parts[0]].astype(str).to_numpy()
+    for p in parts[1:]:
+        labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))
+    pos = pd.Index(t.levels).get_indexer(labels)
+    new = pos < 0
+    if new.any() and not allow_new_levels:
+        raise ValueError(f"new level(s) of {t.group!r} in newdata: {sorted(set(labels[new]))[:10]}; "
+                         "pass allow_new_levels=True to predict them at b = 0")
+    Xr = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+    bb = np.where(new[:, None], 0.0, b[np.maximum(pos, 0)])
+    return np.einsum("ik,ik->i", Xr, bb)
+
+
+def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
+    """vcov(beta) from the Hessian of -2 log L over (theta, beta[, log phi]); PIRLS-based fallback."""
+    p = spec.p
+    nt = len(theta)
+    H = opt.hessian
+    if H is not None and getattr(opt, "_free", None) is not None:
+        free = opt._free
+        try:
+            Hf = H[np.ix_(free, free)]
+            np.linalg.cholesky(Hf)
+            V = np.zeros_like(H)
+            V[np.ix_(free, free)] = 2 * np.linalg.inv(Hf)
+            s = opt._scale
+            vb = V[nt : nt + p, nt : nt + p] * np.outer(s, s)
+            if np.all(np.diag(vb) > 0):
+                return vb, "Hessian of -2 log L (finite differences)"
+        except np.linalg.LinAlgError:
+            pass
+        opt.messages.append("Hessian not positive definite: standard errors from the PIRLS fit instead")
+    f = st.factor(st.raw(res.w, spec.X), theta)
+    rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
+    rinv = np.linalg.inv(rx)
+    return rinv.T @ rinv, "PIRLS (R_X' R_X)^-1 at the mode"
