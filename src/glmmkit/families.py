@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .links import Link, get_link
 
@@ -68,9 +68,17 @@ class Family:
         """Deviance residuals squared, d_i (their sum is the deviance at phi = 1)."""
         raise NotImplementedError
 
-    def loglik(self, y, mu, wt) -> np.ndarray:  # pragma: no cover - abstract
-        """log p(y_i | mu_i, phi), per observation."""
+    def loglik_kernel(self, y, mu, wt) -> np.ndarray:  # pragma: no cover - abstract
+        """The part of log p(y_i | mu_i, phi) that depends on mu (the hot path)."""
         raise NotImplementedError
+
+    def loglik_const(self, y, wt) -> np.ndarray:  # pragma: no cover - abstract
+        """The part of log p(y_i | mu_i, phi) that does not depend on mu (cached by the engine)."""
+        raise NotImplementedError
+
+    def loglik(self, y, mu, wt) -> np.ndarray:
+        """log p(y_i | mu_i, phi), per observation."""
+        return self.loglik_kernel(y, mu, wt) + self.loglik_const(y, wt)
 
     def validate(self, y: np.ndarray, wt: np.ndarray, column: str) -> None:
         if not np.all(np.isfinite(y)):
@@ -116,12 +124,14 @@ class Binomial(Family):
     def unit_deviance(self, y, mu, wt):
         return 2 * wt * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
 
-    def loglik(self, y, mu, wt):
+    def loglik_kernel(self, y, mu, wt):
+        # mu is kept inside (0, 1) by the links, so plain logs are safe (and 4x faster than xlogy)
         k = y * wt
-        return (
-            special.gammaln(wt + 1) - special.gammaln(k + 1) - special.gammaln(wt - k + 1)
-            + special.xlogy(k, mu) + special.xlog1py(wt - k, -mu)
-        )
+        return k * np.log(mu) + (wt - k) * np.log1p(-mu)
+
+    def loglik_const(self, y, wt):
+        k = y * wt
+        return special.gammaln(wt + 1) - special.gammaln(k + 1) - special.gammaln(wt - k + 1)
 
     def validate(self, y, wt, column):
         super().validate(y, wt, column)
@@ -154,8 +164,11 @@ class Poisson(Family):
     def unit_deviance(self, y, mu, wt):
         return 2 * wt * (special.xlogy(y, y / mu) - (y - mu))
 
-    def loglik(self, y, mu, wt):
-        return wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))
+    def loglik_kernel(self, y, mu, wt):
+        return wt * (y * np.log(mu) - mu)  # mu > 0 always (the links keep it so)
+
+    def loglik_const(self, y, wt):
+        return -wt * special.gammaln(y + 1)
 
     def validate(self, y, wt, column):
         super().validate(y, wt, column)
@@ -183,9 +196,11 @@ class Gaussian(Family):
     def unit_deviance(self, y, mu, wt):
         return wt * (y - mu) ** 2
 
-    def loglik(self, y, mu, wt):
-        phi = self.dispersion
-        return -0.5 * (_LOG2PI + np.log(phi / wt) + wt * (y - mu) ** 2 / phi)
+    def loglik_kernel(self, y, mu, wt):
+        return -0.5 * wt * (y - mu) ** 2 / self.dispersion
+
+    def loglik_const(self, y, wt):
+        return -0.5 * (_LOG2PI + np.log(self.dispersion / wt))
 
     def simulate(self, mu, wt, rng):
         return rng.normal(mu, np.sqrt(self.dispersion / wt))
@@ -206,9 +221,13 @@ class Gamma(Family):
     def unit_deviance(self, y, mu, wt):
         return -2 * wt * (np.log(y / mu) - (y - mu) / mu)
 
-    def loglik(self, y, mu, wt):
-        shape = 1.0 / self.dispersion
-        return wt * stats.gamma.logpdf(y, a=shape, scale=mu / shape)
+    def loglik_kernel(self, y, mu, wt):
+        a = 1.0 / self.dispersion
+        return -wt * a * (y / mu + np.log(mu))
+
+    def loglik_const(self, y, wt):
+        a = 1.0 / self.dispersion
+        return wt * (a * np.log(a) - special.gammaln(a) + (a - 1) * np.log(y))
 
     def validate(self, y, wt, column):
         super().validate(y, wt, column)
@@ -239,9 +258,12 @@ class InverseGaussian(Family):
     def unit_deviance(self, y, mu, wt):
         return wt * (y - mu) ** 2 / (y * mu * mu)
 
-    def loglik(self, y, mu, wt):
+    def loglik_kernel(self, y, mu, wt):
+        return -(wt / self.dispersion) * (y - mu) ** 2 / (2 * mu * mu * y)
+
+    def loglik_const(self, y, wt):
         lam = wt / self.dispersion
-        return 0.5 * (np.log(lam) - _LOG2PI - 3 * np.log(y)) - lam * (y - mu) ** 2 / (2 * mu * mu * y)
+        return 0.5 * (np.log(lam) - _LOG2PI - 3 * np.log(y))
 
     def validate(self, y, wt, column):
         super().validate(y, wt, column)

@@ -67,11 +67,11 @@ def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class RawSystem:
+class RawSystem:  # noqa: D101
     """Weighted cross-products without Lambda (depend on W and D only)."""
 
     G1: np.ndarray | None  # (q1, k1, k1)
-    C1t: sp.csr_matrix | None  # (Q1, Qtt)
+    C1t: sp.csr_matrix | np.ndarray | None  # (Q1, Qtt) sparse, or its values for the dense path
     C1D: np.ndarray | None  # (Q1, m)
     Ctt: np.ndarray  # (Qtt, Qtt)
     CtD: np.ndarray  # (Qtt, m)
@@ -102,9 +102,15 @@ class Structure:
         self.u_off = np.concatenate([[0], np.cumsum([t.size for t in self.terms])]).astype(int)
         # term 1 x tail patterns, gathered into one CSR matrix with a fixed order
         self.p1t = [PairPattern(self.first, t) for t in self.tail] if self.first is not None else []
+        self.dense_cross = False
         if self.p1t:
             rows = np.concatenate([p.rows for p in self.p1t])
             cols = np.concatenate([p.cols + self.tail_off[j] for j, p in enumerate(self.p1t)])
+            # dense M (BLAS for M'M) when the block is small and rows are not nearly empty (crossed
+            # factors); sparse when each row has few entries (nested factors: one per row)
+            per_row = len(rows) / max(self.Q1, 1)
+            self.dense_cross = self.Q1 * self.Qtt <= 8_000_000 and per_row > 4
+            self._c1t_rows, self._c1t_cols = rows, cols
             probe = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(self.Q1, self.Qtt))
             self._c1t_perm = probe.data.astype(np.int64) - 1
             self._c1t_indices, self._c1t_indptr = probe.indices, probe.indptr
@@ -123,8 +129,12 @@ class Structure:
         if self.first is not None:
             G1 = level_gram(self.first, w)
             if self.p1t:
-                vals = np.concatenate([p.values(w) for p in self.p1t])[self._c1t_perm]
-                C1t = sp.csr_matrix((vals, self._c1t_indices, self._c1t_indptr), shape=(self.Q1, self.Qtt))
+                vals = np.concatenate([p.values(w) for p in self.p1t])
+                if self.dense_cross:
+                    C1t = vals  # values in the order of (self._c1t_rows, self._c1t_cols)
+                else:
+                    C1t = sp.csr_matrix((vals[self._c1t_perm], self._c1t_indices, self._c1t_indptr),
+                                        shape=(self.Q1, self.Qtt))
             C1D = np.asarray(self.first.csr().T @ wD) if m else np.zeros((self.Q1, 0))
         Ctt = np.zeros((self.Qtt, self.Qtt))
         for j, t in enumerate(self.tail):
@@ -200,7 +210,15 @@ class Structure:
                 L11inv = np.linalg.inv(L11)
                 B = L11inv @ t1.T
             q1 = self.first.q
-            if raw.C1t is not None:
+            if raw.C1t is not None and self.dense_cross:
+                C = np.zeros((self.Q1, self.Qtt))
+                C[self._c1t_rows, self._c1t_cols] = raw.C1t
+                if k1 == 1:
+                    C *= B[:, 0, :]
+                else:
+                    C = np.einsum("qij,qjm->qim", B, C.reshape(q1, k1, self.Qtt)).reshape(self.Q1, self.Qtt)
+                Mt = self.scale_tail_rows(thetas, C.T.copy()).T  # C Lambda_t
+            elif raw.C1t is not None:
                 lam_t = self.tail_lambda_sparse(thetas)
                 if k1 == 1:
                     left = sp.diags(B[:, 0, 0])
@@ -224,7 +242,7 @@ class Structure:
         if m:
             S[self.Qtt :, self.Qtt :] = raw.DD
         if Mt is not None:
-            S[: self.Qtt, : self.Qtt] -= (Mt.T @ Mt).toarray()
+            S[: self.Qtt, : self.Qtt] -= Mt.T @ Mt if isinstance(Mt, np.ndarray) else (Mt.T @ Mt).toarray()
             if m:
                 cross = np.asarray(Mt.T @ MD)
                 S[: self.Qtt, self.Qtt :] -= cross
@@ -277,7 +295,7 @@ class BlockedFactor:
 
     L11: np.ndarray | None
     L11inv: np.ndarray | None
-    Mt: sp.csr_matrix | None
+    Mt: sp.csr_matrix | np.ndarray | None
     MD: np.ndarray
     Lt: np.ndarray
     Q1: int
@@ -360,7 +378,7 @@ class BlockedFactor:
         if self.Qtt + self.m:
             Mfull = np.zeros((self.Q1, self.Qtt + self.m))
             if self.Mt is not None:
-                Mfull[:, : self.Qtt] = self.Mt.toarray()
+                Mfull[:, : self.Qtt] = self.Mt if isinstance(self.Mt, np.ndarray) else self.Mt.toarray()
             if self.m:
                 Mfull[:, self.Qtt :] = self.MD
             V = sla.solve_triangular(self.Lt, Mfull.T, lower=True, check_finite=False).T

@@ -69,6 +69,7 @@ class GlmmObjective:
             )
         self._u = np.zeros(st.Q)
         self._beta: np.ndarray | None = None
+        self._const: dict = {}
         self.fevals = 0
         self.log: list[tuple[np.ndarray, float]] = []
 
@@ -90,7 +91,7 @@ class GlmmObjective:
         if nagq > 1 and not joint:
             value = self._agq(theta, res, fam)
         else:
-            ll = np.sum(fam.loglik(self.data.y, res.mu, self.data.wt))
+            ll = np.sum(fam.loglik_kernel(self.data.y, res.mu, self.data.wt)) + self._loglik_const(fam)
             factor = res.factor
             if self.laplace == "observed" and not joint:
                 d, st = self.data, self.data.structure
@@ -102,6 +103,14 @@ class GlmmObjective:
             value = float(-2 * ll + res.u @ res.u + factor.logdet_re())
         self.fevals += 1
         return value, res
+
+    def _loglik_const(self, fam: Family) -> float:
+        key = fam.dispersion if self.has_dispersion else None
+        if key not in self._const:
+            if len(self._const) > 64:
+                self._const.clear()
+            self._const[key] = float(np.sum(fam.loglik_const(self.data.y, self.data.wt)))
+        return self._const[key]
 
     def _agq(self, theta, res: PirlsResult, fam: Family) -> float:
         d = self.data

@@ -209,14 +209,31 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, 
 
     if calc_derivs:
         g, H, free, sg = check(x2)
-        bad = sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL
-        if bad:
+        if _bad(sg):
+            # another optimiser from the best point: Newton steps on the finite-difference
+            # gradient and Hessian we already have (quadratic near the optimum) ...
+            n_before = obj.fevals
+            for _ in range(4):
+                x_new, f_new = _newton_step(f2, x2, fv2, g, H, free, lower2)
+                if x_new is None:
+                    break
+                x2, fv2 = x_new, f_new
+                best_u = obj._u.copy()
+                g, H, free, sg = check(x2)
+                if not _bad(sg):
+                    break
+            summ.stages.append(OptStage("restart", "newton", x20, x2, fv2, obj.fevals - n_before,
+                                        "converged" if not _bad(sg) else "not converged"))
+            summ.messages.append("BOBYQA stopped short of the optimum; finished with Newton steps on the "
+                                 "finite-difference Hessian")
+        if _bad(sg):
+            # ... and if that fails, Nelder-Mead
             x3, fv3, n3, rc3 = minimize(f2, x2, lower2, step2 * 0.5, ftol_abs=1e-10, xtol_rel=1e-10,
                                         algorithm="neldermead", log=summ.log)
             summ.stages.append(OptStage("restart", "neldermead", x2, x3, fv3, n3, rc3))
             summ.messages.append(
-                f"the first search stopped with a scaled gradient of "
-                f"{'NA' if sg is None else f'{np.max(np.abs(sg)):.3g}'}; restarted once with Nelder-Mead"
+                f"scaled gradient {'NA' if sg is None else f'{np.max(np.abs(sg)):.3g}'} after the first search; "
+                "restarted once with Nelder-Mead"
             )
             if fv3 < fv2:
                 x2, fv2 = x3, fv3
@@ -224,7 +241,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, 
                 obj.evaluate(*unpack2(x2))
                 best_u = obj._u.copy()
             g, H, free, sg = check(x2)
-            if sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL:
+            if _bad(sg):
                 summ.converged = False
                 summ.messages.append(
                     "Model failed to converge: scaled gradient max|H^-1 g| = "
@@ -248,6 +265,27 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, 
     summ._free = free if calc_derivs else None
     summ.time_s = time.perf_counter() - t0
     return summ, res
+
+
+def _bad(sg) -> bool:
+    return sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL
+
+
+def _newton_step(f, x, fx, g, H, free, lower):
+    """One damped Newton step x - H^{-1} g over the free coordinates, kept inside the bounds."""
+    try:
+        step = np.zeros_like(x)
+        step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
+    except np.linalg.LinAlgError:
+        return None, None
+    t = 1.0
+    for _ in range(6):
+        cand = np.maximum(x - t * step, lower)
+        fc = f(cand)
+        if np.isfinite(fc) and fc < fx:
+            return cand, fc
+        t *= 0.5
+    return None, None
 
 
 def _t(pair):

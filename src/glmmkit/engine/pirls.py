@@ -4,6 +4,9 @@ For fixed theta (and beta, unless ``joint``), minimise the penalised deviance
 
     d(u) = sum_i dev_i(y_i, mu_i(u)) / phi + |u|^2,   eta = offset + X beta + Z Lambda u,
 
+(computed as -2 times the mu-dependent part of the log-likelihood, which differs
+from the deviance by a constant),
+
 by Fisher-scoring steps: with weights W = wt (dmu/deta)^2 / (phi V(mu)) and
 pseudo-data v = Z Lambda u [+ X beta] + (y - mu) / (dmu/deta), solve
 
@@ -51,7 +54,7 @@ class PirlsResult:
     mu: np.ndarray
     w: np.ndarray
     factor: BlockedFactor
-    pdev: float  # sum dev / phi + |u|^2
+    pdev: float  # -2 sum loglik kernel + |u|^2 (= deviance / phi + |u|^2 + a constant)
     iterations: int
     converged: bool
 
@@ -80,7 +83,8 @@ def pirls(
         xb = X @ beta_
         eta_ = off + xb + st.zlam_u(theta, u_)
         mu_ = link.inverse(eta_)
-        pd_ = float(np.sum(family.unit_deviance(y, mu_, wt)) / phi + u_ @ u_)
+        # -2 (log-likelihood kernel) differs from deviance / phi by a constant in u and beta
+        pd_ = float(-2 * np.sum(family.loglik_kernel(y, mu_, wt)) + u_ @ u_)
         return xb, eta_, mu_, pd_
 
     xb, eta, mu, pd = state(u, beta)

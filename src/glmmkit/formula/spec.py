@@ -24,7 +24,7 @@ from ..families import Family, get_family
 from ..warnings import DroppedRowsWarning
 from .parse import Bar, ParsedFormula, _split_top, parse_formula
 
-_IDENT = re.compile(r"(?<![\w.])([A-Za-z_.][\w.]*)(?!\s*\()")
+_IDENT = re.compile(r"(?<![\w.])([A-Za-z_.][\w.]*)(?![\w.(])(?!\s*\()")
 _KEYWORDS = {"True", "False", "None", "and", "or", "not", "in", "is"}
 
 
