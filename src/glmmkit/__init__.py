@@ -5,7 +5,7 @@
     fit.summary()
 """
 
-from . import families, links
+from . import datasets, families, links
 from .api import glmer, lmer, optimize
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
@@ -15,6 +15,6 @@ from .warnings import ConvergenceWarning, DroppedRowsWarning, GlmmkitWarning, Si
 __version__ = "0.1.0"
 
 __all__ = [
-    "glmer", "lmer", "optimize", "ModelSpec", "Fit", "OptSummary", "families", "links", "lme4_name",
+    "glmer", "lmer", "optimize", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning",
 ]

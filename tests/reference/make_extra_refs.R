@@ -26,3 +26,34 @@ out$salamanders_olre_glmmtmb <- list(
   sd_site = attr(VarCorr(m)$cond$site, "stddev")[[1]],
   sd_obs = attr(VarCorr(m)$cond$obs, "stddev")[[1]])
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")
+
+# ---- lme4 fits of further structures (appended to the same JSON) ----
+suppressMessages(library(lme4))
+out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
+fx <- function(m) { s <- summary(m)$coefficients; setNames(lapply(seq_len(nrow(s)), function(i) list(estimate = s[i, 1], std_error = s[i, 2])), rownames(s)) }
+sds <- function(m) { v <- as.data.frame(VarCorr(m)); setNames(as.list(v$sdcor), paste(v$grp, v$var1, ifelse(is.na(v$var2), "", v$var2), sep = "|")) }
+cbpp <- read.csv("../shared/reference/cbpp_binomial/data.csv"); cbpp$period <- factor(cbpp$period); cbpp$herd <- factor(cbpp$herd)
+for (lk in c("probit", "cloglog")) {
+  m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial(link = lk), data = cbpp)
+  out[[paste0("cbpp_", lk)]] <- list(call = paste0("glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), binomial(", lk, "), cbpp)"),
+                                     loglik = as.numeric(logLik(m)), fixef = fx(m), sd = sds(m))
+}
+m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cbpp)
+re <- ranef(m, condVar = TRUE)$herd
+out$cbpp_ranef <- list(levels = rownames(re), estimate = re[, 1], condsd = sqrt(as.numeric(attr(re, "postVar"))))
+ss <- read.csv("../shared/reference/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
+m <- lmer(Reaction ~ Days + (Days | Subject), ss)
+re <- ranef(m, condVar = TRUE)$Subject; pv <- attr(re, "postVar")
+out$sleepstudy_ranef <- list(levels = rownames(re), intercept = re[, 1], days = re[, 2],
+                             condsd_intercept = sqrt(pv[1, 1, ]), condsd_days = sqrt(pv[2, 2, ]))
+cl <- read.csv("src/glmmkit/datasets/data/clinics.csv")
+m <- glmer(sessions ~ training + offset(log(opportunities)) + (1 | clinic/clinician), family = poisson, data = cl)
+out$clinics_nested <- list(call = "glmer(sessions ~ training + offset(log(opportunities)) + (1 | clinic/clinician), poisson, clinics)",
+                           loglik = as.numeric(logLik(m)), fixef = fx(m), sd = sds(m))
+cs <- read.csv("tests/reference/crossed_small.csv")
+m <- glmer(y ~ x + (1 | g) + (1 | h), family = binomial, data = cs)
+out$crossed_small <- list(call = "glmer(y ~ x + (1 | g) + (1 | h), binomial, crossed_small)", loglik = as.numeric(logLik(m)), fixef = fx(m), sd = sds(m))
+m <- glmer(y ~ x + (1 + x | g) + (1 | h), family = binomial, data = cs)
+out$crossed_slope_small <- list(call = "glmer(y ~ x + (1 + x | g) + (1 | h), binomial, crossed_small)", loglik = as.numeric(logLik(m)),
+                                fixef = fx(m), sd = sds(m), warnings = m@optinfo$conv$lme4$messages)
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")

@@ -4,7 +4,7 @@
 
 The fixed part is handed to formulaic unchanged; the bar terms are parsed here:
 ``(e | g)`` correlated, ``(e || g)`` uncorrelated, ``g = a/b`` expands to
-``a`` and ``a:b``, ``g = a:b`` is the interaction factor.
+``a`` and ``b:a`` (as lme4 names them), ``g = a:b`` is the interaction factor.
 """
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ def _strip_parens(term: str) -> str | None:
 
 
 def expand_group(group: str) -> list[str]:
-    """``a/b/c`` -> ``[a, a:b, a:b:c]``; ``a:b`` and ``a`` stay as they are."""
+    """``a/b/c`` -> ``[a, b:a, c:b:a]`` (lme4's names); ``a:b`` and ``a`` stay as they are."""
     parts = [p.strip() for p in group.split("/")]
     if any(not p for p in parts):
         raise ValueError(f"empty grouping factor in {group!r}")
-    return [":".join(parts[: i + 1]) for i in range(len(parts))]
+    return [":".join(reversed(parts[: i + 1])) for i in range(len(parts))]
 
 
 def parse_formula(formula: str) -> ParsedFormula:
