@@ -98,6 +98,25 @@ def test_dense_and_sparse_cross_blocks_agree(dense):
     assert np.allclose(f.Lt, ref.Lt)
 
 
+@pytest.mark.parametrize("with_d", [False, True])
+def test_diagonal_tail_path_matches_general(with_d):
+    """Two-level nesting: the trailing random-effects block is diagonal and is factored elementwise."""
+    d = _data(seed=7)
+    spec = ModelSpec.from_formula("y ~ x + (1 | g/k)", d, "gaussian", lmm=True)
+    st = Structure(spec.terms)
+    assert st.tail_diagonal
+    w = np.random.default_rng(1).uniform(0.5, 1.5, len(d))
+    theta = np.array([0.7, 1.3])
+    D = spec.X if with_d else None
+    f = st.factor(st.raw(w, D), theta)
+    st.tail_diagonal = False
+    ref = st.factor(st.raw(w, D), theta)
+    assert f.logdet_re() == pytest.approx(ref.logdet_re(), rel=1e-12)
+    assert np.allclose(f.Lt, ref.Lt)
+    rhs = np.random.default_rng(2).normal(size=st.Q + (spec.p if with_d else 0))
+    assert np.allclose(f.solve(rhs), ref.solve(rhs))
+
+
 def test_layout_orders_terms_by_levels():
     d = _data()
     spec = ModelSpec.from_formula("y ~ x + (1 | h) + (1 | g) + (1 | g:k)", d, "gaussian", lmm=True)

@@ -114,6 +114,14 @@ class Structure:
             probe = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(self.Q1, self.Qtt))
             self._c1t_perm = probe.data.astype(np.int64) - 1
             self._c1t_indices, self._c1t_indptr = probe.indices, probe.indptr
+        # the random-effects part of the trailing block stays diagonal when the tail is one scalar
+        # term and each level of term 1 meets one level of it (two-level nesting, or an OLRE
+        # beside one factor): then it is factored elementwise
+        self.tail_diagonal = (
+            len(self.tail) == 1 and self.tail[0].k == 1 and not self.tail[0].is_known
+            and (self.first is None or self.p1t[0].npairs == self.first.q) and self.first is not None
+            and self.first.k == 1
+        )
         # tail x tail patterns (i < j) scattered into a dense block
         self.ptt = {}
         for i in range(len(self.tail)):
@@ -136,6 +144,11 @@ class Structure:
                     C1t = sp.csr_matrix((vals[self._c1t_perm], self._c1t_indices, self._c1t_indptr),
                                         shape=(self.Q1, self.Qtt))
             C1D = np.asarray(self.first.csr().T @ wD) if m else np.zeros((self.Q1, 0))
+        if self.tail_diagonal:
+            Ctt = level_gram(self.tail[0], w)[:, 0, 0]  # the diagonal only
+            CtD = np.asarray(self.tail[0].csr().T @ wD) if m else np.zeros((self.Qtt, 0))
+            DD = D.T @ wD if m else np.zeros((0, 0))
+            return RawSystem(G1, C1t, C1D, Ctt, CtD, DD)
         Ctt = np.zeros((self.Qtt, self.Qtt))
         for j, t in enumerate(self.tail):
             o = self.tail_off[j]
@@ -185,7 +198,10 @@ class Structure:
         out = np.empty_like(A)
         for j, (t, th) in enumerate(zip(self.tail, thetas[off:])):
             sl = slice(self.tail_off[j], self.tail_off[j + 1])
-            out[sl] = t.lambda_t(th, A[sl])
+            if t.k == 1 and not t.is_known:
+                np.multiply(A[sl], th[0], out=out[sl])
+            else:
+                out[sl] = t.lambda_t(th, A[sl])
         return out
 
     def factor(self, raw: RawSystem, theta: np.ndarray, eps_jitter: float = 0.0) -> "BlockedFactor":
@@ -229,6 +245,9 @@ class Structure:
                 MD = np.einsum("qij,qjm->qim", B, raw.C1D.reshape(q1, k1, m)).reshape(self.Q1, m)
         # trailing block
         n_t = self.Qtt + m
+        if self.tail_diagonal:
+            Lt = self._factor_diagonal_tail(raw, thetas, Mt, MD, m)
+            return BlockedFactor(L11, L11inv, Mt, MD, Lt, self.Q1, self.Qtt, m)
         S = np.empty((n_t, n_t))
         if self.Qtt:
             att = self.scale_tail_rows(thetas, raw.Ctt)
@@ -253,6 +272,32 @@ class Structure:
             S[np.diag_indices_from(S)] += eps_jitter
         Lt = sla.cholesky(S, lower=True, check_finite=False) if n_t else np.zeros((0, 0))
         return BlockedFactor(L11, L11inv, Mt, MD, Lt, self.Q1, self.Qtt, m)
+
+    def _factor_diagonal_tail(self, raw, thetas, Mt, MD, m) -> np.ndarray:
+        """Trailing factor when its random-effects part is diagonal (see ``tail_diagonal``)."""
+        th = float(thetas[1][0])
+        h = self.Qtt
+        d = th * th * raw.Ctt + 1.0
+        if Mt is not None:
+            mt = Mt if isinstance(Mt, np.ndarray) else Mt.tocoo()
+            if isinstance(mt, np.ndarray):
+                d = d - np.einsum("ij,ij->j", mt, mt)
+            else:
+                d = d - np.bincount(mt.col, weights=mt.data * mt.data, minlength=h)
+        if np.any(d <= 0):
+            raise np.linalg.LinAlgError("trailing block not positive definite")
+        l = np.sqrt(d)
+        L = np.zeros((h + m, h + m))
+        L[np.arange(h), np.arange(h)] = l
+        if m:
+            std = th * raw.CtD
+            if Mt is not None:
+                std = std - np.asarray(Mt.T @ MD)
+            B = std.T / l  # (m, h)
+            L[h:, :h] = B
+            sdd = raw.DD - (MD.T @ MD if self.first is not None else 0.0) - B @ B.T
+            L[h:, h:] = sla.cholesky(sdd, lower=True, check_finite=False)
+        return L
 
     # ------------------------------------------------------------------
     def zlam_u(self, theta, u) -> np.ndarray:

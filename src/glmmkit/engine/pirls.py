@@ -24,6 +24,7 @@ import numpy as np
 
 from ..families import Family
 from .blocked import BlockedFactor, Structure
+from .kernels import Kernels
 
 
 @dataclass
@@ -75,16 +76,16 @@ def pirls(
     maxit: int = 100,
 ) -> PirlsResult:
     st, y, wt, off, X = data.structure, data.y, data.wt, data.offset, data.X
-    link, phi = family.link, family.scale
+    kern = Kernels(family)
     u = np.array(u, dtype=float)
     beta = np.array(beta, dtype=float)
 
     def state(u_, beta_):
         xb = X @ beta_
         eta_ = off + xb + st.zlam_u(theta, u_)
-        mu_ = link.inverse(eta_)
         # -2 (log-likelihood kernel) differs from deviance / phi by a constant in u and beta
-        pd_ = float(-2 * np.sum(family.loglik_kernel(y, mu_, wt)) + u_ @ u_)
+        ks, mu_ = kern.kernel(eta_, y, wt)
+        pd_ = -2 * ks + float(u_ @ u_)
         return xb, eta_, mu_, pd_
 
     xb, eta, mu, pd = state(u, beta)
@@ -94,10 +95,7 @@ def pirls(
     converged = False
     it = 0
     for it in range(1, maxit + 1):
-        mu_eta = link.mu_eta(eta)
-        w = wt * mu_eta * mu_eta / (family.variance(mu) * phi)
-        v = eta - off - (0.0 if joint else xb) + (y - mu) / mu_eta
-        wv = w * v
+        w, wv = kern.weights(eta, mu, y, wt, eta - off - (0.0 if joint else xb))
         if joint:
             factor = st.factor(st.raw(w, X), theta)
             rhs = np.concatenate([st.lam_zt(theta, wv), X.T @ wv])
@@ -126,8 +124,7 @@ def pirls(
             converged = True
             break
     # weights and factor at the mode itself (for the Laplace log-determinant)
-    mu_eta = link.mu_eta(eta)
-    w = wt * mu_eta * mu_eta / (family.variance(mu) * phi)
+    w, _ = kern.weights(eta, mu, y, wt, np.zeros_like(eta))
     factor = st.factor(st.raw(w, X if joint else None), theta)
     if not np.isfinite(pd):
         raise PirlsError("PIRLS did not find a finite penalised deviance")

@@ -302,20 +302,39 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
 
 
 def _drop_aliased(X, names, messages):
-    """Drop columns of X that are linear combinations of earlier ones (pivoted QR), as lme4 does."""
+    """Drop columns of X that are linear combinations of earlier ones, keeping the first (as lme4).
+
+    A sequential Cholesky of the column-scaled X'X: column j is aliased when its squared
+    residual after the kept earlier columns is below 1e-10 of its own norm.
+    """
     p = X.shape[1]
     if p == 0:
         return X, names, np.arange(0)
-    _, R, piv = sla.qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int(np.sum(d > 1e-7 * d[0])) if d.size and d[0] > 0 else 0
-    if rank == p:
+    G = X.T @ X
+    d = np.sqrt(np.maximum(np.diag(G), 1e-300))
+    C = G / np.outer(d, d)
+    keep: list[int] = []
+    L = np.zeros((p, p))
+    for j in range(p):
+        if keep:
+            lk = L[np.ix_(keep, keep)]
+            l = sla.solve_triangular(lk, C[keep, j], lower=True, check_finite=False)
+            resid = C[j, j] - l @ l
+        else:
+            l, resid = np.zeros(0), C[j, j]
+        if np.diag(G)[j] == 0 or resid < 1e-10:
+            continue
+        L[keep, j] = 0.0
+        L[j, keep] = l
+        L[j, j] = np.sqrt(resid)
+        keep.append(j)
+    if len(keep) == p:
         return X, names, np.arange(p)
-    keep = np.sort(piv[:rank])
-    dropped = [names[i] for i in sorted(piv[rank:])]
-    messages.append(f"fixed-effect model matrix is rank deficient so dropping {p - rank} column(s): {dropped}")
+    keep_arr = np.array(keep, dtype=int)
+    dropped = [names[i] for i in range(p) if i not in keep]
+    messages.append(f"fixed-effect model matrix is rank deficient so dropping {p - len(keep)} column(s): {dropped}")
     warnings.warn(messages[-1], stacklevel=4)
-    return X[:, keep], [names[i] for i in keep], keep
+    return X[:, keep_arr], [names[i] for i in keep_arr], keep_arr
 
 
 def _build_terms(bar: Bar, data, relmat, lmm, n) -> list[RandomTerm]:
@@ -369,7 +388,7 @@ def _relmat_factor(K, labels: np.ndarray, group: str) -> np.ndarray:
         dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
         raise ValueError(f"relationship matrix for {group!r} has the name {dup!r} twice")
     pos = {nm: i for i, nm in enumerate(names)}
-    missing = [lv for lv in labels if lv not in pos]
+    missing = [str(lv) for lv in labels if lv not in pos]
     if missing:
         raise ValueError(f"levels of {group!r} missing from its relationship matrix: {missing[:10]}"
                          + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
