@@ -23,6 +23,13 @@ from .objective import GlmmObjective, LmmObjective
 
 SINGULAR_TOL = 1e-4
 GRAD_TOL = 2e-3
+# stage-2 stopping rules (-2 log L units; relative step in scaled coordinates); the gradient check
+# and Newton polish after it catch a search that stops short
+FTOL2 = float(__import__("os").environ.get("GLMMKIT_FTOL2", 1e-7))
+XTOL2 = float(__import__("os").environ.get("GLMMKIT_XTOL2", 1e-6))
+# stage 1 only has to come close: stage 2 starts from it
+FTOL1 = float(__import__("os").environ.get("GLMMKIT_FTOL1", 1e-4))
+XTOL1 = float(__import__("os").environ.get("GLMMKIT_XTOL1", 1e-3))
 
 _RC = {
     1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached", 5: "maxeval reached",
@@ -168,7 +175,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, 
     lower1 = np.concatenate([obj.theta_lower, [-np.inf] if disp else []])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), [0.25] if disp else []])
-    x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=1e-6, xtol_rel=1e-6, log=summ.log)
+    x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
     summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
     theta1, phi1 = unpack1(x1)
     _, res1 = obj.evaluate(theta1, phi=phi1, joint=True)
@@ -192,7 +199,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, 
     x20 = np.concatenate([theta1, np.zeros(p), [np.log(phi1)] if disp else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), [-np.inf] if disp else []])
     step2 = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(p, 0.25), [0.1] if disp else []])
-    x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=1e-9, xtol_rel=1e-9, log=summ.log)
+    x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
     summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
 
     names = [f"theta{i + 1}" for i in range(nt)] + [f"beta{i + 1}" for i in range(p)] + (["log_phi"] if disp else [])
