@@ -73,7 +73,7 @@ def glmer(
     offset=None,
     relmat: dict | None = None,
     na_action: str = "drop",
-    laplace: str = "expected",
+    laplace: str | None = None,
     calc_derivs: bool = True,
 ) -> Fit:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or adaptive Gauss-Hermite).
@@ -82,7 +82,8 @@ def glmer(
     ----------
     formula : lme4 formula, e.g. ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"``.
     data : DataFrame with the columns the formula names.
-    family : ``"binomial"``, ``"poisson"``, ``"Gamma"``, ``"inverse.gaussian"``, ``"gaussian"`` or a family object.
+    family : ``"binomial"``, ``"poisson"``, ``"nbinom2"``, ``"nbinom1"``, ``"Gamma"``, ``"inverse.gaussian"``,
+        ``"gaussian"`` or a family object.
     link : link name overriding the family's default (``"probit"``, ``"cloglog"``, ...).
     nagq : 1 for the Laplace approximation, up to 25 for adaptive Gauss-Hermite quadrature
         (single scalar random-effect term only), 0 for the fast joint-mode approximation.
@@ -91,7 +92,8 @@ def glmer(
     relmat : ``{grouping factor: K}`` known covariance (up to a variance) of that factor's levels.
     na_action : ``"drop"`` (rows with missing values dropped and counted) or ``"raise"``.
     laplace : ``"expected"`` (Fisher information in the log-determinant, as lme4) or ``"observed"``
-        (the Hessian of the log-likelihood, as glmmTMB); identical for canonical links.
+        (the Hessian of the log-likelihood, as glmmTMB); identical for canonical links. The default is
+        the family's: expected, except NB1 (observed, its only well-defined choice).
     """
     t0 = time.perf_counter()
     fam = get_family(family, link)
@@ -99,6 +101,7 @@ def glmer(
         return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action)
+    laplace = laplace or fam.default_laplace
     opt = optimize(spec.objective(nagq=nagq, laplace=laplace), calc_derivs=calc_derivs)
     fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="binomial, poisson, Gamma, inverse.gaussian or gaussian (default)")
     f.add_argument("--link", default=None, help="link overriding the family default (probit, cloglog, log, ...)")
     f.add_argument("--nagq", type=int, default=1, help="1 = Laplace; up to 25 = adaptive Gauss-Hermite")
-    f.add_argument("--laplace", choices=["expected", "observed"], default="expected",
+    f.add_argument("--laplace", choices=["expected", "observed"], default=None,
                    help="information in the Laplace log-determinant: lme4's expected or glmmTMB's observed")
     f.add_argument("--weights", default=None, help="column of prior weights (trials for a binomial proportion)")
     f.add_argument("--offset", default=None, help="column added to the linear predictor")

@@ -31,6 +31,11 @@ class Family:
     links: tuple[str, ...] = ()
     #: name of the free dispersion parameter, or None when it is fixed at 1
     dispersion_name: str | None = None
+    #: True when the dispersion divides the deviance and the weights (Gaussian, Gamma, inverse
+    #: Gaussian); False when it shapes the variance instead (negative binomial)
+    dispersion_scales: bool = True
+    #: the Laplace information glmer uses by default ("expected" as lme4, "observed" as glmmTMB)
+    default_laplace = "expected"
 
     def __init__(self, link: str | Link | None = None, dispersion: float = 1.0):
         self.link = get_link(link or self.default_link)
@@ -45,7 +50,7 @@ class Family:
     @property
     def scale(self) -> float:
         """phi: divides the deviance and the PIRLS weights (1 for fixed-dispersion families)."""
-        return self.dispersion if self.dispersion_name else 1.0
+        return self.dispersion if (self.dispersion_name and self.dispersion_scales) else 1.0
 
     def with_dispersion(self, value: float) -> "Family":
         fam = copy.copy(self)
@@ -95,6 +100,11 @@ class Family:
         """W = wt (dmu/deta)^2 / (phi V(mu)): Fisher-scoring weights."""
         d = self.link.mu_eta(eta)
         return wt * d * d / (self.variance(mu) * self.scale)
+
+    def score_eta(self, y, eta, mu, wt) -> np.ndarray:
+        """d log p(y | eta) / d eta: wt (y - mu) mu' / (phi V(mu)) for exponential families."""
+        d = self.link.mu_eta(eta)
+        return wt * (y - mu) * d / (self.variance(mu) * self.scale)
 
     def observed_weights(self, y, eta, mu, wt) -> np.ndarray:
         """-d^2 log p(y | eta) / d eta^2: the observed information (equals W for canonical links).
@@ -279,6 +289,114 @@ class InverseGaussian(Family):
         return rng.wald(mu, lam)
 
 
+class NegativeBinomial2(Family):
+    """NB2 (glmmTMB's nbinom2, lme4's glmer.nb): var = mu + mu^2 / theta, theta the size."""
+
+    name = "nbinom2"
+    default_link = "log"
+    links = ("log",)
+    dispersion_name = "theta"
+    dispersion_scales = False
+
+    def variance(self, mu):
+        return mu + mu * mu / self.dispersion
+
+    def variance_deriv(self, mu):
+        return 1 + 2 * mu / self.dispersion
+
+    def unit_deviance(self, y, mu, wt):
+        th = self.dispersion
+        return 2 * wt * (special.xlogy(y, y / mu) - (y + th) * np.log((y + th) / (mu + th)))
+
+    def loglik_kernel(self, y, mu, wt):
+        th = self.dispersion
+        return wt * (y * np.log(mu) - (th + y) * np.log(th + mu))
+
+    def loglik_const(self, y, wt):
+        th = self.dispersion
+        return wt * (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1) + th * np.log(th))
+
+    def validate(self, y, wt, column):
+        super().validate(y, wt, column)
+        check_counts(y, column, self.name)
+
+    def mustart(self, y, wt):
+        return y + 0.1
+
+    def dispersion_start(self, y, mu, wt) -> float:
+        excess = np.sum(wt * ((y - mu) ** 2 - mu))
+        th = np.sum(wt * mu * mu) / excess if excess > 0 else 100.0
+        return float(np.clip(th, 0.05, 1e4))
+
+    def simulate(self, mu, wt, rng):
+        th = self.dispersion
+        return rng.negative_binomial(th, th / (th + mu)).astype(float)
+
+
+class NegativeBinomial1(Family):
+    """NB1 (glmmTMB's nbinom1): var = mu (1 + phi); y ~ NB(size = mu / phi, mean mu).
+
+    Not an exponential family in mu for fixed phi: the score is not (y - mu) mu'/V, so PIRLS
+    uses ``score_eta`` and the Laplace approximation the observed information (as glmmTMB).
+    """
+
+    name = "nbinom1"
+    default_link = "log"
+    links = ("log",)
+    dispersion_name = "phi"
+    dispersion_scales = False
+    default_laplace = "observed"
+
+    def variance(self, mu):
+        return mu * (1 + self.dispersion)
+
+    def variance_deriv(self, mu):
+        return np.full_like(mu, 1 + self.dispersion)
+
+    def loglik_kernel(self, y, mu, wt):
+        phi = self.dispersion
+        s = mu / phi
+        return wt * (special.gammaln(y + s) - special.gammaln(s) - s * np.log1p(phi))
+
+    def loglik_const(self, y, wt):
+        phi = self.dispersion
+        return wt * (-special.gammaln(y + 1) + y * np.log(phi / (1 + phi)))
+
+    def unit_deviance(self, y, mu, wt):
+        sat = np.where(y > 0, self.loglik(y, np.maximum(y, 1e-300), wt), 0.0)
+        return 2 * (sat - self.loglik(y, mu, wt))
+
+    def score_eta(self, y, eta, mu, wt):
+        phi = self.dispersion
+        s = mu / phi
+        return wt * s * (special.digamma(y + s) - special.digamma(s) - np.log1p(phi))
+
+    def working_weights(self, eta, mu, wt):
+        return wt * mu / (1 + self.dispersion)
+
+    def observed_weights(self, y, eta, mu, wt):
+        phi = self.dispersion
+        s = mu / phi
+        a = special.digamma(y + s) - special.digamma(s) - np.log1p(phi)
+        da = (special.polygamma(1, y + s) - special.polygamma(1, s)) / phi
+        return -wt * (s * a + mu * s * da)
+
+    def validate(self, y, wt, column):
+        super().validate(y, wt, column)
+        check_counts(y, column, self.name)
+
+    def mustart(self, y, wt):
+        return y + 0.1
+
+    def dispersion_start(self, y, mu, wt) -> float:
+        return float(np.clip(np.sum(wt * (y - mu) ** 2 / mu) / len(y) - 1, 0.05, 1e3))
+
+    def simulate(self, mu, wt, rng):
+        phi = self.dispersion
+        return rng.negative_binomial(mu / phi, 1 / (1 + phi)).astype(float)
+
+
+
 def check_counts(y: np.ndarray, column: str, family: str) -> None:
     """Counts must be non-negative integers."""
     bad = np.flatnonzero(y < 0)
@@ -296,6 +414,9 @@ FAMILIES: dict[str, type[Family]] = {
     "gamma": Gamma,
     "inverse.gaussian": InverseGaussian,
     "inverse_gaussian": InverseGaussian,
+    "nbinom2": NegativeBinomial2,
+    "negative_binomial": NegativeBinomial2,
+    "nbinom1": NegativeBinomial1,
 }
 
 

@@ -49,7 +49,7 @@ class Kernels:
         return float(np.sum(fam.loglik_kernel(y, mu, wt))), mu
 
     def weights(self, eta, mu, y, wt, base):
-        """W and W v with the pseudo-data v = base + (y - mu) / mu'."""
+        """W and W v with the pseudo-data v = base + score / W (= base + (y - mu) / mu' for GLMs)."""
         if self.fast == "logit":
             w = wt * mu * (1.0 - mu)
             return w, w * base + wt * (y - mu)
@@ -57,6 +57,5 @@ class Kernels:
             w = wt * mu
             return w, w * base + wt * (y - mu)
         fam = self.family
-        d = fam.link.mu_eta(eta)
-        w = wt * d * d / (fam.variance(mu) * fam.scale)
-        return w, w * (base + (y - mu) / d)
+        w = fam.working_weights(eta, mu, wt)
+        return w, w * base + fam.score_eta(y, eta, mu, wt)

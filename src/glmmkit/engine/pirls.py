@@ -94,6 +94,7 @@ def pirls(
         xb, eta, mu, pd = state(u, beta)
     converged = False
     it = 0
+    factor = None
     for it in range(1, maxit + 1):
         w, wv = kern.weights(eta, mu, y, wt, eta - off - (0.0 if joint else xb))
         if joint:
@@ -123,9 +124,11 @@ def pirls(
         if change < tol * (abs(pd) + 1.0) and moved < u_tol:
             converged = True
             break
-    # weights and factor at the mode itself (for the Laplace log-determinant)
-    w, _ = kern.weights(eta, mu, y, wt, np.zeros_like(eta))
-    factor = st.factor(st.raw(w, X if joint else None), theta)
+    # weights and factor at the mode itself (for the Laplace log-determinant); when the last step
+    # moved u by less than u_tol the last factor is already there (to that order) and is kept
+    if not converged or factor is None:
+        w, _ = kern.weights(eta, mu, y, wt, np.zeros_like(eta))
+        factor = st.factor(st.raw(w, X if joint else None), theta)
     if not np.isfinite(pd):
         raise PirlsError("PIRLS did not find a finite penalised deviance")
     return PirlsResult(u, beta, eta, mu, w, factor, pd, it, converged or it < maxit)
