@@ -44,6 +44,11 @@ CASES = {
     "salamanders_poisson": (_sal, lambda d: gk.glmer("count ~ mined + spp + (1 | site)", d, "poisson")),
     "salamanders_poisson_olre": (_sal, lambda d: gk.glmer("count ~ mined + spp + (1 | site) + (1 | obs)", d, "poisson")),
     "phylo_poisson": (None, _phylo_fit),
+    # negative binomial: glmmTMB's Laplace uses the observed information, lme4's glmer.nb the expected
+    "salamanders_nb2": (_sal, lambda d: gk.glmer("count ~ mined + spp + (1 | site)", d, "nbinom2", laplace="observed")),
+    "salamanders_glmernb": (_sal, lambda d: gk.glmer("count ~ mined + spp + (1 | site)", d, "nbinom2")),
+    "owls_offset": (None, lambda d: gk.glmer(
+        "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)", d, "nbinom1")),
 }
 
 # lme4 stopped before its optimum here (max|grad| 0.10): we must reach at least its logLik, and
@@ -100,6 +105,16 @@ def test_random_effect_sds(case):
             got = vc.loc[(vc.group == group) & (vc.term1 == r["term1"]) & vc.term2.isna(), "sd"].iloc[0]
         tol = 3e-2 if name in NOT_CONVERGED else 1e-2
         assert got == pytest.approx(r["sd_or_corr"], rel=tol), (group, r["term1"])
+
+
+def test_dispersion(case):
+    name, fit, ref = case
+    if "dispersion" not in ref:
+        return
+    fp = fit.family_params
+    assert len(fp) == 1
+    assert fp["estimate"].iloc[0] == pytest.approx(ref["dispersion"], rel=1e-2)
+    assert fp["ci_low"].iloc[0] < fp["estimate"].iloc[0] < fp["ci_high"].iloc[0]
 
 
 def test_counts_and_ic(case):

@@ -48,9 +48,9 @@ def _optimize(obj, calc_derivs: bool) -> OptSummary:
         return opt
     d = obj.data
     fam = d.family
-    beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.with_dispersion(1.0) if fam.dispersion_name else fam)
-    phi0 = fam.dispersion_start(d.y, mu0, d.wt) if fam.dispersion_name else None
-    opt, res = optimize_glmm(obj, beta0, phi0, nagq=obj.nagq, calc_derivs=calc_derivs)
+    beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.start_family())
+    psi0 = fam.params_start(d.y, mu0, d.wt)
+    opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs)
     opt.kind, opt.nagq, opt.objective, opt.result = "glmm", obj.nagq, obj, res
     return opt
 

@@ -61,6 +61,34 @@ class Family:
         """Moment estimate of the dispersion (mean squared Pearson residual)."""
         return float(np.sum(wt * (y - mu) ** 2 / self.variance(mu)) / len(y))
 
+    # --- the family's parameters in the outer optimisation (unconstrained scale) ---------
+    def param_names(self) -> list[str]:
+        return [f"log({self.dispersion_name})"] if self.dispersion_name else []
+
+    @property
+    def params(self) -> np.ndarray:
+        return np.log([self.dispersion]) if self.dispersion_name else np.zeros(0)
+
+    def params_start(self, y, mu, wt) -> np.ndarray:
+        return np.log([self.dispersion_start(y, mu, wt)]) if self.dispersion_name else np.zeros(0)
+
+    def with_params(self, psi) -> "Family":
+        return self.with_dispersion(float(np.exp(psi[0]))) if self.dispersion_name else self
+
+    def param_table(self, psi, cov_psi):
+        """Rows (name, estimate, std_error, ci_low, ci_high) for the family's parameters (95% Wald on psi)."""
+        rows = []
+        if self.dispersion_name:
+            sd = float(np.sqrt(cov_psi[0, 0])) if cov_psi is not None else np.nan
+            est = float(np.exp(psi[0]))
+            rows.append((self.dispersion_name, est, est * sd, float(np.exp(psi[0] - 1.959964 * sd)),
+                         float(np.exp(psi[0] + 1.959964 * sd))))
+        return rows
+
+    def start_family(self) -> "Family":
+        """The family used for the GLM that gives starting values."""
+        return self.with_dispersion(1.0) if self.dispersion_name else self
+
     # --- what subclasses provide ----------------------------------------
     def variance(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

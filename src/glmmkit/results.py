@@ -60,11 +60,14 @@ class Fit:
             self._eta = self._mu
         else:
             res = opt.result
+            self.family = opt.family if opt.family is not None else spec.family
             self._beta = np.asarray(opt.beta, dtype=float)
             self._u = res.u
             self._b_scale = 1.0
-            self.phi = opt.phi
-            self.sigma = float(np.sqrt(opt.phi)) if opt.phi is not None else 1.0
+            self._psi = np.zeros(0) if opt.psi is None else np.asarray(opt.psi, dtype=float)
+            scale_family = self.family.dispersion_name and self.family.dispersion_scales
+            self.phi = self.family.dispersion if self.family.dispersion_name else None
+            self.sigma = float(np.sqrt(self.phi)) if scale_family else 1.0
             self._mu, self._eta = res.mu, res.eta
             self._ranef_factor = res.factor
             self._vcov, self.vcov_method = _glmm_vcov(opt, res, spec, self._structure, self.theta)
@@ -123,7 +126,7 @@ class Fit:
                     corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
                     rows.append(dict(group=key, term1=t.columns[j], term2=t.columns[i], variance=np.nan,
                                      sd=np.nan, corr=corr))
-        if self.is_lmm or self.family.dispersion_name:
+        if self.is_lmm or (self.family.dispersion_name and self.family.dispersion_scales):
             rows.append(dict(group="Residual", term1=None, term2=None, variance=self.sigma ** 2,
                              sd=self.sigma, corr=np.nan))
         return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
@@ -195,8 +198,30 @@ class Fit:
 
     @property
     def n_params(self) -> int:
-        extra = 1 if (self.is_lmm or self.family.dispersion_name) else 0
+        extra = 1 if self.is_lmm else len(self._psi)
         return len(self.theta) + len(self._beta) + extra
+
+    @property
+    def family_params(self) -> pd.DataFrame:
+        """The family's own parameters (NB theta or phi, a dispersion, zero-inflation coefficients)
+        with standard errors from the Hessian and 95% Wald intervals (on the log scale for positive ones)."""
+        cols = ["estimate", "std_error", "ci_low", "ci_high"]
+        if self.is_lmm or not len(self._psi):
+            return pd.DataFrame(columns=cols)
+        nt, p, m = len(self.theta), len(self._beta), len(self._psi)
+        cov = None
+        H = self.optsummary.hessian
+        free = getattr(self.optsummary, "_free", None)
+        if H is not None and free is not None:
+            try:
+                Hf = H[np.ix_(free, free)]
+                V = np.full_like(H, np.nan)
+                V[np.ix_(free, free)] = 2 * np.linalg.inv(Hf)
+                cov = V[nt + p :, nt + p :]
+            except np.linalg.LinAlgError:
+                cov = None
+        rows = self.family.param_table(self._psi, cov)
+        return pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=cols)
 
     @property
     def aic(self) -> float:

@@ -43,8 +43,11 @@ def format_summary(fit) -> str:
         lines.append(" " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
     ng = "; ".join(f"{k}, {v}" for k, v in fit.ngroups.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {ng}")
-    if not fit.is_lmm and fit.family.dispersion_name and not fit.is_lmm:
-        lines.append(f"Dispersion ({fit.family.dispersion_name}): {fit.phi:.4g}")
+    if not fit.is_lmm and len(fit.family_params):
+        lines.append("")
+        lines.append("Family parameters (95% Wald intervals):")
+        with pd.option_context("display.width", 120, "display.float_format", lambda v: f"{v: .5g}"):
+            lines.append(fit.family_params.to_string())
     lines.append("")
     lines.append("Fixed effects:")
     ct = fit.coef_table.copy()

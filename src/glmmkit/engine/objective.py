@@ -50,7 +50,7 @@ class GlmmObjective:
         self.n_theta = sum(t.cov.n_theta for t in st._orig_terms())
         self.theta_lower = np.concatenate([t.cov.lower() for t in st._orig_terms()])
         self.theta0 = np.concatenate([t.cov.theta0() for t in st._orig_terms()])
-        self.has_dispersion = data.family.dispersion_name is not None
+        self.n_psi = len(data.family.param_names())
         if self.nagq > 1:
             t = st.terms
             if len(t) != 1 or t[0].k != 1 or t[0].is_known:
@@ -70,16 +70,23 @@ class GlmmObjective:
         self._u = np.zeros(st.Q)
         self._beta: np.ndarray | None = None
         self._const: dict = {}
+        self._fam_cache: tuple = (None, None)
         self.fevals = 0
         self.log: list[tuple[np.ndarray, float]] = []
 
-    def family_at(self, phi: float | None) -> Family:
+    def family_at(self, psi) -> Family:
+        """The family with its own parameters (dispersion, zero-inflation) set to psi."""
         fam = self.data.family
-        return fam.with_dispersion(phi) if (self.has_dispersion and phi is not None) else fam
+        if not self.n_psi or psi is None:
+            return fam
+        key = tuple(np.asarray(psi, dtype=float))
+        if self._fam_cache[0] != key:
+            self._fam_cache = (key, fam.with_params(np.asarray(psi, dtype=float)))
+        return self._fam_cache[1]
 
-    def evaluate(self, theta, beta=None, phi=None, joint=False, nagq=None) -> tuple[float, PirlsResult]:
+    def evaluate(self, theta, beta=None, psi=None, joint=False, nagq=None) -> tuple[float, PirlsResult]:
         theta = np.asarray(theta, dtype=float)
-        fam = self.family_at(phi)
+        fam = self.family_at(psi)
         if beta is None:
             beta = self._beta if self._beta is not None else np.zeros(self.data.p)
         res = pirls(self.data, theta, beta, self._u, fam, joint=joint)
@@ -105,7 +112,7 @@ class GlmmObjective:
         return value, res
 
     def _loglik_const(self, fam: Family) -> float:
-        key = fam.dispersion if self.has_dispersion else None
+        key = tuple(fam.params) if self.n_psi else None
         if key not in self._const:
             if len(self._const) > 64:
                 self._const.clear()

@@ -1,8 +1,10 @@
 """Outer optimisation: BOBYQA (nlopt) in two stages, derivative checks, one restart.
 
 GLMM (as lme4's glmer):
-  stage 1  theta [, log phi]           beta and u jointly inside PIRLS
-  stage 2  theta, delta [, log phi]    beta = beta1 + s * delta (s: stage-1 standard errors), u in PIRLS
+  stage 1  theta [, psi]           beta and u jointly inside PIRLS
+  stage 2  theta, delta [, psi]    beta = beta1 + s * delta (s: stage-1 standard errors), u in PIRLS
+(psi: the family's own parameters on an unconstrained scale, e.g. log dispersion, zero-inflation
+coefficients).
 Then the gradient and Hessian of -2 log L by central differences at the optimum
 give the convergence check (scaled gradient |H^{-1} g|, as lme4) and the
 standard errors.  If the check fails, the search restarts once from the best
@@ -56,7 +58,8 @@ class OptSummary:
     stages: list[OptStage] = field(default_factory=list)
     theta: np.ndarray | None = None
     beta: np.ndarray | None = None
-    phi: float | None = None
+    psi: np.ndarray | None = None
+    family: object = None
     fval: float = np.nan
     fevals: int = 0
     log: list = field(default_factory=list)
@@ -157,55 +160,56 @@ def _diag_theta_mask(obj) -> np.ndarray:
     return obj.theta_lower == 0
 
 
-def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, nagq: int = 1,
+def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, nagq: int = 1,
                   calc_derivs: bool = True, verbose: bool = False) -> tuple[OptSummary, object]:
-    """Fit theta, beta (and phi) of a GLMM; returns the summary and the final PIRLS result."""
+    """Fit theta, beta (and the family's parameters psi) of a GLMM; returns the summary and the PIRLS result."""
     t0 = time.perf_counter()
     summ = OptSummary()
     nt, p = obj.n_theta, obj.data.p
-    disp = obj.has_dispersion
-    lphi0 = np.log(phi0) if disp else None
+    m = obj.n_psi
+    psi0 = np.asarray(psi0, dtype=float)
 
     def unpack1(x):
-        return x[:nt], (np.exp(x[nt]) if disp else None)
+        return x[:nt], (x[nt:] if m else None)
 
-    # ---- stage 1: theta [, log phi], beta inside PIRLS --------------------------
+    # ---- stage 1: theta [, psi], beta inside PIRLS --------------------------------
     obj.reset(beta=beta0)
-    x0 = np.concatenate([obj.theta0, [lphi0] if disp else []])
-    lower1 = np.concatenate([obj.theta_lower, [-np.inf] if disp else []])
+    x0 = np.concatenate([obj.theta0, psi0])
+    lower1 = np.concatenate([obj.theta_lower, np.full(m, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
-    step1 = np.concatenate([np.full(nt, 0.25), [0.25] if disp else []])
+    step1 = np.concatenate([np.full(nt, 0.25), np.full(m, 0.25)])
     x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
     summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
-    theta1, phi1 = unpack1(x1)
-    _, res1 = obj.evaluate(theta1, phi=phi1, joint=True)
+    theta1, psi1 = unpack1(x1)
+    _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
     beta1 = res1.beta
     scale = _beta_scale(res1, obj)
     if nagq == 0:
-        summ.theta, summ.beta, summ.phi, summ.fval = theta1, beta1, phi1, fv1
+        summ.theta, summ.beta, summ.psi, summ.fval = theta1, beta1, psi1, fv1
+        summ.family = obj.family_at(psi1)
         summ.vcov_method = "PIRLS (nAGQ = 0)"
         summ.fevals = obj.fevals
         summ.time_s = time.perf_counter() - t0
         return summ, res1
 
-    # ---- stage 2: theta, beta (scaled), [log phi]; u inside PIRLS ---------------
+    # ---- stage 2: theta, beta (scaled), [psi]; u inside PIRLS ----------------------
     def unpack2(x):
         theta = x[:nt]
         beta = beta1 + scale * x[nt : nt + p]
-        phi = np.exp(x[nt + p]) if disp else None
-        return theta, beta, phi
+        psi = x[nt + p :] if m else None
+        return theta, beta, psi
 
     f2 = lambda x: obj.evaluate(*unpack2(x))[0]  # noqa: E731
-    x20 = np.concatenate([theta1, np.zeros(p), [np.log(phi1)] if disp else []])
-    lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), [-np.inf] if disp else []])
-    step2 = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(p, 0.25), [0.1] if disp else []])
+    x20 = np.concatenate([theta1, np.zeros(p), psi1 if m else []])
+    lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
+    step2 = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(p, 0.25), np.full(m, 0.1)])
     x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
     summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
 
-    names = [f"theta{i + 1}" for i in range(nt)] + [f"beta{i + 1}" for i in range(p)] + (["log_phi"] if disp else [])
+    names = [f"theta{i + 1}" for i in range(nt)] + [f"beta{i + 1}" for i in range(p)] + obj.data.family.param_names()
     summ.param_names = names
-    # steps: 1e-3 relative on theta, 0.01 standard errors on beta, 1e-3 on log phi
-    h = np.concatenate([1e-3 * np.maximum(np.abs(x2[:nt]), 0.1), np.full(p, 1e-2), [1e-3] if disp else []])
+    # steps: 1e-3 relative on theta, 0.01 standard errors on beta, 1e-3 on psi
+    h = np.concatenate([1e-3 * np.maximum(np.abs(x2[:nt]), 0.1), np.full(p, 1e-2), np.full(m, 1e-3)])
     best_u = obj._u.copy()
 
     def check(x):
@@ -258,9 +262,10 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, phi0: float | None, *, 
                 )
         summ.gradient, summ.hessian = g, H
     obj.reset(u=best_u)
-    theta, beta, phi = unpack2(x2)
-    fval, res = obj.evaluate(theta, beta, phi)
-    summ.theta, summ.beta, summ.phi, summ.fval = theta, beta, phi, fval
+    theta, beta, psi = unpack2(x2)
+    fval, res = obj.evaluate(theta, beta, psi)
+    summ.theta, summ.beta, summ.psi, summ.fval = theta, beta, psi, fval
+    summ.family = obj.family_at(psi)
     summ.singular = bool(np.any(theta[_diag_theta_mask(obj)] < SINGULAR_TOL))
     if summ.singular:
         summ.messages.append(
@@ -296,8 +301,8 @@ def _newton_step(f, x, fx, g, H, free, lower):
 
 
 def _t(pair):
-    theta, phi = pair
-    return theta, None, phi
+    theta, psi = pair
+    return theta, None, psi
 
 
 def _beta_scale(res, obj) -> np.ndarray:
