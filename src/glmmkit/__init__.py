@@ -6,7 +6,9 @@
 """
 
 from . import datasets, families, links
-from .api import glmer, lmer, optimize
+from .api import add_olre, glmer, lmer, optimize
+from .diagnostics import compare, overdispersion_report, pearson_dispersion, simulate_residuals
+from .inference import anova
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
 from .results import Fit, lme4_name
@@ -15,6 +17,7 @@ from .warnings import ConvergenceWarning, DroppedRowsWarning, GlmmkitWarning, Si
 __version__ = "0.1.0"
 
 __all__ = [
-    "glmer", "lmer", "optimize", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "lme4_name",
+    "glmer", "lmer", "optimize", "add_olre", "anova", "compare", "overdispersion_report",
+    "pearson_dispersion", "simulate_residuals", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning",
 ]

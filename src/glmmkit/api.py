@@ -62,6 +62,20 @@ def _warn(fit: Fit) -> None:
         warnings.warn("boundary (singular) fit: see fit.varcorr", SingularFitWarning, stacklevel=3)
 
 
+def add_olre(formula: str, data: pd.DataFrame, name: str = "obs") -> tuple[str, pd.DataFrame]:
+    """Add an observation-level random intercept: returns (formula + (1 | name), data with that column).
+
+    An existing column of that name is used only if it has one level per row; otherwise a free name
+    (``obs_``, ``obs__``, ...) is taken.
+    """
+    col = name
+    while col in data.columns and data[col].nunique() != len(data):
+        col += "_"
+    if col not in data.columns:
+        data = data.assign(**{col: np.arange(len(data))})
+    return f"{formula} + (1 | {col})", data
+
+
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -74,6 +88,8 @@ def glmer(
     relmat: dict | None = None,
     na_action: str = "drop",
     laplace: str | None = None,
+    olre: bool = False,
+    ziformula: str | None = None,
     calc_derivs: bool = True,
 ) -> Fit:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or adaptive Gauss-Hermite).
@@ -91,17 +107,22 @@ def glmer(
     offset : an offset (column name or array) added to the linear predictor, beside ``offset()`` terms.
     relmat : ``{grouping factor: K}`` known covariance (up to a variance) of that factor's levels.
     na_action : ``"drop"`` (rows with missing values dropped and counted) or ``"raise"``.
+    olre : add an observation-level random intercept ``(1 | obs)`` (see ``add_olre``).
+    ziformula : zero-inflation model for poisson / nbinom2, e.g. ``"~1"`` or ``"~ mined"`` (glmmTMB's ``zi=``):
+        logit P(structural zero) = X_zi gamma.
     laplace : ``"expected"`` (Fisher information in the log-determinant, as lme4) or ``"observed"``
         (the Hessian of the log-likelihood, as glmmTMB); identical for canonical links. The default is
         the family's: expected, except NB1 (observed, its only well-defined choice).
     """
     t0 = time.perf_counter()
     fam = get_family(family, link)
+    if olre:
+        formula, data = add_olre(formula, data)
     if fam.name == "gaussian" and fam.link.name == "identity":
         return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
-                                  na_action=na_action)
-    laplace = laplace or fam.default_laplace
+                                  na_action=na_action, ziformula=ziformula)
+    laplace = laplace or spec.family.default_laplace
     opt = optimize(spec.objective(nagq=nagq, laplace=laplace), calc_derivs=calc_derivs)
     fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)

@@ -75,6 +75,10 @@ class Family:
     def with_params(self, psi) -> "Family":
         return self.with_dispersion(float(np.exp(psi[0]))) if self.dispersion_name else self
 
+    def response_mean(self, mu):
+        """E[y] given the linear predictor's mean (differs from mu only for zero-inflated families)."""
+        return mu
+
     def param_table(self, psi, cov_psi):
         """Rows (name, estimate, std_error, ci_low, ci_high) for the family's parameters (95% Wald on psi)."""
         rows = []

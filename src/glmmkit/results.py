@@ -253,17 +253,17 @@ class Fit:
     # ---- fitted values, residuals, prediction --------------------------------------
     @property
     def fitted(self) -> np.ndarray:
-        """Fitted means mu at the conditional modes (response scale)."""
-        return np.asarray(self._mu)
+        """Fitted means at the conditional modes (response scale; (1 - pi) mu for zero-inflated fits)."""
+        return np.asarray(self._mu) if self.is_lmm else np.asarray(self.family.response_mean(self._mu))
 
     def residuals(self, type: str = "deviance") -> np.ndarray:
         y, mu, wt = self.spec.y, self._mu, self.spec.wt
         if type == "response":
-            return y - mu
+            return y - self.fitted
         if type == "pearson":
             if self.is_lmm:
                 return (y - mu) * np.sqrt(wt)
-            return (y - mu) * np.sqrt(wt / self.family.variance(mu))
+            return (y - self.fitted) * np.sqrt(wt / self.family.variance(mu))
         if type == "deviance":
             if self.is_lmm:
                 return (y - mu) * np.sqrt(wt)
@@ -296,7 +296,72 @@ class Fit:
                     eta = eta + _term_contribution(t, bb, newdata, allow_new_levels)
         if type == "link" or self.is_lmm:
             return np.asarray(eta)
-        return self.family.link.inverse(np.asarray(eta))
+        mu = self.family.link.inverse(np.asarray(eta))
+        if hasattr(self.family, "pi_new"):  # zero-inflated: E[y] = (1 - pi) mu
+            pi = self.family.pi if newdata is None else self.family.pi_new(newdata)
+            return (1 - pi) * mu
+        return mu
+
+    def simulate(self, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
+                 re_form: str | None = "~0") -> pd.DataFrame:
+        """Simulate responses from the fitted model, one column per simulation.
+
+        ``re_form="~0"`` (the default, as lme4's ``simulate``) draws new random effects for every
+        simulation (unconditional); ``re_form=None`` conditions on the fitted conditional modes.
+        Binomial responses come back on the scale of the fit (proportions of ``weights`` trials).
+        """
+        rng = np.random.default_rng(seed)
+        uncond = re_form is not None
+        if uncond and str(re_form).replace(" ", "") not in ("~0", "0", "NA", "~NA"):
+            raise ValueError("re_form must be '~0' (new random effects) or None (the fitted ones)")
+        if newdata is None:
+            eta_fix = self.spec.X @ self._beta + self.spec.offset
+            wt = self.spec.wt
+            eta_cond = np.asarray(self._eta)
+        else:
+            eta_fix = self.predict(newdata, re_form="~0", type="link")
+            wt = np.ones(len(newdata))
+            eta_cond = None if uncond else self.predict(newdata, type="link", allow_new_levels=True)
+        n = len(eta_fix)
+        out = np.empty((n, nsim))
+        chunk = max(1, int(2e7 // max(n, 1)))
+        for start in range(0, nsim, chunk):
+            k = min(chunk, nsim - start)
+            if uncond:
+                eta = eta_fix[:, None] + self._new_re_contribution(k, rng, newdata)
+            else:
+                eta = np.repeat(eta_cond[:, None], k, axis=1)
+            if self.is_lmm:
+                out[:, start:start + k] = eta + rng.normal(size=eta.shape) * self.sigma / np.sqrt(wt)[:, None]
+            else:
+                mu = self.family.link.inverse(eta)
+                out[:, start:start + k] = self.family.simulate(mu, np.broadcast_to(wt[:, None], mu.shape), rng)
+        return pd.DataFrame(out, columns=[f"sim_{i + 1}" for i in range(nsim)])
+
+    def _new_re_contribution(self, k: int, rng, newdata) -> np.ndarray:
+        """Z b for k fresh draws b = Lambda u, u ~ N(0, I): (n, k)."""
+        total = 0.0
+        for t, th in zip(self.spec.terms, self._theta_by_term()):
+            if newdata is None:
+                codes, q, X = t.codes, t.q, t.X
+            else:
+                parts = [p.strip() for p in t.group.split(":")]
+                labels = newdata[parts[0]].astype(str).to_numpy()
+                for p in parts[1:]:
+                    labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))
+                codes, uniq = pd.factorize(labels)
+                q = len(uniq)
+                X = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+                if t.is_known:
+                    raise ValueError("simulating new levels of a known-covariance term needs the fitted levels")
+            u = rng.standard_normal((q, t.k, k))
+            if t.is_known:
+                b = (t.cov.dense_lambda(th) @ u[:, 0, :])[:, None, :]
+            else:
+                b = np.einsum("ij,qjs->qis", t.cov.template(th), u)
+            b = b * self._b_scale
+            total = total + np.einsum("nr,nrs->ns", X, b[codes])
+        return total
 
     # ---- reporting ---------------------------------------------------------------
     def summary(self) -> str:

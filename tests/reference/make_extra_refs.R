@@ -57,3 +57,18 @@ m <- glmer(y ~ x + (1 + x | g) + (1 | h), family = binomial, data = cs)
 out$crossed_slope_small <- list(call = "glmer(y ~ x + (1 + x | g) + (1 | h), binomial, crossed_small)", loglik = as.numeric(logLik(m)),
                                 fixef = fx(m), sd = sds(m), warnings = m@optinfo$conv$lme4$messages)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")
+
+# ---- zero-inflated GLMMs (glmmTMB), appended ----
+out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
+s <- read.csv("../shared/reference/salamanders_poisson/data.csv")
+s$spp <- factor(s$spp, levels = c("GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"))
+s$mined <- factor(s$mined, levels = c("yes", "no"))
+zi <- function(m, call) list(call = call, loglik = as.numeric(logLik(m)),
+  fixef = setNames(lapply(seq_along(fixef(m)$cond), function(i) list(estimate = unname(fixef(m)$cond[i]), std_error = unname(sqrt(diag(vcov(m)$cond))[i]))), names(fixef(m)$cond)),
+  zi = setNames(lapply(seq_along(fixef(m)$zi), function(i) list(estimate = unname(fixef(m)$zi[i]), std_error = unname(sqrt(diag(vcov(m)$zi))[i]))), names(fixef(m)$zi)),
+  sd_site = attr(VarCorr(m)$cond$site, "stddev")[[1]], dispersion = sigma(m))
+m <- glmmTMB(count ~ mined + spp + (1 | site), zi = ~ mined, family = poisson, data = s)
+out$zip_salamanders <- zi(m, "glmmTMB(count ~ mined + spp + (1 | site), zi = ~ mined, family = poisson, Salamanders)")
+m <- glmmTMB(count ~ mined + spp + (1 | site), zi = ~ 1, family = nbinom2, data = s)
+out$zinb2_salamanders <- zi(m, "glmmTMB(count ~ mined + spp + (1 | site), zi = ~ 1, family = nbinom2, Salamanders)")
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")

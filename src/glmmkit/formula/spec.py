@@ -115,6 +115,7 @@ class ModelSpec:
         relmat: dict | None = None,
         na_action: str = "drop",
         lmm: bool = False,
+        ziformula: str | None = None,
     ) -> "ModelSpec":
         """Build the model from an lme4 formula and a DataFrame."""
         if not isinstance(data, pd.DataFrame):
@@ -136,7 +137,10 @@ class ModelSpec:
         data.columns = [str(c) for c in data.columns]
         # ---- missing values over every column the model uses ----------------
         used = set()
-        for piece in [parsed.response, parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars]:
+        zi_rhs = None
+        if ziformula is not None:
+            zi_rhs = str(ziformula).split("~", 1)[-1].strip() or "1"
+        for piece in [parsed.response, parsed.fixed, *parsed.offsets, zi_rhs or ""] + [b.lhs for b in parsed.bars]:
             used |= {n for n in _idents(piece) if n in data.columns}
         for b in parsed.bars:
             used |= {p.strip() for p in b.group.split(":") if p.strip() in data.columns}
@@ -193,6 +197,19 @@ class ModelSpec:
         x_names = [_re_name(c) for c in mm.columns]
         messages: list[str] = []
         X, x_names, kept_cols = _drop_aliased(X, x_names, messages)
+        # ---- zero-inflation part ---------------------------------------------------
+        if zi_rhs is not None:
+            from ..zeroinflated import ZeroInflated
+
+            try:
+                zmm = formulaic.model_matrix(zi_rhs, data, na_action="ignore")
+            except formulaic.errors.FormulaicError as err:
+                unknown = sorted(nm for nm in _idents(zi_rhs) if nm not in data.columns)
+                if unknown:
+                    raise ValueError(f"unknown column {unknown[0]!r} in the zero-inflation formula "
+                                     f"{ziformula!r}") from None
+                raise ValueError(f"cannot build the zero-inflation formula {ziformula!r}: {err}") from None
+            fam = ZeroInflated(fam, np.asarray(zmm, dtype=float), [_re_name(c) for c in zmm.columns], zmm.model_spec)
         # ---- random-effects terms ---------------------------------------------
         terms = []
         for bar in parsed.bars:

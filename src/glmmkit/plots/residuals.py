@@ -1,0 +1,42 @@
+"""Residual figures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("figures need matplotlib: pip install glmmkit[plots]") from None
+    return plt
+
+
+def plot_simulated_residuals(res, path=None, title: str = ""):
+    """QQ plot of the scaled residuals against U(0, 1), and residuals against the ranked prediction."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+    r = np.sort(res.scaled)
+    expected = (np.arange(1, len(r) + 1) - 0.5) / len(r)
+    a.plot(expected, r, ".", ms=3, alpha=0.6)
+    a.plot([0, 1], [0, 1], "r-", lw=1)
+    t = res.tests()
+    a.set_title(f"QQ plot: KS p = {t.loc['uniformity (KS)', 'p']:.3g}, dispersion p = {t.loc['dispersion', 'p']:.3g}",
+                fontsize=9)
+    a.set_xlabel("expected (uniform)")
+    a.set_ylabel("observed scaled residual")
+    rank = np.argsort(np.argsort(res.fitted)) / max(len(res.fitted) - 1, 1)
+    b.plot(rank, res.scaled, ".", ms=3, alpha=0.5)
+    for qline in (0.25, 0.5, 0.75):
+        b.axhline(qline, color="grey", lw=0.8, ls="--")
+    b.set_xlabel("model prediction (rank-transformed)")
+    b.set_ylabel("scaled residual")
+    b.set_ylim(-0.02, 1.02)
+    b.set_title("residuals vs predicted", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
