@@ -34,4 +34,6 @@ def test_demo_runs_and_tells_the_stories(tmp_path, capsys):
     assert "Birds" in text and "Clinics" in text
     assert 1.2 < res["birds"]["odds_ratio"] < 3.0  # simulated truth exp(0.8) = 2.2
     assert 1.1 < res["clinics"]["rate_ratio"] < 1.6  # simulated truth exp(0.25) = 1.28
+    assert res["mating"]["se_ratio_nb_over_poisson"] > 1.5  # the Poisson GLMM's false confidence
+    assert "Mating success" in text
     assert (tmp_path / "demo_results.json").exists()

@@ -127,8 +127,35 @@ def test_compare_and_anova(sal):
                  gk.glmer("count ~ mined + spp + (1 | site)", sal, "nbinom1"))
 
 
+def test_refit_reproduces_the_fit_and_takes_new_data(sal):
+    fit = gk.glmer("count ~ mined + (1 | site)", sal, "poisson")
+    same = gk.refit(fit, fit.spec.y)
+    assert same.loglik == pytest.approx(fit.loglik, abs=1e-6) and np.allclose(same.fixef, fit.fixef, atol=1e-5)
+    y2 = fit.simulate(1, seed=5).iloc[:, 0].to_numpy()
+    other = gk.refit(fit, y2)
+    direct = gk.glmer("count ~ mined + (1 | site)", sal.assign(count=y2), "poisson")
+    assert other.loglik == pytest.approx(direct.loglik, abs=1e-6)
+    with pytest.raises(ValueError, match="refit needs 644 responses"):
+        gk.refit(fit, y2[:10])
+
+
+def test_bootstrap_dispersion_test():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=g.size)
+    mu = np.exp(0.3 + 0.3 * x + rng.normal(0, 0.5, 30)[g])
+    d_pois = pd.DataFrame({"y": rng.poisson(mu), "x": x, "g": g})
+    d_nb = pd.DataFrame({"y": rng.negative_binomial(1.0, 1.0 / (1.0 + mu)), "x": x, "g": g})
+    t_p = gk.dispersion_test(gk.glmer("y ~ x + (1 | g)", d_pois, "poisson"), nsim=40, seed=2)
+    t_nb = gk.dispersion_test(gk.glmer("y ~ x + (1 | g)", d_nb, "poisson"), nsim=40, seed=2)
+    assert t_p["p"] > 0.05 and t_nb["p"] < 0.05
+    assert t_p["expected_ratio"] < 1  # the reason the chi-square version is conservative
+    with pytest.raises(ValueError, match="method must be"):
+        gk.dispersion_test(gk.glmer("y ~ x + (1 | g)", d_pois, "poisson"), method="exact")
+
+
 def test_overdispersion_report(sal):
-    rep = gk.overdispersion_report("count ~ mined + spp + (1 | site)", sal, n_sim=100)
+    rep = gk.overdispersion_report("count ~ mined + spp + (1 | site)", sal, n_sim=100, n_boot=20)
     assert list(rep.table.index) == ["poisson", "poisson + OLRE", "nbinom2", "nbinom1"]
     assert "overdispersed" in rep.verdict and "nbinom1" in rep.verdict
     assert "Models compared" in str(rep)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -53,6 +54,26 @@ def _optimize(obj, calc_derivs: bool) -> OptSummary:
     opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs)
     opt.kind, opt.nagq, opt.objective, opt.result = "glmm", obj.nagq, obj, res
     return opt
+
+
+def refit(fit: Fit, y, *, calc_derivs: bool = False) -> Fit:
+    """Refit a model to a new response (lme4's ``refit``): same design, same family, same method.
+
+    ``y`` is on the scale of ``fit.spec.y`` (proportions for a binomial fit with trials as weights), as
+    ``fit.simulate`` returns it. Standard errors are skipped unless ``calc_derivs=True``.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.shape != fit.spec.y.shape:
+        raise ValueError(f"refit needs {fit.spec.y.shape[0]} responses, got {y.shape}")
+    spec = dataclasses.replace(fit.spec, y=y)
+    spec._kept_cols = fit.spec._kept_cols
+    t0 = time.perf_counter()
+    if fit.is_lmm:
+        opt = optimize(spec.lmm_objective(reml=fit.reml), calc_derivs=calc_derivs)
+    else:
+        laplace = fit.optsummary.objective.laplace
+        opt = optimize(spec.objective(nagq=fit.nagq, laplace=laplace), calc_derivs=calc_derivs)
+    return Fit(spec, opt, time_s=time.perf_counter() - t0)
 
 
 def _warn(fit: Fit) -> None:

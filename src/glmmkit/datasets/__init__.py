@@ -28,6 +28,8 @@ _INFO = {
             "metafor's dat.bcg (Colditz et al. 1994).", {}),
     "birds": ("Simulated: 60 birds x 12 trials, attack (0/1) vs testosterone; "
               "glmmkit.datasets.simulate.birds(seed=20261124).", {"season": ["early", "late"]}),
+    "mating": ("Simulated: matings of 80 males over 6 seasons vs ornament size, winner-take-all "
+               "(negative binomial, size 0.4); glmmkit.datasets.simulate.mating(seed=31).", {}),
     "clinics": ("Simulated: monthly therapy sessions of 150 clinicians in 25 clinics with exposure "
                 "(opportunities); glmmkit.datasets.simulate.clinics(seed=7).", {"training": ["no", "yes"]}),
 }

@@ -53,3 +53,24 @@ def clinics(n_clinics: int = 25, per_clinic: int = 6, months: int = 12, seed: in
         "opportunities": opportunities,
         "sessions": sessions,
     })
+
+
+def mating(n_males: int = 80, seasons: int = 6, seed: int = 31) -> pd.DataFrame:
+    """Winner-take-all mating success: a few males get most matings.
+
+    log E[matings] = 0.2 + 0.35 * ornament + b_male, b_male ~ N(0, 0.4^2); the ornament (standardised)
+    varies mostly from season to season within a male (SD 0.8 within, 0.6 between);
+    matings ~ negative binomial with size 0.4 (variance mu + mu^2 / 0.4: far above the mean).
+    """
+    rng = np.random.default_rng(seed)
+    male = np.repeat(np.arange(n_males), seasons)
+    ornament = rng.normal(0, 1, n_males)[male] * 0.6 + rng.normal(0, 0.8, male.size)
+    mu = np.exp(0.2 + 0.35 * ornament + rng.normal(0, 0.4, n_males)[male])
+    size = 0.4
+    matings = rng.negative_binomial(size, size / (size + mu))
+    return pd.DataFrame({
+        "male": [f"M{m:03d}" for m in male],
+        "season": np.tile(np.arange(1, seasons + 1), n_males),
+        "ornament": np.round(ornament, 4),
+        "matings": matings,
+    })

@@ -1,13 +1,21 @@
-"""Pearson dispersion ratio and its chi-square test.
+"""Pearson dispersion ratio and tests for overdispersion.
 
-    ratio = sum(pearson residuals^2) / df_resid,   p = P(chi2_{df_resid} > sum of squares)
+    ratio = sum(pearson residuals^2) / df_resid
 
-(as R's performance::check_overdispersion for GLMMs). A ratio well above 1 says the counts vary
-more than the family allows; the test is one-sided (overdispersion).
+* ``method="pearson"``: p = P(chi2_{df_resid} > sum of squares), as R's
+  performance::check_overdispersion. Quick, but conservative for GLMMs: the residuals use the
+  conditional modes, which shrink towards the data (measured: 0% rejections at 5% on Poisson GLMM data,
+  docs/overdispersion.md).
+* ``method="bootstrap"``: parametric bootstrap of the ratio: simulate from the fit (new random
+  effects), refit, recompute; p = (1 + #{ratio* >= ratio}) / (1 + nsim). Calibrated (measured:
+  docs/overdispersion.md), at the cost of nsim refits.
+
+A ratio well above 1 says the counts vary more than the family allows; the tests are one-sided.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from scipy import stats
 
 
@@ -17,3 +25,21 @@ def pearson_dispersion(fit) -> dict:
     chisq = float(r @ r)
     df = int(fit.df_resid)
     return {"chisq": chisq, "df": df, "ratio": chisq / df, "p": float(stats.chi2.sf(chisq, df))}
+
+
+def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None) -> dict:
+    """Test for overdispersion: ``"pearson"`` (chi-square) or ``"bootstrap"`` (parametric, calibrated)."""
+    obs = pearson_dispersion(fit)
+    if method == "pearson":
+        return {"method": "pearson chi-square", **obs}
+    if method != "bootstrap":
+        raise ValueError(f"method must be 'pearson' or 'bootstrap', got {method!r}")
+    from ..api import refit
+
+    sims = fit.simulate(nsim, seed=seed).to_numpy()
+    ratios = np.empty(nsim)
+    for j in range(nsim):  # one refit per simulated data set
+        ratios[j] = pearson_dispersion(refit(fit, sims[:, j]))["ratio"]
+    p = (1 + np.sum(ratios >= obs["ratio"])) / (1 + nsim)
+    return {"method": f"parametric bootstrap ({nsim} refits)", "ratio": obs["ratio"],
+            "expected_ratio": float(np.mean(ratios)), "p": float(p), "chisq": obs["chisq"], "df": obs["df"]}

@@ -261,6 +261,8 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
                     "or check fit.optsummary.log."
                 )
         summ.gradient, summ.hessian = g, H
+    else:
+        summ.vcov_method = "PIRLS (derivatives not computed)"
     obj.reset(u=best_u)
     theta, beta, psi = unpack2(x2)
     fval, res = obj.evaluate(theta, beta, psi)
