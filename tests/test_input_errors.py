@@ -174,3 +174,13 @@ def test_rank_deficient_fixed_effects_dropped_with_message(df):
         fit = gk.glmer("y ~ x + x2 + (1 | g)", df.assign(x2=2 * df.x))
     assert "x2" not in fit.fixef.index
     assert any("rank deficient" in m for m in fit.messages)
+
+
+def test_rows_are_named_by_the_data_index(df):
+    """Messages name the row by the DataFrame's own label, also after rows with missing values are dropped."""
+    df.index = df.index + 1000
+    df.loc[1002, "x"] = np.nan
+    df.loc[1007, "count"] = -3
+    with pytest.warns(gk.DroppedRowsWarning):
+        with pytest.raises(ValueError, match=r"row 1007 has -3"):
+            gk.glmer("count ~ x + (1 | g)", df, "poisson")

@@ -117,9 +117,10 @@ class Family:
         """log p(y_i | mu_i, phi), per observation."""
         return self.loglik_kernel(y, mu, wt) + self.loglik_const(y, wt)
 
-    def validate(self, y: np.ndarray, wt: np.ndarray, column: str) -> None:
-        if not np.all(np.isfinite(y)):
-            raise ValueError(f"response {column!r} has non-finite values")
+    def validate(self, y: np.ndarray, wt: np.ndarray, column: str, rows=None) -> None:
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size:
+            raise ValueError(f"response {column!r} has a non-finite value at row {_label(rows, bad[0])!r}")
 
     def mustart(self, y, wt) -> np.ndarray:
         return y + 0.1 * (np.mean(y) - y)
@@ -175,13 +176,13 @@ class Binomial(Family):
         k = y * wt
         return special.gammaln(wt + 1) - special.gammaln(k + 1) - special.gammaln(wt - k + 1)
 
-    def validate(self, y, wt, column):
-        super().validate(y, wt, column)
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
         bad = np.flatnonzero((y < 0) | (y > 1))
         if bad.size:
             raise ValueError(
                 f"binomial response {column!r} must be a proportion in [0, 1] (or 0/1, or "
-                f"cbind(successes, failures)); row {bad[0]} has {y[bad[0]]!r}"
+                f"cbind(successes, failures)); row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}"
             )
 
     def mustart(self, y, wt):
@@ -212,9 +213,9 @@ class Poisson(Family):
     def loglik_const(self, y, wt):
         return -wt * special.gammaln(y + 1)
 
-    def validate(self, y, wt, column):
-        super().validate(y, wt, column)
-        check_counts(y, column, self.name)
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
+        check_counts(y, column, self.name, rows)
 
     def mustart(self, y, wt):
         return y + 0.1
@@ -271,11 +272,11 @@ class Gamma(Family):
         a = 1.0 / self.dispersion
         return wt * (a * np.log(a) - special.gammaln(a) + (a - 1) * np.log(y))
 
-    def validate(self, y, wt, column):
-        super().validate(y, wt, column)
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
         bad = np.flatnonzero(y <= 0)
         if bad.size:
-            raise ValueError(f"Gamma response {column!r} must be positive; row {bad[0]} has {y[bad[0]]!r}")
+            raise ValueError(f"Gamma response {column!r} must be positive; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
 
     def mustart(self, y, wt):
         return y.copy()
@@ -307,11 +308,11 @@ class InverseGaussian(Family):
         lam = wt / self.dispersion
         return 0.5 * (np.log(lam) - _LOG2PI - 3 * np.log(y))
 
-    def validate(self, y, wt, column):
-        super().validate(y, wt, column)
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
         bad = np.flatnonzero(y <= 0)
         if bad.size:
-            raise ValueError(f"inverse-Gaussian response {column!r} must be positive; row {bad[0]} has {y[bad[0]]!r}")
+            raise ValueError(f"inverse-Gaussian response {column!r} must be positive; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
 
     def mustart(self, y, wt):
         return y.copy()
@@ -348,9 +349,9 @@ class NegativeBinomial2(Family):
         th = self.dispersion
         return wt * (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1) + th * np.log(th))
 
-    def validate(self, y, wt, column):
-        super().validate(y, wt, column)
-        check_counts(y, column, self.name)
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
+        check_counts(y, column, self.name, rows)
 
     def mustart(self, y, wt):
         return y + 0.1
@@ -413,9 +414,9 @@ class NegativeBinomial1(Family):
         da = (special.polygamma(1, y + s) - special.polygamma(1, s)) / phi
         return -wt * (s * a + mu * s * da)
 
-    def validate(self, y, wt, column):
-        super().validate(y, wt, column)
-        check_counts(y, column, self.name)
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
+        check_counts(y, column, self.name, rows)
 
     def mustart(self, y, wt):
         return y + 0.1
@@ -429,14 +430,20 @@ class NegativeBinomial1(Family):
 
 
 
-def check_counts(y: np.ndarray, column: str, family: str) -> None:
+def _label(rows, i):
+    """The data's label of row i (its position when no labels are given), as a plain value."""
+    lab = i if rows is None else rows[i]
+    return lab.item() if hasattr(lab, "item") else lab
+
+
+def check_counts(y: np.ndarray, column: str, family: str, rows=None) -> None:
     """Counts must be non-negative integers."""
     bad = np.flatnonzero(y < 0)
     if bad.size:
-        raise ValueError(f"{family} response {column!r} must be non-negative counts; row {bad[0]} has {y[bad[0]]!r}")
+        raise ValueError(f"{family} response {column!r} must be non-negative counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
     bad = np.flatnonzero(np.abs(y - np.rint(y)) > 1e-8)
     if bad.size:
-        raise ValueError(f"{family} response {column!r} must be whole counts; row {bad[0]} has {y[bad[0]]!r}")
+        raise ValueError(f"{family} response {column!r} must be whole counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
 
 
 FAMILIES: dict[str, type[Family]] = {

@@ -134,8 +134,8 @@ class ZeroInflated(Family):
     def response_mean(self, mu):
         return (1 - self.pi) * mu
 
-    def validate(self, y, wt, column):
-        self.base.validate(y, wt, column)
+    def validate(self, y, wt, column, rows=None):
+        self.base.validate(y, wt, column, rows)
 
     def mustart(self, y, wt):
         return self.base.mustart(y, wt)

@@ -70,6 +70,11 @@ def group_codes(group: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]
     return codes, labels
 
 
+def _row(label):
+    """A row label as a plain Python value (numpy scalars print as np.int64(4) otherwise)."""
+    return label.item() if hasattr(label, "item") else label
+
+
 def _re_name(c: str) -> str:
     return "(Intercept)" if c == "Intercept" else c
 
@@ -154,7 +159,7 @@ class ModelSpec:
         if len(dropped):
             if na_action == "raise":
                 col = na.columns[na.loc[dropped[0]].to_numpy()][0]
-                raise ValueError(f"missing value in column {col!r} at row {dropped[0]!r} (na_action='raise')")
+                raise ValueError(f"missing value in column {col!r} at row {_row(dropped[0])!r} (na_action='raise')")
             per_col = {c: int(na[c].sum()) for c in used_cols if na[c].any()}
             warnings.warn(
                 f"dropped {len(dropped)} of {len(data)} rows with missing values ({per_col})",
@@ -183,7 +188,7 @@ class ModelSpec:
             off = off + o
         if not np.all(np.isfinite(off)):
             bad = int(np.flatnonzero(~np.isfinite(off))[0])
-            raise ValueError(f"offset is not finite at row {data.index[bad]!r} (log of zero exposure?)")
+            raise ValueError(f"offset is not finite at row {_row(data.index[bad])!r} (log of zero exposure?)")
         # ---- fixed effects -----------------------------------------------------
         try:
             mm = formulaic.model_matrix(parsed.fixed, data, na_action="ignore")
@@ -261,7 +266,7 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
             raise ValueError(f"weights have {wt.size} values for {n} rows")
         bad = np.flatnonzero(~np.isfinite(wt) | (wt < 0))
         if bad.size:
-            raise ValueError(f"weights must be finite and non-negative; row {data.index[bad[0]]!r} has {wt[bad[0]]!r}")
+            raise ValueError(f"weights must be finite and non-negative; row {data.index[bad[0]]!r} has {float(wt[bad[0]]):g}")
     m = re.fullmatch(r"cbind\((.*)\)", expr.strip(), flags=re.S)
     if m:
         if fam.name != "binomial":
@@ -275,7 +280,7 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
             bad = np.flatnonzero(vals < 0)
             if bad.size:
                 raise ValueError(f"binomial counts {name!r} must be non-negative; row {data.index[bad[0]]!r} "
-                                 f"has {vals[bad[0]]!r} (successes > trials?)")
+                                 f"has {float(vals[bad[0]]):g} (successes > trials?)")
         tot = s + f
         if weights is not None:
             raise ValueError("give either cbind(successes, failures) or weights=, not both")
@@ -306,7 +311,7 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
             frac = np.flatnonzero((y > 0) & (y < 1))
             if frac.size and weights is None:
                 raise ValueError(
-                    f"binomial response {expr!r} has proportions (row {data.index[frac[0]]!r}: {y[frac[0]]!r}) "
+                    f"binomial response {expr!r} has proportions (row {data.index[frac[0]]!r}: {float(y[frac[0]]):g}) "
                     "but no weights=: give the number of trials as weights, or use cbind(successes, failures)"
                 )
             if weights is not None:
@@ -314,7 +319,7 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
                 bad = np.flatnonzero(np.abs(k - np.rint(k)) > 1e-6)
                 if bad.size:
                     warnings.warn(f"non-integer number of successes (row {data.index[bad[0]]!r})", stacklevel=4)
-    fam.validate(y, wt, name)
+    fam.validate(y, wt, name, data.index)
     return y, wt, name
 
 
