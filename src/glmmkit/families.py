@@ -274,9 +274,7 @@ class Gamma(Family):
 
     def validate(self, y, wt, column, rows=None):
         super().validate(y, wt, column, rows)
-        bad = np.flatnonzero(y <= 0)
-        if bad.size:
-            raise ValueError(f"Gamma response {column!r} must be positive; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
+        check_positive(y, column, "Gamma", rows)
 
     def mustart(self, y, wt):
         return y.copy()
@@ -310,9 +308,7 @@ class InverseGaussian(Family):
 
     def validate(self, y, wt, column, rows=None):
         super().validate(y, wt, column, rows)
-        bad = np.flatnonzero(y <= 0)
-        if bad.size:
-            raise ValueError(f"inverse-Gaussian response {column!r} must be positive; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
+        check_positive(y, column, "inverse-Gaussian", rows)
 
     def mustart(self, y, wt):
         return y.copy()
@@ -434,6 +430,13 @@ def _label(rows, i):
     """The data's label of row i (its position when no labels are given), as a plain value."""
     lab = i if rows is None else rows[i]
     return lab.item() if hasattr(lab, "item") else lab
+
+
+def check_positive(y: np.ndarray, column: str, family: str, rows=None) -> None:
+    bad = np.flatnonzero(y <= 0)
+    if bad.size:
+        raise ValueError(f"{family} response {column!r} must be positive; row {_label(rows, bad[0])!r} "
+                         f"has {float(y[bad[0]]):g}")
 
 
 def check_counts(y: np.ndarray, column: str, family: str, rows=None) -> None:

@@ -30,8 +30,11 @@ class Kernels:
     def __init__(self, family, fast: bool = True):
         self.family = family
         key = (family.name, family.link.name)
-        canonical = {("binomial", "logit"): "logit", ("poisson", "log"): "poisson"}.get(key)
-        self.fast = canonical if (fast and family.dispersion_name is None) else None
+        known = {("binomial", "logit"): "logit", ("poisson", "log"): "poisson", ("nbinom2", "log"): "nb2"}.get(key)
+        self.fast = known if fast else None
+        # the information PIRLS steps with: for canonical links expected = observed; NB2-log's observed
+        # information is always positive, so PIRLS takes true Newton steps (quadratic convergence)
+        self.pirls_kind = "observed" if self.fast in ("logit", "poisson", "nb2") else "expected"
 
     def kernel(self, eta, y, wt):
         """(sum of the mu-dependent log-likelihood kernel, mu)."""
@@ -44,6 +47,10 @@ class Kernels:
         if self.fast == "poisson":
             mu = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-300)
             return float((wt * y) @ eta - wt @ mu), mu
+        if self.fast == "nb2":
+            th = self.family.dispersion
+            mu = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-300)
+            return float((wt * y) @ eta - (wt * (th + y)) @ np.log(th + mu)), mu
         fam = self.family
         mu = fam.link.inverse(eta)
         return float(np.sum(fam.loglik_kernel(y, mu, wt))), mu
@@ -56,6 +63,24 @@ class Kernels:
         if self.fast == "poisson":
             w = wt * mu
             return w, w * base + wt * (y - mu)
+        if self.fast == "nb2":
+            th = self.family.dispersion
+            r = th / (th + mu)
+            w = wt * mu * r * (th + y) / (th + mu)  # observed information (Newton)
+            return w, w * base + wt * (y - mu) * r
         fam = self.family
         w = fam.working_weights(eta, mu, wt)
         return w, w * base + fam.score_eta(y, eta, mu, wt)
+
+    def steps_with(self, kind: str) -> bool:
+        """Whether PIRLS's own weights are the information ``kind`` (both, for canonical links)."""
+        return self.fast in ("logit", "poisson") or self.pirls_kind == kind
+
+    def final_weights(self, kind, eta, mu, y, wt):
+        """Weights for the Laplace log-determinant: expected (lme4) or observed (glmmTMB) information."""
+        fam = self.family
+        if kind == "observed":
+            return fam.observed_weights(y, eta, mu, wt)
+        if self.fast in ("logit", "poisson"):
+            return self.weights(eta, mu, y, wt, np.zeros_like(eta))[0]
+        return fam.working_weights(eta, mu, wt)

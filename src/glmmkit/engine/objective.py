@@ -89,7 +89,8 @@ class GlmmObjective:
         fam = self.family_at(psi)
         if beta is None:
             beta = self._beta if self._beta is not None else np.zeros(self.data.p)
-        res = pirls(self.data, theta, beta, self._u, fam, joint=joint)
+        res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
+                    laplace=self.laplace if not joint else "expected")
         if np.all(np.isfinite(res.u)):
             self._u = res.u
             if joint:
@@ -98,16 +99,8 @@ class GlmmObjective:
         if nagq > 1 and not joint:
             value = self._agq(theta, res, fam)
         else:
-            ll = np.sum(fam.loglik_kernel(self.data.y, res.mu, self.data.wt)) + self._loglik_const(fam)
-            factor = res.factor
-            if self.laplace == "observed" and not joint:
-                d, st = self.data, self.data.structure
-                w_obs = fam.observed_weights(d.y, res.eta, res.mu, d.wt)
-                try:
-                    factor = st.factor(st.raw(w_obs, None), theta)
-                except np.linalg.LinAlgError:
-                    return np.inf, res
-            value = float(-2 * ll + res.u @ res.u + factor.logdet_re())
+            ll = res.kernel_sum + self._loglik_const(fam)
+            value = float(-2 * ll + res.u @ res.u + res.factor.logdet_re())
         self.fevals += 1
         return value, res
 

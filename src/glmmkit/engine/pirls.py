@@ -58,6 +58,7 @@ class PirlsResult:
     pdev: float  # -2 sum loglik kernel + |u|^2 (= deviance / phi + |u|^2 + a constant)
     iterations: int
     converged: bool
+    kernel_sum: float = np.nan  # sum of the log-likelihood kernel at the mode
 
 
 class PirlsError(RuntimeError):
@@ -74,6 +75,7 @@ def pirls(
     tol: float = 1e-11,
     u_tol: float = 1e-9,
     maxit: int = 100,
+    laplace: str = "expected",
 ) -> PirlsResult:
     st, y, wt, off, X = data.structure, data.y, data.wt, data.offset, data.X
     kern = Kernels(family)
@@ -124,11 +126,13 @@ def pirls(
         if change < tol * (abs(pd) + 1.0) and moved < u_tol:
             converged = True
             break
-    # weights and factor at the mode itself (for the Laplace log-determinant); when the last step
-    # moved u by less than u_tol the last factor is already there (to that order) and is kept
-    if not converged or factor is None:
-        w, _ = kern.weights(eta, mu, y, wt, np.zeros_like(eta))
+    # weights and factor at the mode itself (for the Laplace log-determinant, with the information
+    # it asks for); when the last step moved u by less than u_tol and PIRLS stepped with that same
+    # information, the last factor is already there (to that order) and is kept
+    if not converged or factor is None or not kern.steps_with(laplace):
+        w = kern.final_weights(laplace, eta, mu, y, wt)
         factor = st.factor(st.raw(w, X if joint else None), theta)
     if not np.isfinite(pd):
         raise PirlsError("PIRLS did not find a finite penalised deviance")
-    return PirlsResult(u, beta, eta, mu, w, factor, pd, it, converged or it < maxit)
+    return PirlsResult(u, beta, eta, mu, w, factor, pd, it, converged or it < maxit,
+                       kernel_sum=-(pd - float(u @ u)) / 2)

@@ -68,9 +68,10 @@ class RandomTerm:
     def zb(self, b: np.ndarray) -> np.ndarray:
         """Z b for b given as (q, k)."""
         b = b.reshape(self.q, self.k)
-        if self.k == 1:
-            return self.X[:, 0] * b[self.codes, 0]
-        return np.einsum("ik,ik->i", self.X, b[self.codes])
+        out = self.X[:, 0] * np.ascontiguousarray(b[:, 0])[self.codes]
+        for r in range(1, self.k):  # per-column gathers beat a 2-D gather + einsum
+            out += self.X[:, r] * np.ascontiguousarray(b[:, r])[self.codes]
+        return out
 
     def zt(self, v: np.ndarray) -> np.ndarray:
         """Z' v as (q, k) (raw, without Lambda)."""
