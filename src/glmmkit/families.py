@@ -117,6 +117,11 @@ class Family:
         """log p(y_i | mu_i, phi), per observation."""
         return self.loglik_kernel(y, mu, wt) + self.loglik_const(y, wt)
 
+    def loglik_const_sum(self, y, wt, unique=None) -> float:
+        """sum_i loglik_const(y_i, wt_i). ``unique = (values, summed weights)`` of y lets families whose
+        constant is wt times a function of y alone (Poisson, NB2) work on the distinct values only."""
+        return float(np.sum(self.loglik_const(y, wt)))
+
     def validate(self, y: np.ndarray, wt: np.ndarray, column: str, rows=None) -> None:
         bad = np.flatnonzero(~np.isfinite(y))
         if bad.size:
@@ -344,6 +349,12 @@ class NegativeBinomial2(Family):
     def loglik_const(self, y, wt):
         th = self.dispersion
         return wt * (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1) + th * np.log(th))
+
+    def loglik_const_sum(self, y, wt, unique=None):
+        if unique is None:
+            return super().loglik_const_sum(y, wt)
+        vals, wsum = unique
+        return float(wsum @ self.loglik_const(vals, np.ones_like(vals)))
 
     def validate(self, y, wt, column, rows=None):
         super().validate(y, wt, column, rows)

@@ -70,6 +70,9 @@ class GlmmObjective:
         self._u = np.zeros(st.Q)
         self._beta: np.ndarray | None = None
         self._const: dict = {}
+        vals, inv = np.unique(data.y, return_inverse=True)
+        # distinct responses with their summed weights (count data: a few dozen values)
+        self._unique_y = (vals, np.bincount(inv.ravel(), weights=data.wt)) if len(vals) < data.n // 4 else None
         self._fam_cache: tuple = (None, None)
         self.fevals = 0
         self.log: list[tuple[np.ndarray, float]] = []
@@ -89,8 +92,14 @@ class GlmmObjective:
         fam = self.family_at(psi)
         if beta is None:
             beta = self._beta if self._beta is not None else np.zeros(self.data.p)
-        res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
-                    laplace=self.laplace if not joint else "expected")
+        try:
+            res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
+                        laplace=self.laplace if not joint else "expected")
+        except np.linalg.LinAlgError:
+            # an information matrix that is not positive definite here (the observed information can be
+            # indefinite away from the optimum, e.g. for zero-inflated zeros): no Laplace value
+            self.fevals += 1
+            return np.inf, None
         if np.all(np.isfinite(res.u)):
             self._u = res.u
             if joint:
@@ -109,7 +118,7 @@ class GlmmObjective:
         if key not in self._const:
             if len(self._const) > 64:
                 self._const.clear()
-            self._const[key] = float(np.sum(fam.loglik_const(self.data.y, self.data.wt)))
+            self._const[key] = fam.loglik_const_sum(self.data.y, self.data.wt, self._unique_y)
         return self._const[key]
 
     def _agq(self, theta, res: PirlsResult, fam: Family) -> float:
