@@ -29,6 +29,10 @@ GRAD_TOL = 2e-3
 # and Newton polish after it catch a search that stops short
 FTOL2 = float(__import__("os").environ.get("GLMMKIT_FTOL2", 1e-7))
 XTOL2 = float(__import__("os").environ.get("GLMMKIT_XTOL2", 1e-6))
+# stage 2's initial trust region: relative on theta, in stage-1 standard errors on beta
+STEP2_THETA = float(__import__("os").environ.get("GLMMKIT_STEP2_THETA", 0.1))
+STEP2_BETA = float(__import__("os").environ.get("GLMMKIT_STEP2_BETA", 0.25))
+STAGE1_FIX_PSI = bool(int(__import__("os").environ.get("GLMMKIT_STAGE1_FIX_PSI", 0)))
 # stage 1 only has to come close: stage 2 starts from it
 FTOL1 = float(__import__("os").environ.get("GLMMKIT_FTOL1", 1e-4))
 XTOL1 = float(__import__("os").environ.get("GLMMKIT_XTOL1", 1e-3))
@@ -169,15 +173,17 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     m = obj.n_psi
     psi0 = np.asarray(psi0, dtype=float)
 
+    m1 = 0 if STAGE1_FIX_PSI else m  # family parameters searched in stage 1
+
     def unpack1(x):
-        return x[:nt], (x[nt:] if m else None)
+        return x[:nt], ((x[nt:] if m1 else psi0) if m else None)
 
     # ---- stage 1: theta [, psi], beta inside PIRLS --------------------------------
     obj.reset(beta=beta0)
-    x0 = np.concatenate([obj.theta0, psi0])
-    lower1 = np.concatenate([obj.theta_lower, np.full(m, -np.inf)])
+    x0 = np.concatenate([obj.theta0, psi0[:m1]])
+    lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
-    step1 = np.concatenate([np.full(nt, 0.25), np.full(m, 0.25)])
+    step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
     x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
     summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
     theta1, psi1 = unpack1(x1)
@@ -202,7 +208,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     f2 = lambda x: obj.evaluate(*unpack2(x))[0]  # noqa: E731
     x20 = np.concatenate([theta1, np.zeros(p), psi1 if m else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
-    step2 = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(p, 0.25), np.full(m, 0.1)])
+    step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
     x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
     summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
 
