@@ -32,6 +32,7 @@ XTOL2 = float(__import__("os").environ.get("GLMMKIT_XTOL2", 1e-6))
 # stage 2's initial trust region: relative on theta, in stage-1 standard errors on beta
 STEP2_THETA = float(__import__("os").environ.get("GLMMKIT_STEP2_THETA", 0.1))
 STEP2_BETA = float(__import__("os").environ.get("GLMMKIT_STEP2_BETA", 0.25))
+MOMENT_START = bool(int(__import__("os").environ.get("GLMMKIT_MOMENT_START", 1)))
 STAGE1_FIX_PSI = bool(int(__import__("os").environ.get("GLMMKIT_STAGE1_FIX_PSI", 0)))
 # stage 1 only has to come close: stage 2 starts from it
 FTOL1 = float(__import__("os").environ.get("GLMMKIT_FTOL1", 1e-4))
@@ -180,7 +181,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     # ---- stage 1: theta [, psi], beta inside PIRLS --------------------------------
     obj.reset(beta=beta0)
-    x0 = np.concatenate([obj.theta0, psi0[:m1]])
+    x0 = np.concatenate([moment_theta(obj, beta0, psi0) if MOMENT_START else obj.theta0, psi0[:m1]])
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
@@ -285,6 +286,34 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     summ._free = free if calc_derivs else None
     summ.time_s = time.perf_counter() - t0
     return summ, res
+
+
+def moment_theta(obj, beta0, psi0) -> np.ndarray:
+    """Starting theta: for each scalar intercept term, a moment estimate from the GLM start.
+
+    With the GLM's working residuals r = (y - mu) / mu' and weights w, the weighted mean of r over a
+    level estimates b_l plus noise of variance 1 / sum(w); so
+    sd(b) ~ sqrt(max(var(level means) - mean(1 / sum w), 0)). Other terms start at lme4's theta0.
+    """
+    d = obj.data
+    fam = obj.family_at(psi0 if obj.n_psi else None)
+    eta = d.offset + d.X @ beta0
+    mu = fam.link.inverse(eta)
+    dmu = fam.link.mu_eta(eta)
+    w = fam.working_weights(eta, mu, d.wt)
+    r = (d.y - fam.response_mean(mu)) / dmu
+    theta = obj.theta0.copy()
+    pos = 0
+    for t in d.structure._orig_terms():
+        n_th = t.cov.n_theta
+        if t.k == 1 and not t.is_known and np.allclose(t.X[:, 0], 1.0):
+            sw = np.bincount(t.codes, weights=w, minlength=t.q)
+            ok = sw > 0
+            means = np.bincount(t.codes, weights=w * r, minlength=t.q)[ok] / sw[ok]
+            var_b = np.var(means) - np.mean(1.0 / sw[ok])
+            theta[pos] = float(np.clip(np.sqrt(max(var_b, 0.0)), 0.05, 5.0))
+        pos += n_th
+    return theta
 
 
 def _bad(sg) -> bool:
