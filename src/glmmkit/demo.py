@@ -6,6 +6,8 @@
    (Poisson GLMM with an offset and nested random intercepts)
 3. Mating success: winner-take-all counts, far more variable than Poisson allows; Poisson,
    Poisson + observation-level random effect and negative-binomial GLMMs side by side
+4. Bacterial isolates: a gene carried by one clade and disease that follows the tree; the naive
+   logistic regression finds the gene, the phylogenetic GLMM shows it is shared ancestry
 """
 
 from __future__ import annotations
@@ -140,11 +142,42 @@ def story_mating(out: Path) -> dict:
             "se_ratio_nb_over_poisson": float(ratio), "figures": figs}
 
 
+def story_isolates(out: Path) -> dict:
+    _rule("4. Bacterial isolates: is it the gene, or shared ancestry? (phylogenetic logistic GLMM)")
+    from . import phylo
+
+    d = datasets.load("isolates")
+    print(datasets.describe("isolates"))
+    tree = phylo.read_tree(datasets.tree_text("isolates"))
+    K = phylo.vcv(tree, corr=True)
+    print(f"{tree.n_tips} isolates; the gene is carried by {d.gene.sum()} of them, all in one clade; "
+          f"{100 * d.disease.mean():.0f}% have the disease.")
+    t0 = time.perf_counter()
+    cmp = phylo.compare_naive("disease ~ gene + (1 | isolate)", d, "binomial", relmat={"isolate": K}, terms=["gene"])
+    fit = glmer("disease ~ gene + (1 | isolate)", d, "binomial", relmat={"isolate": K})
+    h2 = phylo.heritability(fit, "isolate", nboot=100, seed=2)
+    el = time.perf_counter() - t0
+    fit.summary()
+    r = cmp.loc["gene"]
+    print()
+    print("The gene's association with disease (log odds ratio):")
+    print(f"  naive logistic regression:  {r.naive_estimate:.2f} (SE {r.naive_se:.2f}), p = {r.naive_p:.1g}")
+    print(f"  phylogenetic GLMM:          {r.phylo_estimate:.2f} (SE {r.phylo_se:.2f}), p = {r.phylo_p:.2g}")
+    print(f"Answer: the naive model 'finds' the gene; once the isolates' shared ancestry is modelled the")
+    print(f"  association is not distinguishable from history (the gene marks a clade whose members share their")
+    print(f"  risk). Phylogenetic heritability of disease on the latent scale H^2 = {h2.H2:.2f} "
+          f"(bootstrap 95% interval {h2.ci_low:.2f} to {h2.ci_high:.2f}).")
+    print(f"  (fits and 100 bootstrap refits in {el:.1f} s)")
+    return {"naive_p": float(r.naive_p), "phylo_p": float(r.phylo_p), "H2": float(h2.H2),
+            "H2_ci": [float(h2.ci_low), float(h2.ci_high)]}
+
+
 def run_demo(out_dir: str | Path = "glmmkit-demo") -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     print("glmmkit demo: generalized linear mixed models with lme4's formula language")
-    results = {"birds": story_birds(out), "clinics": story_clinics(out), "mating": story_mating(out)}
+    results = {"birds": story_birds(out), "clinics": story_clinics(out), "mating": story_mating(out),
+               "isolates": story_isolates(out)}
     (out / "demo_results.json").write_text(json.dumps(results, indent=2, default=float))
     print()
     print(f"Results written to {out / 'demo_results.json'}")

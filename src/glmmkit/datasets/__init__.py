@@ -30,6 +30,9 @@ _INFO = {
               "glmmkit.datasets.simulate.birds(seed=20261124).", {"season": ["early", "late"]}),
     "mating": ("Simulated: matings of 80 males over 6 seasons vs ornament size, winner-take-all "
                "(negative binomial, size 0.4); glmmkit.datasets.simulate.mating(seed=31).", {}),
+    "isolates": ("Simulated: 200 bacterial isolates on a coalescent tree (isolates.nwk); a gene carried by one "
+                 "clade, disease that follows the tree, no effect of the gene; "
+                 "glmmkit.datasets.simulate.isolates(seed=5).", {}),
     "clinics": ("Simulated: monthly therapy sessions of 150 clinicians in 25 clinics with exposure "
                 "(opportunities); glmmkit.datasets.simulate.clinics(seed=7).", {"training": ["no", "yes"]}),
 }
@@ -56,3 +59,11 @@ def load(name: str) -> pd.DataFrame:
         df[col] = pd.Categorical(df[col].astype(str), categories=levels)
     df.attrs["source"] = _INFO[name][0]
     return df
+
+
+def tree_text(name: str) -> str:
+    """The Newick tree bundled with a dataset (``isolates``)."""
+    path = resources.files(__package__).joinpath("data", f"{name}.nwk")
+    if not path.is_file():
+        raise ValueError(f"dataset {name!r} has no tree")
+    return path.read_text()

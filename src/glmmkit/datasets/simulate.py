@@ -74,3 +74,43 @@ def mating(n_males: int = 80, seasons: int = 6, seed: int = 31) -> pd.DataFrame:
         "ornament": np.round(ornament, 4),
         "matings": matings,
     })
+
+
+def coalescent_newick(n: int, rng: np.random.Generator) -> str:
+    """A Kingman coalescent tree with n tips (labels iso001...), as a Newick string."""
+    nodes = [(f"iso{i + 1:03d}", 0.0) for i in range(n)]  # (subtree text, height)
+    t = 0.0
+    while len(nodes) > 1:
+        k = len(nodes)
+        t += rng.exponential(2.0 / (k * (k - 1)))
+        i, j = sorted(rng.choice(k, 2, replace=False))
+        (a, ha), (b, hb) = nodes[i], nodes[j]
+        merged = (f"({a}:{t - ha:.10f},{b}:{t - hb:.10f})", t)
+        nodes = [x for m, x in enumerate(nodes) if m not in (i, j)] + [merged]
+    return nodes[0][0] + ";"
+
+
+def isolates(n: int = 200, seed: int = 5) -> tuple[str, pd.DataFrame]:
+    """Bacterial isolates on a coalescent tree: a gene carried by one clade, and disease risk that follows
+    the tree (Brownian motion, variance 1.5 at the tips, plus a shift of 1.2 on the branch into the gene's
+    clade). The gene itself has no effect: logit P(disease) = -0.6 + a(isolate)."""
+    from ..phylo.tree import read_tree
+
+    rng = np.random.default_rng(seed)
+    text = coalescent_newick(n, rng)
+    tree = read_tree(text)
+    size = tree.tip_hi - tree.tip_lo
+    candidates = np.flatnonzero((~tree.is_tip) & (size >= 0.15 * n) & (size <= 0.3 * n))
+    clade = int(candidates[0]) if candidates.size else int(np.argmax(np.where(tree.is_tip, 0, size) * (size < 0.5 * n)))
+    scale = 1.5 / tree.depth[tree.is_tip].max()
+    value = np.zeros(len(tree.parent))
+    for i in range(1, len(tree.parent)):  # Brownian motion down the tree, pre-order
+        value[i] = value[tree.parent[i]] + rng.normal(0, np.sqrt(scale * tree.length[i]))
+        if i == clade:
+            value[i] += 1.2
+    tips = np.flatnonzero(tree.is_tip)
+    rank = np.arange(tips.size)
+    gene = ((rank >= tree.tip_lo[clade]) & (rank < tree.tip_hi[clade])).astype(int)
+    disease = rng.binomial(1, 1 / (1 + np.exp(-(-0.6 + value[tips]))))
+    df = pd.DataFrame({"isolate": tree.tip_labels, "gene": gene, "disease": disease})
+    return text, df.sort_values("isolate").reset_index(drop=True)

@@ -1,0 +1,14 @@
+"""Phylogenetic GLMMs: trees, their covariance, phylogenetic signal, and the naive comparison.
+
+    tree = gk.phylo.read_tree("tree.nwk")
+    K = gk.phylo.vcv(tree, corr=True)                      # equal to ape's vcv(tree, corr = TRUE)
+    fit = gk.glmer("y ~ x + (1 | species)", d, "binomial", relmat={"species": K})
+    gk.phylo.heritability(fit, "species", nboot=200)        # latent-scale H^2 with an interval
+    gk.phylo.compare_naive("y ~ x + (1 | species)", d, "binomial", relmat={"species": K})
+"""
+
+from .compare import compare_naive
+from .signal import heritability
+from .tree import Tree, pagel_lambda, read_tree, relmat_for, vcv
+
+__all__ = ["Tree", "read_tree", "vcv", "pagel_lambda", "relmat_for", "heritability", "compare_naive"]

@@ -1,0 +1,122 @@
+"""Phylogenetic trees, their covariance against ape, phylogenetic signal, and the naive comparison."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glmmkit as gk
+from glmmkit import lme4_name
+
+from .conftest import REF_DIR, ref_case
+
+pytest.importorskip("newick")
+
+
+@pytest.fixture(scope="module")
+def ref_tree():
+    if not (REF_DIR / "phylo_poisson" / "tree.nwk").exists():
+        pytest.skip("phylo_poisson reference case not found")
+    return gk.phylo.read_tree(REF_DIR / "phylo_poisson" / "tree.nwk")
+
+
+@pytest.mark.parametrize("corr,file", [(False, "vcv.csv"), (True, "vcv_corr.csv")])
+def test_vcv_equals_ape(ref_tree, corr, file):
+    ape = pd.read_csv(REF_DIR / "phylo_poisson" / file, index_col=0)
+    ours = gk.phylo.vcv(ref_tree, corr=corr).loc[ape.index, ape.columns]
+    assert np.max(np.abs(ours.to_numpy() - ape.to_numpy())) < 1e-10
+
+
+def test_phylo_poisson_with_our_vcv(ref_tree):
+    data, ref = ref_case("phylo_poisson")
+    fit = gk.glmer("y ~ x + (1 | species)", data, "poisson", relmat={"species": gk.phylo.vcv(ref_tree, corr=True)})
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-3)
+    for k, v in ref["fixef"].items():
+        assert fit.fixef[k] == pytest.approx(v["estimate"], rel=1e-3)
+    assert fit.varcorr["sd"].iloc[0] == pytest.approx(ref["varcorr"][0]["sd_or_corr"], rel=1e-2)
+
+
+def test_polytomy_and_hand_computed_vcv():
+    t = gk.phylo.read_tree("((a:1,b:2):0.5,(c:1,d:1,e:0.3):1);")
+    C = gk.phylo.vcv(t)
+    assert list(C.index) == ["a", "b", "c", "d", "e"]
+    expect = np.array([[1.5, 0.5, 0, 0, 0], [0.5, 2.5, 0, 0, 0], [0, 0, 2, 1, 1], [0, 0, 1, 2, 1], [0, 0, 1, 1, 1.3]])
+    assert np.allclose(C.to_numpy(), expect)
+    assert not t.is_ultrametric()
+    with pytest.warns(UserWarning, match="not ultrametric"):
+        gk.phylo.vcv(t, corr=True)
+
+
+def test_tree_errors():
+    with pytest.raises(ValueError, match="no branch length"):
+        gk.phylo.read_tree("((a,b),(c,d));")
+    with pytest.raises(ValueError, match="'a' occurs more than once"):
+        gk.phylo.read_tree("((a:1,b:1):1,(a:1,d:1):1);")
+    with pytest.raises(ValueError, match="not a Newick tree"):
+        gk.phylo.read_tree("no tree here")
+    t = gk.phylo.read_tree("((a:1,b:1):1,(c:1,d:1):1);")
+    with pytest.raises(ValueError, match=r"missing from the tree: \['x'\]"):
+        gk.phylo.relmat_for(t, ["a", "b", "x"], group="species")
+    with pytest.warns(UserWarning, match="2 tips of the tree have no data"):
+        K = gk.phylo.relmat_for(t, ["a", "b"], group="species")
+    assert K.shape == (4, 4)
+
+
+def test_pagel_lambda():
+    t = gk.phylo.read_tree("((a:1,b:1):1,(c:1,d:1):1);")
+    C = gk.phylo.vcv(t)
+    L = gk.phylo.pagel_lambda(C, 0.25)
+    assert np.allclose(np.diag(L), np.diag(C)) and L.loc["a", "b"] == pytest.approx(0.25)
+    assert np.allclose(gk.phylo.pagel_lambda(C, 0.0), np.diag(np.diag(C)))
+    with pytest.raises(ValueError):
+        gk.phylo.pagel_lambda(C, 1.5)
+
+
+@pytest.fixture(scope="module")
+def isolates():
+    d = gk.datasets.load("isolates")
+    K = gk.phylo.vcv(gk.phylo.read_tree(gk.datasets.tree_text("isolates")), corr=True)
+    return d, K
+
+
+def test_compare_naive_shows_confounding(isolates):
+    d, K = isolates
+    c = gk.phylo.compare_naive("disease ~ gene + (1 | isolate)", d, "binomial", relmat={"isolate": K}, terms=["gene"])
+    r = c.loc["gene"]
+    assert r.naive_p < 1e-4 and r.phylo_p > 0.05 and r.se_ratio > 1.3
+
+
+def test_heritability(isolates):
+    d, K = isolates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = gk.glmer("disease ~ gene + (1 | isolate)", d, "binomial", relmat={"isolate": K})
+    h = gk.phylo.heritability(fit, "isolate")
+    s2 = fit.varcorr["variance"].iloc[0]
+    assert h.H2 == pytest.approx(s2 / (s2 + np.pi ** 2 / 3))
+    hb = gk.phylo.heritability(fit, "isolate", nboot=8, seed=1)
+    assert 0 <= hb.ci_low <= hb.ci_high <= 1
+    with pytest.raises(ValueError, match="not a grouping factor"):
+        gk.phylo.heritability(fit, "species")
+
+
+def test_relmat_with_a_second_non_phylogenetic_term(ref_tree):
+    """A phylogenetic and a non-phylogenetic species effect side by side (as phyr's pglmm)."""
+    data, _ = ref_case("phylo_poisson")
+    d = pd.concat([data.assign(rep=0), data.assign(rep=1, y=np.random.default_rng(1).poisson(1.0, len(data)))])
+    d["sp2"] = d["species"]
+    K = gk.phylo.vcv(ref_tree, corr=True)
+    fit = gk.glmer("y ~ x + (1 | species) + (1 | sp2)", d, "poisson", relmat={"species": K})
+    assert set(fit.varcorr.group) == {"species", "sp2"} and np.isfinite(fit.loglik)
+    assert any(t.is_known for t in fit.spec.terms) and not all(t.is_known for t in fit.spec.terms)
+
+
+def test_lmer_with_identity_relmat_equals_plain_random_intercept():
+    d = gk.datasets.load("sleepstudy")
+    levels = sorted(d["Subject"].astype(str).unique())
+    K = pd.DataFrame(np.eye(len(levels)), index=levels, columns=levels)
+    a = gk.lmer("Reaction ~ Days + (1 | Subject)", d, relmat={"Subject": K})
+    b = gk.lmer("Reaction ~ Days + (1 | Subject)", d)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    assert np.allclose(a.fixef, b.fixef) and a.varcorr["sd"].iloc[0] == pytest.approx(b.varcorr["sd"].iloc[0], rel=1e-5)
