@@ -189,9 +189,19 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
     theta1, psi1 = unpack1(x1)
     _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
-    beta1 = res1.beta
-    scale = _beta_scale(res1, obj)
+    if res1 is None:
+        # the joint (u, beta) system is singular here (e.g. separation in binary data): go on from the
+        # GLM start with unit scaling; stage 2 solves for u alone and does not need that system
+        summ.messages.append("the joint PIRLS system was singular at the stage-1 optimum (separation?); "
+                             "stage 2 started from the GLM estimates")
+        beta1 = obj._beta if obj._beta is not None else np.asarray(beta0, dtype=float)
+        scale = np.ones(p)
+    else:
+        beta1 = res1.beta
+        scale = _beta_scale(res1, obj)
     if nagq == 0:
+        if res1 is None:
+            raise np.linalg.LinAlgError("nAGQ = 0 needs the joint PIRLS system, which is singular here; use nagq=1")
         summ.theta, summ.beta, summ.psi, summ.fval = theta1, beta1, psi1, fv1
         summ.family = obj.family_at(psi1)
         summ.vcov_method = "PIRLS (nAGQ = 0)"
