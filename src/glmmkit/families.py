@@ -14,6 +14,7 @@ wt = n; the other families treat ``wt`` as precision weights.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 
 import numpy as np
 from scipy import special
@@ -23,7 +24,7 @@ from .links import Link, get_link
 _LOG2PI = np.log(2 * np.pi)
 
 
-class Family:
+class Family(ABC):
     """Base class. Subclasses set ``name``, ``default_link`` and ``links``."""
 
     name = "family"
@@ -94,24 +95,29 @@ class Family:
         return self.with_dispersion(1.0) if self.dispersion_name else self
 
     # --- what subclasses provide ----------------------------------------
-    def variance(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        ...
 
-    def variance_deriv(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def variance_deriv(self, mu: np.ndarray) -> np.ndarray:
         """dV/dmu."""
-        raise NotImplementedError
+        ...
 
-    def unit_deviance(self, y, mu, wt) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def unit_deviance(self, y, mu, wt) -> np.ndarray:
         """Deviance residuals squared, d_i (their sum is the deviance at phi = 1)."""
-        raise NotImplementedError
+        ...
 
-    def loglik_kernel(self, y, mu, wt) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def loglik_kernel(self, y, mu, wt) -> np.ndarray:
         """The part of log p(y_i | mu_i, phi) that depends on mu (the hot path)."""
-        raise NotImplementedError
+        ...
 
-    def loglik_const(self, y, wt) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def loglik_const(self, y, wt) -> np.ndarray:
         """The part of log p(y_i | mu_i, phi) that does not depend on mu (cached by the engine)."""
-        raise NotImplementedError
+        ...
 
     def loglik(self, y, mu, wt) -> np.ndarray:
         """log p(y_i | mu_i, phi), per observation."""
@@ -130,8 +136,9 @@ class Family:
     def mustart(self, y, wt) -> np.ndarray:
         return y + 0.1 * (np.mean(y) - y)
 
-    def simulate(self, mu, wt, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def simulate(self, mu, wt, rng: np.random.Generator) -> np.ndarray:
+        """Draw responses with means mu (on the scale of y: proportions for the binomial)."""
 
     # --- derived quantities used by the engine ---------------------------
     def working_weights(self, eta, mu, wt) -> np.ndarray:

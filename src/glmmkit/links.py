@@ -6,6 +6,8 @@ Each link is a small stateless object: ``link(mu)``, ``inverse(eta)`` and
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from scipy import special
 
@@ -13,21 +15,25 @@ _EPS = np.finfo(float).eps
 _TINY = 1e-300
 
 
-class Link:
+class Link(ABC):
     name: str = "link"
 
-    def link(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def link(self, mu: np.ndarray) -> np.ndarray:
+        ...
 
-    def inverse(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def inverse(self, eta: np.ndarray) -> np.ndarray:
+        ...
 
-    def mu_eta(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def mu_eta(self, eta: np.ndarray) -> np.ndarray:
+        ...
 
-    def mu_eta2(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def mu_eta2(self, eta: np.ndarray) -> np.ndarray:
         """Second derivative d^2 mu / d eta^2 (for the observed-information Laplace)."""
-        raise NotImplementedError
+        ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

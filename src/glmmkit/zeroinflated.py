@@ -128,8 +128,9 @@ class ZeroInflated(Family):
         pi = self.pi
         return (1 - pi) * (self.base.variance(mu) + pi * mu * mu)
 
-    def variance_deriv(self, mu):  # pragma: no cover - not used: ZI uses score_eta / observed_weights
-        raise NotImplementedError("zero-inflated families use score_eta and observed_weights")
+    def variance_deriv(self, mu):
+        pi = self.pi
+        return (1 - pi) * (self.base.variance_deriv(mu) + 2 * pi * mu)
 
     def response_mean(self, mu):
         return (1 - self.pi) * mu

@@ -12,25 +12,31 @@ so cov(b_l) = sigma^2 T T' (sigma = 1 for GLMMs without dispersion).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 
-class CovStructure:
+class CovStructure(ABC):
     k: int = 1
     blockdiag: bool = True
 
     @property
-    def n_theta(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def n_theta(self) -> int:
+        ...
 
-    def lower(self) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def lower(self) -> np.ndarray:
+        ...
 
-    def theta0(self) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def theta0(self) -> np.ndarray:
+        ...
 
-    def template(self, theta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def template(self, theta: np.ndarray) -> np.ndarray:
+        ...
 
     def is_diagonal_theta(self) -> np.ndarray:
         """Mask of theta entries that are diagonal (bounded below by 0)."""
