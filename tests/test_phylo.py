@@ -120,3 +120,49 @@ def test_lmer_with_identity_relmat_equals_plain_random_intercept():
     b = gk.lmer("Reaction ~ Days + (1 | Subject)", d)
     assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
     assert np.allclose(a.fixef, b.fixef) and a.varcorr["sd"].iloc[0] == pytest.approx(b.varcorr["sd"].iloc[0], rel=1e-5)
+
+
+def test_tree_algebra_against_dense():
+    from glmmkit.datasets.simulate import coalescent_newick
+    from glmmkit.phylo.sparse import TreeAlgebra
+
+    rng = np.random.default_rng(0)
+    for text in ["((a:1,b:2):0.5,(c:1,d:1,e:0.3):1);", coalescent_newick(60, rng)]:
+        t = gk.phylo.read_tree(text)
+        alg = TreeAlgebra(t)
+        m = alg.m
+        Q = np.zeros((m, m))
+        for v in range(1, m):
+            e = np.zeros(m)
+            e[v] = 1
+            if t.parent[v] > 0:
+                e[t.parent[v]] = -1
+            Q += np.outer(e, e) / t.length[v]
+        Q = Q[1:, 1:]
+        w = np.zeros(m)
+        w[alg.tip_nodes] = rng.uniform(0.5, 2, alg.tip_nodes.size)
+        P = np.diag(w[1:]) + 1.7 * Q
+        F = alg.factor(w, 1.7)
+        assert F.logdet() == pytest.approx(np.linalg.slogdet(P)[1])
+        assert alg.logdet_q == pytest.approx(np.linalg.slogdet(Q)[1])
+        r = rng.normal(size=m)
+        assert np.allclose(F.solve(r)[1:], np.linalg.solve(P, r[1:]))
+        assert np.allclose(F.inverse_diagonal()[1:], np.diag(np.linalg.inv(P)))
+        tips = alg.tip_nodes - 1
+        assert np.allclose(np.linalg.inv(Q)[np.ix_(tips, tips)], gk.phylo.vcv(t).to_numpy())
+
+
+def test_sparse_tree_path_equals_dense_path(ref_tree):
+    data, ref = ref_case("phylo_poisson")
+    sparse = gk.phylo.fit_tree_glmm("y ~ x + (1 | species)", data, "poisson", ref_tree)
+    dense = gk.glmer("y ~ x + (1 | species)", data, "poisson", relmat={"species": gk.phylo.vcv(ref_tree, corr=True)})
+    assert sparse.loglik == pytest.approx(dense.loglik, abs=1e-6)
+    assert sparse.loglik == pytest.approx(ref["loglik"], abs=1e-3)
+    assert np.allclose(sparse.fixef, dense.fixef, rtol=1e-4)
+    assert np.allclose(sparse.coef_table["std_error"], dense.coef_table["std_error"], rtol=1e-3)
+    assert sparse.theta == pytest.approx(dense.varcorr["sd"].iloc[0], rel=1e-3)
+    lv = dense.ranef["species"].index
+    assert np.allclose(sparse.ranef.loc[lv, "mode"], dense.ranef["species"]["(Intercept)"], atol=1e-4)
+    assert np.allclose(sparse.ranef.loc[lv, "condsd"], dense.ranef_condsd["species"]["(Intercept)"], atol=1e-4)
+    with pytest.raises(ValueError, match="one random intercept"):
+        gk.phylo.fit_tree_glmm("y ~ x + (x | species)", data, "poisson", ref_tree)

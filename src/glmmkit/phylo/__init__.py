@@ -8,7 +8,8 @@
 """
 
 from .compare import compare_naive
+from .fit_sparse import TreeFit, fit_tree_glmm
 from .signal import heritability
 from .tree import Tree, pagel_lambda, read_tree, relmat_for, vcv
 
-__all__ = ["Tree", "read_tree", "vcv", "pagel_lambda", "relmat_for", "heritability", "compare_naive"]
+__all__ = ["fit_tree_glmm", "TreeFit", "Tree", "read_tree", "vcv", "pagel_lambda", "relmat_for", "heritability", "compare_naive"]
