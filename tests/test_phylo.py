@@ -165,4 +165,5 @@ def test_sparse_tree_path_equals_dense_path(ref_tree):
     assert np.allclose(sparse.ranef.loc[lv, "mode"], dense.ranef["species"]["(Intercept)"], atol=1e-4)
     assert np.allclose(sparse.ranef.loc[lv, "condsd"], dense.ranef_condsd["species"]["(Intercept)"], atol=1e-4)
     with pytest.raises(ValueError, match="one random intercept"):
-        gk.phylo.fit_tree_glmm("y ~ x + (x | species)", data, "poisson", ref_tree)
+        gk.phylo.fit_tree_glmm("y ~ x + (1 | species) + (1 | sp2)", data.assign(sp2=data["species"]), "poisson",
+                               ref_tree)
