@@ -76,6 +76,11 @@ def mating(n_males: int = 80, seasons: int = 6, seed: int = 31) -> pd.DataFrame:
     })
 
 
+def _len(x: float) -> str:
+    """A branch length as text: fixed point, or scientific when tiny (never rounded to 0)."""
+    return f"{x:.10f}" if x >= 1e-6 else f"{x:.6e}"
+
+
 def coalescent_newick(n: int, rng: np.random.Generator) -> str:
     """A Kingman coalescent tree with n tips (labels iso001...), as a Newick string."""
     nodes = [(f"iso{i + 1:03d}", 0.0) for i in range(n)]  # (subtree text, height)
@@ -85,8 +90,9 @@ def coalescent_newick(n: int, rng: np.random.Generator) -> str:
         t += rng.exponential(2.0 / (k * (k - 1)))
         i, j = sorted(rng.choice(k, 2, replace=False))
         (a, ha), (b, hb) = nodes[i], nodes[j]
-        merged = (f"({a}:{t - ha:.10f},{b}:{t - hb:.10f})", t)
-        nodes = [x for m, x in enumerate(nodes) if m not in (i, j)] + [merged]
+        nodes[i] = (f"({a}:{_len(t - ha)},{b}:{_len(t - hb)})", t)
+        nodes[j] = nodes[-1]  # swap-remove: O(1) per merge
+        nodes.pop()
     return nodes[0][0] + ";"
 
 
