@@ -179,3 +179,9 @@ def test_nb_simulation_recovers_dispersion():
     assert np.mean(thetas) == pytest.approx(theta, rel=0.1)
     assert abs(np.mean(slopes) - 0.4) < 3 * np.std(slopes, ddof=1) / np.sqrt(8)
     assert covered >= 6
+
+
+def test_fits_are_deterministic_within_a_process(sal):
+    """Regression: a family must not keep a view of the optimiser's parameter buffer (nlopt reuses it)."""
+    fits = [gk.glmer("count ~ mined + (1 | site)", sal, "poisson", ziformula="~ mined") for _ in range(3)]
+    assert len({(f.loglik, f.optsummary.fevals, *f.fixef.values) for f in fits}) == 1

@@ -57,7 +57,7 @@ class ZeroInflated(Family):
         k = len(self.base.param_names())
         fam.base = self.base.with_params(psi[:k]) if k else self.base
         fam.dispersion = fam.base.dispersion
-        fam.gamma = np.asarray(psi[k:], dtype=float)
+        fam.gamma = np.array(psi[k:], dtype=float)  # a copy: psi may be the optimiser's reused buffer
         return fam
 
     def start_family(self):

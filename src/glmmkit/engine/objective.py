@@ -82,9 +82,10 @@ class GlmmObjective:
         fam = self.data.family
         if not self.n_psi or psi is None:
             return fam
-        key = tuple(np.asarray(psi, dtype=float))
+        psi = np.array(psi, dtype=float)  # a copy: nlopt hands over a buffer it reuses in place
+        key = tuple(psi)
         if self._fam_cache[0] != key:
-            self._fam_cache = (key, fam.with_params(np.asarray(psi, dtype=float)))
+            self._fam_cache = (key, fam.with_params(psi))
         return self._fam_cache[1]
 
     def evaluate(self, theta, beta=None, psi=None, joint=False, nagq=None) -> tuple[float, PirlsResult]:

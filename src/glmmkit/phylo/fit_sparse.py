@@ -72,7 +72,7 @@ class _TreeObjective:
 
     def family_at(self, psi):
         fam = self.spec.family
-        return fam.with_params(np.asarray(psi)) if self.n_psi else fam
+        return fam.with_params(np.array(psi, dtype=float)) if self.n_psi else fam
 
     def _ll_const(self, fam):
         key = tuple(fam.params) if self.n_psi else None
