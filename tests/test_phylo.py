@@ -167,3 +167,14 @@ def test_sparse_tree_path_equals_dense_path(ref_tree):
     with pytest.raises(ValueError, match="one random intercept"):
         gk.phylo.fit_tree_glmm("y ~ x + (1 | species) + (1 | sp2)", data.assign(sp2=data["species"]), "poisson",
                                ref_tree)
+
+
+def test_bootstrap_lrt(isolates):
+    d, _ = isolates
+    tree = gk.phylo.read_tree(gk.datasets.tree_text("isolates"))
+    r = gk.phylo.bootstrap_lrt("disease ~ 1 + (1 | isolate)", "disease ~ gene + (1 | isolate)", d, "binomial", tree,
+                               nsim=19, seed=1)
+    assert r["LR"] >= 0 and 0.05 <= r["p_bootstrap"] <= 1 and r["nsim"] == 19
+    with pytest.raises(ValueError, match="response as a column name"):
+        gk.phylo.bootstrap_lrt("I(disease) ~ 1 + (1 | isolate)", "I(disease) ~ gene + (1 | isolate)", d, "binomial",
+                               tree, nsim=2)

@@ -10,6 +10,7 @@
 from .compare import compare_naive
 from .fit_sparse import TreeFit, fit_tree_glmm
 from .signal import heritability
+from .testing import bootstrap_lrt
 from .tree import Tree, pagel_lambda, read_tree, relmat_for, vcv
 
-__all__ = ["fit_tree_glmm", "TreeFit", "Tree", "read_tree", "vcv", "pagel_lambda", "relmat_for", "heritability", "compare_naive"]
+__all__ = ["bootstrap_lrt", "fit_tree_glmm", "TreeFit", "Tree", "read_tree", "vcv", "pagel_lambda", "relmat_for", "heritability", "compare_naive"]
