@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 import glmmkit as gk
-from glmmkit import lme4_name
 
 from .conftest import REF_DIR, ref_case
 

@@ -169,6 +169,3 @@ def lmer(
     _warn(fit)
     return fit
 
-
-def glm_loglik(fit: Fit) -> float:  # pragma: no cover - helper for comparisons
-    return float(np.sum(fit.family.loglik(fit.spec.y, fit.fitted, fit.spec.wt)))

@@ -163,8 +163,8 @@ def story_isolates(out: Path) -> dict:
     print("The gene's association with disease (log odds ratio):")
     print(f"  naive logistic regression:  {r.naive_estimate:.2f} (SE {r.naive_se:.2f}), p = {r.naive_p:.1g}")
     print(f"  phylogenetic GLMM:          {r.phylo_estimate:.2f} (SE {r.phylo_se:.2f}), p = {r.phylo_p:.2g}")
-    print(f"Answer: the naive model 'finds' the gene; once the isolates' shared ancestry is modelled the")
-    print(f"  association is not distinguishable from history (the gene marks a clade whose members share their")
+    print("Answer: the naive model 'finds' the gene; once the isolates' shared ancestry is modelled the")
+    print("  association is not distinguishable from history (the gene marks a clade whose members share their")
     print(f"  risk). Phylogenetic heritability of disease on the latent scale H^2 = {h2.H2:.2f} "
           f"(bootstrap 95% interval {h2.ci_low:.2f} to {h2.ci_high:.2f}).")
     print(f"  (fits and 100 bootstrap refits in {el:.1f} s)")

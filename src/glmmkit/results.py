@@ -8,7 +8,6 @@ maps them to R's (``period2``).
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ from scipy import stats
 
 from .engine.blocked import Structure
 from .engine.optimize import OptSummary
-from .formula.spec import ModelSpec, group_codes
+from .formula.spec import ModelSpec
 
 
 def lme4_name(name: str) -> str:
@@ -208,7 +207,7 @@ class Fit:
         cols = ["estimate", "std_error", "ci_low", "ci_high"]
         if self.is_lmm or not len(self._psi):
             return pd.DataFrame(columns=cols)
-        nt, p, m = len(self.theta), len(self._beta), len(self._psi)
+        nt, p = len(self.theta), len(self._beta)
         cov = None
         H = self.optsummary.hessian
         free = getattr(self.optsummary, "_free", None)

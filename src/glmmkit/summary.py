@@ -23,7 +23,7 @@ def format_summary(fit) -> str:
     lines.append(f"Formula: {fit.spec.formula}")
     lines.append("")
     crit = "REML criterion" if fit.reml else "logLik"
-    lines.append(f"     AIC      BIC   logLik  deviance  df.resid")
+    lines.append("     AIC      BIC   logLik  deviance  df.resid")
     lines.append(f"{fit.aic:8.1f} {fit.bic:8.1f} {fit.loglik:8.1f} {fit.deviance:9.1f} {fit.df_resid:9d}")
     if fit.reml:
         lines.append(f"{crit} at convergence: {-2 * fit.loglik:.4f}")

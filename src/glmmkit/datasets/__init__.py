@@ -10,7 +10,7 @@ from importlib import resources
 
 import pandas as pd
 
-from . import simulate
+from . import simulate  # noqa: F401  (gk.datasets.simulate: the seeded simulators)
 
 _INFO = {
     "cbpp": ("Contagious bovine pleuropneumonia: new cases (incidence) of size animals per herd and period. "
