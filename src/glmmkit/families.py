@@ -205,7 +205,18 @@ class Binomial(Family):
         return rng.binomial(n, mu) / np.maximum(n, 1)
 
 
-class Poisson(Family):
+class CountFamily(Family):
+    """Families of counts: the response must be whole and non-negative."""
+
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
+        check_counts(y, column, self.name, rows)
+
+    def mustart(self, y, wt):
+        return y + 0.1
+
+
+class Poisson(CountFamily):
     name = "poisson"
     default_link = "log"
     links = ("log", "identity")
@@ -225,12 +236,6 @@ class Poisson(Family):
     def loglik_const(self, y, wt):
         return -wt * special.gammaln(y + 1)
 
-    def validate(self, y, wt, column, rows=None):
-        super().validate(y, wt, column, rows)
-        check_counts(y, column, self.name, rows)
-
-    def mustart(self, y, wt):
-        return y + 0.1
 
     def simulate(self, mu, wt, rng):
         return rng.poisson(mu).astype(float)
@@ -330,7 +335,7 @@ class InverseGaussian(Family):
         return rng.wald(mu, lam)
 
 
-class NegativeBinomial2(Family):
+class NegativeBinomial2(CountFamily):
     """NB2 (glmmTMB's nbinom2, lme4's glmer.nb): var = mu + mu^2 / theta, theta the size."""
 
     name = "nbinom2"
@@ -363,12 +368,6 @@ class NegativeBinomial2(Family):
         vals, wsum = unique
         return float(wsum @ self.loglik_const(vals, np.ones_like(vals)))
 
-    def validate(self, y, wt, column, rows=None):
-        super().validate(y, wt, column, rows)
-        check_counts(y, column, self.name, rows)
-
-    def mustart(self, y, wt):
-        return y + 0.1
 
     def dispersion_start(self, y, mu, wt) -> float:
         excess = np.sum(wt * ((y - mu) ** 2 - mu))
@@ -380,7 +379,7 @@ class NegativeBinomial2(Family):
         return rng.negative_binomial(th, th / (th + mu)).astype(float)
 
 
-class NegativeBinomial1(Family):
+class NegativeBinomial1(CountFamily):
     """NB1 (glmmTMB's nbinom1): var = mu (1 + phi); y ~ NB(size = mu / phi, mean mu).
 
     Not an exponential family in mu for fixed phi: the score is not (y - mu) mu'/V, so PIRLS
@@ -428,12 +427,6 @@ class NegativeBinomial1(Family):
         da = (special.polygamma(1, y + s) - special.polygamma(1, s)) / phi
         return -wt * (s * a + mu * s * da)
 
-    def validate(self, y, wt, column, rows=None):
-        super().validate(y, wt, column, rows)
-        check_counts(y, column, self.name, rows)
-
-    def mustart(self, y, wt):
-        return y + 0.1
 
     def dispersion_start(self, y, mu, wt) -> float:
         return float(np.clip(np.sum(wt * (y - mu) ** 2 / mu) / len(y) - 1, 0.05, 1e3))

@@ -241,15 +241,13 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
             # another optimiser from the best point: Newton steps on the finite-difference
             # gradient and Hessian we already have (quadratic near the optimum) ...
             n_before = obj.fevals
-            for _ in range(4):
-                x_new, f_new = _newton_step(f2, x2, fv2, g, H, free, lower2)
-                if x_new is None:
-                    break
-                x2, fv2 = x_new, f_new
+
+            def keep_mode():
+                nonlocal best_u
                 best_u = obj._u.copy()
-                g, H, free, sg = check(x2)
-                if not _bad(sg):
-                    break
+
+            x2, fv2, (g, H, free, sg) = newton_polish(f2, x2, fv2, (g, H, free, sg), lower2, check,
+                                                      on_accept=keep_mode)
             summ.stages.append(OptStage("restart", "newton", x20, x2, fv2, obj.fevals - n_before,
                                         "converged" if not _bad(sg) else "not converged"))
             summ.messages.append("BOBYQA stopped short of the optimum; finished with Newton steps on the "
@@ -328,6 +326,27 @@ def moment_theta(obj, beta0, psi0) -> np.ndarray:
 
 def _bad(sg) -> bool:
     return sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL
+
+
+def newton_polish(f, x, fx, derivs, lower, check, steps: int = 4, on_accept=None):
+    """Damped Newton steps on finite-difference derivatives until the scaled-gradient check passes.
+
+    ``derivs`` = (g, H, free, scaled gradient) at x; ``check(x)`` recomputes them. ``on_accept`` is
+    called after each accepted step (to keep the warm-start state that goes with the new point).
+    Returns (x, f(x), derivs).
+    """
+    for _ in range(steps):
+        g, H, free, _sg = derivs
+        x_new, f_new = _newton_step(f, x, fx, g, H, free, lower)
+        if x_new is None:
+            break
+        x, fx = x_new, f_new
+        if on_accept is not None:
+            on_accept()
+        derivs = check(x)
+        if not _bad(derivs[3]):
+            break
+    return x, fx, derivs
 
 
 def _newton_step(f, x, fx, g, H, free, lower):

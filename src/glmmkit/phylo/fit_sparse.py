@@ -22,7 +22,7 @@ from scipy import stats
 
 from ..engine.glm import fit_glm
 from ..engine.kernels import Kernels
-from ..engine.optimize import GRAD_TOL, _newton_step, _scaled_gradient, derivatives, minimize
+from ..engine.optimize import _bad, _scaled_gradient, derivatives, minimize, newton_polish
 from ..formula.spec import ModelSpec
 from .sparse import TreeAlgebra
 from .tree import Tree
@@ -184,22 +184,20 @@ def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group
     x, fv, nev, rc = minimize(f, x0, lower, step, ftol_abs=1e-7, xtol_rel=1e-6, log=log)
     messages = []
     h = np.concatenate([[1e-3 * max(abs(x[0]), 0.1)], np.full(p, 1e-2), np.full(m, 1e-3)])
-    a_best = obj.a.copy()
-    obj.a = a_best.copy()
-    g, H, free = derivatives(f, x, h, lower)
-    sg = _scaled_gradient(g, H, free)
-    if sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL:
-        for _ in range(3):
-            xn, fn = _newton_step(f, x, fv, g, H, free, lower)
-            if xn is None:
-                break
-            x, fv = xn, fn
-            a_best = obj.a.copy()
-            g, H, free = derivatives(f, x, h, lower)
-            sg = _scaled_gradient(g, H, free)
-            if sg is not None and np.max(np.abs(sg), initial=0) <= GRAD_TOL:
-                break
-    converged = sg is not None and np.max(np.abs(sg), initial=0) <= GRAD_TOL
+    state = {"a": obj.a.copy()}
+
+    def check(x_):
+        obj.a = state["a"].copy()
+        g_, H_, free_ = derivatives(f, x_, h, lower)
+        return g_, H_, free_, _scaled_gradient(g_, H_, free_)
+
+    derivs = check(x)
+    if _bad(derivs[3]):
+        x, fv, derivs = newton_polish(f, x, fv, derivs, lower, check, steps=3,
+                                      on_accept=lambda: state.update(a=obj.a.copy()))
+    g, H, free, sg = derivs
+    a_best = state["a"]
+    converged = not _bad(sg)
     if not converged:
         messages.append("Model failed to converge: scaled gradient above 0.002 after Newton steps")
     obj.a = a_best
