@@ -1,6 +1,7 @@
 """Command line: a thin layer over the public API.
 
     glmmkit fit DATA.csv --formula "y ~ x + (1 | g)" --family binomial [--json out.json]
+    glmmkit meta TABLE.csv --ai ai --bi bi --ci ci --di di [--model UM.FS] [--forest forest.png]
     glmmkit demo
     glmmkit datasets
 """
@@ -61,6 +62,40 @@ def _json_default(o):
     return str(o)
 
 
+def cmd_meta(args) -> int:
+    import glmmkit as gk
+
+    df = _read_table(args.data, [])
+    cols = {k: getattr(args, k) for k in ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "t1i", "x2i", "t2i",
+                                          "xi", "ni", "mi") if getattr(args, k) is not None}
+    try:
+        if args.model in ("REML", "DL", "FE"):
+            fit = gk.meta.rma(df, measure=args.measure, method=args.model, mods=args.mods, study=args.study, **cols)
+        elif args.model == "MH":
+            fit = gk.meta.mantel_haenszel(df, measure=args.measure, study=args.study, **cols)
+        elif args.model == "Peto":
+            fit = gk.meta.peto(df, study=args.study, **cols)
+        else:
+            fit = gk.meta.glmm(df, measure=args.measure, model=args.model, method=args.method, mods=args.mods,
+                               study=args.study, drop00=not args.keep00, **cols)
+        table = gk.meta.compare(df, measure=args.measure, study=args.study, **cols) if args.compare else None
+    except ValueError as err:
+        print(f"glmmkit: {err}", file=sys.stderr)
+        return 2
+    print(fit.summary())
+    if table is not None:
+        print()
+        with pd.option_context("display.width", 160, "display.float_format", lambda v: f"{v: .4f}"):
+            print(table.to_string())
+    if args.forest:
+        try:
+            fit.forest(args.forest)
+            print(f"\nwrote {args.forest}")
+        except ImportError as err:
+            print(f"glmmkit: {err}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -97,6 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--names", choices=["formulaic", "lme4"], default="formulaic",
                    help="coefficient names in the JSON (lme4: period2 instead of period[T.2])")
     f.set_defaults(func=cmd_fit)
+
+    m = sub.add_parser("meta", help="meta-analysis of a table with one row per study (GLMM or classic)")
+    m.add_argument("data", help="CSV (or .tsv) file, one row per study")
+    for c, h in (("ai", "treatment-arm events"), ("bi", "treatment-arm non-events"), ("ci", "control-arm events"),
+                 ("di", "control-arm non-events"), ("n1i", "treatment-arm size (instead of --bi)"),
+                 ("n2i", "control-arm size (instead of --di)"), ("x1i", "treatment-arm events (IRR)"),
+                 ("t1i", "treatment-arm person-time (IRR)"), ("x2i", "control-arm events (IRR)"),
+                 ("t2i", "control-arm person-time (IRR)"), ("xi", "events (PLO)"), ("ni", "arm size (PLO)"),
+                 ("mi", "non-events (PLO)")):
+        m.add_argument(f"--{c}", default=None, help=f"column: {h}")
+    m.add_argument("--measure", default="OR", choices=["OR", "IRR", "PLO"])
+    m.add_argument("--model", default="UM.FS", choices=["UM.FS", "UM.RS", "CM.EL", "CM.AL", "REML", "DL", "FE", "MH", "Peto"],
+                   help="GLMM (UM.FS, UM.RS, CM.EL, CM.AL) or classic (REML, DL, FE inverse variance; MH; Peto)")
+    m.add_argument("--method", default="ML", choices=["ML", "FE"], help="GLMM: random (ML) or common (FE) effect")
+    m.add_argument("--mods", default=None, help='moderators, e.g. "~ year + dose"')
+    m.add_argument("--study", default=None, help="column with study labels")
+    m.add_argument("--keep00", action="store_true", help="keep studies without events in both arms (UM.RS)")
+    m.add_argument("--compare", action="store_true", help="also print every method side by side")
+    m.add_argument("--forest", default=None, help="write the forest plot to this file (PNG, PDF, SVG)")
+    m.set_defaults(func=cmd_meta)
 
     d = sub.add_parser("demo", help="run the stories of the mission on bundled data")
     d.add_argument("--out", default="glmmkit-demo", help="folder for the demo's figures and tables")

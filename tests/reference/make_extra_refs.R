@@ -72,3 +72,64 @@ out$zip_salamanders <- zi(m, "glmmTMB(count ~ mined + spp + (1 | site), zi = ~ m
 m <- glmmTMB(count ~ mined + spp + (1 | site), zi = ~ 1, family = nbinom2, data = s)
 out$zinb2_salamanders <- zi(m, "glmmTMB(count ~ mined + spp + (1 | site), zi = ~ 1, family = nbinom2, Salamanders)")
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")
+
+# ---- meta-analysis (metafor rma.glmm / rma / rma.mh / rma.peto), appended ----
+suppressMessages({library(metafor); library(lme4)})
+out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
+glmm_ref <- function(r) list(estimate = unname(coef(r)), se = unname(r$se), tau2 = r$tau2, I2 = r$I2,
+  QE_Wld = r$QE.Wld, QE_LRT = r$QE.LRT, loglik = as.numeric(logLik(r)), k = r$k)
+ab <- read.csv("src/glmmkit/datasets/data/antibiotics.csv")
+res <- list(call = "rma.glmm(measure = 'OR', ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = antibiotics, model = M)",
+            version = as.character(packageVersion("metafor")))
+for (M in c("UM.FS", "UM.RS", "CM.EL", "CM.AL"))
+  res[[M]] <- glmm_ref(suppressWarnings(rma.glmm(measure = "OR", ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = ab, model = M)))
+r <- rma(measure = "OR", ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = ab, method = "REML")
+res$IV.REML <- list(estimate = unname(coef(r)), se = r$se, tau2 = r$tau2, I2 = r$I2, QE = r$QE, k = r$k)
+r <- rma.mh(measure = "OR", ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = ab)
+res$MH <- list(estimate = unname(coef(r)), se = r$se, QE = r$QE)
+r <- rma.peto(ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = ab)
+res$Peto <- list(estimate = unname(coef(r)), se = r$se, QE = r$QE)
+out$meta_antibiotics <- res
+# BCG: meta-regression, and the marginal log-likelihood of the nAGQ = 7 fits (lme4 + saturated constant)
+b <- dat.bcg
+res <- list(version = as.character(packageVersion("metafor")))
+for (M in c("UM.FS", "CM.AL")) {  # CM.EL with a moderator: metafor's nlminb does not converge here
+  r <- rma.glmm(measure = "OR", ai = tpos, bi = tneg, ci = cpos, di = cneg, mods = ~ ablat, data = b, model = M)
+  res[[paste0(M, "_ablat")]] <- glmm_ref(r)
+}
+k <- nrow(b)
+yy <- cbind(c(rbind(b$tpos, b$cpos)), c(rbind(b$tneg, b$cneg)))
+g1 <- rep(c(1, 0), k); g12 <- g1 - 0.5; st <- factor(rep(seq_len(k), each = 2))
+m <- glmer(yy ~ -1 + g1 + st + (g12 - 1 | st), family = binomial, nAGQ = 7)
+sat <- sum(dbinom(yy[, 1], rowSums(yy), yy[, 1] / rowSums(yy), log = TRUE))
+res$UM.FS_marginal_loglik <- as.numeric(logLik(m)) + sat
+y2 <- cbind(b$tpos, b$cpos); off <- log((b$tpos + b$tneg) / (b$cpos + b$cneg)); s2 <- factor(seq_len(k))
+m <- glmer(y2 ~ 1 + (1 | s2), offset = off, family = binomial, nAGQ = 7)
+res$CM.AL_marginal_loglik <- as.numeric(logLik(m)) + sum(dbinom(y2[, 1], rowSums(y2), y2[, 1] / rowSums(y2), log = TRUE))
+r <- rma.glmm(measure = "PLO", xi = tpos, ni = tpos + tneg, data = b)
+res$PLO <- glmm_ref(r)
+h <- dat.hart1999
+for (M in c("UM.FS", "UM.RS", "CM.EL")) {
+  r <- rma.glmm(measure = "IRR", x1i = x1i, t1i = t1i, x2i = x2i, t2i = t2i, data = h, model = M)
+  res[[paste0("IRR_", M)]] <- glmm_ref(r)
+}
+out$meta_bcg_extra <- res
+write.csv(h[, c("trial", "x1i", "t1i", "x2i", "t2i")], "tests/reference/hart1999.csv", row.names = FALSE)
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")
+
+# ---- profile confidence intervals (lme4 confint(method = "profile")), appended ----
+suppressMessages({library(lme4); library(jsonlite)})
+out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
+ci_list <- function(ci) setNames(lapply(seq_len(nrow(ci)), function(i) unname(ci[i, ])), rownames(ci))
+cb <- read.csv("../shared/reference/cbpp_binomial/data.csv"); cb$period <- factor(cb$period); cb$herd <- factor(cb$herd)
+m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cb)
+out$confint_cbpp <- list(call = "confint(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), binomial, cbpp), method = 'profile')",
+                         ci = ci_list(confint(m, method = "profile")), wald = ci_list(confint(m, method = "Wald")))
+ss <- read.csv("../shared/reference/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
+m <- lmer(Reaction ~ Days + (Days | Subject), data = ss, REML = FALSE)
+out$confint_sleepstudy_ml <- list(call = "confint(lmer(Reaction ~ Days + (Days | Subject), sleepstudy, REML = FALSE), method = 'profile')",
+                                  ci = ci_list(confint(m, method = "profile")))
+m <- lmer(Reaction ~ Days + (Days | Subject), data = ss)
+out$confint_sleepstudy_reml <- list(call = "confint(lmer(Reaction ~ Days + (Days | Subject), sleepstudy), method = 'profile')",
+                                    ci = ci_list(confint(m, method = "profile")))
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")

@@ -26,6 +26,9 @@ _INFO = {
              {"FoodTreatment": ["Deprived", "Satiated"], "SexParent": ["Female", "Male"]}),
     "bcg": ("13 trials of the BCG vaccine against tuberculosis: ai/bi treated TB cases/non-cases, ci/di control. "
             "metafor's dat.bcg (Colditz et al. 1994).", {}),
+    "antibiotics": ("Simulated: 24 trials of antibiotic prophylaxis against post-operative infection (rare events; "
+                    "infections ai of n1i treated, ci of n2i controls; true log odds ratio -0.7, tau 0.35); "
+                    "glmmkit.datasets.simulate.antibiotic_trials(seed=6).", {}),
     "birds": ("Simulated: 60 birds x 12 trials, attack (0/1) vs testosterone; "
               "glmmkit.datasets.simulate.birds(seed=20261124).", {"season": ["early", "late"]}),
     "mating": ("Simulated: matings of 80 males over 6 seasons vs ornament size, winner-take-all "

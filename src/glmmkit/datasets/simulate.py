@@ -120,3 +120,23 @@ def isolates(n: int = 200, seed: int = 5) -> tuple[str, pd.DataFrame]:
     disease = rng.binomial(1, 1 / (1 + np.exp(-(-0.6 + value[tips]))))
     df = pd.DataFrame({"isolate": tree.tip_labels, "gene": gene, "disease": disease})
     return text, df.sort_values("isolate").reset_index(drop=True)
+
+
+def antibiotic_trials(k: int = 24, log_or: float = -0.7, tau: float = 0.35, seed: int = 6) -> pd.DataFrame:
+    """Trials of antibiotic prophylaxis against post-operative infection: rare events, small arms.
+
+    Per trial: control risk logit^-1(N(-3.4, 0.6^2)), log odds ratio N(-0.7, 0.35^2), arm sizes 20 to 300
+    (log-uniform); infections binomial. Many arms have no infection at all; a few trials none in either arm.
+    """
+    rng = np.random.default_rng(seed)
+    n1 = np.round(np.exp(rng.uniform(np.log(20), np.log(300), k))).astype(int)
+    n2 = np.round(n1 * rng.uniform(0.8, 1.2, k)).astype(int)
+    base = rng.normal(-3.4, 0.6, k)
+    theta = rng.normal(log_or, tau, k)
+    ai = rng.binomial(n1, 1 / (1 + np.exp(-(base + theta))))
+    ci = rng.binomial(n2, 1 / (1 + np.exp(-base)))
+    year = np.sort(rng.integers(1978, 2020, k))
+    return pd.DataFrame({
+        "trial": [f"T{i + 1:02d}" for i in range(k)], "year": year,
+        "ai": ai, "n1i": n1, "ci": ci, "n2i": n2,
+    })

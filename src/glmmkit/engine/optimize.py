@@ -92,7 +92,8 @@ class OptSummary:
         }
 
 
-def minimize(f, x0, lower, step, *, ftol_abs=1e-8, xtol_rel=1e-8, maxeval=20000, algorithm="bobyqa", log=None):
+def minimize(f, x0, lower, step, *, upper=None, ftol_abs=1e-8, xtol_rel=1e-8, maxeval=20000, algorithm="bobyqa",
+             log=None):
     """Minimise f with nlopt; returns (x, fval, nevals, return-code text). Tracks the best point seen."""
     x0 = np.asarray(x0, dtype=float)
     d = len(x0)
@@ -113,12 +114,14 @@ def minimize(f, x0, lower, step, *, ftol_abs=1e-8, xtol_rel=1e-8, maxeval=20000,
     opt = nlopt.opt(alg, d)
     opt.set_min_objective(fn)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    if upper is not None:
+        opt.set_upper_bounds(np.asarray(upper, dtype=float))
     opt.set_initial_step(np.asarray(step, dtype=float))
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_rel(xtol_rel)
     opt.set_maxeval(maxeval)
     try:
-        opt.optimize(np.maximum(x0, lower))
+        opt.optimize(np.clip(x0, lower, np.inf if upper is None else upper))
         rc = _RC.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
     except nlopt.RoundoffLimited:
         rc = "roundoff limited"

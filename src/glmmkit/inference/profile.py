@@ -1,0 +1,296 @@
+"""Likelihood profiles and profile confidence intervals (lme4's ``profile`` / ``confint(method="profile")``).
+
+The parameters are profiled on lme4's scale: per random-effects term the standard deviations and
+correlations (lme4's ``.sig01, .sig02, ...`` in the order of theta), the residual SD ``sigma`` of an
+LMM, then the fixed effects (and a family's own parameters, held free but not profiled). For a value v
+of parameter i the deviance -2 log L is minimised over all the others (BOBYQA from the neighbouring
+solution); the signed root zeta(v) = sign(v - v_hat) sqrt(dev(v) - dev_min) is compared with normal
+quantiles: the interval at level 1 - alpha is {v : |zeta(v)| <= z_{1 - alpha/2}}. An SD whose profile
+does not reach the quantile before 0 gets the lower limit 0; a correlation, -1 or 1.
+
+LMMs are profiled on the ML deviance, REML fits included (refitted by ML first), as lme4 does:
+-2 log L(theta, sigma, beta) = n log(2 pi sigma^2) + log|L_theta|^2 + (r^2_theta + ||R_X (beta - beta_theta)||^2) / sigma^2.
+GLMMs use the fit's own Laplace / quadrature deviance with the modes u re-solved by PIRLS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import interpolate, stats
+
+from ..engine.covariance import Unstructured
+from ..engine.optimize import minimize
+
+
+class ProfileProblem:
+    """The deviance of a fit as a function of (SDs and correlations, [sigma], beta, [psi])."""
+
+    def __init__(self, fit):
+        if fit.is_lmm and fit.reml:
+            from ..api import lmer
+
+            fit = _refit_ml(fit, lmer)
+        self.fit = fit
+        self.terms = list(fit.spec.terms)
+        self.is_lmm = fit.is_lmm
+        keys = fit._term_keys()
+        names, lower, upper, kinds = [], [], [], []
+        for key, t in zip(keys, self.terms):
+            cov = t.cov
+            if isinstance(cov, Unstructured):
+                for r, c in zip(cov._rows, cov._cols):
+                    if r == c:
+                        names.append(f"sd_{t.columns[c]}|{key}")
+                        lower.append(0.0), upper.append(np.inf), kinds.append("sd")
+                    else:
+                        names.append(f"cor_{t.columns[c]}.{t.columns[r]}|{key}")
+                        lower.append(-1.0), upper.append(1.0), kinds.append("cor")
+            else:
+                for c in t.columns[: cov.n_theta]:
+                    names.append(f"sd_{c}|{key}")
+                    lower.append(0.0), upper.append(np.inf), kinds.append("sd")
+        self.n_vc = len(names)
+        if self.is_lmm:
+            names.append("sigma")
+            lower.append(1e-10), upper.append(np.inf), kinds.append("sigma")
+        self.beta_names = list(fit.fixef.index)
+        names += self.beta_names
+        p = len(self.beta_names)
+        lower += [-np.inf] * p
+        upper += [np.inf] * p
+        kinds += ["beta"] * p
+        self.psi = np.zeros(0) if self.is_lmm else fit._psi
+        m = len(self.psi)
+        names += list(fit.family.param_names()) if m else []
+        lower += [-np.inf] * m
+        upper += [np.inf] * m
+        kinds += ["psi"] * m
+        self.names, self.kinds = names, kinds
+        self.lower, self.upper = np.array(lower, dtype=float), np.array(upper, dtype=float)
+        self.p, self.m = p, m
+        if self.is_lmm:
+            self.obj = fit.optsummary.objective
+            self.n = self.obj.n
+        else:
+            self.obj = fit.optsummary.objective
+        self.z_hat = self._z_from_fit()
+        self.dev_min = self.deviance(self.z_hat)
+        se = np.sqrt(np.clip(np.diag(fit.vcov.to_numpy()), 1e-300, None))
+        self.scale = np.concatenate([np.maximum(0.1 * np.abs(self.z_hat[: self.n_vc]), 0.05),
+                                     [max(0.05 * fit.sigma, 1e-3)] if self.is_lmm else [], se, np.full(m, 0.1)])
+        for i, k in enumerate(kinds):
+            if k == "cor":
+                self.scale[i] = 0.1
+
+    # -- parameter maps -----------------------------------------------------------------
+    def _z_from_fit(self) -> np.ndarray:
+        fit = self.fit
+        s = fit.sigma if self.is_lmm else 1.0
+        vc = []
+        for t, th in zip(self.terms, fit._theta_by_term()):
+            cov = t.cov
+            if isinstance(cov, Unstructured):
+                L = cov.template(th) * s
+                S = L @ L.T
+                sd = np.sqrt(np.diag(S))
+                for r, c in zip(cov._rows, cov._cols):
+                    vc.append(sd[c] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0))
+            else:
+                vc.extend(np.abs(np.asarray(th, dtype=float)) * s)
+        return np.concatenate([vc, [fit.sigma] if self.is_lmm else [], np.asarray(fit._beta, dtype=float), self.psi])
+
+    def theta(self, z) -> np.ndarray | None:
+        s = z[self.n_vc] if self.is_lmm else 1.0
+        out, i = [], 0
+        for t in self.terms:
+            cov = t.cov
+            nt = cov.n_theta
+            v = z[i : i + nt]
+            i += nt
+            if isinstance(cov, Unstructured):
+                k = cov.k
+                sd, R = np.zeros(k), np.eye(k)
+                for val, r, c in zip(v, cov._rows, cov._cols):
+                    if r == c:
+                        sd[c] = val
+                    else:
+                        R[r, c] = R[c, r] = val
+                try:
+                    C = np.linalg.cholesky(R)
+                except np.linalg.LinAlgError:
+                    return None
+                L = sd[:, None] * C / s
+                out.append(L[cov._rows, cov._cols])
+            else:
+                out.append(np.asarray(v, dtype=float) / s)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def deviance(self, z) -> float:
+        z = np.asarray(z, dtype=float)
+        theta = self.theta(z)
+        if theta is None:
+            return np.inf
+        beta = z[self.n_vc + self.is_lmm : self.n_vc + self.is_lmm + self.p]
+        if self.is_lmm:
+            sigma = z[self.n_vc]
+            try:
+                f = self.obj.factor(theta)
+            except np.linalg.LinAlgError:
+                return np.inf
+            qt = self.obj.structure.Qtt
+            sol = f.solve_last_column()
+            beta_t = sol[self.obj.structure.Q:]
+            rx = f.Lt[qt : qt + self.p, qt : qt + self.p]
+            r2 = f.Lt[-1, -1] ** 2 + float(np.sum((rx.T @ (beta - beta_t)) ** 2))  # vcov ~ (rx rx')^-1
+            return float(self.n * np.log(2 * np.pi * sigma ** 2) + f.logdet_re() + r2 / sigma ** 2 - self.obj._logw)
+        psi = z[self.n_vc + self.p :] if self.m else None
+        return float(self.obj.evaluate(theta, beta, psi)[0])
+
+    # -- profiling -----------------------------------------------------------------------
+    def minimise_with(self, i: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """min over the other parameters of the deviance with parameter i held at ``value``."""
+        free = np.array([j for j in range(len(self.names)) if j != i])
+
+        def full(x):
+            z = np.array(start, dtype=float)
+            z[free] = x
+            z[i] = value
+            return z
+
+        f = lambda x: self.deviance(full(x))  # noqa: E731
+        x0 = np.clip(np.asarray(start, dtype=float)[free], self.lower[free], self.upper[free])
+        x, fv, _, _ = minimize(f, x0, self.lower[free], self.scale[free] * 0.5, upper=self.upper[free],
+                               ftol_abs=1e-9, xtol_rel=1e-8)
+        if not self.is_lmm:
+            self.obj.reset(u=self.fit._u)
+        return fv, full(x)
+
+    def zeta(self, i: int, value: float, start=None) -> tuple[float, np.ndarray]:
+        dev, z = self.minimise_with(i, value, self.z_hat if start is None else start)
+        d = max(dev - self.dev_min, 0.0)
+        return float(np.sign(value - self.z_hat[i]) * np.sqrt(d)), z
+
+    def profile_one(self, i: int, zmax: float = 2.6, max_points: int = 12) -> pd.DataFrame:
+        """zeta on a grid of values on both sides of the estimate, until |zeta| > zmax or a bound."""
+        rows = [(self.z_hat[i], 0.0)]
+        for direction in (-1, 1):
+            v, z = self.z_hat[i], self.z_hat.copy()
+            step = self.scale[i]
+            last_zeta = 0.0
+            for _ in range(max_points):
+                nv = v + direction * step
+                bound = self.lower[i] if direction < 0 else self.upper[i]
+                hit = (nv <= bound) if direction < 0 else (nv >= bound)
+                if hit:
+                    nv = bound
+                zt, z = self.zeta(i, nv, z)
+                rows.append((nv, zt))
+                if abs(zt) >= zmax or hit:
+                    break
+                gain = abs(zt) - abs(last_zeta)
+                step = step * float(np.clip(0.5 / max(gain, 1e-3), 0.5, 4.0))
+                v, last_zeta = nv, zt
+        tab = pd.DataFrame(rows, columns=["value", "zeta"]).sort_values("value").drop_duplicates("value")
+        tab.insert(0, "parameter", self.names[i])
+        return tab.reset_index(drop=True)
+
+    def interval(self, i: int, level: float = 0.95, table: pd.DataFrame | None = None) -> tuple[float, float]:
+        """Profile interval of parameter i: interpolate the profile, then refine each limit by secant steps."""
+        crit = stats.norm.ppf(0.5 + level / 2)
+        tab = self.profile_one(i, zmax=crit + 0.4) if table is None else table
+        out = []
+        for target in (-crit, crit):
+            side = tab[(np.sign(tab.zeta) == np.sign(target)) | (tab.zeta == 0)]
+            if abs(side.zeta).max() < crit:  # never reached: the bound
+                out.append(self.lower[i] if target < 0 else self.upper[i])
+                continue
+            v = float(interpolate.PchipInterpolator(tab.zeta.to_numpy(), tab.value.to_numpy())(target)) \
+                if tab.zeta.is_monotonic_increasing else float(np.interp(target, tab.zeta, tab.value))
+            # secant refinement on zeta(v) = target from the two nearest grid points
+            near = side.iloc[(side.zeta - target).abs().argsort()[:2]]
+            pts = list(zip(near.value, near.zeta))
+            for _ in range(4):
+                zt, _ = self.zeta(i, v)
+                if abs(zt - target) < 1e-4:
+                    break
+                pts.append((v, zt))
+                (v1, z1), (v2, z2) = sorted(pts, key=lambda q: abs(q[1] - target))[:2]
+                if z1 == z2:
+                    break
+                v = v1 + (target - z1) * (v2 - v1) / (z2 - z1)
+                v = float(np.clip(v, self.lower[i], self.upper[i]))
+            out.append(v)
+        return out[0], out[1]
+
+
+def _refit_ml(fit, lmer):
+    spec = fit.spec
+    from ..api import optimize
+    from ..results import Fit
+
+    opt = optimize(spec.lmm_objective(reml=False))
+    return Fit(spec, opt)
+
+
+def _select(prob: ProfileProblem, parm) -> list[int]:
+    profiled = [i for i, k in enumerate(prob.kinds) if k != "psi"]
+    if parm is None:
+        return profiled
+    if isinstance(parm, str):
+        parm = [parm]
+    idx = []
+    for p in parm:
+        if p == "beta_":
+            idx += [i for i in profiled if prob.kinds[i] == "beta"]
+        elif p == "theta_":
+            idx += [i for i in profiled if prob.kinds[i] in ("sd", "cor", "sigma")]
+        elif p in prob.names:
+            idx.append(prob.names.index(p))
+        else:
+            raise ValueError(f"unknown parameter {p!r}; profiled parameters: {[prob.names[i] for i in profiled]}")
+    return idx
+
+
+def profile(fit, parm=None, zmax: float = 2.6) -> pd.DataFrame:
+    """The profile table: parameter, value, zeta (lme4's ``profile``), for every parameter or ``parm``."""
+    prob = ProfileProblem(fit)
+    return pd.concat([prob.profile_one(i, zmax=zmax) for i in _select(prob, parm)], ignore_index=True)
+
+
+def confint_profile(fit, parm=None, level: float = 0.95) -> pd.DataFrame:
+    """Profile-likelihood intervals (lme4's ``confint(method = "profile")``)."""
+    prob = ProfileProblem(fit)
+    rows = {}
+    for i in _select(prob, parm):
+        rows[prob.names[i]] = prob.interval(i, level)
+    pct = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"{pct[0]:g} %", f"{pct[1]:g} %"])
+
+
+def profile_deviance(fit, j: int, value: float) -> float:
+    """min over the other parameters of -2 log L with the j-th SD/correlation held at ``value``."""
+    prob = ProfileProblem(fit)
+    dev, _ = prob.minimise_with(j, value, prob.z_hat)
+    return dev
+
+
+def profile_interval(dev, x_hat: float, dev_hat: float, level: float = 0.95, lower: float = 0.0,
+                     upper_guess: float | None = None) -> tuple[float, float]:
+    """Roots of dev(x) - dev_hat = chi2_1(level) on each side of x_hat (``lower`` if not reached there)."""
+    from scipy import optimize
+
+    crit = stats.chi2.ppf(level, 1)
+    g = lambda x: dev(x) - dev_hat - crit  # noqa: E731
+    lo = lower
+    if x_hat > lower and g(lower) > 0:
+        lo = optimize.brentq(g, lower, x_hat, xtol=1e-6 * max(x_hat, 1e-3))
+    hi_try = upper_guess if upper_guess is not None else max(2 * x_hat, x_hat + 0.5)
+    for _ in range(40):
+        if g(hi_try) > 0:
+            break
+        hi_try = 2 * hi_try + 0.1
+    else:
+        return lo, np.inf
+    hi = optimize.brentq(g, max(x_hat, lower), hi_try, xtol=1e-6 * max(x_hat, 1e-3))
+    return lo, hi

@@ -1,0 +1,141 @@
+"""The result of a meta-analysis: pooled effect, heterogeneity, per-study rows, summary and figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+NATURAL = {"OR": "odds ratio", "IRR": "incidence rate ratio", "PLO": "proportion"}
+LOG = {"OR": "log odds ratio", "IRR": "log rate ratio", "PLO": "log odds"}
+
+
+def wald_table(b: np.ndarray, vb: np.ndarray, names, level: float) -> pd.DataFrame:
+    se = np.sqrt(np.maximum(np.diag(vb), 0))
+    z = b / se
+    crit = stats.norm.ppf(0.5 + level / 2)
+    return pd.DataFrame({"estimate": b, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+                         "ci_lb": b - crit * se, "ci_ub": b + crit * se}, index=pd.Index(list(names), name="term"))
+
+
+@dataclass
+class MetaFit:
+    """One pooled analysis. ``coef`` is on the log scale (``natural()`` back-transforms it)."""
+
+    method: str  # e.g. "GLMM UM.FS (ML)", "inverse variance REML", "Mantel-Haenszel"
+    measure: str
+    k: int
+    coef: pd.DataFrame
+    vcov: np.ndarray
+    tau2: float = 0.0
+    tau2_ci: tuple[float, float] | None = None
+    se_tau2: float | None = None
+    I2: float | None = None
+    H2: float | None = None
+    heterogeneity: pd.DataFrame | None = None  # test, statistic, df, p
+    moderators: pd.DataFrame | None = None  # omnibus test of the moderators (QM)
+    loglik: float | None = None
+    n_params: int | None = None
+    studies: pd.DataFrame | None = None  # yi vi ci_lb ci_ub weight ...
+    level: float = 0.95
+    dropped: list = field(default_factory=list)
+    messages: list = field(default_factory=list)
+    fit: object = None  # the underlying glmmkit Fit where there is one
+    sigma2: float | None = None  # variance of the random study intercepts (UM.RS)
+    time_s: float = 0.0
+
+    # -- the pooled effect ---------------------------------------------------------------
+    @property
+    def estimate(self) -> float:
+        return float(self.coef["estimate"].iloc[0])
+
+    @property
+    def se(self) -> float:
+        return float(self.coef["se"].iloc[0])
+
+    @property
+    def aic(self) -> float | None:
+        return None if self.loglik is None else -2 * self.loglik + 2 * self.n_params
+
+    def natural(self) -> pd.DataFrame:
+        """Estimates and intervals back on the natural scale (exp; the inverse logit for PLO's intercept)."""
+        out = self.coef[["estimate", "ci_lb", "ci_ub"]].copy()
+        f = (lambda x: 1 / (1 + np.exp(-x))) if self.measure == "PLO" else np.exp
+        return out.apply(f)
+
+    def prediction_interval(self, level: float | None = None) -> tuple[float, float]:
+        """Where the effect of a new study is expected: b +- z sqrt(se^2 + tau^2) (as metafor's ``predict``)."""
+        crit = stats.norm.ppf(0.5 + (level or self.level) / 2)
+        s = np.sqrt(self.se ** 2 + self.tau2)
+        return self.estimate - crit * s, self.estimate + crit * s
+
+    def to_row(self) -> dict:
+        """One line for a comparison table."""
+        lo, hi = self.prediction_interval()
+        return {"method": self.method, "k": self.k, "estimate": self.estimate, "se": self.se,
+                "ci_lb": self.coef["ci_lb"].iloc[0], "ci_ub": self.coef["ci_ub"].iloc[0],
+                "p": self.coef["p"].iloc[0], "tau2": self.tau2, "I2": self.I2,
+                "pi_lb": lo if self.tau2 > 0 else np.nan, "pi_ub": hi if self.tau2 > 0 else np.nan}
+
+    # -- report ---------------------------------------------------------------------------
+    def summary(self) -> str:
+        pct = int(round(self.level * 100))
+        lines = [f"Meta-analysis: {self.method}; measure {self.measure} ({LOG[self.measure]}), k = {self.k} studies"]
+        if self.dropped:
+            lines.append(f"left out ({len(self.dropped)}): {', '.join(map(str, self.dropped[:10]))}"
+                         + (" ..." if len(self.dropped) > 10 else ""))
+        if self.loglik is not None:
+            lines.append(f"logLik {self.loglik:.4f}   AIC {self.aic:.4f}")
+        if self.tau2 is not None and "common" not in self.method and self.method not in ("Mantel-Haenszel", "Peto"):
+            t = f"tau^2 = {self.tau2:.4f}"
+            if self.tau2_ci is not None:
+                t += f" ({pct}% profile CI {self.tau2_ci[0]:.4f} to {self.tau2_ci[1]:.4f})"
+            elif self.se_tau2 is not None:
+                t += f" (SE {self.se_tau2:.4f})"
+            t += f", tau = {np.sqrt(self.tau2):.4f}"
+            lines.append(t)
+            if self.sigma2 is not None:
+                lines.append(f"sigma^2 (random study intercepts) = {self.sigma2:.4f}")
+            if self.I2 is not None:
+                lines.append(f"I^2 = {self.I2:.2f}%   H^2 = {self.H2:.2f}")
+        if self.heterogeneity is not None and len(self.heterogeneity):
+            lines.append("")
+            lines.append("Tests for heterogeneity:")
+            for name, r in self.heterogeneity.iterrows():
+                lines.append(f"  {name}: {r['statistic']:.4f} on {int(r['df'])} df, p = {r['p']:.4g}")
+        if self.moderators is not None:
+            r = self.moderators.iloc[0]
+            lines.append(f"Test of moderators: QM = {r['statistic']:.4f} on {int(r['df'])} df, p = {r['p']:.4g}")
+        lines.append("")
+        lines.append(f"Model results ({LOG[self.measure]}):")
+        lines.append(self.coef.to_string(float_format=lambda v: f"{v:.4g}"))
+        if len(self.coef) == 1:
+            nat = self.natural().iloc[0]
+            lines.append("")
+            lines.append(f"Pooled {NATURAL[self.measure]}: {nat['estimate']:.4f} ({pct}% CI {nat['ci_lb']:.4f} to "
+                         f"{nat['ci_ub']:.4f})")
+            if self.tau2 > 0:
+                lo, hi = self.prediction_interval()
+                f = (lambda x: 1 / (1 + np.exp(-x))) if self.measure == "PLO" else np.exp
+                lines.append(f"{pct}% prediction interval: {f(lo):.4f} to {f(hi):.4f} "
+                             f"({'logit' if self.measure == 'PLO' else 'log'} scale {lo:.4f} to {hi:.4f})")
+        lines.extend(f"note: {m}" for m in self.messages)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    # -- figures --------------------------------------------------------------------------
+    def forest(self, path=None, title: str = ""):
+        """Forest plot: per-study estimates and CIs, the pooled diamond, the prediction interval."""
+        from ..plots.meta import forest_plot
+
+        return forest_plot(self, path=path, title=title)
+
+    def funnel(self, path=None, title: str = ""):
+        """Funnel plot: per-study estimates against their standard errors, with pseudo-confidence limits."""
+        from ..plots.meta import funnel_plot
+
+        return funnel_plot(self, path=path, title=title)
