@@ -5,10 +5,10 @@
     fit.summary()
 """
 
-from . import datasets, families, links, meta, phylo
+from . import datasets, families, links, meta, phylo, plots
 from .api import add_olre, glmer, lmer, optimize, refit
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
-from .inference import anova
+from .inference import anova, bootstrap_lrt
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
 from .results import Fit, lme4_name
@@ -17,7 +17,7 @@ from .warnings import ConvergenceWarning, DroppedRowsWarning, GlmmkitWarning, Si
 __version__ = "0.1.0"
 
 __all__ = [
-    "glmer", "lmer", "optimize", "add_olre", "anova", "compare", "overdispersion_report",
+    "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
     "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "meta", "phylo", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning",
 ]

@@ -43,6 +43,11 @@ def cmd_fit(args) -> int:
         print(f"glmmkit: {err}", file=sys.stderr)
         return 2
     fit.summary()
+    if args.confint:
+        print(f"\n{args.confint.capitalize()} 95% confidence intervals:")
+        print(fit.confint(method=args.confint).to_string(float_format=lambda v: f"{v:.5g}"))
+    if args.report:
+        print(f"\nwrote {fit.report(args.report)}")
     if args.json:
         out = fit.to_dict(names=args.names)
         Path(args.json).write_text(json.dumps(out, indent=2, default=_json_default))
@@ -129,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--factor", default=None, help="comma-separated columns to treat as categorical")
     f.add_argument("--ml", action="store_true", help="gaussian: maximum likelihood instead of REML")
     f.add_argument("--json", default=None, help="write Fit.to_dict() as JSON to this file")
+    f.add_argument("--confint", choices=["wald", "profile", "boot"], default=None,
+                   help="print 95%% confidence intervals (boot: 500 parametric-bootstrap refits)")
+    f.add_argument("--report", default=None, help="write a self-contained HTML report to this file")
     f.add_argument("--names", choices=["formulaic", "lme4"], default="formulaic",
                    help="coefficient names in the JSON (lme4: period2 instead of period[T.2])")
     f.set_defaults(func=cmd_fit)

@@ -62,8 +62,30 @@ def story_birds(out: Path) -> dict:
     print(f"  A logistic regression that ignores the birds says OR {np.exp(beta_glm[j]):.2f} "
           f"(SE {se_glm[j]:.3f} vs {se:.3f}): it mixes the within-bird effect with between-bird differences")
     print(f"  and treats {fit.nobs} choices of {fit.ngroups['bird']} birds as independent.")
-    print(f"  (fitted in {el:.2f} s)")
-    return {"odds_ratio": orat, "ci": [lo, hi], "sd_bird": np.sqrt(var_bird), "icc": icc, "loglik": fit.loglik}
+    t1 = time.perf_counter()
+    ci = fit.confint(method="profile")
+    sd_lo, sd_hi = ci.loc["sd_(Intercept)|bird"]
+    t_lo, t_hi = ci.loc["testosterone"]
+    r2 = fit.r2()
+    print(f"  Profile-likelihood 95% intervals: SD of boldness {sd_lo:.2f} to {sd_hi:.2f}; testosterone "
+          f"{t_lo:.3f} to {t_hi:.3f} (log odds).")
+    print(f"  ICC {fit.icc()['ICC']:.2f}; R^2 marginal {r2['R2_marginal']:.2f} (testosterone and season), "
+          f"conditional {r2['R2_conditional']:.2f} (with each bird's boldness).")
+    figs = []
+    try:
+        from .plots import caterpillar
+
+        path = out / "birds_caterpillar.png"
+        caterpillar(fit, "bird", path=path)
+        figs.append(str(path))
+        rep = fit.report(out / "birds_report.html")
+        figs.append(str(rep))
+        print(f"  Caterpillar plot of the birds' boldness and an HTML report: {', '.join(figs)}")
+    except ImportError:
+        print("  (install matplotlib for the figures: pip install glmmkit[plots])")
+    print(f"  (fitted in {el:.2f} s; intervals, R^2 and figures in {time.perf_counter() - t1:.1f} s)")
+    return {"odds_ratio": orat, "ci": [lo, hi], "sd_bird": np.sqrt(var_bird), "sd_bird_profile_ci": [sd_lo, sd_hi],
+            "icc": icc, "r2": r2.to_dict(), "loglik": fit.loglik, "figures": figs}
 
 
 def story_clinics(out: Path) -> dict:
@@ -94,8 +116,23 @@ def story_clinics(out: Path) -> dict:
     print("  Expected sessions in a month with 100 opportunities (new levels at their average, b = 0):")
     for w, p, q in zip(who, pred, pop):
         print(f"    {w:36s} {p:6.1f}   (typical clinic and clinician, b = 0: {q:5.1f})")
+    pi = fit.predict_interval(new, nsim=2000, seed=5, which="mean")
+    print("  95% intervals for those expected counts (simulation: fixed and random effects drawn):")
+    for w, (_, r) in zip(who, pi.iterrows()):
+        print(f"    {w:36s} {r['lower']:6.1f} to {r['upper']:5.1f}")
+    figs = []
+    try:
+        from .plots import effects_plot
+
+        path = out / "clinics_predicted_rate.png"
+        effects_plot(fit, "training", path=path)
+        figs.append(str(path))
+        print(f"  Predicted session rate by training: {path}")
+    except ImportError:
+        print("  (install matplotlib for the figure: pip install glmmkit[plots])")
     print(f"  (fitted in {el:.2f} s)")
-    return {"rate_ratio": float(np.exp(b)), "sd": {k: float(v) for k, v in vc.items()}, "loglik": fit.loglik}
+    return {"rate_ratio": float(np.exp(b)), "sd": {k: float(v) for k, v in vc.items()}, "loglik": fit.loglik,
+            "figures": figs}
 
 
 def story_mating(out: Path) -> dict:

@@ -362,6 +362,63 @@ class Fit:
             total = total + np.einsum("nr,nrs->ns", X, b[codes])
         return total
 
+    # ---- inference (glmmkit.inference) -----------------------------------------------
+    def confint(self, method: str = "wald", level: float = 0.95, parm=None, **kwargs) -> pd.DataFrame:
+        """Confidence intervals on lme4's scale (SDs, correlations, sigma, fixed effects).
+
+        ``"wald"``: fixed effects from ``vcov`` (variance parameters NaN, as lme4); ``"profile"``: likelihood
+        profiles (LMMs on the ML deviance, as lme4); ``"boot"``: parametric-bootstrap percentiles
+        (``nsim``, ``seed``, ``workers`` (local processes) or ``client`` (Dask) pass through).
+        """
+        from .inference.bootstrap import confint_boot, natural_parameters
+        from .inference.profile import confint_profile
+
+        if method == "profile":
+            return confint_profile(self, parm, level)
+        if method == "boot":
+            return confint_boot(self, level, parm=parm, **kwargs)
+        if method != "wald":
+            raise ValueError(f"method must be 'wald', 'profile' or 'boot', got {method!r}")
+        z = stats.norm.ppf(0.5 + level / 2)
+        names = natural_parameters(self).index
+        lo = pd.Series(np.nan, index=names)
+        hi = pd.Series(np.nan, index=names)
+        se = np.sqrt(np.diag(self.vcov.to_numpy()))
+        lo[self.fixef.index], hi[self.fixef.index] = self._beta - z * se, self._beta + z * se
+        a = 100 * (1 - level) / 2
+        out = pd.DataFrame({f"{a:g} %": lo, f"{100 - a:g} %": hi})
+        return out if parm is None else out.loc[[parm] if isinstance(parm, str) else list(parm)]
+
+    def profile(self, parm=None) -> pd.DataFrame:
+        """The likelihood profile: parameter, value, zeta (draw it with ``gk.plots.profile_plot``)."""
+        from .inference.profile import profile
+
+        return profile(self, parm)
+
+    def r2(self) -> pd.Series:
+        """Marginal and conditional R^2 (Nakagawa & Schielzeth) with the variance components."""
+        from .inference.r2 import r2
+
+        return r2(self)
+
+    def icc(self) -> pd.Series:
+        """Adjusted intra-class correlation (overall, and per grouping factor when there are several)."""
+        from .inference.r2 import icc
+
+        return icc(self)
+
+    def predict_interval(self, newdata: pd.DataFrame, nsim: int = 1000, level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Prediction intervals by simulation (fixed effects, random effects and the response drawn)."""
+        from .inference.prediction import predict_interval
+
+        return predict_interval(self, newdata, nsim, level, **kwargs)
+
+    def report(self, path, **kwargs):
+        """Write a self-contained HTML report (tables, intervals, figures) to ``path``."""
+        from .report import write_report
+
+        return write_report(self, path, **kwargs)
+
     # ---- reporting ---------------------------------------------------------------
     def summary(self) -> str:
         from .summary import format_summary

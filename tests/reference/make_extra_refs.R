@@ -133,3 +133,23 @@ m <- lmer(Reaction ~ Days + (Days | Subject), data = ss)
 out$confint_sleepstudy_reml <- list(call = "confint(lmer(Reaction ~ Days + (Days | Subject), sleepstudy), method = 'profile')",
                                     ci = ci_list(confint(m, method = "profile")))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")
+
+# ---- R^2 and ICC (performance::r2_nakagawa / icc), appended ----
+suppressMessages({library(lme4); library(performance); library(jsonlite)})
+out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
+r2ref <- function(m, call) {
+  r <- r2_nakagawa(m); i <- icc(m)
+  list(call = call, version = as.character(packageVersion("performance")),
+       R2_marginal = unname(r$R2_marginal), R2_conditional = unname(r$R2_conditional), ICC = unname(i$ICC_adjusted))
+}
+ss <- read.csv("../shared/reference/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
+out$r2_sleepstudy <- r2ref(lmer(Reaction ~ Days + (Days | Subject), data = ss),
+                           "lmer(Reaction ~ Days + (Days | Subject), sleepstudy)")
+bd <- read.csv("src/glmmkit/datasets/data/birds.csv"); bd$season <- factor(bd$season, levels = c("early", "late"))
+out$r2_birds <- r2ref(glmer(attack ~ testosterone + season + (1 | bird), family = binomial, data = bd),
+                      "glmer(attack ~ testosterone + season + (1 | bird), binomial, birds)")
+sa <- read.csv("../shared/reference/salamanders_poisson/data.csv")
+sa$spp <- factor(sa$spp, levels = c("GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF")); sa$mined <- factor(sa$mined, levels = c("yes", "no"))
+out$r2_salamanders_poisson <- r2ref(glmer(count ~ mined + spp + (1 | site), family = poisson, data = sa),
+                                    "glmer(count ~ mined + spp + (1 | site), poisson, Salamanders)")
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/extra_refs.json")

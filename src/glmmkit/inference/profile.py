@@ -28,9 +28,22 @@ class ProfileProblem:
 
     def __init__(self, fit):
         if fit.is_lmm and fit.reml:
-            from ..api import lmer
+            fit = _refit_ml(fit)
+        self._names(fit)
+        self.obj = fit.optsummary.objective
+        if self.is_lmm:
+            self.n = self.obj.n
+        self.z_hat = self._z_from_fit()
+        self.dev_min = self.deviance(self.z_hat)
+        se = np.sqrt(np.clip(np.diag(fit.vcov.to_numpy()), 1e-300, None))
+        self.scale = np.concatenate([np.maximum(0.1 * np.abs(self.z_hat[: self.n_vc]), 0.05),
+                                     [max(0.05 * fit.sigma, 1e-3)] if self.is_lmm else [], se, np.full(self.m, 0.1)])
+        for i, k in enumerate(self.kinds):
+            if k == "cor":
+                self.scale[i] = 0.1
 
-            fit = _refit_ml(fit, lmer)
+    def _names(self, fit) -> None:
+        """Names, kinds and bounds of the parameters (no objective needed)."""
         self.fit = fit
         self.terms = list(fit.spec.terms)
         self.is_lmm = fit.is_lmm
@@ -69,19 +82,6 @@ class ProfileProblem:
         self.names, self.kinds = names, kinds
         self.lower, self.upper = np.array(lower, dtype=float), np.array(upper, dtype=float)
         self.p, self.m = p, m
-        if self.is_lmm:
-            self.obj = fit.optsummary.objective
-            self.n = self.obj.n
-        else:
-            self.obj = fit.optsummary.objective
-        self.z_hat = self._z_from_fit()
-        self.dev_min = self.deviance(self.z_hat)
-        se = np.sqrt(np.clip(np.diag(fit.vcov.to_numpy()), 1e-300, None))
-        self.scale = np.concatenate([np.maximum(0.1 * np.abs(self.z_hat[: self.n_vc]), 0.05),
-                                     [max(0.05 * fit.sigma, 1e-3)] if self.is_lmm else [], se, np.full(m, 0.1)])
-        for i, k in enumerate(kinds):
-            if k == "cor":
-                self.scale[i] = 0.1
 
     # -- parameter maps -----------------------------------------------------------------
     def _z_from_fit(self) -> np.ndarray:
@@ -205,8 +205,12 @@ class ProfileProblem:
             if abs(side.zeta).max() < crit:  # never reached: the bound
                 out.append(self.lower[i] if target < 0 else self.upper[i])
                 continue
-            v = float(interpolate.PchipInterpolator(tab.zeta.to_numpy(), tab.value.to_numpy())(target)) \
-                if tab.zeta.is_monotonic_increasing else float(np.interp(target, tab.zeta, tab.value))
+            mono = tab.sort_values("zeta").drop_duplicates("zeta")
+            zs, vs = mono.zeta.to_numpy(), mono.value.to_numpy()
+            if len(zs) > 2 and np.all(np.diff(vs) > 0):
+                v = float(interpolate.PchipInterpolator(zs, vs)(target))
+            else:
+                v = float(np.interp(target, zs, vs))
             # secant refinement on zeta(v) = target from the two nearest grid points
             near = side.iloc[(side.zeta - target).abs().argsort()[:2]]
             pts = list(zip(near.value, near.zeta))
@@ -224,7 +228,7 @@ class ProfileProblem:
         return out[0], out[1]
 
 
-def _refit_ml(fit, lmer):
+def _refit_ml(fit):
     spec = fit.spec
     from ..api import optimize
     from ..results import Fit

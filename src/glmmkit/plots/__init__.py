@@ -1,5 +1,10 @@
 """Figures (matplotlib, the ``[plots]`` extra). Each function returns the figure and can save it."""
 
+from .inference import caterpillar, coef_plot, effects_plot, fitted_observed, profile_plot
+from .meta import forest_plot, funnel_plot
 from .residuals import plot_simulated_residuals
 
-__all__ = ["plot_simulated_residuals"]
+profile = profile_plot  # gk.plots.profile(fit.profile())
+
+__all__ = ["plot_simulated_residuals", "caterpillar", "coef_plot", "effects_plot", "fitted_observed",
+           "profile_plot", "profile", "forest_plot", "funnel_plot"]

@@ -1,0 +1,143 @@
+"""Figures of a fit: caterpillar, coefficients, effects, fitted vs observed, likelihood profiles.
+
+Each function returns the matplotlib figure and, given ``path``, saves it there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .residuals import _plt
+
+
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, max_levels: int = 200):
+    """Conditional modes of one grouping factor's random effects, sorted, with +- z x conditional SD."""
+    plt = _plt()
+    modes, sds = fit.ranef, fit.ranef_condsd
+    group = group or next(iter(modes))
+    if group not in modes:
+        raise ValueError(f"no random effects for {group!r}; groups: {list(modes)}")
+    b, s = modes[group], sds[group]
+    z = stats.norm.ppf(0.5 + level / 2)
+    cols = list(b.columns)
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), min(0.14 * min(len(b), max_levels) + 1.5, 14)),
+                             squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        order = np.argsort(b[c].to_numpy())
+        if len(order) > max_levels:  # thin evenly, keep both ends
+            order = order[np.linspace(0, len(order) - 1, max_levels).astype(int)]
+        y = np.arange(len(order))
+        ax.errorbar(b[c].to_numpy()[order], y, xerr=z * s[c].to_numpy()[order], fmt="o", ms=3, color="k",
+                    ecolor="grey", lw=0.8)
+        ax.axvline(0, color="tab:red", lw=0.8)
+        ax.set_yticks(y if len(y) <= 40 else [])
+        if len(y) <= 40:
+            ax.set_yticklabels(np.asarray(b.index)[order], fontsize=7)
+        ax.set_title(f"{group}: {c}", fontsize=9)
+        ax.set_xlabel(f"conditional mode, {int(level * 100)}% interval")
+    return _finish(fig, path)
+
+
+def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
+    """Fixed-effect estimates with Wald intervals."""
+    plt = _plt()
+    ct = fit.coef_table
+    if not intercept and len(ct) > 1:
+        ct = ct.drop(index="(Intercept)", errors="ignore")
+    z = stats.norm.ppf(0.5 + level / 2)
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(ct) + 1.3))
+    y = np.arange(len(ct))[::-1]
+    ax.errorbar(ct["estimate"], y, xerr=z * ct["std_error"], fmt="o", color="k", ecolor="grey")
+    ax.axvline(0, color="tab:red", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(ct.index, fontsize=8)
+    ax.set_xlabel(f"estimate ({'link' if not fit.is_lmm else 'response'} scale), {int(level * 100)}% Wald interval")
+    return _finish(fig, path)
+
+
+def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 60, type: str = "response"):
+    """Population-level prediction against one predictor (others at their mean or reference level), with a
+    pointwise confidence band from vcov(beta) on the link scale; the data as points where they fit the scale."""
+    plt = _plt()
+    data = fit.spec.data
+    if predictor not in data.columns:
+        raise ValueError(f"predictor {predictor!r} is not a column of the fitted data")
+    base = {}
+    for c in data.columns:
+        col = data[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            base[c] = float(col.mean())
+        else:
+            base[c] = col.cat.categories[0] if isinstance(col.dtype, pd.CategoricalDtype) else col.iloc[0]
+    x = data[predictor]
+    numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
+    grid = np.linspace(x.min(), x.max(), n) if numeric else (
+        list(x.cat.categories) if isinstance(x.dtype, pd.CategoricalDtype) else sorted(x.unique()))
+    new = pd.DataFrame({c: [v] * len(grid) for c, v in base.items()})
+    new[predictor] = grid
+    if isinstance(x.dtype, pd.CategoricalDtype):
+        new[predictor] = pd.Categorical(new[predictor], categories=x.cat.categories)
+    X = fit.spec.new_fixed_matrix(new)
+    eta = X @ fit._beta + fit.spec.new_offset(new)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", X, fit.vcov.to_numpy(), X))
+    z = stats.norm.ppf(0.5 + level / 2)
+    inv = (lambda e: e) if (fit.is_lmm or type == "link") else fit.family.link.inverse
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    if numeric:
+        ax.fill_between(grid, inv(eta - z * se), inv(eta + z * se), color="tab:blue", alpha=0.25)
+        ax.plot(grid, inv(eta), color="tab:blue")
+        if type == "response" and not fit.spec.offset.any():
+            ax.plot(x, fit.spec.y, ".", color="k", alpha=0.15, ms=3)
+    else:
+        pos = np.arange(len(grid))
+        ax.errorbar(pos, inv(eta), yerr=[inv(eta) - inv(eta - z * se), inv(eta + z * se) - inv(eta)], fmt="o")
+        ax.set_xticks(pos)
+        ax.set_xticklabels([str(g) for g in grid])
+    ax.set_xlabel(predictor)
+    ax.set_ylabel("predicted " + ("response" if type == "response" else "linear predictor")
+                  + (" (offset at its mean)" if fit.spec.offset.any() else ""))
+    ax.set_title(f"Effect of {predictor} (random effects at 0; {int(level * 100)}% confidence band)", fontsize=9)
+    return _finish(fig, path)
+
+
+def fitted_observed(fit, path=None):
+    """Observed response against the fitted (conditional) mean, with the identity line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    y, mu = fit.spec.y, np.asarray(fit.fitted)
+    ax.plot(mu, y, ".", alpha=0.4, ms=4, color="k")
+    lo, hi = float(min(mu.min(), y.min())), float(max(mu.max(), y.max()))
+    ax.plot([lo, hi], [lo, hi], color="tab:red", lw=1)
+    ax.set_xlabel("fitted (conditional mean)")
+    ax.set_ylabel("observed")
+    ax.set_title("Fitted vs observed", fontsize=9)
+    return _finish(fig, path)
+
+
+def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
+    """zeta against each parameter (lme4's ``xyplot`` of a profile), with the interval's quantiles dashed."""
+    plt = _plt()
+    params = list(dict.fromkeys(table["parameter"]))
+    ncol = min(3, len(params))
+    nrow = int(np.ceil(len(params) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.8 * nrow), squeeze=False)
+    z = stats.norm.ppf(0.5 + level / 2)
+    for ax, p in zip(axes.ravel(), params):
+        t = table[table["parameter"] == p].sort_values("value")
+        ax.plot(t["value"], t["zeta"], "o-", ms=3)
+        for q in (-z, 0, z):
+            ax.axhline(q, color="grey", lw=0.7, ls="--" if q else "-")
+        ax.set_title(p, fontsize=8)
+        ax.set_ylabel("zeta")
+    for ax in axes.ravel()[len(params):]:
+        ax.axis("off")
+    return _finish(fig, path)

@@ -1,0 +1,13 @@
+"""A progress bar for long work (tqdm when installed, silent otherwise)."""
+
+from __future__ import annotations
+
+
+def progress(iterable, *, total: int | None = None, desc: str = "", enable: bool = True):
+    if not enable:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the core does not need tqdm; glmmkit[all] installs it
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False)
