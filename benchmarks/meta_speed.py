@@ -1,6 +1,6 @@
 """Meta-analytic GLMMs: glmmkit beside metafor's rma.glmm (R) on the same tables, in one run (issue 6).
 
-    python benchmarks/meta_speed.py [--sizes 13,24,200,1000] [--repeat 3]  ->  benchmarks/results/meta_speed.md
+    python benchmarks/meta_speed.py [--sizes 100] [--repeat 3]  ->  benchmarks/results/meta_speed.md
 
 Tables: dat.bcg (k = 13), the bundled antibiotic trials (k = 24, zero-event arms) and simulated rare-event
 tables with k trials. Both sides fit the same model with the same defaults (7 quadrature nodes, Laplace
@@ -54,7 +54,7 @@ def rare_table(k, seed=3):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="200,1000")
+    ap.add_argument("--sizes", default="100")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -71,7 +71,7 @@ def main():
         rs = tempfile.NamedTemporaryFile("w", suffix=".R", delete=False)
         rs.write(R)
         rs.close()
-        reps_r = args.repeat if len(d) < 500 else 1
+        reps_r = args.repeat if len(d) < 100 else 1
         r_out = json.loads(subprocess.run(["Rscript", rs.name, path, str(reps_r)], capture_output=True, text=True,
                                           check=True).stdout)
         for model in ("UM.FS", "UM.RS", "CM.EL", "CM.AL"):
@@ -90,7 +90,7 @@ def main():
             print(rows[-1], flush=True)
     tab = pd.DataFrame(rows)
     text = ("rma.glmm (metafor, R) and gk.meta.glmm on the same tables, one invocation; median of "
-            f"{args.repeat} runs (1 for metafor at k >= 500)\n\n" + tab.to_markdown(index=False, floatfmt=".4g") + "\n")
+            f"{args.repeat} runs (1 for metafor at k >= 100)\n\n" + tab.to_markdown(index=False, floatfmt=".4g") + "\n")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "meta_speed.md").write_text(text)

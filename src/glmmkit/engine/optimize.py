@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import nlopt
 import numpy as np
 
+from .gradient import laplace_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
 
 SINGULAR_TOL = 1e-4
@@ -33,6 +34,9 @@ XTOL2 = float(__import__("os").environ.get("GLMMKIT_XTOL2", 1e-6))
 STEP2_THETA = float(__import__("os").environ.get("GLMMKIT_STEP2_THETA", 0.1))
 STEP2_BETA = float(__import__("os").environ.get("GLMMKIT_STEP2_BETA", 0.25))
 MOMENT_START = bool(int(__import__("os").environ.get("GLMMKIT_MOMENT_START", 1)))
+# stage 2 with the analytic Laplace gradient (one block-diagonal term, canonical link): L-BFGS-B
+USE_GRADIENT = bool(int(__import__("os").environ.get("GLMMKIT_GRADIENT", 1)))
+GTOL_GRAD = float(__import__("os").environ.get("GLMMKIT_GTOL", 1e-6))
 STAGE1_FIX_PSI = bool(int(__import__("os").environ.get("GLMMKIT_STAGE1_FIX_PSI", 0)))
 # stage 1 only has to come close: stage 2 starts from it
 FTOL1 = float(__import__("os").environ.get("GLMMKIT_FTOL1", 1e-4))
@@ -155,6 +159,42 @@ def derivatives(f, x, h, lower):
     return g, H, free
 
 
+def gradient_derivatives(fg, x, h, lower):
+    """Gradient (analytic) and Hessian by central differences of the gradient: 2 d evaluations."""
+    x = np.asarray(x, dtype=float)
+    d = len(x)
+    free = ~(x - h <= lower)
+    _, g = fg(x)
+    H = np.zeros((d, d))
+    for i in np.flatnonzero(free):
+        e = np.zeros(d)
+        e[i] = h[i]
+        H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
+    H = 0.5 * (H + H.T)
+    H[~free, :] = 0.0
+    H[:, ~free] = 0.0
+    g = np.where(free, g, 0.0)
+    return g, H, free
+
+
+def _minimize_gradient(fg, x0, lower, log):
+    """L-BFGS-B with the analytic gradient (scipy); returns (x, fval, nevals, message)."""
+    from scipy.optimize import minimize as sp_minimize
+
+    n = [0]
+
+    def wrapped(x):
+        v, g = fg(x)
+        n[0] += 1
+        log.append((np.array(x), v))
+        return v, g
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    r = sp_minimize(wrapped, np.maximum(x0, lower), jac=True, method="L-BFGS-B", bounds=bounds,
+                    options={"maxiter": 1000, "ftol": 1e-14, "gtol": GTOL_GRAD, "maxcor": 20})
+    return np.asarray(r.x, dtype=float), float(r.fun), n[0], str(r.message)
+
+
 def _scaled_gradient(g, H, free):
     gi, Hi = g[free], H[np.ix_(free, free)]
     try:
@@ -223,8 +263,23 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     x20 = np.concatenate([theta1, np.zeros(p), psi1 if m else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
     step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
-    x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
-    summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
+    use_grad = USE_GRADIENT and nagq <= 1 and supports_gradient(obj)
+
+    def fg(x):
+        """-2 log L and its analytic gradient in the stage-2 coordinates."""
+        theta, beta, _ = unpack2(x)
+        val, res = obj.evaluate(theta, beta)
+        if res is None or not np.isfinite(val):
+            return 1e300, np.zeros_like(x)
+        gt, gb = laplace_gradient(obj, theta, beta, res)
+        return val, np.concatenate([gt, gb * scale])
+
+    if use_grad:
+        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log)
+        summ.stages.append(OptStage("stage 2 (theta, beta)", "L-BFGS-B, analytic gradient", x20, x2, fv2, n2, rc2))
+    else:
+        x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
+        summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
 
     names = [f"theta{i + 1}" for i in range(nt)] + [f"beta{i + 1}" for i in range(p)] + obj.data.family.param_names()
     summ.param_names = names
@@ -234,7 +289,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     def check(x):
         obj.reset(u=best_u)
-        g, H, free = derivatives(f2, x, h, lower2)
+        g, H, free = gradient_derivatives(fg, x, h, lower2) if use_grad else derivatives(f2, x, h, lower2)
         sg = _scaled_gradient(g, H, free)
         return g, H, free, sg
 

@@ -1,0 +1,63 @@
+"""The analytic gradient of the Laplace deviance (engine/gradient.py) against central differences, and
+the fit it gives against the derivative-free path."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glmmkit as gk
+from glmmkit.engine import optimize as opt_mod
+from glmmkit.engine.gradient import laplace_gradient, supports_gradient
+
+
+def _data(seed=1, n=3000, q=100):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, q, n)
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.5 * x + rng.normal(0, 0.8, q)[g] + rng.normal(0, 0.4, q)[g] * x
+    return pd.DataFrame({"x": x, "g": g.astype(str), "yb": rng.binomial(1, 1 / (1 + np.exp(-eta))),
+                         "yp": rng.poisson(np.exp(0.5 * eta))})
+
+
+@pytest.mark.parametrize("family, y", [("binomial", "yb"), ("poisson", "yp")])
+@pytest.mark.parametrize("re", ["(1 | g)", "(1 + x | g)", "(x || g)"])
+def test_gradient_matches_central_differences(family, y, re):
+    spec = gk.ModelSpec.from_formula(f"{y} ~ x + {re}", _data(), family)
+    obj = spec.objective()
+    assert supports_gradient(obj)
+    theta = np.array([0.7, 0.1, 0.3])[: obj.n_theta] if obj.n_theta == 3 else np.array([0.7, 0.35])[: obj.n_theta]
+    beta = np.array([-0.2, 0.4])
+    _, res = obj.evaluate(theta, beta)
+    gt, gb = laplace_gradient(obj, theta, beta, res)
+    h = 1e-5
+
+    def fd(fun, x):
+        return np.array([(fun(x + h * e) - fun(x - h * e)) / (2 * h) for e in np.eye(len(x))])
+
+    ft = fd(lambda t: obj.evaluate(t, beta)[0], theta)
+    fb = fd(lambda b: obj.evaluate(theta, b)[0], beta)
+    scale = max(1.0, np.max(np.abs(np.r_[ft, fb])))
+    assert gt == pytest.approx(ft, abs=2e-5 * scale)
+    assert gb == pytest.approx(fb, abs=2e-5 * scale)
+
+
+def test_gradient_path_not_used_where_it_does_not_apply():
+    d = _data()
+    d["h"] = (np.arange(len(d)) % 7).astype(str)
+    for formula, fam in (("yb ~ x + (1 | g) + (1 | h)", "binomial"), ("yp ~ x + (1 | g)", "nbinom2")):
+        assert not supports_gradient(gk.ModelSpec.from_formula(formula, d, fam).objective())
+    spec = gk.ModelSpec.from_formula("yb ~ x + (1 | g)", d, "binomial", )
+    assert not supports_gradient(spec.objective(nagq=5))
+
+
+def test_gradient_and_derivative_free_paths_agree(monkeypatch):
+    d = _data(2)
+    fit = gk.glmer("yb ~ x + (1 + x | g)", d, "binomial")
+    monkeypatch.setattr(opt_mod, "USE_GRADIENT", False)
+    ref = gk.glmer("yb ~ x + (1 + x | g)", d, "binomial")
+    assert ref.optsummary.stages[1].optimizer == "bobyqa"
+    assert fit.optsummary.stages[1].optimizer.startswith("L-BFGS-B")
+    assert fit.loglik >= ref.loglik - 1e-6
+    assert fit.fixef.to_numpy() == pytest.approx(ref.fixef.to_numpy(), rel=1e-3, abs=1e-4)
+    assert fit.coef_table["std_error"].to_numpy() == pytest.approx(ref.coef_table["std_error"].to_numpy(), rel=1e-3)
+    assert fit.theta == pytest.approx(ref.theta, rel=1e-3, abs=1e-4)
