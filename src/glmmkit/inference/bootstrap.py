@@ -83,12 +83,28 @@ def _natural_values(fit):
     return natural_parameters(fit).to_numpy()
 
 
-def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, parm=None, **kw) -> pd.DataFrame:
-    """Percentile intervals from a parametric bootstrap (``bootstrap`` arguments pass through)."""
+def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, parm=None, type: str = "perc",
+                 **kw) -> pd.DataFrame:
+    """Bootstrap intervals: ``type="perc"`` percentiles (lme4's default) or ``"bc"`` bias-corrected
+    percentiles (Efron): with z0 = Phi^-1(share of replicates below the estimate) the limits are the
+    Phi(2 z0 +- z_{1-a/2}) quantiles, which undoes the median bias of, e.g., an ML standard deviation.
+    ``bootstrap`` arguments (``workers``, ``client``, ``progress_bar``) pass through."""
+    if type not in ("perc", "bc"):
+        raise ValueError(f"type must be 'perc' or 'bc', got {type!r}")
     reps = bootstrap(fit, nsim, seed, **kw)
     a = (1 - level) / 2
-    cols = reps.columns if parm is None else [parm] if isinstance(parm, str) else list(parm)
-    tab = pd.DataFrame({f"{100 * a:g} %": reps[cols].quantile(a), f"{100 * (1 - a):g} %": reps[cols].quantile(1 - a)})
+    cols = list(reps.columns) if parm is None else [parm] if isinstance(parm, str) else list(parm)
+    lo, hi = {}, {}
+    est = natural_parameters(fit)
+    for c in cols:
+        r = reps[c].dropna().to_numpy()
+        qa, qb = a, 1 - a
+        if type == "bc":
+            share = np.mean(r < est[c]) + 0.5 * np.mean(r == est[c])
+            z0 = stats.norm.ppf(np.clip(share, 1 / (len(r) + 1), 1 - 1 / (len(r) + 1)))
+            qa, qb = stats.norm.cdf(2 * z0 + stats.norm.ppf(a)), stats.norm.cdf(2 * z0 + stats.norm.ppf(1 - a))
+        lo[c], hi[c] = np.quantile(r, qa), np.quantile(r, qb)
+    tab = pd.DataFrame({f"{100 * a:g} %": pd.Series(lo), f"{100 * (1 - a):g} %": pd.Series(hi)})
     tab.attrs["replicates"] = reps
     tab.attrs["failed"] = reps.attrs["failed"]
     return tab
