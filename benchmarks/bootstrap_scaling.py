@@ -11,6 +11,7 @@ agreement with the profile intervals once the SD's ML bias is small.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 from glmmkit.inference.bootstrap import natural_parameters
 
 
@@ -81,10 +85,7 @@ def main():
             "wall times on the 60 x 15 case\n\n"
             + tab.to_markdown(floatfmt=".3f") + "\n\n" + ttab.to_markdown(floatfmt=".2f")
             + f"\n\nIntervals identical across the three runs: {same}. Failed refits: {boot.attrs['failed']}.\n")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "bootstrap_scaling.md").write_text(text)
-    print(text)
+    write_result("bootstrap_scaling", text)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ log mu = 0.3 + 0.3 x + b_g, b_g ~ N(0, 0.5^2).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 
 
 def make(seed: int, size: float | None):
@@ -71,10 +75,7 @@ def main():
     for name, c in cover.items():
         lines.append(f"| {name} | {c / n:.1%} (MC SE {mc(c / n):.1%}) |")
     text = "\n".join(lines) + "\n"
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "calibration_overdispersion.md").write_text(text)
-    print(text)
+    write_result("calibration_overdispersion", text)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ a method could not give an estimate.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 
 SCENARIOS = [
     # name, k, p0, theta, tau, n_lo, n_hi
@@ -98,9 +102,7 @@ def main():
         print(blocks[-1], flush=True)
     text = (f"Rare-event meta-analyses ({args.reps} seeded replicates per scenario; "
             f"{time.perf_counter() - t_all:.0f} s in all)\n\n" + "\n".join(blocks))
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "meta_simulation.md").write_text(text)
+    write_result("meta_simulation", text, echo=False)
 
 
 if __name__ == "__main__":

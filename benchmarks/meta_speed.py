@@ -11,6 +11,7 @@ glmmkit's optional profile interval of tau^2 is switched off for the timing. Med
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import subprocess
 import tempfile
@@ -22,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 
 R = r"""
 suppressMessages(library(metafor))
@@ -91,10 +95,7 @@ def main():
     tab = pd.DataFrame(rows)
     text = ("rma.glmm (metafor, R) and gk.meta.glmm on the same tables, one invocation; median of "
             f"{args.repeat} runs (1 for metafor at k >= 100)\n\n" + tab.to_markdown(index=False, floatfmt=".4g") + "\n")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "meta_speed.md").write_text(text)
-    print(text)
+    write_result("meta_speed", text)
 
 
 if __name__ == "__main__":

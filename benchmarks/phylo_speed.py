@@ -11,6 +11,7 @@ The dense path is glmmkit's glmer(..., relmat={sp: K}) (the factor of K in the d
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import resource
 import shutil
@@ -24,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 from glmmkit.datasets.simulate import coalescent_newick
 
 
@@ -104,10 +108,7 @@ def main():
     with pd.option_context("display.float_format", lambda v: f"{v:.4g}"):
         text = (f"Phylogenetic logistic GLMM, one observation per tip ({time.strftime('%Y-%m-%d')}, 2 cores; "
                 f"peak memory {peak:.0f} MB)\n\n" + tab.to_markdown(index=False) + "\n")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "phylo_speed.md").write_text(text)
-    print(text)
+    write_result("phylo_speed", text)
 
 
 if __name__ == "__main__":

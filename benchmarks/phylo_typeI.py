@@ -13,6 +13,7 @@ Poisson trait (150 tips, s2 = 1, log mu = 0.3 + 0.5 x + a), where the data carry
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 from glmmkit.datasets.simulate import coalescent_newick
 
 
@@ -81,10 +85,7 @@ def main():
             f"{np.mean([a for a, _ in s2]):.3f} (MC SE {np.std([a for a, _ in s2], ddof=1) / np.sqrt(len(s2)):.3f}), "
             f"median {np.median([a for a, _ in s2]):.3f}; mean slope {np.mean([b for _, b in s2]):.3f} "
             f"(MC SE {np.std([b for _, b in s2], ddof=1) / np.sqrt(len(s2)):.3f}).\n")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "phylo_typeI.md").write_text(text)
-    print(text)
+    write_result("phylo_typeI", text)
 
 
 if __name__ == "__main__":

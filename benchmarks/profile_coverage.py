@@ -10,6 +10,7 @@ truth is reported with its Monte-Carlo SE, beside the Wald interval of the slope
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 import glmmkit as gk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import write_result  # noqa: E402
 
 SD, SLOPE = 0.8, 0.6
 
@@ -61,10 +65,7 @@ def main():
             f"Mean SD estimate {d.sd_hat.mean():.3f} (ML, biased low with 30 groups); intervals with lower limit 0: "
             f"{int((d.sd_lo == 0).sum())}; median profile interval of the SD {d.sd_lo.median():.2f} to "
             f"{d.sd_hi.median():.2f}.\n")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "profile_coverage.md").write_text(text)
-    print(text)
+    write_result("profile_coverage", text)
 
 
 if __name__ == "__main__":

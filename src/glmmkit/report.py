@@ -42,7 +42,7 @@ def write_report(fit, path, *, intervals: str = "profile", title: str | None = N
         parts += [f"<p>Intervals ({intervals}) could not be computed: {html.escape(str(err))}</p>"]
     try:
         parts += ["<h2>Variance explained</h2>", _table(pd.concat([fit.r2(), fit.icc()]).to_frame("value"))]
-    except NotImplementedError as err:
+    except ValueError as err:  # R^2 is defined for the common families only
         parts += [f"<p>R<sup>2</sup>: {html.escape(str(err))}</p>"]
     images = [("Fixed effects", figs.coef_plot(fit)), ("Fitted vs observed", figs.fitted_observed(fit))]
     for g in list(fit.ranef)[:3]:

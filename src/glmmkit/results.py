@@ -344,11 +344,7 @@ class Fit:
             if newdata is None:
                 codes, q, X = t.codes, t.q, t.X
             else:
-                parts = [p.strip() for p in t.group.split(":")]
-                labels = newdata[parts[0]].astype(str).to_numpy()
-                for p in parts[1:]:
-                    labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))
-                codes, uniq = pd.factorize(labels)
+                codes, uniq = pd.factorize(t.labels_in(newdata))
                 q = len(uniq)
                 X = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
                 if t.is_known:
@@ -472,13 +468,7 @@ class Fit:
 
 
 def _term_contribution(t, b: np.ndarray, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-    parts = [p.strip() for p in t.group.split(":")]
-    for p in parts:
-        if p not in newdata.columns:
-            raise ValueError(f"newdata lacks the grouping column {p!r} (or use re_form='~0')")
-    labels = newdata[parts[0]].astype(str).to_numpy()
-    for p in parts[1:]:
-        labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))
+    labels = t.labels_in(newdata)
     pos = pd.Index(t.levels).get_indexer(labels)
     new = pos < 0
     if new.any() and not allow_new_levels:

@@ -43,6 +43,17 @@ class RandomTerm:
     def is_known(self) -> bool:
         return isinstance(self.cov, KnownMatrix)
 
+    def labels_in(self, newdata) -> np.ndarray:
+        """The term's level label of each row of new data ("a:b" for an interaction of factors)."""
+        parts = [p.strip() for p in self.group.split(":")]
+        for p in parts:
+            if p not in newdata.columns:
+                raise ValueError(f"newdata lacks the grouping column {p!r} (or use re_form='~0')")
+        labels = newdata[parts[0]].astype(str).to_numpy()
+        for p in parts[1:]:
+            labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))
+        return labels
+
     @property
     def label(self) -> str:
         bar = "|" if not self.cov.__class__.__name__ == "Diagonal" else "||"

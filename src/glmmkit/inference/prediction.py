@@ -12,17 +12,6 @@ import numpy as np
 import pandas as pd
 
 
-def _labels(t, newdata: pd.DataFrame) -> np.ndarray:
-    parts = [p.strip() for p in t.group.split(":")]
-    for p in parts:
-        if p not in newdata.columns:
-            raise ValueError(f"newdata lacks the grouping column {p!r} (or use re_form='~0')")
-    labels = newdata[parts[0]].astype(str).to_numpy()
-    for p in parts[1:]:
-        labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))
-    return labels
-
-
 def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float = 0.95, *, re_form=None,
                      which: str = "observation", type: str = "response", seed=None) -> pd.DataFrame:
     """Columns ``fit`` (the plug-in prediction), ``lower``, ``upper`` (and ``mean`` of the draws) per row."""
@@ -43,7 +32,7 @@ def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float 
     if use_re:
         b_all, v_all = fit._b_and_condvar()
         for t, th, b, v in zip(fit.spec.terms, fit._theta_by_term(), b_all, v_all):
-            labels = _labels(t, newdata)
+            labels = t.labels_in(newdata)
             pos = pd.Index(t.levels).get_indexer(labels)
             Xr = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
             draws = np.zeros((len(newdata), t.k, nsim))
