@@ -42,8 +42,9 @@ def _w_prime(fam, mu, wt):
     return wt * mu
 
 
-def laplace_gradient(obj, theta, beta, res) -> tuple[np.ndarray, np.ndarray]:
-    """(dD/dtheta, dD/dbeta) at the PIRLS result ``res`` of ``obj.evaluate(theta, beta)``."""
+def laplace_gradient(obj, theta, beta, res, du: bool = False):
+    """(dD/dtheta, dD/dbeta) at the PIRLS result ``res`` of ``obj.evaluate(theta, beta)``; with ``du=True``
+    also d u-hat / d(theta, beta) as a (Q, n_theta + p) matrix (a first-order warm start for PIRLS)."""
     d = obj.data
     fam = d.family
     t = d.structure.terms[0]
@@ -68,11 +69,14 @@ def laplace_gradient(obj, theta, beta, res) -> tuple[np.ndarray, np.ndarray]:
     X = d.X
     p = X.shape[1]
     grad_b = -2 * (X.T @ r) + X.T @ g
+    J = np.zeros((q * k, len(theta) + p)) if du else None
     if p:
         S = np.stack([np.stack([np.bincount(codes, weights=w * Z[:, c] * X[:, s], minlength=q) for s in range(p)],
                                axis=1) for c in range(k)], axis=1)  # (q, k, p) = sum W x X'
         cb = -np.einsum("ca,qcs->qas", T, S)  # -T' S_j   (q, k, p)
         grad_b = grad_b + np.einsum("qa,qas->s", a, cb)
+        if du:
+            J[:, len(theta):] = np.einsum("qab,qbs->qas", Ainv, cb).reshape(q * k, p)
 
     # theta: entries T[a_, b_] in the covariance's theta order
     cov = t.cov
@@ -93,4 +97,6 @@ def laplace_gradient(obj, theta, beta, res) -> tuple[np.ndarray, np.ndarray]:
         c[:, cb_] += s_lev[:, ra]
         val += float(np.sum(a * c))
         grad_t[idx] = val
-    return grad_t, grad_b
+        if du:
+            J[:, idx] = np.einsum("qab,qb->qa", Ainv, c).ravel()
+    return (grad_t, grad_b, J) if du else (grad_t, grad_b)

@@ -36,7 +36,9 @@ STEP2_BETA = float(__import__("os").environ.get("GLMMKIT_STEP2_BETA", 0.25))
 MOMENT_START = bool(int(__import__("os").environ.get("GLMMKIT_MOMENT_START", 1)))
 # stage 2 with the analytic Laplace gradient (one block-diagonal term, canonical link): L-BFGS-B
 USE_GRADIENT = bool(int(__import__("os").environ.get("GLMMKIT_GRADIENT", 1)))
-GTOL_GRAD = float(__import__("os").environ.get("GLMMKIT_GTOL", 1e-6))
+SKIP_STAGE1 = bool(int(__import__("os").environ.get("GLMMKIT_SKIP_STAGE1", 1)))
+WARM_U = bool(int(__import__("os").environ.get("GLMMKIT_WARM_U", 1)))
+GTOL_GRAD = float(__import__("os").environ.get("GLMMKIT_GTOL", 1e-4))
 STAGE1_FIX_PSI = bool(int(__import__("os").environ.get("GLMMKIT_STAGE1_FIX_PSI", 0)))
 # stage 1 only has to come close: stage 2 starts from it
 FTOL1 = float(__import__("os").environ.get("GLMMKIT_FTOL1", 1e-4))
@@ -177,22 +179,46 @@ def gradient_derivatives(fg, x, h, lower):
     return g, H, free
 
 
-def _minimize_gradient(fg, x0, lower, log):
-    """L-BFGS-B with the analytic gradient (scipy); returns (x, fval, nevals, message)."""
+def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0):
+    """L-BFGS-B with the analytic gradient (scipy); returns (x, fval, nevals, message).
+
+    beta is already in standard-error units (curvature of -2 log L about 2 in each coordinate); the
+    first ``n_theta`` coordinates are put on the same footing by a forward difference of the gradient at
+    the start (one evaluation each), since L-BFGS-B starts from an identity Hessian. (A full Hessian
+    preconditioner was tried: from lme4's theta0 its first steps overshoot through zero; no gain.)"""
     from scipy.optimize import minimize as sp_minimize
 
+    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
     n = [0]
 
-    def wrapped(x):
-        v, g = fg(x)
+    def count(x):
         n[0] += 1
+        v, g = fg(x)
         log.append((np.array(x), v))
         return v, g
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    r = sp_minimize(wrapped, np.maximum(x0, lower), jac=True, method="L-BFGS-B", bounds=bounds,
-                    options={"maxiter": 1000, "ftol": 1e-14, "gtol": GTOL_GRAD, "maxcor": 20})
-    return np.asarray(r.x, dtype=float), float(r.fun), n[0], str(r.message)
+    f0, g0 = count(x0)
+    S = np.ones(len(x0))
+    for i in range(n_theta):
+        h = 1e-3 * max(abs(x0[i]), 0.1)
+        e = np.zeros(len(x0))
+        e[i] = h
+        curv = (count(x0 + e)[1][i] - g0[i]) / h
+        if np.isfinite(curv) and curv > 0:
+            S[i] = 1 / np.sqrt(curv / 2)
+
+    def scaled(y):
+        v, g = count(x0 + S * y)
+        return v, g * S
+
+    lo = (lower - x0) / S
+    # stop when a step gains less than FTOL2 / 10 in -2 log L (scipy's ftol is relative), or when the
+    # gradient in these unit-curvature coordinates is below GTOL_GRAD (a Newton step of about GTOL_GRAD / 2)
+    opts = {"maxiter": 1000, "ftol": 0.1 * FTOL2 / max(abs(f0), 1.0), "gtol": GTOL_GRAD, "maxcor": 20}
+    r = sp_minimize(scaled, np.zeros(len(x0)), jac=True, method="L-BFGS-B",
+                    bounds=[(b if np.isfinite(b) else None, None) for b in lo], options=opts)
+    x = x0 + S * np.asarray(r.x, dtype=float)
+    return np.maximum(x, lower), float(r.fun), n[0], str(r.message)
 
 
 def _scaled_gradient(g, H, free):
@@ -228,8 +254,13 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
-    x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
-    summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
+    if nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and supports_gradient(obj):
+        # the gradient path needs only a start: the joint mode at the moment estimate of theta
+        x1, fv1, n1, rc1 = x0, f1(x0), 1, "skipped: analytic gradient in stage 2"
+        summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x1, fv1, n1, rc1))
+    else:
+        x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
+        summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
     theta1, psi1 = unpack1(x1)
     _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
     if res1 is None:
@@ -265,17 +296,24 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
     use_grad = USE_GRADIENT and nagq <= 1 and supports_gradient(obj)
 
+    last = {}
+
     def fg(x):
-        """-2 log L and its analytic gradient in the stage-2 coordinates."""
+        """-2 log L and its analytic gradient in the stage-2 coordinates; PIRLS starts from the last mode
+        moved to first order (u + du/dx (x - x_last))."""
         theta, beta, _ = unpack2(x)
+        if WARM_U and last:
+            obj.reset(u=last["u"] + last["J"] @ (x - last["x"]))
         val, res = obj.evaluate(theta, beta)
         if res is None or not np.isfinite(val):
             return 1e300, np.zeros_like(x)
-        gt, gb = laplace_gradient(obj, theta, beta, res)
+        gt, gb, J = laplace_gradient(obj, theta, beta, res, du=True)
+        J[:, nt:] *= scale
+        last.update(x=np.array(x), u=res.u.copy(), J=J)
         return val, np.concatenate([gt, gb * scale])
 
     if use_grad:
-        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log)
+        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log, n_theta=nt)
         summ.stages.append(OptStage("stage 2 (theta, beta)", "L-BFGS-B, analytic gradient", x20, x2, fv2, n2, rc2))
     else:
         x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
