@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import nlopt
 import numpy as np
 
+from .blocked import level_gram
 from .gradient import laplace_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
 
@@ -416,8 +417,33 @@ def moment_theta(obj, beta0, psi0) -> np.ndarray:
             means = np.bincount(t.codes, weights=w * r, minlength=t.q)[ok] / sw[ok]
             var_b = np.var(means) - np.mean(1.0 / sw[ok])
             theta[pos] = float(np.clip(np.sqrt(max(var_b, 0.0)), 0.05, 5.0))
+        elif t.k > 1 and not t.is_known and hasattr(t.cov, "_rows"):
+            start = _vector_moment_start(t, w, r)
+            if start is not None:
+                theta[pos : pos + n_th] = start
         pos += n_th
     return theta
+
+
+def _vector_moment_start(t, w, r) -> np.ndarray | None:
+    """theta of a vector term (1 + x | g) from per-level weighted regressions of the working residuals:
+    Sigma ~ cov(b_l) - mean((X_l'W X_l)^-1), made positive definite; lme4's order of the Cholesky factor."""
+    G = level_gram(t, w)
+    rhs = np.stack([np.bincount(t.codes, weights=w * r * t.X[:, c], minlength=t.q) for c in range(t.k)], axis=1)
+    ok = np.linalg.cond(G) < 1e8
+    if ok.sum() < 2 * t.k + 2:
+        return None
+    Vinv = G[ok]
+    V = np.linalg.inv(Vinv)
+    b = np.einsum("qij,qj->qi", V, rhs[ok])
+    S = np.cov(b, rowvar=False) - V.mean(axis=0)
+    vals, vecs = np.linalg.eigh(0.5 * (S + S.T))
+    floor = 0.05 ** 2
+    S = (vecs * np.maximum(vals, floor)) @ vecs.T
+    L = np.linalg.cholesky(S)
+    if not np.all(np.isfinite(L)) or np.max(np.abs(L)) > 5:
+        return None
+    return L[t.cov._rows, t.cov._cols]
 
 
 def _bad(sg) -> bool:
