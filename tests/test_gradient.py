@@ -44,7 +44,7 @@ def test_gradient_matches_central_differences(family, y, re):
 def test_gradient_path_not_used_where_it_does_not_apply():
     d = _data()
     d["h"] = (np.arange(len(d)) % 7).astype(str)
-    for formula, fam in (("yb ~ x + (1 | g) + (1 | h)", "binomial"), ("yp ~ x + (1 | g)", "nbinom2")):
+    for formula, fam in (("yb ~ x + (1 | g) + (1 | h)", "binomial"), ("yp ~ x + (1 | g)", "nbinom2")):  # single path
         assert not supports_gradient(gk.ModelSpec.from_formula(formula, d, fam).objective())
     spec = gk.ModelSpec.from_formula("yb ~ x + (1 | g)", d, "binomial", )
     assert not supports_gradient(spec.objective(nagq=5))
@@ -61,3 +61,48 @@ def test_gradient_and_derivative_free_paths_agree(monkeypatch):
     assert fit.fixef.to_numpy() == pytest.approx(ref.fixef.to_numpy(), rel=1e-3, abs=1e-4)
     assert fit.coef_table["std_error"].to_numpy() == pytest.approx(ref.coef_table["std_error"].to_numpy(), rel=1e-3)
     assert fit.theta == pytest.approx(ref.theta, rel=1e-3, abs=1e-4)
+
+
+def _crossed(seed=1, n=4000, q=120, q2=30):
+    rng = np.random.default_rng(seed)
+    g, h = rng.integers(0, q, n), rng.integers(0, q2, n)
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.5 * x + rng.normal(0, 0.8, q)[g] + rng.normal(0, 0.4, q)[g] * x + rng.normal(0, 0.5, q2)[h]
+    return pd.DataFrame({"x": x, "g": g.astype(str), "h": h.astype(str), "c": (g % 10).astype(str),
+                         "yb": rng.binomial(1, 1 / (1 + np.exp(-eta))), "yp": rng.poisson(np.exp(0.5 * eta))})
+
+
+@pytest.mark.parametrize("family, y", [("binomial", "yb"), ("poisson", "yp")])
+@pytest.mark.parametrize("re", ["(1 | g) + (1 | h)", "(1 + x | g) + (1 | h)", "(1 | h) + (1 + x | g)",
+                                "(1 | g) + (1 + x | h)"])
+def test_general_gradient_matches_central_differences(family, y, re):
+    from glmmkit.engine.gradient import laplace_gradient_general, supports_general_gradient
+
+    obj = gk.ModelSpec.from_formula(f"{y} ~ x + {re}", _crossed(), family).objective()
+    assert supports_general_gradient(obj)
+    theta = np.linspace(0.6, 0.3, obj.n_theta)
+    beta = np.array([-0.2, 0.4])
+    _, res = obj.evaluate(theta, beta)
+    gt, gb = laplace_gradient_general(obj, theta, beta, res)
+    h = 1e-5
+
+    def fd(fun, x):
+        return np.array([(fun(x + h * e) - fun(x - h * e)) / (2 * h) for e in np.eye(len(x))])
+
+    ft = fd(lambda t: obj.evaluate(t, beta)[0], theta)
+    fb = fd(lambda b: obj.evaluate(theta, b)[0], beta)
+    scale = max(1.0, np.max(np.abs(np.r_[ft, fb])))
+    assert gt == pytest.approx(ft, abs=2e-5 * scale)
+    assert gb == pytest.approx(fb, abs=2e-5 * scale)
+
+
+def test_crossed_fit_by_gradient_matches_derivative_free(monkeypatch):
+    d = _crossed(3)
+    fit = gk.glmer("yb ~ x + (1 + x | g) + (1 | h)", d, "binomial")
+    assert fit.optsummary.stages[1].optimizer.startswith("L-BFGS-B")
+    monkeypatch.setattr(opt_mod, "USE_GRADIENT", False)
+    ref = gk.glmer("yb ~ x + (1 + x | g) + (1 | h)", d, "binomial")
+    assert fit.loglik >= ref.loglik - 1e-6
+    assert fit.fixef.to_numpy() == pytest.approx(ref.fixef.to_numpy(), rel=1e-3, abs=1e-4)
+    assert fit.coef_table["std_error"].to_numpy() == pytest.approx(ref.coef_table["std_error"].to_numpy(), rel=2e-3)
+    assert fit.varcorr["sd"].dropna().to_numpy() == pytest.approx(ref.varcorr["sd"].dropna().to_numpy(), rel=2e-3)

@@ -100,3 +100,101 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
         if du:
             J[:, idx] = np.einsum("qab,qb->qa", Ainv, c).ravel()
     return (grad_t, grad_b, J) if du else (grad_t, grad_b)
+
+
+# ----------------------------------------------------------------------------------------------
+# several terms: term 1 block-diagonal, the others in the dense trailing block
+# ----------------------------------------------------------------------------------------------
+
+MAX_CROSS_INVERSE = 4_000_000  # Q1 x Qtt entries of the selected inverse held densely
+
+
+def supports_general_gradient(obj) -> bool:
+    """The analytic gradient through the blocked factor: canonical link, Laplace, no known-covariance
+    term, a block-diagonal term 1 and a trailing block small enough to invert densely."""
+    d = obj.data
+    st = d.structure
+    fam = d.family
+    return (len(st.terms) > 1 and st.first is not None and st.Qtt > 0 and obj.nagq <= 1 and obj.n_psi == 0
+            and not any(t.is_known for t in st.terms) and (fam.name, fam.link.name) in CANONICAL
+            and type(fam).__name__ in ("Binomial", "Poisson") and st.Q1 * st.Qtt <= MAX_CROSS_INVERSE
+            and st.Qtt <= 1500 and not st.tail_diagonal)
+
+
+def _entries(st, thetas):
+    """Per row, the random-effect coordinates it touches: (global index (n, e), value of Lambda'z (n, e),
+    layout position, column) for every term column, term 1 first."""
+    idx, val, pos_of, col_of = [], [], [], []
+    for pos, (t, th) in enumerate(zip(st.terms, thetas)):
+        T = t.cov.template(th)
+        zt = t.X @ T  # rows: (T' x_i)'
+        for c in range(t.k):
+            idx.append(st.u_off[pos] + t.codes * t.k + c)
+            val.append(zt[:, c])
+            pos_of.append(pos)
+            col_of.append(c)
+    return np.stack(idx, axis=1), np.stack(val, axis=1), pos_of, col_of
+
+
+def laplace_gradient_general(obj, theta, beta, res):
+    """(dD/dtheta, dD/dbeta) for several terms; the same three parts as the single-term gradient, with
+    A^-1 restricted to the coordinates each row touches: term 1's diagonal blocks, the cross block
+    P_1t = -L11^-T V Lt^-1 (V = M Lt^-T) and the trailing block P_tt = (Lt Lt')^-1."""
+    import scipy.linalg as sla
+
+    d = obj.data
+    st = d.structure
+    fam = d.family
+    f = res.factor
+    thetas = st.split_theta(theta)
+    q1, k1, Q1, Qtt = st.first.q, st.first.k, st.Q1, st.Qtt
+    M = f.Mt if isinstance(f.Mt, np.ndarray) else (f.Mt.toarray() if f.Mt is not None else np.zeros((Q1, Qtt)))
+    Lt = f.Lt[:Qtt, :Qtt]
+    Lt_inv = sla.solve_triangular(Lt, np.eye(Qtt), lower=True, check_finite=False)
+    V = M @ Lt_inv.T  # M Lt^-T
+    Ptt = Lt_inv.T @ Lt_inv
+    VL = (V @ Lt_inv).reshape(q1, k1, Qtt)
+    P1t = -np.einsum("qji,qjm->qim", f.L11inv, VL).reshape(Q1, Qtt)
+    Vb = V.reshape(q1, k1, Qtt)
+    P11 = np.einsum("qki,qkl,qlj->qij", f.L11inv, np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vb, Vb), f.L11inv)
+
+    idx, zt, pos_of, col_of = _entries(st, thetas)
+    n, e = idx.shape
+    # the local block of A^-1 for every row: entries 0..k1-1 are term 1's, the rest the tail's
+    Ploc = np.empty((n, e, e))
+    j = st.first.codes
+    Ploc[:, :k1, :k1] = P11[j]
+    tail = idx[:, k1:] - Q1
+    for c in range(k1):
+        Ploc[:, c, k1:] = P1t[(j * k1 + c)[:, None], tail]
+    Ploc[:, k1:, :k1] = np.transpose(Ploc[:, :k1, k1:], (0, 2, 1))
+    Ploc[:, k1:, k1:] = Ptt[tail[:, :, None], tail[:, None, :]]
+    y = np.einsum("nab,nb->na", Ploc, zt)  # (A^-1 Lambda'z_i) on the touched coordinates
+    h = np.einsum("na,na->n", zt, y)
+
+    mu, w = res.mu, res.w
+    r = d.wt * (d.y - mu)
+    g = _w_prime(fam, mu, d.wt) * h
+    a = f.solve(st.lam_zt(theta, g))  # A^-1 Lambda'Z'g
+    z_a = st.zlam_u(theta, a)
+    X = d.X
+    grad_b = -2 * (X.T @ r) + X.T @ g - X.T @ (w * z_a)
+
+    # theta, per layout term, back in the model's order
+    sizes = [t.cov.n_theta for t in st._orig_terms()]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    grad_t = np.zeros(len(theta))
+    u = res.u
+    entry_of = {(p, c): i for i, (p, c) in enumerate(zip(pos_of, col_of))}
+    for pos, t in enumerate(st.terms):
+        U = u[st.u_off[pos] : st.u_off[pos + 1]].reshape(t.q, t.k)
+        A_ = a[st.u_off[pos] : st.u_off[pos + 1]].reshape(t.q, t.k)
+        cov = t.cov
+        rows, cols = (cov._rows, cov._cols) if hasattr(cov, "_rows") else (np.arange(t.k), np.arange(t.k))
+        base = starts[st.order[pos]]
+        for i_th, (ra, cb) in enumerate(zip(rows, cols)):
+            xa = t.X[:, ra]
+            ub = U[t.codes, cb]
+            val = np.sum(xa * ((g - 2 * r - z_a * w) * ub + 2 * w * y[:, entry_of[(pos, cb)]] + A_[t.codes, cb] * r))
+            grad_t[base + i_th] = float(val)
+    return grad_t, grad_b

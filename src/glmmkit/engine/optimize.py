@@ -22,7 +22,7 @@ import nlopt
 import numpy as np
 
 from .blocked import level_gram
-from .gradient import laplace_gradient, supports_gradient
+from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
 
 SINGULAR_TOL = 1e-4
@@ -255,7 +255,8 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
-    if nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and supports_gradient(obj):
+    grad_kind = ("single" if supports_gradient(obj) else "general" if supports_general_gradient(obj) else None)
+    if nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and grad_kind:
         # the gradient path needs only a start: the joint mode at the moment estimate of theta
         x1, fv1, n1, rc1 = x0, f1(x0), 1, "skipped: analytic gradient in stage 2"
         summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x1, fv1, n1, rc1))
@@ -295,7 +296,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     x20 = np.concatenate([theta1, np.zeros(p), psi1 if m else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
     step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
-    use_grad = USE_GRADIENT and nagq <= 1 and supports_gradient(obj)
+    use_grad = USE_GRADIENT and nagq <= 1 and grad_kind is not None
 
     last = {}
 
@@ -308,9 +309,12 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         val, res = obj.evaluate(theta, beta)
         if res is None or not np.isfinite(val):
             return 1e300, np.zeros_like(x)
-        gt, gb, J = laplace_gradient(obj, theta, beta, res, du=True)
-        J[:, nt:] *= scale
-        last.update(x=np.array(x), u=res.u.copy(), J=J)
+        if grad_kind == "single":
+            gt, gb, J = laplace_gradient(obj, theta, beta, res, du=True)
+            J[:, nt:] *= scale
+            last.update(x=np.array(x), u=res.u.copy(), J=J)
+        else:
+            gt, gb = laplace_gradient_general(obj, theta, beta, res)
         return val, np.concatenate([gt, gb * scale])
 
     if use_grad:
