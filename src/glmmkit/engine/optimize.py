@@ -163,7 +163,9 @@ def derivatives(f, x, h, lower):
 
 
 def gradient_derivatives(fg, x, h, lower):
-    """Gradient (analytic) and Hessian by central differences of the gradient: 2 d evaluations."""
+    """Gradient (analytic) and Hessian by forward differences of the gradient, symmetrised: d evaluations
+    (the gradient is exact, so the step's error is O(h) in the Hessian, 1e-3 relative on theta and 0.01
+    standard errors on beta; central differences gave the same standard errors to 4 digits)."""
     x = np.asarray(x, dtype=float)
     d = len(x)
     free = ~(x - h <= lower)
@@ -172,7 +174,7 @@ def gradient_derivatives(fg, x, h, lower):
     for i in np.flatnonzero(free):
         e = np.zeros(d)
         e[i] = h[i]
-        H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
+        H[:, i] = (fg(x + e)[1] - g) / h[i]
     H = 0.5 * (H + H.T)
     H[~free, :] = 0.0
     H[:, ~free] = 0.0
@@ -303,8 +305,10 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     def fg(x):
         """-2 log L and its analytic gradient in the stage-2 coordinates; PIRLS starts from the last mode
         moved to first order (u + du/dx (x - x_last))."""
+        if "fg" in last and np.array_equal(x, last["fg"][0]):  # asked again at the same point
+            return last["fg"][1], last["fg"][2].copy()
         theta, beta, _ = unpack2(x)
-        if WARM_U and last:
+        if WARM_U and "J" in last:
             obj.reset(u=last["u"] + last["J"] @ (x - last["x"]))
         val, res = obj.evaluate(theta, beta)
         if res is None or not np.isfinite(val):
@@ -315,7 +319,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
             last.update(x=np.array(x), u=res.u.copy(), J=J)
         else:
             gt, gb = laplace_gradient_general(obj, theta, beta, res)
-        return val, np.concatenate([gt, gb * scale])
+        grad = np.concatenate([gt, gb * scale])
+        last["fg"] = (np.array(x), val, grad.copy())
+        return val, grad
 
     if use_grad:
         x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log, n_theta=nt)
