@@ -58,7 +58,10 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
     Linv = res.factor.L11inv  # (q, k, k): A_j = L L'
     Ainv = np.einsum("qki,qkj->qij", Linv, Linv)
     P = np.einsum("ab,qbc,dc->qad", T, Ainv, T)  # T A^-1 T'
-    h = np.einsum("ia,iab,ib->i", Z, P[codes], Z)
+    h = np.zeros(len(codes))
+    for i in range(k):  # h_i = x_i' P_j x_i, by per-level scalars (cheaper than gathering (n, k, k))
+        for j in range(i, k):
+            h += (P[:, i, j] * (1.0 if i == j else 2.0))[codes] * Z[:, i] * Z[:, j]
     g = _w_prime(fam, mu, d.wt) * h  # d logdet / d eta-hat_i
     # v_j = T' sum_{i in j} g_i x_i, a_j = A_j^-1 v_j
     zg = np.stack([np.bincount(codes, weights=g * Z[:, c], minlength=q) for c in range(k)], axis=1)
