@@ -260,13 +260,15 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     grad_kind = ("single" if supports_gradient(obj) else "general" if supports_general_gradient(obj) else None)
     if nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and grad_kind:
         # the gradient path needs only a start: the joint mode at the moment estimate of theta
-        x1, fv1, n1, rc1 = x0, f1(x0), 1, "skipped: analytic gradient in stage 2"
-        summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x1, fv1, n1, rc1))
+        theta1, psi1 = unpack1(x0)
+        fv1, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
+        summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x0, fv1, 1,
+                                    "skipped: analytic gradient in stage 2"))
     else:
         x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
         summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
-    theta1, psi1 = unpack1(x1)
-    _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
+        theta1, psi1 = unpack1(x1)
+        _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
     if res1 is None:
         # the joint (u, beta) system is singular here (e.g. separation in binary data): go on from the
         # GLM start with unit scaling; stage 2 solves for u alone and does not need that system
