@@ -106,3 +106,20 @@ def test_crossed_fit_by_gradient_matches_derivative_free(monkeypatch):
     assert fit.fixef.to_numpy() == pytest.approx(ref.fixef.to_numpy(), rel=1e-3, abs=1e-4)
     assert fit.coef_table["std_error"].to_numpy() == pytest.approx(ref.coef_table["std_error"].to_numpy(), rel=2e-3)
     assert fit.varcorr["sd"].dropna().to_numpy() == pytest.approx(ref.varcorr["sd"].dropna().to_numpy(), rel=2e-3)
+
+
+def test_quadratic_stop_in_pirls_changes_nothing(monkeypatch):
+    """PIRLS stops after a full Newton step that moved u by < 1e-5 (the next would move it by ~1e-10);
+    the fit is the same as with the strict stop."""
+    from glmmkit.engine import pirls as pirls_mod
+
+    d = _crossed(5)
+    fits = {}
+    for q in (1e-5, 0.0):
+        monkeypatch.setattr(pirls_mod, "QUAD_STOP", q)
+        fits[q] = [gk.glmer(f, d, fam) for f, fam in (("yb ~ x + (1 + x | g)", "binomial"),
+                                                      ("yp ~ x + (1 | g) + (1 | h)", "poisson"))]
+    for a, b in zip(fits[1e-5], fits[0.0]):
+        assert a.loglik == pytest.approx(b.loglik, abs=1e-7)
+        assert a.fixef.to_numpy() == pytest.approx(b.fixef.to_numpy(), rel=1e-5, abs=1e-7)
+        assert a.theta == pytest.approx(b.theta, rel=1e-4, abs=1e-6)

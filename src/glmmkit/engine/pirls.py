@@ -61,6 +61,11 @@ class PirlsResult:
     kernel_sum: float = np.nan  # sum of the log-likelihood kernel at the mode
 
 
+# stop PIRLS when a full Newton step (canonical link) moved u by less than this: the next would move it
+# by about its square; 0 turns the shortcut off
+QUAD_STOP = float(__import__("os").environ.get("GLMMKIT_QUAD_STOP", 1e-5))
+
+
 class PirlsError(RuntimeError):
     pass
 
@@ -79,6 +84,7 @@ def pirls(
 ) -> PirlsResult:
     st, y, wt, off, X = data.structure, data.y, data.wt, data.offset, data.X
     kern = Kernels(family)
+    quadratic = kern.fast in ("logit", "poisson") and not joint
     u = np.array(u, dtype=float)
     beta = np.array(beta, dtype=float)
 
@@ -125,6 +131,12 @@ def pirls(
         # log-determinant depends on u-hat to first order, so a loose mode makes a noisy objective
         if change < tol * (abs(pd) + 1.0) and moved < u_tol:
             converged = True
+            break
+        if QUAD_STOP and quadratic and step == 1.0 and moved < QUAD_STOP:
+            # a full Newton step on a canonical link converges quadratically: the next step would move
+            # u by about moved^2, below u_tol; take the mode as found, refactor there (below)
+            converged = True
+            factor = None
             break
     # weights and factor at the mode itself (for the Laplace log-determinant, with the information
     # it asks for); when the last step moved u by less than u_tol and PIRLS stepped with that same
