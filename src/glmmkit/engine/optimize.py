@@ -211,6 +211,8 @@ def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0):
             S[i] = 1 / np.sqrt(curv / 2)
 
     def scaled(y):
+        if not np.any(y):  # the start, already evaluated
+            return f0, g0 * S
         v, g = count(x0 + S * y)
         return v, g * S
 
@@ -323,6 +325,8 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
             gt, gb = laplace_gradient_general(obj, theta, beta, res)
         grad = np.concatenate([gt, gb * scale])
         last["fg"] = (np.array(x), val, grad.copy())
+        if val < last.get("best", (None, np.inf))[1]:
+            last["best"] = (np.array(x), val, res)
         return val, grad
 
     if use_grad:
@@ -389,7 +393,11 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         summ.vcov_method = "PIRLS (derivatives not computed)"
     obj.reset(u=best_u)
     theta, beta, psi = unpack2(x2)
-    fval, res = obj.evaluate(theta, beta, psi)
+    if "best" in last and np.array_equal(last["best"][0], x2):  # the gradient path evaluated it already
+        fval, res = last["best"][1], last["best"][2]
+        obj.reset(u=res.u)
+    else:
+        fval, res = obj.evaluate(theta, beta, psi)
     summ.theta, summ.beta, summ.psi, summ.fval = theta, beta, psi, fval
     summ.family = obj.family_at(psi)
     summ.singular = bool(np.any(theta[_diag_theta_mask(obj)] < SINGULAR_TOL))
