@@ -54,7 +54,7 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
     U = res.u.reshape(q, k)
     mu, w = res.mu, res.w
     r = d.wt * (d.y - mu)
-    G = level_gram(t, w)  # (q, k, k)
+    G = res.gram1 if res.gram1 is not None else level_gram(t, w)  # (q, k, k)
     Linv = res.factor.L11inv  # (q, k, k): A_j = L L'
     Ainv = np.einsum("qki,qkj->qij", Linv, Linv)
     P = np.einsum("ab,qbc,dc->qad", T, Ainv, T)  # T A^-1 T'

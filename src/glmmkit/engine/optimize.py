@@ -38,6 +38,7 @@ MOMENT_START = bool(int(__import__("os").environ.get("GLMMKIT_MOMENT_START", 1))
 # stage 2 with the analytic Laplace gradient (one block-diagonal term, canonical link): L-BFGS-B
 USE_GRADIENT = bool(int(__import__("os").environ.get("GLMMKIT_GRADIENT", 1)))
 SKIP_STAGE1 = bool(int(__import__("os").environ.get("GLMMKIT_SKIP_STAGE1", 1)))
+SCALE_THETA = bool(int(__import__("os").environ.get("GLMMKIT_SCALE_THETA", 1)))
 WARM_U = bool(int(__import__("os").environ.get("GLMMKIT_WARM_U", 1)))
 GTOL_GRAD = float(__import__("os").environ.get("GLMMKIT_GTOL", 1e-4))
 STAGE1_FIX_PSI = bool(int(__import__("os").environ.get("GLMMKIT_STAGE1_FIX_PSI", 0)))
@@ -330,7 +331,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         return val, grad
 
     if use_grad:
-        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log, n_theta=nt)
+        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log, n_theta=nt if SCALE_THETA else 0)
         summ.stages.append(OptStage("stage 2 (theta, beta)", "L-BFGS-B, analytic gradient", x20, x2, fv2, n2, rc2))
     else:
         x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)

@@ -59,6 +59,7 @@ class PirlsResult:
     iterations: int
     converged: bool
     kernel_sum: float = np.nan  # sum of the log-likelihood kernel at the mode
+    gram1: np.ndarray | None = None  # term 1's level Gram sums of the final weights (for the gradient)
 
 
 # stop PIRLS when a full Newton step (canonical link) moved u by less than this: the next would move it
@@ -109,7 +110,8 @@ def pirls(
             factor = st.factor(st.raw(w, X), theta)
             rhs = np.concatenate([st.lam_zt(theta, wv), X.T @ wv])
         else:
-            factor = st.factor(st.raw(w, None), theta)
+            raw = st.raw(w, None)
+            factor = st.factor(raw, theta)
             rhs = st.lam_zt(theta, wv)
         sol = factor.solve(rhs)
         du = sol[: st.Q] - u
@@ -143,8 +145,9 @@ def pirls(
     # information, the last factor is already there (to that order) and is kept
     if not converged or factor is None or not kern.steps_with(laplace):
         w = kern.final_weights(laplace, eta, mu, y, wt)
-        factor = st.factor(st.raw(w, X if joint else None), theta)
+        raw = st.raw(w, X if joint else None)
+        factor = st.factor(raw, theta)
     if not np.isfinite(pd):
         raise PirlsError("PIRLS did not find a finite penalised deviance")
     return PirlsResult(u, beta, eta, mu, w, factor, pd, it, converged or it < maxit,
-                       kernel_sum=-(pd - float(u @ u)) / 2)
+                       kernel_sum=-(pd - float(u @ u)) / 2, gram1=None if joint else raw.G1)
