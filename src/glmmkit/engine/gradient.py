@@ -92,9 +92,8 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
     TtG = np.einsum("ca,qcd->qad", T, G)  # T' G (q, k, k)
     grad_t = np.zeros(len(theta))
     for idx, (ra, cb_) in enumerate(zip(rows, cols)):
-        # d eta / d T[ra, cb_] |_u = x_i[ra] u_j[cb_]
-        deta = Z[:, ra] * U[codes, cb_]
-        val = -2 * float(r @ deta) + float(g @ deta)
+        # d eta_i / d T[ra, cb_] |_u = x_i[ra] u_j[cb_]: its sums against r and g are per-level sums
+        val = float(U[:, cb_] @ (zg[:, ra] - 2 * s_lev[:, ra]))
         val += 2 * float(np.sum(AtG[:, cb_, ra]))
         c = -TtG[:, :, ra] * U[:, cb_][:, None]
         c[:, cb_] += s_lev[:, ra]
