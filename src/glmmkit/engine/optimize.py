@@ -24,27 +24,28 @@ import numpy as np
 from .blocked import level_gram
 from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
+from .settings import setting
 
 SINGULAR_TOL = 1e-4
 GRAD_TOL = 2e-3
 # stage-2 stopping rules (-2 log L units; relative step in scaled coordinates); the gradient check
 # and Newton polish after it catch a search that stops short
-FTOL2 = float(__import__("os").environ.get("GLMMKIT_FTOL2", 1e-7))
-XTOL2 = float(__import__("os").environ.get("GLMMKIT_XTOL2", 1e-6))
+FTOL2 = setting("FTOL2", 1e-7)
+XTOL2 = setting("XTOL2", 1e-6)
 # stage 2's initial trust region: relative on theta, in stage-1 standard errors on beta
-STEP2_THETA = float(__import__("os").environ.get("GLMMKIT_STEP2_THETA", 0.1))
-STEP2_BETA = float(__import__("os").environ.get("GLMMKIT_STEP2_BETA", 0.25))
-MOMENT_START = bool(int(__import__("os").environ.get("GLMMKIT_MOMENT_START", 1)))
-# stage 2 with the analytic Laplace gradient (one block-diagonal term, canonical link): L-BFGS-B
-USE_GRADIENT = bool(int(__import__("os").environ.get("GLMMKIT_GRADIENT", 1)))
-SKIP_STAGE1 = bool(int(__import__("os").environ.get("GLMMKIT_SKIP_STAGE1", 1)))
-SCALE_THETA = bool(int(__import__("os").environ.get("GLMMKIT_SCALE_THETA", 1)))
-WARM_U = bool(int(__import__("os").environ.get("GLMMKIT_WARM_U", 1)))
-GTOL_GRAD = float(__import__("os").environ.get("GLMMKIT_GTOL", 1e-4))
-STAGE1_FIX_PSI = bool(int(__import__("os").environ.get("GLMMKIT_STAGE1_FIX_PSI", 0)))
+STEP2_THETA = setting("STEP2_THETA", 0.1)
+STEP2_BETA = setting("STEP2_BETA", 0.25)
+MOMENT_START = setting("MOMENT_START", True)
+# stage 2 with the analytic Laplace gradient (canonical links, Laplace; engine/gradient.py): L-BFGS-B
+USE_GRADIENT = setting("GRADIENT", True)
+SKIP_STAGE1 = setting("SKIP_STAGE1", True)
+SCALE_THETA = setting("SCALE_THETA", True)
+WARM_U = setting("WARM_U", True)
+GTOL_GRAD = setting("GTOL", 1e-4)
+STAGE1_FIX_PSI = setting("STAGE1_FIX_PSI", False)
 # stage 1 only has to come close: stage 2 starts from it
-FTOL1 = float(__import__("os").environ.get("GLMMKIT_FTOL1", 1e-4))
-XTOL1 = float(__import__("os").environ.get("GLMMKIT_XTOL1", 1e-3))
+FTOL1 = setting("FTOL1", 1e-4)
+XTOL1 = setting("XTOL1", 1e-3)
 
 _RC = {
     1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached", 5: "maxeval reached",

@@ -25,6 +25,7 @@ import numpy as np
 from ..families import Family
 from .blocked import BlockedFactor, Structure
 from .kernels import Kernels
+from .settings import setting
 
 
 @dataclass
@@ -64,7 +65,7 @@ class PirlsResult:
 
 # stop PIRLS when a full Newton step (canonical link) moved u by less than this: the next would move it
 # by about its square; 0 turns the shortcut off
-QUAD_STOP = float(__import__("os").environ.get("GLMMKIT_QUAD_STOP", 1e-5))
+QUAD_STOP = setting("QUAD_STOP", 1e-5)
 
 
 class PirlsError(RuntimeError):
