@@ -25,7 +25,19 @@ def lme4_name(name: str) -> str:
     return re.sub(r"([^\[\]:]+)\[T\.([^\]]+)\]", r"\1\2", name)
 
 
-class Fit:
+class InformationCriteria:
+    """AIC and BIC from ``loglik``, ``n_params`` and ``nobs`` (shared by the fits that have them)."""
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + np.log(self.nobs) * self.n_params
+
+
+class Fit(InformationCriteria):
     """A fitted mixed model.
 
     Attributes (all pandas where tabular): ``fixef``, ``vcov``, ``coef_table``,
@@ -221,14 +233,6 @@ class Fit:
                 cov = None
         rows = self.family.param_table(self._psi, cov)
         return pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=cols)
-
-    @property
-    def aic(self) -> float:
-        return -2 * self.loglik + 2 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        return -2 * self.loglik + np.log(self.nobs) * self.n_params
 
     @property
     def deviance(self) -> float:

@@ -24,12 +24,13 @@ from ..engine.glm import fit_glm
 from ..engine.kernels import Kernels
 from ..engine.optimize import _bad, _scaled_gradient, derivatives, minimize, newton_polish
 from ..formula.spec import ModelSpec
+from ..results import InformationCriteria
 from .sparse import TreeAlgebra
 from .tree import Tree
 
 
 @dataclass
-class TreeFit:
+class TreeFit(InformationCriteria):
     """Result of ``fit_tree_glmm``: estimates, standard errors, variance, logLik, tip effects."""
 
     formula: str
@@ -51,14 +52,6 @@ class TreeFit:
     @property
     def variance(self) -> float:
         return self.theta ** 2
-
-    @property
-    def aic(self) -> float:
-        return -2 * self.loglik + 2 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        return -2 * self.loglik + np.log(self.nobs) * self.n_params
 
 
 class _TreeObjective:
