@@ -8,13 +8,17 @@ same whether they run in one process, in several local processes (``workers=``) 
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..progress import progress
+from ..parallel import map_tasks
+
+
+def _replicate_task(shared, children) -> list:
+    fit, stat = shared
+    return _replicate_chunk(fit, children, stat)
 
 
 def _replicate_chunk(fit, children, stat) -> list:
@@ -53,25 +57,9 @@ def bootstrap(fit, nsim: int = 500, seed=None, *, stat=None, workers: int = 1, c
     children = np.random.SeedSequence(seed).spawn(nsim)
     chunk = chunk or max(1, min(25, nsim // (4 * max(workers, 1)) or 1))
     pieces = [children[i : i + chunk] for i in range(0, nsim, chunk)]
-    results: list = []
-    if client is not None:
-        futs = client.map(_replicate_chunk, [fit] * len(pieces), pieces, [stat] * len(pieces), pure=False)
-        from distributed import as_completed
-
-        order = {f.key: i for i, f in enumerate(futs)}
-        done = [None] * len(pieces)
-        for fut in progress(as_completed(futs), total=len(futs), desc="bootstrap (dask)", enable=progress_bar):
-            done[order[fut.key]] = fut.result()
-        for d in done:
-            results.extend(d)
-    elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = [ex.submit(_replicate_chunk, fit, pc, stat) for pc in pieces]
-            for fut in progress(futs, total=len(futs), desc="bootstrap", enable=progress_bar):
-                results.extend(fut.result())
-    else:
-        for pc in progress(pieces, total=len(pieces), desc="bootstrap", enable=progress_bar):
-            results.extend(_replicate_chunk(fit, pc, stat))
+    chunks = map_tasks(_replicate_task, pieces, shared=(fit, stat), workers=workers, client=client,
+                       desc="bootstrap", progress_bar=progress_bar)
+    results: list = [r for c in chunks for r in c]
     width = next((len(r) for r in results if r is not None), 0)
     arr = np.array([r if r is not None else np.full(width, np.nan) for r in results], dtype=float)
     out = pd.DataFrame(arr, columns=names)

@@ -1,0 +1,212 @@
+"""Differential expression with an NB GLMM per gene:  y ~ condition + covariates + offset(log lib) + (1 | subject).
+
+Genes go in blocks through the fast path (fastpath.py: one vectorised Laplace fit per block); genes it
+does not converge on are refitted by the general engine (``gk.glmer``) and flagged; with cell-level
+covariates or extra random terms every gene goes to the general engine.  The cell-level GLM (the same
+model without the subject effect) is the fast path's start and comes out beside it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..parallel import map_tasks
+from .block import GeneBlock
+from .data import CellData, expressed_cells, gene_totals, prepare
+from .fastpath import BlockFit, Design, fit_block
+from .results import DEResult, bh_fdr
+
+LOG2 = np.log(2.0)
+
+
+def _fast_task(design: Design, item):
+    counts, random, glm = item
+    S = design.S
+    block = GeneBlock.from_csc(counts, design.offset, design.subject, S)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        return fit_block(design, block, random=random, glm=glm)
+
+
+def _general_task(shared, item):
+    """Full Laplace fit of one gene by the general engine; returns (beta, se, sd, theta, -2logL, converged)."""
+    from ..api import glmer
+
+    formula, family, laplace, tested, subject = shared
+    df = item
+    fam = "nbinom2" if family == "nb2" else "poisson"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = glmer(formula, data=df, family=fam, laplace=laplace)
+        ct = f.coef_table
+        vc = f.varcorr
+        sd = float(vc.loc[(vc["group"] == subject) & vc["sd"].notna(), "sd"].iloc[0])
+        theta = float(f.family.dispersion) if family == "nb2" else np.inf
+        return (float(ct.loc[tested, "estimate"]), float(ct.loc[tested, "std_error"]), sd, theta,
+                float(-2 * f.loglik), bool(f.optsummary.converged))
+    except Exception as e:  # noqa: BLE001 -- a gene the engine cannot fit is reported, not raised
+        return (np.nan, np.nan, np.nan, np.nan, np.nan, False, f"{type(e).__name__}: {e}")
+
+
+def de(data, subject: str, condition: str, covariates=(), *, layer: str | None = None, libsize: str | None = None,
+       reference=None, family: str = "nb2", laplace: str = "expected", min_cells: int = 10,
+       random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
+       cell_glm: bool = False, block_size: int = 256, workers: int = 1, client=None,
+       progress_bar: bool = True) -> DEResult:
+    """Test every gene for a condition effect with a GLMM, subject as a random intercept.
+
+    Parameters
+    ----------
+    data : AnnData or path of an ``.h5ad`` file; raw counts in ``X`` or ``layer``.
+    subject, condition, covariates : columns of ``obs``; the condition has two levels (``reference`` first).
+    libsize : column with library sizes or size factors; absent: each cell's total count.  Offset log(libsize).
+    family : ``"nb2"`` (default) or ``"poisson"``.  laplace : ``"expected"`` (lme4) or ``"observed"`` (glmmTMB).
+    min_cells : genes with a positive count in fewer cells are not tested (status ``filtered``).
+    random_terms : extra random terms, e.g. ``"(1 | subject:celltype)"`` (general engine for every gene).
+    engine : ``"auto"`` (fast path where the design allows), ``"fast"``, ``"general"``.
+    pvalue : ``"t"`` (default) -- the Wald statistic with the ML variance of a between-subject contrast turned
+        into REML's, stat = z sqrt((S - p) / S), against t with S - p degrees of freedom (p = subject-level
+        coefficients; nlme's df for subject-level terms; exact for a balanced Gaussian design); ``"z"`` --
+        z against N(0, 1), as glmmTMB and NEBULA report it (liberal with few subjects).
+    cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
+    workers, client : local processes, or a ``dask.distributed.Client``; results are identical.
+    """
+    return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
+                laplace=laplace, min_cells=min_cells, random_terms=random_terms, engine=engine, fallback=fallback,
+                pvalue=pvalue, random=True, cell_glm=cell_glm, block_size=block_size, workers=workers, client=client,
+                progress_bar=progress_bar)
+
+
+def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
+             libsize: str | None = None, reference=None, family: str = "nb2", min_cells: int = 10,
+             block_size: int = 256, workers: int = 1, client=None, progress_bar: bool = True) -> pd.DataFrame:
+    """The cell-level NB GLM (the same model without the subject effect): what pseudoreplication looks like.
+    Same table as ``de``; p-values against N(0, 1) as a GLM gives them."""
+    return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
+                laplace="expected", min_cells=min_cells, random_terms=None, engine="fast", fallback=False,
+                pvalue="z", random=False, cell_glm=True, block_size=block_size, workers=workers, client=client,
+                progress_bar=progress_bar).cell_glm
+
+
+def _run(data, subject, condition, covariates, *, layer, libsize, reference, family, laplace, min_cells, random_terms,
+         engine, fallback, pvalue, random, cell_glm, block_size, workers, client, progress_bar) -> DEResult:
+    cd = prepare(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference)
+    if engine not in ("auto", "fast", "general"):
+        raise ValueError(f"engine must be 'auto', 'fast' or 'general', got {engine!r}")
+    if pvalue not in ("t", "z"):
+        raise ValueError(f"pvalue must be 't' or 'z', got {pvalue!r}")
+    needs_general = bool(random_terms) or not cd.subject_level
+    if needs_general and engine == "fast":
+        raise ValueError(_why_general(cd, random_terms))
+    if cd.condition in cd.varying and engine != "general":
+        subj = cd.varying[cd.condition]
+        raise ValueError(
+            f"subject(s) {subj[:5]}{'...' if len(subj) > 5 else ''} have cells in more than one level of "
+            f"{condition!r}: the condition is then a within-subject effect. If that is the design, pass "
+            "engine='general' (a per-gene full fit; consider random_terms='(0 + condition | subject)')")
+    use_general = engine == "general" or needs_general
+    n_expr = expressed_cells(cd.counts)
+    totals = gene_totals(cd.counts)
+    tested = n_expr >= max(int(min_cells), 1)
+    idx = np.flatnonzero(tested)
+    G = cd.n_genes
+    cols = {k: np.full(G, np.nan) for k in ("log_fc", "se", "subject_sd", "theta", "deviance")}
+    glm_cols = {k: np.full(G, np.nan) for k in ("log_fc", "se", "theta")}
+    converged = np.zeros(G, dtype=bool)
+    method = np.where(tested, "", "filtered").astype(object)
+    note = np.where(tested, "", "").astype(object)
+    note[~tested] = [f"expressed in {k} cells (< {min_cells})" for k in n_expr[~tested]]
+    j = cd.x_names.index(cd.tested)
+    if not use_general and len(idx):
+        design = Design(cd.Xs, cd.offset, cd.subject, cd.n_subjects, family=family, laplace=laplace)
+        blocks = [idx[i : i + block_size] for i in range(0, len(idx), block_size)]
+        items = [(_columns(cd, b), random, cell_glm) for b in blocks]
+        fits = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
+                         desc="GLMM fast path", progress_bar=progress_bar)
+        for b, (glmm, glm) in zip(blocks, fits):
+            if glmm is not None:
+                _store(cols, converged, b, glmm, j)
+            if glm is not None:
+                glm_cols["log_fc"][b] = glm.beta[:, j]
+                glm_cols["se"][b] = np.sqrt(glm.vcov[:, j, j])
+                glm_cols["theta"][b] = glm.theta
+        method[idx] = "fast"
+        if not random:
+            fallback = False
+    redo = idx if use_general else (idx[~converged[idx] | ~np.isfinite(cols["se"][idx])] if fallback else idx[:0])
+    if len(redo):
+        formula = _formula(cd, random_terms)
+        shared = (formula, family, laplace, cd.tested, cd.subject_col)
+        out = map_tasks(_general_task, [_gene_table(cd, g) for g in redo], shared=shared, workers=workers,
+                        client=client, desc="GLMM general engine", progress_bar=progress_bar)
+        for g, r in zip(redo, out):
+            cols["log_fc"][g], cols["se"][g], cols["subject_sd"][g], cols["theta"][g], cols["deviance"][g] = r[:5]
+            converged[g] = r[5]
+            method[g] = "general" if use_general else "general (fallback)"
+            if len(r) > 6:
+                note[g] = r[6]
+    df = float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs)) if pvalue == "t" else np.inf
+    shrink = np.sqrt(df / cd.n_subjects) if pvalue == "t" else 1.0
+    table = _table(cd, cols, converged, method, note, n_expr, totals, df, shrink)
+    glm_table = None
+    if cell_glm and not use_general:
+        glm_table = _table(cd, {"log_fc": glm_cols["log_fc"], "se": glm_cols["se"], "subject_sd": np.zeros(G),
+                                "theta": glm_cols["theta"], "deviance": np.full(G, np.nan)},
+                           np.isfinite(glm_cols["se"]), np.where(tested, "cell-level GLM", "filtered"),
+                           note, n_expr, totals, np.inf, 1.0)
+    return DEResult(table, glm_table, cd, model=f"{family} GLMM, (1 | {subject})" + (f" + {random_terms}" if random_terms else ""),
+                    n_filtered=int((~tested).sum()), min_cells=min_cells, pvalue=pvalue, df=df)
+
+
+def _why_general(cd: CellData, random_terms) -> str:
+    if random_terms:
+        return f"the fast path fits (1 | {cd.subject_col}) only; random_terms={random_terms!r} needs engine='general'"
+    col, subj = next(iter(cd.varying.items()))
+    return (f"the fast path needs design columns constant within subject; {col!r} varies within subject(s) "
+            f"{subj[:5]}. Use engine='general' (or 'auto').")
+
+
+def _columns(cd: CellData, genes: np.ndarray):
+    lo, hi = int(genes[0]), int(genes[-1]) + 1
+    block = cd.gene_block(lo, hi)
+    return block[:, genes - lo] if len(genes) != hi - lo else block
+
+
+def _formula(cd: CellData, random_terms) -> str:
+    rhs = " + ".join([cd.condition, *cd.covariates])
+    extra = f" + {random_terms}" if random_terms else ""
+    return f"_y ~ {rhs} + offset(_offset) + (1 | {cd.subject_col}){extra}"
+
+
+def _gene_table(cd: CellData, g: int) -> pd.DataFrame:
+    df = cd.cell_table(g)
+    if cd.condition in cd.subject_table and isinstance(cd.subject_table[cd.condition].dtype, pd.CategoricalDtype):
+        df[cd.condition] = pd.Categorical(df[cd.condition].astype(str),
+                                          categories=cd.subject_table[cd.condition].cat.categories)
+    return df
+
+
+def _store(cols, converged, genes, fit: BlockFit, j):
+    cols["log_fc"][genes] = fit.beta[:, j]
+    cols["se"][genes] = np.sqrt(fit.vcov[:, j, j])
+    cols["subject_sd"][genes] = fit.sigma
+    cols["theta"][genes] = fit.theta
+    cols["deviance"][genes] = fit.deviance
+    converged[genes] = fit.converged
+
+
+def _table(cd: CellData, cols, converged, method, note, n_expr, totals, df, shrink) -> pd.DataFrame:
+    z = cols["log_fc"] / cols["se"]
+    stat = z * shrink
+    p = 2 * (stats.t.sf(np.abs(stat), df) if np.isfinite(df) else stats.norm.sf(np.abs(stat)))
+    out = pd.DataFrame({
+        "log_fc": cols["log_fc"], "log2_fc": cols["log_fc"] / LOG2, "se": cols["se"], "z": z, "stat": stat, "p": p,
+        "fdr": bh_fdr(p), "subject_sd": cols["subject_sd"], "theta": cols["theta"],
+        "dispersion": 1.0 / cols["theta"], "mean_count": totals / cd.n_cells,
+        "frac_expressed": n_expr / cd.n_cells, "converged": converged, "method": method, "note": note,
+    }, index=pd.Index(cd.genes, name="gene"))
+    return out

@@ -1,0 +1,69 @@
+"""The result of a differential-expression run: one table per model, a summary, plots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+def bh_fdr(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values; NaN stays NaN and is not counted."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if len(ok) == 0:
+        return out
+    order = ok[np.argsort(p[ok])]
+    m = len(order)
+    adj = p[order] * m / np.arange(1, m + 1)
+    out[order] = np.minimum(1.0, np.minimum.accumulate(adj[::-1])[::-1])
+    return out
+
+
+@dataclass
+class DEResult:
+    table: pd.DataFrame                 # GLMM, one row per gene (filtered genes kept, with NaN statistics)
+    cell_glm: pd.DataFrame | None       # the same model without the subject effect
+    data: object = field(repr=False)    # the CellData the run used
+    model: str = ""
+    n_filtered: int = 0
+    min_cells: int = 0
+    pvalue: str = "t"
+    df: float = np.inf
+
+    @property
+    def n_tested(self) -> int:
+        return int(np.isfinite(self.table["p"]).sum())
+
+    def significant(self, fdr: float = 0.05) -> pd.DataFrame:
+        t = self.table
+        return t[t["fdr"] <= fdr].sort_values("p")
+
+    def summary(self, fdr: float = 0.05) -> str:
+        t = self.table
+        m = t["method"].value_counts()
+        lines = [
+            f"Differential expression: {self.model}",
+            f"  genes: {len(t)}; tested {self.n_tested}; filtered {self.n_filtered} (expressed in < {self.min_cells} cells)",
+            "  fitted by: " + ", ".join(f"{k} {v}" for k, v in m.items()),
+            f"  not converged: {int((~t['converged'] & t['p'].notna()).sum())}",
+            "  p-values: " + (f"Wald with the REML-scaled variance, t with {self.df:g} df (between subjects)"
+                              if self.pvalue == "t" else "Wald z, normal"),
+            f"  significant at FDR {fdr:g}: {int((t['fdr'] <= fdr).sum())}",
+        ]
+        if self.cell_glm is not None:
+            lines.append(f"  cell-level GLM (no subject effect) at FDR {fdr:g}: {int((self.cell_glm['fdr'] <= fdr).sum())}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def to_tsv(self, path) -> None:
+        self.table.to_csv(path, sep="\t", float_format="%.6g")
+
+    def volcano(self, ax=None, fdr: float = 0.05, label: int = 10):
+        from ..plots.singlecell import volcano
+
+        return volcano(self.table, ax=ax, fdr=fdr, label=label)

@@ -1,0 +1,264 @@
+"""Single-cell DE: the fast path is the general engine's model; inputs are checked; scale-out is exact."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from scipy import optimize, stats
+from scipy.special import gammaln
+
+import glmmkit as gk
+import glmmkit.engine.optimize as engine_opt
+from glmmkit.singlecell.block import GeneBlock
+from glmmkit.singlecell.fastpath import Design, fit_block
+from glmmkit.singlecell.laplace import LaplaceProblem
+from glmmkit.singlecell.softplus import SoftplusSums
+
+anndata = pytest.importorskip("anndata")
+
+
+def _toy(G=10, S=8, nper=120, seed=3):
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(S), nper)
+    cond = (np.arange(S) >= S // 2).astype(float)
+    o = np.log(rng.lognormal(np.log(3000), 0.4, len(subj)))
+    Xs = np.column_stack([np.ones(S), cond])
+    b0 = rng.normal(np.log(2e-4), 0.8, G)
+    lfc = np.where(np.arange(G) < 3, 0.8, 0.0)
+    sig = rng.uniform(0.15, 0.6, G)
+    th = rng.uniform(0.8, 8, G)
+    eta = b0[:, None] + lfc[:, None] * cond + rng.normal(size=(G, S)) * sig[:, None]
+    mu = np.exp(eta[:, subj] + o)
+    Y = rng.negative_binomial(th[:, None], th[:, None] / (th[:, None] + mu))
+    return Y, subj, cond, o, Xs
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return _toy()
+
+
+def test_softplus_sums_interpolation_matches_direct_sums():
+    rng = np.random.default_rng(1)
+    subj = rng.integers(0, 5, 3000)
+    o = np.log(rng.lognormal(np.log(4000), 0.6, 3000))
+    fast, exact = SoftplusSums(o, subj, 5), SoftplusSums(o, subj, 5, exact=True)
+    x = rng.uniform(-35, 8, size=(40, 5))
+    x[0], x[1] = fast.lo - 1.0, fast.hi + 1.0  # both exact tails
+    a, b = fast(x), exact(x)
+    for r in range(4):
+        err = np.abs(a[r] - b[r])
+        # relative to the magnitude of the function's own scale at that point (a' bounds every order)
+        assert np.all(err <= 1e-8 * (np.abs(b[r]) + b[1]) + 1e-12), r
+
+
+def test_analytic_gradient_matches_finite_differences(toy):
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    for laplace in ("expected", "observed"):
+        des = Design(Xs, o, subj, S, laplace=laplace)
+        prob = LaplaceProblem(des.kernel(GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)), Xs)
+        x = np.column_stack([np.full(len(Y), -8.3), np.full(len(Y), 0.3), np.full(len(Y), 0.09),
+                             np.full(len(Y), 1.1)])
+        _, g = prob.evaluate(x)
+        for j in range(x.shape[1]):
+            h = 1e-6
+            xp, xm = x.copy(), x.copy()
+            xp[:, j] += h
+            xm[:, j] -= h
+            fd = (prob.evaluate(xp, grad=False)[0] - prob.evaluate(xm, grad=False)[0]) / (2 * h)
+            np.testing.assert_allclose(g[:, j], fd, rtol=2e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("laplace", ["expected", "observed"])
+def test_fast_path_is_the_general_engines_model(toy, monkeypatch, laplace):
+    """Per gene: fixed effects, SEs, subject SD within 1e-3 relative of gk.glmer's full Laplace fit
+    (its tolerances tightened, so that both sit at the optimum); -2 log L never higher."""
+    monkeypatch.setattr(engine_opt, "FTOL2", 1e-12)
+    monkeypatch.setattr(engine_opt, "XTOL2", 1e-10)
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    des = Design(Xs, o, subj, S, laplace=laplace)
+    fit, _ = fit_block(des, GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S), glm=False)
+    assert fit.converged.all()
+    df = pd.DataFrame({"subject": [f"s{s}" for s in subj], "cond": cond[subj], "o": o})
+    for g in range(len(Y)):
+        df["y"] = Y[g]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = gk.glmer("y ~ cond + offset(o) + (1 | subject)", data=df, family="nbinom2", laplace=laplace)
+        ct = f.coef_table
+        se = np.sqrt(np.diag(fit.vcov[g]))
+        scale = np.maximum(np.abs(ct["estimate"].to_numpy()), ct["std_error"].to_numpy())
+        assert np.all(np.abs(fit.beta[g] - ct["estimate"].to_numpy()) <= 1e-3 * scale), g
+        np.testing.assert_allclose(se, ct["std_error"].to_numpy(), rtol=1e-3)
+        np.testing.assert_allclose(fit.sigma[g], f.theta[0], rtol=1e-3)
+        np.testing.assert_allclose(fit.theta[g], f.family.dispersion, rtol=1e-2)
+        assert fit.deviance[g] <= -2 * f.loglik + 1e-6
+
+
+def test_exact_and_tabulated_softplus_give_the_same_fit(toy):
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    blk = GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)
+    a, _ = fit_block(Design(Xs, o, subj, S), blk, glm=False)
+    b, _ = fit_block(Design(Xs, o, subj, S, exact=True), blk, glm=False)
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(a.deviance, b.deviance, rtol=1e-10)
+
+
+def test_poisson_fast_path_matches_the_general_engine(toy, monkeypatch):
+    monkeypatch.setattr(engine_opt, "FTOL2", 1e-12)
+    monkeypatch.setattr(engine_opt, "XTOL2", 1e-10)
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    fit, _ = fit_block(Design(Xs, o, subj, S, family="poisson"), GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S),
+                       glm=False)
+    df = pd.DataFrame({"subject": [f"s{s}" for s in subj], "cond": cond[subj], "o": o})
+    for g in range(3):
+        df["y"] = Y[g]
+        f = gk.glmer("y ~ cond + offset(o) + (1 | subject)", data=df, family="poisson")
+        np.testing.assert_allclose(fit.beta[g], f.fixef.to_numpy(), rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov[g])), f.coef_table["std_error"], rtol=1e-3)
+        np.testing.assert_allclose(fit.sigma[g], f.theta[0], rtol=1e-3)
+
+
+def test_cell_level_glm_is_the_nb_glm_maximum(toy):
+    """sigma = 0: the fast path's GLM is the NB GLM's maximum likelihood, found independently by scipy."""
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    _, glm = fit_block(Design(Xs, o, subj, S), GeneBlock.from_csc(sp.csc_matrix(Y.T[:, :3]), o, subj, S),
+                       random=False)
+    X = Xs[subj]
+    for g in range(3):
+        y = Y[g].astype(float)
+
+        def nll(par):
+            mu = np.exp(X @ par[:2] + o)
+            th = np.exp(par[2])
+            return -np.sum(gammaln(y + th) - gammaln(th) - gammaln(y + 1) + th * np.log(th / (th + mu))
+                           + y * np.log(mu / (th + mu)))
+
+        r = optimize.minimize(nll, np.r_[glm.beta[g] + 0.1, 0.0], method="BFGS", options={"gtol": 1e-9})
+        np.testing.assert_allclose(glm.beta[g], r.x[:2], atol=1e-4)
+        assert glm.deviance[g] <= 2 * r.fun + 1e-6
+
+
+# ---- the public function --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adata():
+    return gk.singlecell.simulate(n_genes=150, n_cells=1500, n_subjects=8, seed=4, frac_de=0.2, lfc=1.0)
+
+
+def test_de_table_every_gene_accounted_for(adata):
+    res = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, cell_glm=True)
+    t = res.table
+    assert list(t.index) == list(adata.var_names)
+    for c in ("log_fc", "log2_fc", "se", "z", "stat", "p", "fdr", "subject_sd", "theta", "dispersion", "mean_count",
+              "frac_expressed", "converged", "method"):
+        assert c in t.columns
+    filt = t["method"] == "filtered"
+    assert res.n_filtered == filt.sum() > 0
+    assert t.loc[filt, "p"].isna().all() and t.loc[~filt, "p"].notna().all()
+    assert t.loc[filt, "note"].str.contains("cells").all()
+    np.testing.assert_allclose(t["log2_fc"], t["log_fc"] / np.log(2))
+    # S = 8, p = 2: REML-scaled t with 6 df
+    ok = ~filt
+    np.testing.assert_allclose(t.loc[ok, "stat"], t.loc[ok, "z"] * np.sqrt(6 / 8))
+    np.testing.assert_allclose(t.loc[ok, "p"], 2 * stats.t.sf(np.abs(t.loc[ok, "stat"]), 6))
+    # the simulated DE genes are found, and the cell-level GLM calls more genes than the GLMM
+    truth = adata.var["is_de"]
+    hits = res.significant(0.05).index
+    assert truth[hits].mean() > 0.8 and len(hits) >= 3
+    assert (res.cell_glm["fdr"] <= 0.05).sum() > len(hits)
+    assert "tested" in res.summary()
+
+
+def test_de_from_h5ad_path_and_layer(adata, tmp_path):
+    ad = adata.copy()
+    ad.layers["counts"] = ad.X.copy()
+    ad.X = ad.X.astype(float) / 2.5  # normalised values in X: must be refused ...
+    path = tmp_path / "cells.h5ad"
+    ad.write_h5ad(path)
+    with pytest.raises(ValueError, match="raw non-negative integers: gene .*cell"):
+        gk.singlecell.de(path, "subject", "condition", progress_bar=False)
+    res = gk.singlecell.de(path, "subject", "condition", layer="counts", progress_bar=False)  # ... the layer works
+    ref = gk.singlecell.de(adata, "subject", "condition", progress_bar=False)
+    pd.testing.assert_frame_equal(res.table, ref.table)
+
+
+def test_processes_and_dask_give_identical_results(adata):
+    one = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, block_size=40)
+    two = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, block_size=40, workers=2)
+    pd.testing.assert_frame_equal(one.table, two.table)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        dk = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, block_size=40, client=client)
+    pd.testing.assert_frame_equal(one.table, dk.table)
+
+
+def _small(adata):
+    return adata[:400].copy()
+
+
+def test_bad_input_messages(adata):
+    ad = _small(adata)
+    with pytest.raises(KeyError, match="'donor' not in the cell metadata"):
+        gk.singlecell.de(ad, "donor", "condition")
+    neg = ad.copy()
+    X = neg.X.tolil()
+    X[5, 7] = -1
+    neg.X = X.tocsr()
+    with pytest.raises(ValueError, match=r"gene 'gene7', cell 'cell5' has -1 \(negative"):
+        gk.singlecell.de(neg, "subject", "condition")
+    both = ad.copy()
+    c = both.obs["condition"].astype(str).to_numpy()
+    first = both.obs["subject"].astype(str).to_numpy() == "S01"
+    c[np.flatnonzero(first)[:3]] = "B" if c[first][0] == "A" else "A"
+    both.obs["condition"] = c
+    with pytest.raises(ValueError, match=r"subject\(s\) \['S01'\] have cells in more than one level"):
+        gk.singlecell.de(both, "subject", "condition")
+    one = adata.copy()
+    b_subjects = sorted(set(one.obs.loc[one.obs["condition"] == "B", "subject"].astype(str)))
+    keep = ~one.obs["subject"].astype(str).isin(b_subjects[1:])
+    one = one[keep.to_numpy()].copy()
+    with pytest.raises(ValueError, match="condition level 'B' has 1 subject"):
+        gk.singlecell.de(one, "subject", "condition")
+    lib = ad.copy()
+    lib.obs["lib"] = 1000.0
+    lib.obs.iloc[3, lib.obs.columns.get_loc("lib")] = 0.0
+    with pytest.raises(ValueError, match="library size .*cell 'cell3'"):
+        gk.singlecell.de(lib, "subject", "condition", libsize="lib")
+
+
+def test_cell_level_covariate_goes_to_the_general_engine(adata):
+    top = np.argsort(-np.asarray(adata.X.sum(axis=0)).ravel())[:5]
+    ad = adata[:, np.sort(top)].copy()
+    ad.obs["lib"] = np.asarray(adata.X.sum(axis=1)).ravel()
+    ad.obs["mito"] = np.random.default_rng(0).normal(size=ad.n_obs)
+    kw = dict(covariates=["mito"], libsize="lib", progress_bar=False)
+    with pytest.raises(ValueError, match="'mito' varies within subject"):
+        gk.singlecell.de(ad, "subject", "condition", engine="fast", **kw)
+    res = gk.singlecell.de(ad, "subject", "condition", **kw)
+    tested = res.table["method"] != "filtered"
+    assert (res.table.loc[tested, "method"] == "general").all()
+    assert res.table.loc[tested, "p"].notna().all()
+
+
+def test_pseudobulk(adata):
+    cd = gk.singlecell.prepare(adata, "subject", "condition")
+    summed = gk.singlecell.aggregate(cd)
+    dense = adata.X.toarray()
+    codes = cd.subject
+    np.testing.assert_allclose(summed[2], dense[codes == 2].sum(axis=0))
+    nb = gk.singlecell.pseudobulk(adata, "subject", "condition", method="nbglm")
+    assert nb["p"].notna().sum() == (nb["method"] != "filtered").sum()
+    pytest.importorskip("pydeseq2")
+    ds = gk.singlecell.pseudobulk(adata, "subject", "condition")
+    ok = ds["p"].notna() & nb["p"].notna()
+    assert ok.sum() > 100
+    # the same genes, the same direction: DESeq2's and the NB GLM's fold changes agree closely
+    assert np.corrcoef(ds.loc[ok, "log_fc"], nb.loc[ok, "log_fc"])[0, 1] > 0.95
