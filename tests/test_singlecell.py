@@ -262,3 +262,20 @@ def test_pseudobulk(adata):
     assert ok.sum() > 100
     # the same genes, the same direction: DESeq2's and the NB GLM's fold changes agree closely
     assert np.corrcoef(ds.loc[ok, "log_fc"], nb.loc[ok, "log_fc"])[0, 1] > 0.95
+
+
+def test_cli_sc_de(adata, tmp_path, capsys):
+    from glmmkit.cli import main
+
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    out = tmp_path / "de.tsv"
+    rc = main(["sc-de", str(path), "--subject", "subject", "--condition", "condition", "--out", str(out),
+               "--cell-glm", "--workers", "1"])
+    assert rc == 0
+    t = pd.read_csv(out, sep="\t", index_col=0)
+    ref = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, cell_glm=True).table
+    np.testing.assert_allclose(t["p"], ref["p"], rtol=1e-5)
+    assert (tmp_path / "de.cell_glm.tsv").exists()
+    assert main(["sc-de", str(path), "--subject", "donor", "--condition", "condition", "--out", str(out)]) == 2
+    assert "column 'donor' not in the cell metadata" in capsys.readouterr().err

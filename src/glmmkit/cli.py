@@ -101,6 +101,55 @@ def cmd_meta(args) -> int:
     return 0
 
 
+def cmd_sc_de(args) -> int:
+    import glmmkit as gk
+
+    covs = [c for c in (args.covariates or "").split(",") if c]
+    client = None
+    if args.dask_scheduler:
+        from distributed import Client
+
+        client = Client(args.dask_scheduler)
+    try:
+        res = gk.singlecell.de(args.data, args.subject, args.condition, covs, layer=args.layer, libsize=args.libsize,
+                               reference=args.reference, family=args.family, laplace=args.laplace,
+                               min_cells=args.min_cells, random_terms=args.random, engine=args.engine,
+                               pvalue=args.pvalue, cell_glm=args.cell_glm, workers=args.workers, client=client)
+        pb = (gk.singlecell.pseudobulk(args.data, args.subject, args.condition, covs, layer=args.layer,
+                                       libsize=args.libsize, reference=args.reference, min_cells=args.min_cells)
+              if args.pseudobulk else None)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+        print(f"glmmkit: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+    print(res.summary())
+    res.to_tsv(args.out)
+    print(f"wrote {args.out}")
+    if res.cell_glm is not None:
+        path = _sibling(args.out, "cell_glm")
+        res.cell_glm.to_csv(path, sep="\t", float_format="%.6g")
+        print(f"wrote {path} (cell-level GLM)")
+    if pb is not None:
+        path = _sibling(args.out, "pseudobulk")
+        pb.to_csv(path, sep="\t", float_format="%.6g")
+        print(f"wrote {path} (pseudobulk; significant at FDR 0.05: {int((pb['fdr'] <= 0.05).sum())})")
+    if args.volcano:
+        try:
+            res.volcano(path=args.volcano)
+            print(f"wrote {args.volcano}")
+        except ImportError as err:
+            print(f"glmmkit: {err}", file=sys.stderr)
+    return 0
+
+
+def _sibling(path: str, tag: str) -> str:
+    p = Path(path)
+    stem = p.name.split(".")[0]
+    return str(p.with_name(f"{stem}.{tag}.tsv"))
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -160,6 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--compare", action="store_true", help="also print every method side by side")
     m.add_argument("--forest", default=None, help="write the forest plot to this file (PNG, PDF, SVG)")
     m.set_defaults(func=cmd_meta)
+
+    c = sub.add_parser("sc-de", help="single-cell differential expression: NB GLMM per gene, subject as random effect")
+    c.add_argument("data", help="AnnData .h5ad file with raw counts (X or --layer)")
+    c.add_argument("--subject", required=True, help="obs column: subject (donor, animal)")
+    c.add_argument("--condition", required=True, help="obs column: the two-level condition to test")
+    c.add_argument("--covariates", default=None, help="comma-separated obs columns (subject-level for the fast path)")
+    c.add_argument("--reference", default=None, help="reference level of the condition (default: first in order)")
+    c.add_argument("--layer", default=None, help="layer with the raw counts (default: X)")
+    c.add_argument("--libsize", default=None, help="obs column with library sizes (default: each cell's total)")
+    c.add_argument("--family", default="nb2", choices=["nb2", "poisson"])
+    c.add_argument("--laplace", default="expected", choices=["expected", "observed"])
+    c.add_argument("--pvalue", default="t", choices=["t", "z"],
+                   help="t: REML-scaled Wald on between-subject df (default); z: Wald z")
+    c.add_argument("--random", default=None, help='extra random terms, e.g. "(1 | donor:celltype)" (general engine)')
+    c.add_argument("--engine", default="auto", choices=["auto", "fast", "general"])
+    c.add_argument("--min-cells", type=int, default=10, help="test genes expressed in at least this many cells")
+    c.add_argument("--workers", type=int, default=None, help="local processes (default: all cores for large data)")
+    c.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler to spread gene blocks over")
+    c.add_argument("--cell-glm", action="store_true", help="also write the cell-level GLM (no subject effect)")
+    c.add_argument("--pseudobulk", action="store_true", help="also write pseudobulk DESeq2 results")
+    c.add_argument("--volcano", default=None, help="write a volcano plot to this file")
+    c.add_argument("--out", default="de.tsv", help="output table (TSV), one row per gene")
+    c.set_defaults(func=cmd_sc_de)
 
     d = sub.add_parser("demo", help="run the stories of the mission on bundled data")
     d.add_argument("--out", default="glmmkit-demo", help="folder for the demo's figures and tables")

@@ -1,13 +1,16 @@
 """Run independent tasks in this process, in local processes, or on a Dask cluster -- same results.
 
 ``map_tasks(fn, items, shared=obj)`` calls ``fn(shared, item)`` for every item and returns the results in
-the order of ``items``.  ``workers > 1`` uses a process pool; ``client`` (a ``dask.distributed.Client``)
-sends ``shared`` to the workers once and spreads the items there.  A progress bar counts finished tasks."""
+the order of ``items``.  ``workers > 1`` uses a process pool, with at most ``2 * workers`` items in flight
+(``items`` may be a generator: a large input is never materialised as pieces all at once); ``client`` (a
+``dask.distributed.Client``) sends ``shared`` to the workers once and spreads the items there.  A progress
+bar counts finished tasks."""
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable
 
 from .progress import progress
 
@@ -16,8 +19,12 @@ def _call(fn, shared, item):
     return fn(shared, item)
 
 
-def map_tasks(fn: Callable[[Any, Any], Any], items: Sequence, *, shared: Any = None, workers: int = 1,
-              client=None, desc: str = "", progress_bar: bool = True) -> list:
+def map_tasks(fn: Callable[[Any, Any], Any], items: Iterable, *, shared: Any = None, workers: int = 1,
+              client=None, desc: str = "", progress_bar: bool = True, total: int | None = None) -> list:
+    if workers > 1 and client is None:
+        return _pool(fn, items, shared, workers, desc, progress_bar, total)
+    if client is None:
+        return [fn(shared, it) for it in progress(items, total=total, desc=desc, enable=progress_bar)]
     items = list(items)
     if not items:
         return []
@@ -31,8 +38,22 @@ def map_tasks(fn: Callable[[Any, Any], Any], items: Sequence, *, shared: Any = N
         for fut in progress(as_completed(futs), total=len(futs), desc=f"{desc} (dask)", enable=progress_bar):
             out[order[fut.key]] = fut.result()
         return out
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = [ex.submit(fn, shared, it) for it in items]
-            return [f.result() for f in progress(futs, total=len(futs), desc=desc, enable=progress_bar)]
-    return [fn(shared, it) for it in progress(items, total=len(items), desc=desc, enable=progress_bar)]
+
+
+def _pool(fn, items, shared, workers, desc, progress_bar, total) -> list:
+    out: list = []
+    bar = progress(iter(int, 1), total=total, desc=desc, enable=progress_bar)  # advanced by hand below
+    ticks = iter(bar)
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        window: deque = deque()
+        for it in items:
+            window.append(ex.submit(fn, shared, it))
+            if len(window) >= 2 * workers:
+                out.append(window.popleft().result())
+                next(ticks, None)
+        while window:
+            out.append(window.popleft().result())
+            next(ticks, None)
+    if hasattr(bar, "close"):
+        bar.close()
+    return out

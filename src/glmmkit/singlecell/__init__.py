@@ -14,7 +14,7 @@ Needs ``glmmkit[sc]`` (anndata; pydeseq2 for pseudobulk).
 from .data import CellData, prepare
 from .de import cell_glm, de
 from .pseudobulk import aggregate, pseudobulk
-from .results import DEResult, bh_fdr
+from .results import DEResult, bh_fdr, power_at_fdp
 from .simulate import simulate
 
-__all__ = ["de", "cell_glm", "pseudobulk", "aggregate", "prepare", "CellData", "DEResult", "bh_fdr", "simulate"]
+__all__ = ["de", "cell_glm", "pseudobulk", "aggregate", "prepare", "CellData", "DEResult", "bh_fdr", "power_at_fdp", "simulate"]

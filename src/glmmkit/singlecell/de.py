@@ -8,6 +8,7 @@ model without the subject effect) is the fast path's start and comes out beside 
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -55,7 +56,7 @@ def _general_task(shared, item):
 def de(data, subject: str, condition: str, covariates=(), *, layer: str | None = None, libsize: str | None = None,
        reference=None, family: str = "nb2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
-       cell_glm: bool = False, block_size: int = 256, workers: int = 1, client=None,
+       cell_glm: bool = False, block_size: int = 256, workers: int | None = None, client=None,
        progress_bar: bool = True) -> DEResult:
     """Test every gene for a condition effect with a GLMM, subject as a random intercept.
 
@@ -73,7 +74,8 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
         coefficients; nlme's df for subject-level terms; exact for a balanced Gaussian design); ``"z"`` --
         z against N(0, 1), as glmmTMB and NEBULA report it (liberal with few subjects).
     cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
-    workers, client : local processes, or a ``dask.distributed.Client``; results are identical.
+    workers, client : local processes (default: every core when the data are large -- above 2 million
+        nonzero counts -- else one), or a ``dask.distributed.Client``; results are identical.
     """
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
                 laplace=laplace, min_cells=min_cells, random_terms=random_terms, engine=engine, fallback=fallback,
@@ -83,7 +85,7 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
 
 def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
              libsize: str | None = None, reference=None, family: str = "nb2", min_cells: int = 10,
-             block_size: int = 256, workers: int = 1, client=None, progress_bar: bool = True) -> pd.DataFrame:
+             block_size: int = 256, workers: int | None = None, client=None, progress_bar: bool = True) -> pd.DataFrame:
     """The cell-level NB GLM (the same model without the subject effect): what pseudoreplication looks like.
     Same table as ``de``; p-values against N(0, 1) as a GLM gives them."""
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
@@ -124,9 +126,10 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
     if not use_general and len(idx):
         design = Design(cd.Xs, cd.offset, cd.subject, cd.n_subjects, family=family, laplace=laplace)
         blocks = [idx[i : i + block_size] for i in range(0, len(idx), block_size)]
-        items = [(_columns(cd, b), random, cell_glm) for b in blocks]
+        workers = _default_workers(workers, cd, len(blocks))
+        items = ((_columns(cd, b), random, cell_glm) for b in blocks)
         fits = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
-                         desc="GLMM fast path", progress_bar=progress_bar)
+                         desc="GLMM fast path", progress_bar=progress_bar, total=len(blocks))
         for b, (glmm, glm) in zip(blocks, fits):
             if glmm is not None:
                 _store(cols, converged, b, glmm, j)
@@ -137,29 +140,37 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
         method[idx] = "fast"
         if not random:
             fallback = False
+    workers = _default_workers(workers, cd, len(idx))
     redo = idx if use_general else (idx[~converged[idx] | ~np.isfinite(cols["se"][idx])] if fallback else idx[:0])
     if len(redo):
         formula = _formula(cd, random_terms)
         shared = (formula, family, laplace, cd.tested, cd.subject_col)
-        out = map_tasks(_general_task, [_gene_table(cd, g) for g in redo], shared=shared, workers=workers,
-                        client=client, desc="GLMM general engine", progress_bar=progress_bar)
+        out = map_tasks(_general_task, (_gene_table(cd, g) for g in redo), shared=shared, workers=workers,
+                        client=client, desc="GLMM general engine", progress_bar=progress_bar, total=len(redo))
         for g, r in zip(redo, out):
             cols["log_fc"][g], cols["se"][g], cols["subject_sd"][g], cols["theta"][g], cols["deviance"][g] = r[:5]
             converged[g] = r[5]
             method[g] = "general" if use_general else "general (fallback)"
             if len(r) > 6:
                 note[g] = r[6]
-    df = float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs)) if pvalue == "t" else np.inf
-    shrink = np.sqrt(df / cd.n_subjects) if pvalue == "t" else 1.0
-    table = _table(cd, cols, converged, method, note, n_expr, totals, df, shrink)
+    stat, df = _statistic(cd, cols, pvalue)
+    table = _table(cd, cols, converged, method, note, n_expr, totals, df, stat)
     glm_table = None
     if cell_glm and not use_general:
         glm_table = _table(cd, {"log_fc": glm_cols["log_fc"], "se": glm_cols["se"], "subject_sd": np.zeros(G),
                                 "theta": glm_cols["theta"], "deviance": np.full(G, np.nan)},
                            np.isfinite(glm_cols["se"]), np.where(tested, "cell-level GLM", "filtered"),
-                           note, n_expr, totals, np.inf, 1.0)
+                           note, n_expr, totals, np.inf, glm_cols["log_fc"] / glm_cols["se"])
     return DEResult(table, glm_table, cd, model=f"{family} GLMM, (1 | {subject})" + (f" + {random_terms}" if random_terms else ""),
                     n_filtered=int((~tested).sum()), min_cells=min_cells, pvalue=pvalue, df=df)
+
+
+def _default_workers(workers, cd: CellData, n_tasks: int) -> int:
+    if workers is not None:
+        return max(1, int(workers))
+    nnz = cd.counts.nnz if hasattr(cd.counts, "nnz") else cd.counts.size
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_tasks)) if nnz > 2_000_000 else 1
 
 
 def _why_general(cd: CellData, random_terms) -> str:
@@ -199,9 +210,18 @@ def _store(cols, converged, genes, fit: BlockFit, j):
     converged[genes] = fit.converged
 
 
-def _table(cd: CellData, cols, converged, method, note, n_expr, totals, df, shrink) -> pd.DataFrame:
+def _statistic(cd: CellData, cols, pvalue):
+    """The test statistic and its degrees of freedom (see ``de``'s ``pvalue``)."""
     z = cols["log_fc"] / cols["se"]
-    stat = z * shrink
+    if pvalue == "z":
+        return z, np.inf
+    d = float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs))
+    reml = d / cd.n_subjects  # ML variance of a between-subject contrast -> REML's
+    return z * np.sqrt(reml), d
+
+
+def _table(cd: CellData, cols, converged, method, note, n_expr, totals, df, stat) -> pd.DataFrame:
+    z = cols["log_fc"] / cols["se"]
     p = 2 * (stats.t.sf(np.abs(stat), df) if np.isfinite(df) else stats.norm.sf(np.abs(stat)))
     out = pd.DataFrame({
         "log_fc": cols["log_fc"], "log2_fc": cols["log_fc"] / LOG2, "se": cols["se"], "z": z, "stat": stat, "p": p,

@@ -22,6 +22,16 @@ def bh_fdr(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def power_at_fdp(p: np.ndarray, truth: np.ndarray, q: float = 0.05) -> float:
+    """With known truth (simulations): the share of true positives in the largest top-ranked set of genes
+    (by p) whose false-discovery proportion is at most ``q`` -- power with calibration taken out."""
+    p, truth = np.asarray(p, dtype=float), np.asarray(truth, dtype=bool)
+    o = np.argsort(np.where(np.isfinite(p), p, np.inf), kind="stable")
+    fdp = np.cumsum(~truth[o]) / np.arange(1, len(p) + 1)
+    good = np.flatnonzero(fdp <= q)
+    return float(truth[o][: good.max() + 1].sum() / truth.sum()) if len(good) and truth.any() else 0.0
+
+
 @dataclass
 class DEResult:
     table: pd.DataFrame                 # GLMM, one row per gene (filtered genes kept, with NaN statistics)
@@ -63,7 +73,8 @@ class DEResult:
     def to_tsv(self, path) -> None:
         self.table.to_csv(path, sep="\t", float_format="%.6g")
 
-    def volcano(self, ax=None, fdr: float = 0.05, label: int = 10):
+    def volcano(self, path=None, ax=None, fdr: float = 0.05, label: int = 10):
+        """Volcano plot of the GLMM table (``gk.plots.volcano``); saved to ``path`` when given."""
         from ..plots.singlecell import volcano
 
-        return volcano(self.table, ax=ax, fdr=fdr, label=label)
+        return volcano(self.table, ax=ax, fdr=fdr, label=label, path=path)
