@@ -376,7 +376,8 @@ def _build_terms(bar: Bar, data, relmat, lmm, n) -> list[RandomTerm]:
     cols = [_re_name(c) for c in mm.columns]
     if Xr.shape[1] == 0:
         raise ValueError(f"random-effects term {bar} has no columns")
-    if q >= n and (lmm or Xr.shape[1] > 1):
+    known = bool(relmat) and bar.group in relmat
+    if q >= n and (lmm or Xr.shape[1] > 1) and not (known and Xr.shape[1] == 1):
         raise ValueError(
             f"grouping factor {bar.group!r} has as many levels ({q}) as observations ({n}); "
             + ("in a linear mixed model it is confounded with the residual" if lmm

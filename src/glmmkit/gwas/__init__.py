@@ -1,0 +1,23 @@
+"""Genome-wide association with a mixed model: GRM, null GLMM, score tests over variant chunks.
+
+    import glmmkit as gk
+    K, m = gk.gwas.grm("cohort")                                   # PLINK prefix; W W'/m in blocks
+    null = gk.gwas.null("cohort", "pheno.tsv", covar="covar.tsv", trait="binary", K=K)   # step 1
+    null.save("step1")
+    res = gk.gwas.test("cohort", "step1", out="results.tsv.gz")    # step 2: CHR POS ID A1 A2 A1_FREQ N BETA SE T_STAT P
+    gk.gwas.lambda_gc(res["P"])
+
+Needs ``glmmkit[gwas]`` (bed-reader).  See docs/gwas.md.
+"""
+
+from .grm import check_psd, grm, read_gcta, sparse_grm, write_gcta
+from .null import NullModel, fit_null
+from .plink import BedWriter, Genotypes
+from .scan import lambda_gc, null, test, top_hits
+from .score import ScoreTester, spa_pvalue
+from .simulate import simulate_cohort
+from .tables import Samples, match, read_table
+
+__all__ = ["grm", "check_psd", "sparse_grm", "read_gcta", "write_gcta", "NullModel", "fit_null", "Genotypes",
+           "BedWriter", "null", "test", "lambda_gc", "top_hits", "ScoreTester", "spa_pvalue", "simulate_cohort",
+           "Samples", "match", "read_table"]

@@ -1,0 +1,93 @@
+"""Genomic relationship matrices: the standardised GRM in blocks, GCTA's binary format, a sparse GRM.
+
+    K = W W' / m,   W_ij = (g_ij - 2 p_j) / sqrt(2 p_j (1 - p_j))
+
+over the m polymorphic variants (p_j the A1 frequency among the kept samples), accumulated chunk by
+chunk with one BLAS product (syrk-like) per chunk, so memory is n x n plus one chunk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..progress import progress
+from .plink import Genotypes
+
+
+def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndarray | None = None,
+        chunk: int = 5000, min_maf: float = 0.01, progress_bar: bool = True) -> tuple[np.ndarray, int]:
+    """(K, m): the standardised GRM of the sample ``rows`` (default all) over ``variants`` (default all)
+    with minor-allele frequency at least ``min_maf``."""
+    g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
+    n = g.n_samples if rows is None else len(rows)
+    K = np.zeros((n, n))
+    m = 0
+    nv = g.n_variants if variants is None else len(variants)
+    for _, G, _ in progress(g.chunks(chunk, rows=rows, variants=variants), total=-(-nv // chunk), desc="GRM",
+                            enable=progress_bar):
+        p = G.mean(axis=0) / 2
+        keep = np.minimum(p, 1 - p) >= max(min_maf, 1e-12)
+        if not keep.any():
+            continue
+        W = (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
+        K += W @ W.T
+        m += int(keep.sum())
+    if m == 0:
+        raise ValueError("no polymorphic variants: the GRM is undefined")
+    return K / m, m
+
+
+def check_psd(K: np.ndarray, tol: float = 1e-6) -> None:
+    """Refuse a GRM that is not symmetric positive semi-definite (to ``tol`` relative)."""
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"the GRM must be square; it is {K.shape}")
+    if not np.allclose(K, K.T, atol=1e-8):
+        raise ValueError("the GRM is not symmetric")
+    w = np.linalg.eigvalsh(K)
+    if w[0] < -tol * max(w[-1], 1.0):
+        raise ValueError(f"the GRM is not positive semi-definite: smallest eigenvalue {w[0]:.3g} "
+                         f"(largest {w[-1]:.3g}); was it computed from the same samples?")
+
+
+def sparse_grm(K: np.ndarray, threshold: float = 0.05) -> sp.csr_matrix:
+    """fastGWA's sparse GRM: entries below ``threshold`` off the diagonal set to zero."""
+    keep = np.abs(K) >= threshold
+    np.fill_diagonal(keep, True)
+    return sp.csr_matrix(np.where(keep, K, 0.0))
+
+
+# ---- GCTA's binary format -------------------------------------------------------------------------
+def write_gcta(prefix, K: np.ndarray, ids: pd.DataFrame, m: int | np.ndarray) -> None:
+    """``prefix.grm.bin`` (lower triangle with diagonal, row by row, float32), ``prefix.grm.N.bin`` (variants
+    used per pair, float32) and ``prefix.grm.id`` (FID IID, tab-separated)."""
+    prefix = str(prefix)
+    n = K.shape[0]
+    il = np.tril_indices(n)
+    K[il].astype(np.float32).tofile(prefix + ".grm.bin")
+    N = np.broadcast_to(np.asarray(m, dtype=np.float32), K.shape)[il] if np.ndim(m) else np.full(len(il[0]), m, np.float32)
+    np.asarray(N, dtype=np.float32).tofile(prefix + ".grm.N.bin")
+    ids[["FID", "IID"]].to_csv(prefix + ".grm.id", sep="\t", header=False, index=False)
+
+
+def read_gcta(prefix) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """(K, ids, N) from GCTA's binary GRM files."""
+    prefix = str(prefix)
+    for suffix in (".grm.bin", ".grm.id"):
+        if not Path(prefix + suffix).exists():
+            raise FileNotFoundError(f"GCTA GRM file {prefix + suffix} not found")
+    ids = pd.read_csv(prefix + ".grm.id", sep=r"\s+", header=None, dtype=str, usecols=[0, 1])
+    ids.columns = ["FID", "IID"]
+    n = len(ids)
+    vals = np.fromfile(prefix + ".grm.bin", dtype=np.float32)
+    if len(vals) != n * (n + 1) // 2:
+        raise ValueError(f"{prefix}.grm.bin holds {len(vals)} values; {n} samples need {n * (n + 1) // 2}")
+    K = np.zeros((n, n))
+    il = np.tril_indices(n)
+    K[il] = vals
+    K = K + np.tril(K, -1).T
+    N = np.fromfile(prefix + ".grm.N.bin", dtype=np.float32) if Path(prefix + ".grm.N.bin").exists() else None
+    return K, ids, N

@@ -1,0 +1,345 @@
+"""The null model of a GWAS: a GLMM  g(E y) = X beta + b,  b ~ N(0, tau K),  K the GRM.
+
+Two ways to fit it:
+
+- ``method="pql"`` (default; GMMAT's glmmkin, SAIGE's step 1): penalised quasi-likelihood with AI-REML.
+  Working response Y = eta + (y - mu)/mu'(eta), weights W = mu'^2 / V(mu), Sigma = phi W^-1 + tau K,
+  P = Sigma^-1 - Sigma^-1 X (X' Sigma^-1 X)^-1 X' Sigma^-1;  each iteration: beta by GLS, the REML score
+  s = (Y'PKPY - tr(PK)) / 2 and average information AI = Y'PKPKPY / 2 give tau <- tau + s / AI (the first
+  step EM-like, tau <- tau + 2 tau^2 s / n), then b = tau K P Y.  Dense: one Cholesky of Sigma per
+  iteration; tr(PK) exact from Sigma^-1 (LAPACK potri) up to ``exact_max`` samples, above by Hutchinson's
+  estimator with 30 Rademacher vectors (as SAIGE).  Gaussian traits: the same AI-REML over (tau, phi),
+  which is exact REML.
+- ``method="laplace"``: the core engine, ``gk.glmer(y ~ covariates + (1 | iid), relmat={iid: K})``
+  (Laplace ML), at moderate n.
+
+Either gives tau, beta, the conditional means mu, the weights, P Y (= (y - mu) / phi), and for the
+score tests the variance ratio (SAIGE): the mean over >= 30 random variants of g'Pg / g~'W g~.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from .tables import Samples
+
+
+@dataclass
+class NullModel:
+    trait: str
+    ids: pd.DataFrame
+    y: np.ndarray
+    X: np.ndarray
+    x_names: list
+    beta: np.ndarray
+    tau: float
+    phi: float
+    mu: np.ndarray
+    W: np.ndarray            # working weights mu'^2 / V(mu)
+    b: np.ndarray            # predicted random effects
+    method: str
+    converged: bool
+    iterations: int
+    rows: np.ndarray | None = None  # .fam rows of the samples
+    P: np.ndarray | None = field(default=None, repr=False)  # exact projection (moderate n)
+    variance_ratio: float | None = None
+    vr_detail: dict | None = None
+    loco: dict | None = field(default=None, repr=False)  # chromosome -> {"mu", "W", "b", "P"?}: leave-one-chromosome-out
+
+    def for_chromosome(self, chrom: str) -> "NullModel":
+        """The null model whose random effects were predicted without chromosome ``chrom`` (LOCO)."""
+        if not self.loco or str(chrom) not in self.loco:
+            return self
+        d = self.loco[str(chrom)]
+        return NullModel(self.trait, self.ids, self.y, self.X, self.x_names, d.get("beta", self.beta), self.tau,
+                         self.phi, d["mu"], d["W"], d["b"], self.method, self.converged, self.iterations, self.rows,
+                         d.get("P"), self.variance_ratio, self.vr_detail)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """(y - mu) / phi = P Y: the score of a variant g is g' residuals."""
+        return (self.y - self.mu) / self.phi
+
+    def summary(self) -> str:
+        lines = [f"Null GLMM ({self.trait}, {self.method}): n = {self.n}, tau = {self.tau:.4g}"
+                 + (f", phi = {self.phi:.4g}" if self.trait == "quantitative" else "")
+                 + f", {'converged' if self.converged else 'NOT converged'} in {self.iterations} iterations"]
+        for nm, b in zip(self.x_names, self.beta):
+            lines.append(f"  {nm:20s} {b: .5f}")
+        if self.variance_ratio is not None:
+            lines.append(f"  variance ratio {self.variance_ratio:.4f} (from {self.vr_detail.get('n_variants', 0)} variants)")
+        return "\n".join(lines)
+
+    # ---- save / load (step 1 -> step 2) ------------------------------------------------------------
+    def save(self, prefix) -> None:
+        prefix = str(prefix)
+        meta = {k: getattr(self, k) for k in ("trait", "x_names", "tau", "phi", "method", "converged", "iterations",
+                                             "variance_ratio", "vr_detail")}
+        meta["beta"] = list(map(float, self.beta))
+        Path(prefix + ".null.json").write_text(json.dumps(meta, indent=1, default=float))
+        arrays = dict(y=self.y, X=self.X, mu=self.mu, W=self.W, b=self.b,
+                      rows=self.rows if self.rows is not None else np.arange(self.n))
+        if self.P is not None:
+            arrays["P"] = self.P
+        meta["loco"] = sorted(self.loco) if self.loco else []
+        for c, d in (self.loco or {}).items():
+            for k, v in d.items():
+                arrays[f"loco_{c}_{k}"] = v
+        Path(prefix + ".null.json").write_text(json.dumps(meta, indent=1, default=float))
+        np.savez(prefix + ".null.npz", **arrays)
+        self.ids.to_csv(prefix + ".null.ids.tsv", sep="\t", index=False)
+
+    @classmethod
+    def load(cls, prefix) -> "NullModel":
+        prefix = str(prefix)
+        if not Path(prefix + ".null.json").exists():
+            raise FileNotFoundError(f"no null model at {prefix} (expected {prefix}.null.json from `gwas null`)")
+        meta = json.loads(Path(prefix + ".null.json").read_text())
+        a = np.load(prefix + ".null.npz")
+        ids = pd.read_csv(prefix + ".null.ids.tsv", sep="\t", dtype=str)
+        loco = {}
+        for c in meta.get("loco", []):
+            loco[c] = {k: a[f"loco_{c}_{k}"] for k in ("mu", "W", "b", "P", "beta") if f"loco_{c}_{k}" in a.files}
+        return cls(meta["trait"], ids, a["y"], a["X"], meta["x_names"], np.array(meta["beta"]), meta["tau"], meta["phi"],
+                   a["mu"], a["W"], a["b"], meta["method"], meta["converged"], meta["iterations"], a["rows"],
+                   a["P"] if "P" in a.files else None, meta.get("variance_ratio"), meta.get("vr_detail"), loco or None)
+
+
+# ---- families on the working scale ----------------------------------------------------------------
+def _family(trait):
+    if trait == "binary":
+        inv = lambda eta: 1 / (1 + np.exp(-eta))  # noqa: E731
+        dmu = lambda mu: mu * (1 - mu)  # noqa: E731  (dmu/deta = V for the canonical link)
+        return inv, dmu, lambda mu: mu * (1 - mu)
+    if trait == "count":
+        return np.exp, lambda mu: mu, lambda mu: mu
+    return (lambda eta: eta), (lambda mu: np.ones_like(mu)), (lambda mu: np.ones_like(mu))
+
+
+def _glm_start(y, X, trait):
+    inv, dmu, var = _family(trait)
+    if trait == "binary":
+        eta = np.log((y + 0.5) / (1.5 - y))
+    elif trait == "count":
+        eta = np.log(y + 0.5)
+    else:
+        eta = y.astype(float).copy()
+    beta = np.zeros(X.shape[1])
+    for _ in range(50):
+        mu = inv(eta)
+        d = dmu(mu)
+        w = d * d / var(mu)
+        z = eta + (y - mu) / d
+        new = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * z))
+        eta = X @ new
+        if np.max(np.abs(new - beta)) < 1e-10:
+            beta = new
+            break
+        beta = new
+    return beta
+
+
+def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 1e-5, maxit: int = 100,
+             exact_max: int = 5000, keep_P: bool | None = None, seed: int = 1, tau0: float | None = None,
+             fix_tau: float | None = None, fix_phi: float | None = None) -> NullModel:
+    """Fit the null GLMM of ``samples`` (from ``tables.match``) with relationship matrix ``K`` (n x n, in the
+    samples' order).  ``fix_tau`` (and for a Gaussian trait ``fix_phi``): hold the variance there (tau = 0
+    gives the GLM: the classic score test)."""
+    n = samples.n
+    if K.shape != (n, n):
+        raise ValueError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "
+                         "build it from the same samples (in .fam order)")
+    if method == "laplace":
+        return _fit_laplace(samples, K, keep_P if keep_P is not None else n <= exact_max)
+    if method != "pql":
+        raise ValueError(f"method must be 'pql' or 'laplace', got {method!r}")
+    return _fit_pql(samples, K, tol, maxit, exact_max, keep_P if keep_P is not None else n <= exact_max, seed,
+                    tau0, fix_tau, fix_phi)
+
+
+def _sigma_parts(W, phi, tau, K, X, Y):
+    """Cholesky of Sigma = phi W^-1 + tau K and the pieces of P."""
+    S = tau * K
+    S[np.diag_indices_from(S)] += phi / W
+    c = sla.cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
+    SiX = sla.cho_solve(c, X, check_finite=False)
+    XSX = X.T @ SiX
+    beta = np.linalg.solve(XSX, SiX.T @ Y)
+    PY = sla.cho_solve(c, Y - X @ beta, check_finite=False)
+    return c, SiX, XSX, beta, PY
+
+
+def _apply_P(c, SiX, XSX, V):
+    """P V for a vector or matrix V."""
+    SiV = sla.cho_solve(c, V, check_finite=False)
+    return SiV - SiX @ np.linalg.solve(XSX, SiX.T @ V)
+
+
+def _sigma_inverse(c):
+    L = c[0]
+    inv, info = sla.lapack.dpotri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("potri failed")
+    inv = np.tril(inv) + np.tril(inv, -1).T
+    return inv
+
+
+def _traces(c, SiX, XSX, mats, exact, rng, n_probe=30):
+    """tr(P M) for each M in ``mats`` (n x n, or "I/W"-type diagonal vectors)."""
+    out = []
+    if exact:
+        Si = _sigma_inverse(c)
+        for M in mats:
+            if M.ndim == 1:
+                t1 = float(np.sum(np.diag(Si) * M))
+                Q = SiX.T * M
+                t2 = float(np.trace(np.linalg.solve(XSX, Q @ SiX)))
+            else:
+                t1 = float(np.sum(Si * M))
+                t2 = float(np.trace(np.linalg.solve(XSX, SiX.T @ M @ SiX)))
+            out.append(t1 - t2)
+        return out, Si
+    Z = rng.choice([-1.0, 1.0], size=(c[0].shape[0], n_probe))
+    for M in mats:
+        MZ = (M[:, None] * Z) if M.ndim == 1 else M @ Z
+        out.append(float(np.mean(np.sum(Z * _apply_P(c, SiX, XSX, MZ), axis=0))))
+    return out, None
+
+
+def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix_phi=None) -> NullModel:
+    y, X, trait = samples.y.astype(float), samples.X, samples.trait
+    n = len(y)
+    inv, dmu, var = _family(trait)
+    rng = np.random.default_rng(seed)
+    beta = _glm_start(y, X, trait)
+    eta = X @ beta
+    mu = inv(eta)
+    gauss = trait == "quantitative"
+    phi = (float(fix_phi) if fix_phi is not None else float(np.var(y - mu))) if gauss else 1.0
+    if fix_tau is not None and gauss and fix_phi is None:
+        raise ValueError("a Gaussian null model with tau held fixed needs phi held too (fix_phi)")
+    d = dmu(mu)
+    W = d * d / var(mu)
+    Y = eta + (y - mu) / d
+    if fix_tau is not None:
+        tau = float(fix_tau)
+    else:
+        tau = float(tau0) if tau0 is not None else (0.5 * phi if gauss else max(0.1, float(np.var(Y)) / 2))
+    exact = n <= exact_max
+    comps = [K] + ([1.0 / W] if gauss else [])
+    theta = np.array([tau] + ([phi] if gauss else []))
+    converged, it = False, 0
+    for it in range(1, maxit + 1):
+        tau, phi = theta[0], (theta[1] if gauss else 1.0)
+        c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
+        if fix_tau is None:
+            comps = [K] + ([1.0 / W] if gauss else [])
+            PMPY = []
+            score = np.empty(len(theta))
+            MPY = [K @ PY] + ([PY / W] if gauss else [])
+            traces, _ = _traces(c, SiX, XSX, comps, exact, rng)
+            for k in range(len(theta)):
+                score[k] = 0.5 * (PY @ MPY[k] - traces[k])
+                PMPY.append(_apply_P(c, SiX, XSX, MPY[k]))
+            AI = 0.5 * np.array([[MPY[k] @ PMPY[l] for l in range(len(theta))] for k in range(len(theta))])
+            old = theta.copy()
+            if it == 1:
+                step = 2 * theta ** 2 * score / n  # EM-like first step keeps tau positive
+            else:
+                try:
+                    step = np.linalg.solve(AI, score)
+                except np.linalg.LinAlgError:
+                    step = 2 * theta ** 2 * score / n
+            new = theta + step
+            halvings = 0
+            while np.any(new < 0) and halvings < 10:  # GMMAT: halve the step; a variance stuck at 0 stays 0
+                step = step / 2
+                new = theta + step
+                halvings += 1
+            new = np.where(new < tol, 0.0, new)
+            if gauss and new[1] <= 0:
+                new[1] = max(old[1] * 0.5, 1e-8)
+            theta = new
+        tau, phi = theta[0], (theta[1] if gauss else 1.0)
+        c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
+        b = tau * (K @ PY)
+        eta = X @ beta_new + b
+        mu = inv(eta)
+        d = dmu(mu)
+        W = d * d / var(mu) if not gauss else np.ones(n)
+        Y = eta + (y - mu) / d if not gauss else y
+        db = np.max(np.abs(beta_new - beta) / (np.abs(beta_new) + np.abs(beta) + tol))
+        dt = 0.0 if fix_tau is not None else np.max(np.abs(theta - old) / (np.abs(theta) + np.abs(old) + tol))
+        beta = beta_new
+        if max(db, dt) < tol and it > 1:
+            converged = True
+            break
+        if fix_tau is not None and db < tol:
+            converged = True
+            break
+    tau, phi = float(theta[0]), float(theta[1] if gauss else 1.0)
+    # final pieces at the converged weights
+    c, SiX, XSX, beta, PY = _sigma_parts(W, phi, tau, K, X, Y)
+    b = tau * (K @ PY)
+    eta = X @ beta + b
+    mu = inv(eta)
+    if not gauss:
+        d = dmu(mu)
+        W = d * d / var(mu)
+    P = None
+    if keep_P:
+        Si = _sigma_inverse(sla.cho_factor(_sigma_matrix(W, phi, tau, K), lower=True, check_finite=False))
+        SiX2 = Si @ X
+        P = Si - SiX2 @ np.linalg.solve(X.T @ SiX2, SiX2.T)
+    return NullModel(trait, samples.ids, y, X, samples.x_names, beta, tau, phi, mu, W, b, "pql", converged, it,
+                     samples.rows, P)
+
+
+def _sigma_matrix(W, phi, tau, K):
+    S = tau * K
+    S[np.diag_indices_from(S)] += phi / W
+    return S
+
+
+def _fit_laplace(samples, K, keep_P) -> NullModel:
+    from ..api import glmer, lmer
+
+    y, X, trait = samples.y, samples.X, samples.trait
+    labels = (samples.ids["FID"] + "/" + samples.ids["IID"]).to_numpy()
+    df = pd.DataFrame(X[:, 1:], columns=[f"x{j}" for j in range(1, X.shape[1])])
+    df["y"], df["iid"] = y, labels
+    rhs = " + ".join(df.columns[:-2]) or "1"
+    rel = {"iid": pd.DataFrame(K, index=labels, columns=labels)}
+    formula = f"y ~ {rhs} + (1 | iid)"
+    if trait == "quantitative":
+        fit = lmer(formula, df, reml=True, relmat=rel)
+        phi = float(fit.sigma ** 2)
+    else:
+        fit = glmer(formula, df, "binomial" if trait == "binary" else "poisson", relmat=rel)
+        phi = 1.0
+    tau = float(fit.varcorr.loc[fit.varcorr["group"] == "iid", "variance"].iloc[0])
+    inv, dmu, var = _family(trait)
+    eta = fit.predict(type="link") if hasattr(fit, "predict") else None
+    eta = np.asarray(eta, dtype=float)
+    beta = fit.fixef.to_numpy()
+    mu = inv(eta)
+    d = dmu(mu)
+    W = d * d / var(mu) if trait != "quantitative" else np.ones(len(y))
+    P = None
+    if keep_P:
+        S = _sigma_matrix(W, phi, tau, K)
+        Si = np.linalg.inv(S)
+        SiX = Si @ X
+        P = Si - SiX @ np.linalg.solve(X.T @ SiX, SiX.T)
+    return NullModel(trait, samples.ids, y.astype(float), X, samples.x_names, beta, tau, phi, mu, W, eta - X @ beta,
+                     "laplace", bool(fit.converged), int(fit.optsummary.fevals), samples.rows, P)

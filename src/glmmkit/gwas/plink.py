@@ -1,0 +1,128 @@
+"""PLINK 1 genotype files (.bed/.bim/.fam): read in variant chunks with bed-reader, write for simulations.
+
+Genotypes are counts of allele A1 (the .bim's fifth column, PLINK's convention), 0/1/2; missing calls are
+mean-imputed per variant and counted.  Nothing reads the whole matrix: ``chunks`` yields (start, stop, G)
+with G samples x variants (float64) for the samples the analysis keeps, in the order it keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _prefix(path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".bed", ".bim", ".fam") else p
+
+
+@dataclass
+class Genotypes:
+    """An opened .bed/.bim/.fam triple."""
+
+    prefix: Path
+    samples: pd.DataFrame   # FID, IID
+    variants: pd.DataFrame  # CHR, POS, ID, A1, A2
+
+    @classmethod
+    def open(cls, path) -> "Genotypes":
+        prefix = _prefix(path)
+        missing = [str(prefix.with_suffix(s)) for s in (".bed", ".bim", ".fam") if not prefix.with_suffix(s).exists()]
+        if missing:
+            raise FileNotFoundError(f"PLINK file set {prefix} is incomplete: missing {', '.join(missing)}")
+        fam = pd.read_csv(prefix.with_suffix(".fam"), sep=r"\s+", header=None, dtype=str, usecols=[0, 1])
+        fam.columns = ["FID", "IID"]
+        bim = pd.read_csv(prefix.with_suffix(".bim"), sep=r"\s+", header=None, dtype={0: str, 1: str, 4: str, 5: str})
+        if bim.shape[1] != 6:
+            raise ValueError(f"{prefix.with_suffix('.bim')} must have 6 columns (CHR ID CM POS A1 A2); it has {bim.shape[1]}")
+        variants = pd.DataFrame({"CHR": bim[0].to_numpy(), "POS": bim[3].to_numpy(np.int64), "ID": bim[1].to_numpy(),
+                                 "A1": bim[4].to_numpy(), "A2": bim[5].to_numpy()})
+        return cls(prefix, fam, variants)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.variants)
+
+    def _bed(self):
+        from bed_reader import open_bed
+
+        return open_bed(self.prefix.with_suffix(".bed"), iid_count=self.n_samples, sid_count=self.n_variants,
+                        properties={"fid": self.samples["FID"].to_numpy(), "iid": self.samples["IID"].to_numpy()},
+                        num_threads=None)
+
+    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(G, n_missing): variants start..stop-1 for the sample rows (indices into .fam), mean-imputed."""
+        with self._bed() as bed:
+            G = bed.read(index=(rows if rows is not None else np.s_[:], np.s_[start:stop]), dtype="float64")
+        return impute(G)
+
+    def chunks(self, size: int = 10_000, rows: np.ndarray | None = None, variants: np.ndarray | None = None):
+        """Yield (variant indices, G, n_missing) for consecutive chunks of ``variants`` (default: all)."""
+        idx = np.arange(self.n_variants) if variants is None else np.asarray(variants)
+        with self._bed() as bed:
+            for c in range(0, len(idx), size):
+                sel = idx[c : c + size]
+                sl = np.s_[sel[0] : sel[-1] + 1] if np.all(np.diff(sel) == 1) else sel
+                G = bed.read(index=(rows if rows is not None else np.s_[:], sl), dtype="float64")
+                G, miss = impute(G)
+                yield sel, G, miss
+
+
+def impute(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replace missing calls (NaN) by the variant's mean over the called samples; count them per variant."""
+    nan = np.isnan(G)
+    miss = nan.sum(axis=0)
+    if miss.any():
+        called = G.shape[0] - miss
+        mean = np.where(called > 0, np.nansum(G, axis=0) / np.maximum(called, 1), 0.0)
+        G = np.where(nan, mean[None, :], G)
+    return G, miss
+
+
+_CODE = np.array([0b11, 0b10, 0b00, 0b01], dtype=np.uint8)  # A1 count 0, 1, 2, missing -> PLINK 2-bit code
+
+
+class BedWriter:
+    """Write a .bed/.bim/.fam set chunk by chunk (variant-major), for simulated cohorts of any size."""
+
+    def __init__(self, prefix, samples: pd.DataFrame):
+        self.prefix = _prefix(prefix)
+        self.n = len(samples)
+        fam = pd.DataFrame({"FID": samples["FID"], "IID": samples["IID"], "PAT": samples.get("PAT", "0"),
+                            "MAT": samples.get("MAT", "0"), "SEX": samples.get("SEX", 0), "PHENO": -9})
+        fam.to_csv(self.prefix.with_suffix(".fam"), sep=" ", header=False, index=False)
+        self._bed = open(self.prefix.with_suffix(".bed"), "wb")
+        self._bed.write(bytes([0x6C, 0x1B, 0x01]))
+        self._bim = open(self.prefix.with_suffix(".bim"), "w")
+
+    def write(self, G: np.ndarray, variants: pd.DataFrame) -> None:
+        """G: samples x variants of A1 counts (0, 1, 2; NaN or -1 missing); variants: CHR, POS, ID, A1, A2."""
+        n, m = G.shape
+        code = np.where(np.isnan(G) | (G < 0), 3, G).astype(np.uint8) if G.dtype.kind == "f" else np.where(G < 0, 3, G).astype(np.uint8)
+        bits = _CODE[code]  # (n, m)
+        pad = (-n) % 4
+        if pad:
+            bits = np.vstack([bits, np.zeros((pad, m), dtype=np.uint8)])
+        b = bits.T.reshape(m, -1, 4)
+        packed = (b[:, :, 0] | (b[:, :, 1] << 2) | (b[:, :, 2] << 4) | (b[:, :, 3] << 6)).astype(np.uint8)
+        self._bed.write(packed.tobytes())
+        v = variants
+        lines = pd.DataFrame({"CHR": v["CHR"], "ID": v["ID"], "CM": 0, "POS": v["POS"], "A1": v["A1"], "A2": v["A2"]})
+        lines.to_csv(self._bim, sep="\t", header=False, index=False)
+
+    def close(self):
+        self._bed.close()
+        self._bim.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,191 @@
+"""The two steps of a mixed-model GWAS (as SAIGE and REGENIE split them), and the summary checks.
+
+    step 1  gk.gwas.null(bfile, pheno, ...)  -> NullModel (saved with .save(prefix))
+    step 2  gk.gwas.test(bfile, null, ...)   -> one row per variant (CHR POS ID A1 A2 A1_FREQ N BETA SE
+                                                 T_STAT P [P_NORMAL]), written as TSV (gzip by suffix)
+
+Variant chunks are independent tasks: in this process, in local processes (``workers``) or on a Dask
+cluster (``client``) -- the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..parallel import map_tasks
+from .grm import check_psd, grm, read_gcta
+from .null import NullModel, _apply_P, _sigma_parts, fit_null
+from .plink import Genotypes
+from .score import ScoreTester
+from .tables import match, read_table
+
+
+def _as_table(x):
+    if x is None or isinstance(x, pd.DataFrame):
+        return x
+    return read_table(x)
+
+
+def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None, trait: str = "binary",
+         grm_prefix=None, K: np.ndarray | None = None, method: str = "pql", exact_max: int = 5000,
+         vr_variants: int = 30, min_mac: int = 20, seed: int = 1, progress_bar: bool = True,
+         fix_tau: float | None = None, loco: bool = False, loco_exact_max: int = 3000) -> NullModel:
+    """Step 1: match the samples, get the GRM (given ``K`` in the samples' order, a GCTA ``grm_prefix``, or
+    built from ``bfile``), fit the null GLMM, and estimate the variance ratio from ``vr_variants`` random
+    variants with minor-allele count >= ``min_mac``.
+
+    ``loco``: leave-one-chromosome-out (SAIGE's way): for each chromosome c the GRM without c's variants,
+    K_-c = (m K - m_c K_c) / (m - m_c), and the random effects predicted again with tau held at its
+    estimate; step 2 tests c's variants against that model (the tested variant no longer sits in its own
+    GRM: no proximal contamination).  Needs the GRM built here from ``bfile``."""
+    geno = Genotypes.open(bfile)
+    s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
+    if K is None and grm_prefix is not None:
+        Kfull, ids, _ = read_gcta(grm_prefix)
+        key = ids["FID"] + "\t" + ids["IID"]
+        pos = pd.Series(np.arange(len(ids)), index=key)
+        want = s.ids["FID"] + "\t" + s.ids["IID"]
+        missing = ~want.isin(pos.index)
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} analysed samples are not in the GRM {grm_prefix}.grm.id, "
+                             f"first {want[missing].iloc[0]!r}")
+        ix = pos[want].to_numpy()
+        K = Kfull[np.ix_(ix, ix)]
+    elif K is None:
+        K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
+    elif loco:
+        raise ValueError("loco=True needs the GRM built from bfile (pass neither K nor grm_prefix)")
+    K = np.asarray(K, dtype=float)
+    check_psd(K)
+    model = fit_null(s, K, method=method, exact_max=exact_max, seed=seed, fix_tau=fix_tau)
+    _variance_ratio(model, geno, K, vr_variants, min_mac, seed)
+    if loco:
+        model.loco = _loco(model, geno, s, K, m_all, keep_P=s.n <= loco_exact_max, progress_bar=progress_bar)
+    return model
+
+
+def _loco(model: NullModel, geno: Genotypes, s, K, m_all, keep_P, progress_bar) -> dict:
+    from ..progress import progress
+
+    out = {}
+    chroms = pd.unique(geno.variants["CHR"])
+    for c in progress(chroms, total=len(chroms), desc="LOCO", enable=progress_bar):
+        idx = np.flatnonzero(geno.variants["CHR"].to_numpy() == c)
+        try:
+            Kc, mc = grm(geno, rows=s.rows, variants=idx, progress_bar=False)
+        except ValueError:  # no polymorphic variant on c
+            continue
+        if mc >= m_all:
+            continue
+        Km = (m_all * K - mc * Kc) / (m_all - mc)
+        sub = fit_null(s, Km, fix_tau=model.tau, fix_phi=model.phi if model.trait == "quantitative" else None,
+                       keep_P=keep_P, tau0=model.tau)
+        d = {"mu": sub.mu, "W": sub.W, "b": sub.b, "beta": sub.beta}
+        if sub.P is not None:
+            d["P"] = sub.P
+        out[str(c)] = d
+    return out
+
+
+def _variance_ratio(model: NullModel, geno: Genotypes, K, n_var, min_mac, seed) -> None:
+    """r = mean over random variants of g'Pg / g~'W~g~ (SAIGE's variance ratio)."""
+    rng = np.random.default_rng(seed)
+    cand = rng.permutation(geno.n_variants)
+    picked, ratios = [], []
+    c, SiX, XSX, _, _ = _sigma_parts(model.W, model.phi, model.tau, K, model.X, np.zeros(model.n))
+    tester_w = model.W / model.phi
+    for start in range(0, len(cand), 200):
+        idx = np.sort(cand[start : start + 200])
+        G, _ = _read_cols(geno, idx, model.rows)
+        ac = G.sum(axis=0)
+        mac = np.minimum(ac, 2 * model.n - ac)
+        ok = mac >= min_mac
+        G = G[:, ok]
+        if G.shape[1] == 0:
+            continue
+        exact = np.einsum("ij,ij->j", G, _apply_P(c, SiX, XSX, G))
+        WX = model.X * tester_w[:, None]
+        XWG = WX.T @ G
+        vt = np.einsum("ij,ij->j", G * tester_w[:, None], G) - np.einsum(
+            "ij,ik,kj->j", XWG, np.linalg.inv(model.X.T @ WX), XWG)
+        ratios.extend(exact / vt)
+        picked.extend(idx[ok])
+        if len(ratios) >= n_var:
+            break
+    ratios = np.array(ratios[:n_var])
+    if len(ratios) == 0:
+        raise ValueError(f"no variant with minor-allele count >= {min_mac}: cannot estimate the variance ratio")
+    model.variance_ratio = float(np.mean(ratios))
+    model.vr_detail = {"n_variants": int(len(ratios)), "cv": float(np.std(ratios) / np.mean(ratios)),
+                       "variants": [int(v) for v in picked[:n_var]]}
+
+
+def _read_cols(geno, idx, rows):
+    from .plink import impute
+
+    with geno._bed() as bed:
+        G = bed.read(index=(rows, idx), dtype="float64")
+    return impute(G)
+
+
+def _test_task(shared, item):
+    prefix, testers, rows = shared
+    start, stop, chrom = item
+    tester = testers.get(chrom, testers[None])
+    geno = Genotypes.open(prefix)
+    sel = np.arange(start, stop)
+    (_, G, miss), = list(geno.chunks(stop - start, rows=rows, variants=sel))
+    r = tester.test(G)
+    n = len(rows)
+    freq = G.sum(axis=0) / (2 * n)
+    r["A1_FREQ"] = freq
+    r["N"] = n - miss
+    return start, r
+
+
+def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exact: bool | None = None,
+         spa: bool = True, min_mac: float = 1, workers: int = 1, client=None, progress_bar: bool = True) -> pd.DataFrame:
+    """Step 2: the score test of every variant.  Variants with minor-allele count below ``min_mac`` get NaN
+    statistics (kept in the table)."""
+    geno = Genotypes.open(bfile)
+    model = NullModel.load(null_model) if isinstance(null_model, (str, Path)) else null_model
+    rows = model.rows if model.rows is not None else np.arange(geno.n_samples)
+    tester = ScoreTester(model, exact=exact, spa=spa)
+    testers = {None: tester}
+    chrom = geno.variants["CHR"].astype(str).to_numpy()
+    if model.loco:
+        for c in model.loco:
+            testers[c] = ScoreTester(model.for_chromosome(c), exact=exact, spa=spa)
+    # chunks never straddle chromosomes (each chromosome has its own LOCO model)
+    bounds = np.flatnonzero(np.r_[True, chrom[1:] != chrom[:-1], True])
+    items = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        items += [(s, min(s + chunk, b), chrom[a] if model.loco else None) for s in range(a, b, chunk)]
+    res = map_tasks(_test_task, items, shared=(str(geno.prefix), testers, rows), workers=workers, client=client,
+                    desc="score tests", progress_bar=progress_bar, total=len(items))
+    cols = ["A1_FREQ", "N", "BETA", "SE", "T_STAT", "P"] + (["P_NORMAL"] if tester.spa else [])
+    parts = {c: np.concatenate([r[c] for _, r in res]) for c in cols}
+    df = pd.concat([geno.variants.reset_index(drop=True), pd.DataFrame(parts)], axis=1)
+    mac = np.minimum(df["A1_FREQ"], 1 - df["A1_FREQ"]) * 2 * df["N"]
+    low = mac < min_mac
+    df.loc[low, ["BETA", "SE", "T_STAT", "P"] + (["P_NORMAL"] if tester.spa else [])] = np.nan
+    if out is not None:
+        df.to_csv(out, sep="\t", index=False, float_format="%.6g",
+                  compression="gzip" if str(out).endswith(".gz") else None)
+    return df
+
+
+def lambda_gc(p) -> float:
+    """Genomic-control lambda: median chi-square(1) of the p-values over its null median (0.4549)."""
+    p = np.asarray(p, dtype=float)
+    p = p[np.isfinite(p)]
+    return float(np.median(stats.chi2.isf(p, 1)) / stats.chi2.ppf(0.5, 1))
+
+
+def top_hits(results: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    return results.nsmallest(n, "P")
+

@@ -1,0 +1,190 @@
+"""GWAS: PLINK I/O, GRM, null GLMM, score tests (exact, variance ratio, SPA), LOCO, scale-out, bad input."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import glmmkit as gk
+from glmmkit import gwas
+from glmmkit.gwas.tables import Samples
+
+pytest.importorskip("bed_reader")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gwas")
+    info = gwas.simulate_cohort(d / "c", n_families=120, n_variants=1500, n_causal=100, h2=0.3, seed=5,
+                                causal_extra=1.0, n_chromosomes=3)
+    return info
+
+
+def test_bed_writer_round_trip_and_imputation(tmp_path):
+    rng = np.random.default_rng(0)
+    G = rng.integers(0, 3, (13, 7)).astype(float)
+    G[2, 3] = np.nan
+    ids = pd.DataFrame({"FID": [f"f{i}" for i in range(13)], "IID": [f"i{i}" for i in range(13)]})
+    var = pd.DataFrame({"CHR": "1", "POS": np.arange(7) * 10, "ID": [f"v{j}" for j in range(7)], "A1": "C", "A2": "T"})
+    with gwas.BedWriter(tmp_path / "t", ids) as w:
+        w.write(G[:, :4], var.iloc[:4])
+        w.write(G[:, 4:], var.iloc[4:])
+    g = gwas.Genotypes.open(tmp_path / "t")
+    assert list(g.variants["ID"]) == list(var["ID"]) and list(g.samples["IID"]) == list(ids["IID"])
+    R, miss = g.read(0, 7)
+    mask = ~np.isnan(G)
+    np.testing.assert_array_equal(R[mask], G[mask])
+    assert miss[3] == 1 and miss.sum() == 1
+    assert R[2, 3] == pytest.approx(np.nanmean(G[:, 3]))
+
+
+def test_grm_and_gcta_round_trip(cohort, tmp_path):
+    g = gwas.Genotypes.open(cohort["bfile"])
+    K, m = gwas.grm(g, chunk=400, progress_bar=False)
+    G, _ = g.read(0, g.n_variants)
+    p = G.mean(0) / 2
+    keep = np.minimum(p, 1 - p) >= 0.01
+    Z = (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
+    np.testing.assert_allclose(K, Z @ Z.T / keep.sum(), atol=1e-10)
+    assert m == keep.sum()
+    gwas.write_gcta(tmp_path / "k", K, g.samples, m)
+    K2, ids, N = gwas.read_gcta(tmp_path / "k")
+    np.testing.assert_allclose(K2, K, atol=1e-6)
+    assert list(ids["IID"]) == list(g.samples["IID"]) and np.all(N == m)
+    Ks = gwas.sparse_grm(K, 0.05)
+    assert Ks.nnz < K.size and np.allclose(Ks.diagonal(), np.diag(K))
+    bad = K.copy()
+    bad[0, 1] = bad[1, 0] = 5.0
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        gwas.check_psd(bad)
+
+
+def _samples(cohort, trait="binary", col="y"):
+    g = gwas.Genotypes.open(cohort["bfile"])
+    return g, gwas.match(g, gwas.read_table(cohort["pheno"]), col, gwas.read_table(cohort["covar"]), ["sex", "age"],
+                         trait)
+
+
+def test_tau_zero_is_the_logistic_score_test(cohort):
+    """tau = 0: the score test is the GLM's, checked against statsmodels' score test of an added column."""
+    sm = pytest.importorskip("statsmodels.api")
+    g, s = _samples(cohort)
+    K = np.eye(s.n)
+    null = gwas.fit_null(s, K, fix_tau=0.0, keep_P=True)
+    G, _ = g.read(0, 25, rows=s.rows)
+    ours = gwas.ScoreTester(null, spa=False).test(G)
+    base = sm.GLM(s.y, s.X, family=sm.families.Binomial()).fit(tol=1e-12)
+    for j in range(25):
+        st, pv = base.score_test(exog_extra=G[:, [j]])[:2]
+        np.testing.assert_allclose(ours["T_STAT"][j] ** 2, float(np.squeeze(st)), rtol=1e-8)
+        np.testing.assert_allclose(ours["P"][j], float(np.squeeze(pv)), rtol=1e-7)
+    # the Poisson GLM too
+    y = np.random.default_rng(1).poisson(np.exp(0.3 + 0.01 * (s.X[:, 2] - 50)))
+    sp_ = Samples(s.rows, s.ids, y.astype(float), s.X, s.x_names, "count")
+    nullp = gwas.fit_null(sp_, K, fix_tau=0.0, keep_P=True)
+    ours = gwas.ScoreTester(nullp, spa=False).test(G)
+    base = sm.GLM(y, s.X, family=sm.families.Poisson()).fit(tol=1e-12)
+    st = base.score_test(exog_extra=G[:, [0]])[0]
+    np.testing.assert_allclose(ours["T_STAT"][0] ** 2, float(np.squeeze(st)), rtol=1e-8)
+
+
+def test_exact_score_matches_a_direct_dense_computation(cohort):
+    g, s = _samples(cohort)
+    K, _ = gwas.grm(g, rows=s.rows, progress_bar=False)
+    null = gwas.fit_null(s, K, keep_P=True)
+    assert null.converged and null.tau > 0
+    G, _ = g.read(100, 160, rows=s.rows)
+    ours = gwas.ScoreTester(null, spa=False).test(G)
+    Sigma = np.diag(null.phi / null.W) + null.tau * K
+    Si = np.linalg.inv(Sigma)
+    P = Si - Si @ s.X @ np.linalg.inv(s.X.T @ Si @ s.X) @ s.X.T @ Si
+    U = G.T @ (null.y - null.mu)
+    V = np.einsum("ij,ij->j", G, P @ G)
+    np.testing.assert_allclose(ours["T_STAT"], U / np.sqrt(V), rtol=1e-8)
+    # the PQL fixed point: (y - mu) / phi = P Y
+    Y = s.X @ null.beta + null.b + (null.y - null.mu) / null.W
+    np.testing.assert_allclose(null.residuals, P @ Y, atol=1e-6)
+    # the variance-ratio path approximates the exact variance
+    vr = gwas.ScoreTester(null, exact=False, spa=False) if null.variance_ratio else None
+    assert vr is None  # fit_null alone does not estimate it: step 1 (gwas.null) does
+
+
+def test_gaussian_null_is_reml(cohort):
+    """Quantitative trait: the AI-REML fit agrees with the core engine's REML LMM with the same relmat."""
+    g, s = _samples(cohort, "quantitative", "liability")
+    n = 150
+    sub = Samples(s.rows[:n], s.ids.iloc[:n].reset_index(drop=True), s.y[:n], s.X[:n], s.x_names, "quantitative")
+    K, _ = gwas.grm(g, rows=sub.rows, progress_bar=False)
+    ours = gwas.fit_null(sub, K, tol=1e-8)
+    labels = [f"s{i}" for i in range(n)]
+    df = pd.DataFrame({"y": sub.y, "sex": sub.X[:, 1], "age": sub.X[:, 2], "iid": labels})
+    fit = gk.lmer("y ~ sex + age + (1 | iid)", df, reml=True, relmat={"iid": pd.DataFrame(K, index=labels, columns=labels)})
+    vc = fit.varcorr
+    np.testing.assert_allclose(ours.tau, vc.loc[vc.group == "iid", "variance"].iloc[0], rtol=2e-3)
+    np.testing.assert_allclose(ours.phi, fit.sigma ** 2, rtol=2e-3)
+    np.testing.assert_allclose(ours.beta, fit.fixef.to_numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_spa_against_exact_enumeration():
+    """P(|S| >= |q|) for S = sum g_i (y_i - mu_i), y_i ~ Bernoulli(mu_i): SPA vs all 2^14 outcomes."""
+    rng = np.random.default_rng(3)
+    n = 14
+    mu = rng.uniform(0.01, 0.15, n)
+    g = rng.integers(0, 3, n).astype(float)
+    ys = np.array(list(itertools.product([0, 1], repeat=n)), dtype=float)
+    prob = np.prod(np.where(ys == 1, mu, 1 - mu), axis=1)
+    S = (ys - mu) @ g
+    for q in (1.5, 2.5, 3.5):
+        exact = prob[np.abs(S) >= q - 1e-9].sum()
+        spa = gwas.spa_pvalue(np.array([q]), g[:, None], mu)[0]
+        normal = 2 * stats.norm.sf(q / np.sqrt(np.sum(g * g * mu * (1 - mu))))
+        assert abs(np.log(spa / exact)) < abs(np.log(normal / exact)) or abs(spa / exact - 1) < 0.2
+
+
+def test_two_steps_save_load_loco_and_scale_out(cohort, tmp_path):
+    info = cohort
+    m = gwas.null(info["bfile"], info["pheno"], "y", info["covar"], ["sex", "age"], trait="binary", loco=True,
+                  progress_bar=False)
+    assert set(m.loco) == {"1", "2", "3"} and m.variance_ratio > 0
+    m.save(tmp_path / "step1")
+    out = tmp_path / "res.tsv.gz"
+    r1 = gwas.test(info["bfile"], tmp_path / "step1", out=out, progress_bar=False, chunk=300)
+    r0 = gwas.test(info["bfile"], m, progress_bar=False, chunk=700)
+    pd.testing.assert_frame_equal(r0, r1)
+    back = pd.read_csv(out, sep="\t")
+    assert list(back.columns[:12]) == ["CHR", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_STAT", "P",
+                                      "P_NORMAL"]
+    assert r1.nsmallest(1, "P")["ID"].iloc[0] == "rs1"  # the planted hit
+    r2 = gwas.test(info["bfile"], m, progress_bar=False, chunk=300, workers=2)
+    pd.testing.assert_frame_equal(r1, r2)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
+                                  dashboard_address=None) as cl, distributed.Client(cl) as client:
+        r3 = gwas.test(info["bfile"], m, progress_bar=False, chunk=300, client=client)
+    pd.testing.assert_frame_equal(r1, r3)
+    assert 0.5 < gwas.lambda_gc(r1["P"]) < 2
+
+
+def test_bad_input(cohort, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing .*\\.bim"):
+        import shutil
+
+        for suf in (".bed", ".fam"):
+            shutil.copy(cohort["bfile"] + suf, str(tmp_path / "x") + suf)
+        gwas.Genotypes.open(tmp_path / "x")
+    g = gwas.Genotypes.open(cohort["bfile"])
+    ph = gwas.read_table(cohort["pheno"])
+    other = ph.assign(IID=ph["IID"] + "_x")
+    with pytest.raises(ValueError, match="no sample has genotypes"):
+        gwas.match(g, other, "y")
+    one = ph.assign(y=1)
+    with pytest.raises(ValueError, match="one class only"):
+        gwas.match(g, one, "y")
+    cv = gwas.read_table(cohort["covar"]).assign(age=3.0)
+    with pytest.raises(ValueError, match="covariate 'age' is constant"):
+        gwas.match(g, ph, "y", cv, ["sex", "age"])
+    s = gwas.match(g, ph, "y")
+    with pytest.raises(ValueError, match="GRM is 5 x 5"):
+        gwas.fit_null(s, np.eye(5))
