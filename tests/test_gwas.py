@@ -188,3 +188,21 @@ def test_bad_input(cohort, tmp_path):
     s = gwas.match(g, ph, "y")
     with pytest.raises(ValueError, match="GRM is 5 x 5"):
         gwas.fit_null(s, np.eye(5))
+
+
+def test_cli_gwas(cohort, tmp_path, capsys):
+    from glmmkit.cli import main
+
+    info = cohort
+    assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "k")]) == 0
+    assert main(["gwas", "null", "--bfile", info["bfile"], "--pheno", info["pheno"], "--pheno-name", "y",
+                 "--covar", info["covar"], "--covar-name", "sex,age", "--grm", str(tmp_path / "k"),
+                 "--out", str(tmp_path / "s1")]) == 0
+    assert "analysed" in capsys.readouterr().out
+    assert main(["gwas", "test", "--bfile", info["bfile"], "--null", str(tmp_path / "s1"),
+                 "--out", str(tmp_path / "r.tsv")]) == 0
+    r = pd.read_csv(tmp_path / "r.tsv", sep="\t")
+    assert len(r) == 1500 and r["P"].notna().all()
+    assert main(["gwas", "test", "--bfile", info["bfile"], "--null", str(tmp_path / "nothere"),
+                 "--out", str(tmp_path / "r.tsv")]) == 2
+    assert "no null model" in capsys.readouterr().err

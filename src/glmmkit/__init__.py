@@ -5,7 +5,7 @@
     fit.summary()
 """
 
-from . import datasets, families, links, meta, phylo, plots, singlecell
+from . import datasets, families, gwas, links, meta, phylo, plots, singlecell
 from .api import add_olre, glmer, lmer, optimize, refit
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
 from .inference import anova, bootstrap_lrt
@@ -18,6 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
-    "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "meta", "phylo", "singlecell", "lme4_name",
+    "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning",
 ]

@@ -144,6 +144,58 @@ def cmd_sc_de(args) -> int:
     return 0
 
 
+def cmd_gwas(args) -> int:
+    import glmmkit as gk
+    from glmmkit import gwas
+
+    client = None
+    try:
+        if args.gwas_command == "grm":
+            geno = gwas.Genotypes.open(args.bfile)
+            K, m = gwas.grm(geno, chunk=args.chunk, min_maf=args.min_maf)
+            gwas.write_gcta(args.out, K, geno.samples, m)
+            print(f"GRM of {geno.n_samples} samples over {m} variants written to {args.out}.grm.bin/.grm.N.bin/.grm.id")
+            if args.sparse is not None:
+                import scipy.sparse as sp
+
+                S = gwas.sparse_grm(K, args.sparse)
+                sp.save_npz(args.out + ".sparse.npz", S)
+                print(f"sparse GRM (|K| >= {args.sparse}): {S.nnz} entries, {args.out}.sparse.npz")
+            return 0
+        if args.gwas_command == "null":
+            covs = [c for c in (args.covar_name or "").split(",") if c] or None
+            model = gwas.null(args.bfile, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
+                              grm_prefix=args.grm, loco=args.loco, method=args.method)
+            model.save(args.out)
+            print(model.summary())
+            print("samples: " + ", ".join(f"{k} {v}" for k, v in (model.report or {}).items()))
+            print(f"wrote {args.out}.null.json, .null.npz, .null.ids.tsv")
+            return 0
+        if args.dask_scheduler:
+            from distributed import Client
+
+            client = Client(args.dask_scheduler)
+        res = gwas.test(args.bfile, args.null, out=args.out, chunk=args.chunk, spa=not args.no_spa,
+                        exact=True if args.exact else (False if args.variance_ratio else None),
+                        min_mac=args.min_mac, workers=args.workers, client=client)
+        print(f"{len(res)} variants tested; lambda_GC = {gwas.lambda_gc(res['P']):.3f}; wrote {args.out}")
+        with pd.option_context("display.width", 160):
+            print(gwas.top_hits(res, 10).to_string(index=False))
+        if args.manhattan:
+            gk.plots.manhattan(res, path=args.manhattan)
+            print(f"wrote {args.manhattan}")
+        if args.qq:
+            gk.plots.qq(res["P"], path=args.qq)
+            print(f"wrote {args.qq}")
+        return 0
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"glmmkit: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+
+
 def _sibling(path: str, tag: str) -> str:
     p = Path(path)
     stem = p.name.split(".")[0]
@@ -232,6 +284,42 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--volcano", default=None, help="write a volcano plot to this file")
     c.add_argument("--out", default="de.tsv", help="output table (TSV), one row per gene")
     c.set_defaults(func=cmd_sc_de)
+
+    g = sub.add_parser("gwas", help="genome-wide association with a mixed model (grm | null | test)")
+    gsub = g.add_subparsers(dest="gwas_command", required=True)
+    g1 = gsub.add_parser("grm", help="build the standardised GRM and write it in GCTA's binary format")
+    g1.add_argument("--bfile", required=True, help="PLINK prefix (.bed/.bim/.fam)")
+    g1.add_argument("--out", required=True, help="output prefix (.grm.bin, .grm.N.bin, .grm.id)")
+    g1.add_argument("--chunk", type=int, default=5000)
+    g1.add_argument("--min-maf", type=float, default=0.01)
+    g1.add_argument("--sparse", type=float, default=None, help="also write a sparse GRM, entries below this set to 0")
+    g1.set_defaults(func=cmd_gwas)
+    g2 = gsub.add_parser("null", help="step 1: fit the null GLMM and the variance ratio")
+    g2.add_argument("--bfile", required=True)
+    g2.add_argument("--pheno", required=True, help="table with FID IID and the phenotype")
+    g2.add_argument("--pheno-name", default=None, help="phenotype column (default: the first)")
+    g2.add_argument("--covar", default=None, help="table with FID IID and covariates")
+    g2.add_argument("--covar-name", default=None, help="comma-separated covariate columns (default: all)")
+    g2.add_argument("--trait", default="binary", choices=["binary", "quantitative", "count"])
+    g2.add_argument("--grm", default=None, help="GCTA GRM prefix (default: built from --bfile)")
+    g2.add_argument("--method", default="pql", choices=["pql", "laplace"])
+    g2.add_argument("--loco", action="store_true", help="leave-one-chromosome-out random effects")
+    g2.add_argument("--out", required=True, help="output prefix for the null model")
+    g2.set_defaults(func=cmd_gwas)
+    g3 = gsub.add_parser("test", help="step 2: score tests of every variant")
+    g3.add_argument("--bfile", required=True)
+    g3.add_argument("--null", required=True, help="prefix written by `gwas null`")
+    g3.add_argument("--out", required=True, help="results table (TSV; .gz for gzip)")
+    g3.add_argument("--chunk", type=int, default=20000)
+    g3.add_argument("--exact", action="store_true", help="exact projection (needs the stored P: moderate n)")
+    g3.add_argument("--variance-ratio", action="store_true", help="SAIGE's variance-ratio approximation")
+    g3.add_argument("--no-spa", action="store_true", help="normal approximation only (binary traits)")
+    g3.add_argument("--min-mac", type=float, default=1)
+    g3.add_argument("--workers", type=int, default=1)
+    g3.add_argument("--dask-scheduler", default=None)
+    g3.add_argument("--manhattan", default=None, help="write a Manhattan plot")
+    g3.add_argument("--qq", default=None, help="write a QQ plot")
+    g3.set_defaults(func=cmd_gwas)
 
     d = sub.add_parser("demo", help="run the stories of the mission on bundled data")
     d.add_argument("--out", default="glmmkit-demo", help="folder for the demo's figures and tables")

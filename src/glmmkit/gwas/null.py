@@ -50,6 +50,7 @@ class NullModel:
     P: np.ndarray | None = field(default=None, repr=False)  # exact projection (moderate n)
     variance_ratio: float | None = None
     vr_detail: dict | None = None
+    report: dict | None = None  # samples in the .fam, dropped and why, analysed
     loco: dict | None = field(default=None, repr=False)  # chromosome -> {"mu", "W", "b", "P"?}: leave-one-chromosome-out
 
     def for_chromosome(self, chrom: str) -> "NullModel":
@@ -59,7 +60,7 @@ class NullModel:
         d = self.loco[str(chrom)]
         return NullModel(self.trait, self.ids, self.y, self.X, self.x_names, d.get("beta", self.beta), self.tau,
                          self.phi, d["mu"], d["W"], d["b"], self.method, self.converged, self.iterations, self.rows,
-                         d.get("P"), self.variance_ratio, self.vr_detail)
+                         d.get("P"), self.variance_ratio, self.vr_detail, self.report)
 
     @property
     def n(self) -> int:
@@ -84,7 +85,7 @@ class NullModel:
     def save(self, prefix) -> None:
         prefix = str(prefix)
         meta = {k: getattr(self, k) for k in ("trait", "x_names", "tau", "phi", "method", "converged", "iterations",
-                                             "variance_ratio", "vr_detail")}
+                                             "variance_ratio", "vr_detail", "report")}
         meta["beta"] = list(map(float, self.beta))
         Path(prefix + ".null.json").write_text(json.dumps(meta, indent=1, default=float))
         arrays = dict(y=self.y, X=self.X, mu=self.mu, W=self.W, b=self.b,
@@ -112,17 +113,19 @@ class NullModel:
             loco[c] = {k: a[f"loco_{c}_{k}"] for k in ("mu", "W", "b", "P", "beta") if f"loco_{c}_{k}" in a.files}
         return cls(meta["trait"], ids, a["y"], a["X"], meta["x_names"], np.array(meta["beta"]), meta["tau"], meta["phi"],
                    a["mu"], a["W"], a["b"], meta["method"], meta["converged"], meta["iterations"], a["rows"],
-                   a["P"] if "P" in a.files else None, meta.get("variance_ratio"), meta.get("vr_detail"), loco or None)
+                   a["P"] if "P" in a.files else None, meta.get("variance_ratio"), meta.get("vr_detail"),
+                   meta.get("report"), loco or None)
 
 
 # ---- families on the working scale ----------------------------------------------------------------
 def _family(trait):
     if trait == "binary":
-        inv = lambda eta: 1 / (1 + np.exp(-eta))  # noqa: E731
+        # kept inside (1e-10, 1 - 1e-10): a rare trait with a large tau can push b to where mu underflows
+        inv = lambda eta: np.clip(1 / (1 + np.exp(-eta)), 1e-10, 1 - 1e-10)  # noqa: E731
         dmu = lambda mu: mu * (1 - mu)  # noqa: E731  (dmu/deta = V for the canonical link)
         return inv, dmu, lambda mu: mu * (1 - mu)
     if trait == "count":
-        return np.exp, lambda mu: mu, lambda mu: mu
+        return (lambda eta: np.maximum(np.exp(eta), 1e-10)), (lambda mu: mu), (lambda mu: mu)
     return (lambda eta: eta), (lambda mu: np.ones_like(mu)), (lambda mu: np.ones_like(mu))
 
 

@@ -62,6 +62,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     K = np.asarray(K, dtype=float)
     check_psd(K)
     model = fit_null(s, K, method=method, exact_max=exact_max, seed=seed, fix_tau=fix_tau)
+    model.report = dict(s.report)
     _variance_ratio(model, geno, K, vr_variants, min_mac, seed)
     if loco:
         model.loco = _loco(model, geno, s, K, m_all, keep_P=s.n <= loco_exact_max, progress_bar=progress_bar)
