@@ -206,3 +206,20 @@ def test_cli_gwas(cohort, tmp_path, capsys):
     assert main(["gwas", "test", "--bfile", info["bfile"], "--null", str(tmp_path / "nothere"),
                  "--out", str(tmp_path / "r.tsv")]) == 2
     assert "no null model" in capsys.readouterr().err
+
+
+def test_null_by_the_core_engine(cohort):
+    """method="laplace": the null model fitted by the core engine with the GRM as relmat; for a quantitative
+    trait that is lmer's REML, the same estimator as the AI-REML path."""
+    g, s = _samples(cohort, "quantitative", "liability")
+    n = 200
+    sub = Samples(s.rows[:n], s.ids.iloc[:n].reset_index(drop=True), s.y[:n], s.X[:n], s.x_names, "quantitative")
+    K, _ = gwas.grm(g, rows=sub.rows, progress_bar=False)
+    lap = gwas.fit_null(sub, K, method="laplace")
+    pql = gwas.fit_null(sub, K, tol=1e-8)
+    assert lap.method == "laplace" and lap.P is not None
+    np.testing.assert_allclose(lap.tau, pql.tau, rtol=2e-3)
+    np.testing.assert_allclose(lap.phi, pql.phi, rtol=2e-3)
+    G, _ = g.read(0, 50, rows=sub.rows)
+    np.testing.assert_allclose(gwas.ScoreTester(lap).test(G)["T_STAT"], gwas.ScoreTester(pql).test(G)["T_STAT"],
+                               rtol=5e-3, atol=1e-3)

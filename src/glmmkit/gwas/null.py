@@ -30,6 +30,10 @@ import scipy.linalg as sla
 from .tables import Samples
 
 
+#: a genetic variance beyond this on the link scale means PQL's REML has no finite maximum for these data
+TAU_MAX = 50.0
+
+
 @dataclass
 class NullModel:
     trait: str
@@ -197,8 +201,10 @@ def _sigma_inverse(c):
     return inv
 
 
-def _traces(c, SiX, XSX, mats, exact, rng, n_probe=30):
-    """tr(P M) for each M in ``mats`` (n x n, or "I/W"-type diagonal vectors)."""
+def _traces(c, SiX, XSX, mats, exact, probes):
+    """tr(P M) for each M in ``mats`` (n x n, or "I/W"-type diagonal vectors): exact, or Hutchinson's estimator
+    with the fixed Rademacher ``probes`` (the same in every iteration, so that the iteration is deterministic
+    and converges)."""
     out = []
     if exact:
         Si = _sigma_inverse(c)
@@ -212,7 +218,7 @@ def _traces(c, SiX, XSX, mats, exact, rng, n_probe=30):
                 t2 = float(np.trace(np.linalg.solve(XSX, SiX.T @ M @ SiX)))
             out.append(t1 - t2)
         return out, Si
-    Z = rng.choice([-1.0, 1.0], size=(c[0].shape[0], n_probe))
+    Z = probes
     for M in mats:
         MZ = (M[:, None] * Z) if M.ndim == 1 else M @ Z
         out.append(float(np.mean(np.sum(Z * _apply_P(c, SiX, XSX, MZ), axis=0))))
@@ -239,18 +245,19 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
     else:
         tau = float(tau0) if tau0 is not None else (0.5 * phi if gauss else max(0.1, float(np.var(Y)) / 2))
     exact = n <= exact_max
+    probes = None if exact else rng.choice([-1.0, 1.0], size=(n, 30))
     comps = [K] + ([1.0 / W] if gauss else [])
     theta = np.array([tau] + ([phi] if gauss else []))
     converged, it = False, 0
     for it in range(1, maxit + 1):
         tau, phi = theta[0], (theta[1] if gauss else 1.0)
-        c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
         if fix_tau is None:
+            c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
             comps = [K] + ([1.0 / W] if gauss else [])
             PMPY = []
             score = np.empty(len(theta))
             MPY = [K @ PY] + ([PY / W] if gauss else [])
-            traces, _ = _traces(c, SiX, XSX, comps, exact, rng)
+            traces, _ = _traces(c, SiX, XSX, comps, exact, probes)
             for k in range(len(theta)):
                 score[k] = 0.5 * (PY @ MPY[k] - traces[k])
                 PMPY.append(_apply_P(c, SiX, XSX, MPY[k]))
@@ -263,6 +270,10 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
                     step = np.linalg.solve(AI, score)
                 except np.linalg.LinAlgError:
                     step = 2 * theta ** 2 * score / n
+            # damped: at most a threefold increase per iteration (a sparse trait -- few cases -- can ask for
+            # an AI step of many orders of magnitude when tau is barely identified)
+            grow = 3 * theta + 0.1
+            step = np.where(theta + step > grow, grow - theta, step)
             new = theta + step
             halvings = 0
             while np.any(new < 0) and halvings < 10:  # GMMAT: halve the step; a variance stuck at 0 stays 0
@@ -270,9 +281,14 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
                 new = theta + step
                 halvings += 1
             new = np.where(new < tol, 0.0, new)
+            if new[0] > TAU_MAX:  # PQL has no finite REML maximum here (e.g. a trait with very few cases)
+                return NullModel(trait, samples.ids, y, X, samples.x_names, beta, float(new[0]), phi, mu, W,
+                                 np.zeros(n), "pql", False, it, samples.rows, None)
             if gauss and new[1] <= 0:
                 new[1] = max(old[1] * 0.5, 1e-8)
             theta = new
+        # beta and b at the new tau (a second factorisation: reusing the first one with the new tau was
+        # tried and measured -- the iteration then oscillates instead of converging)
         tau, phi = theta[0], (theta[1] if gauss else 1.0)
         c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
         b = tau * (K @ PY)

@@ -10,6 +10,7 @@ cluster (``client``) -- the same numbers.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,18 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     K = np.asarray(K, dtype=float)
     check_psd(K)
     model = fit_null(s, K, method=method, exact_max=exact_max, seed=seed, fix_tau=fix_tau)
+    if not model.converged and method == "pql" and fix_tau is None:
+        if s.n > exact_max:
+            raise ValueError(f"the PQL null model did not converge (tau = {model.tau:.3g} after {model.iterations} "
+                             "iterations); with very few cases PQL can diverge. Try method='laplace' on a subset, "
+                             "or fewer covariates")
+        warnings.warn(f"PQL did not converge (tau -> {model.tau:.3g}); refitted by the core engine's Laplace "
+                      "approximation (method='laplace')", stacklevel=2)
+        model = fit_null(s, K, method="laplace", exact_max=exact_max)
+        if model.tau > 50:
+            raise ValueError(f"no finite estimate of tau for these data (PQL diverged; Laplace gives {model.tau:.3g}): "
+                             "a binary trait with one observation per person and a nearly full-rank GRM can be "
+                             "separated by the random effects. Use fewer, more distant relatives or fix tau")
     model.report = dict(s.report)
     _variance_ratio(model, geno, K, vr_variants, min_mac, seed)
     if loco:

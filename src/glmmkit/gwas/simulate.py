@@ -1,7 +1,8 @@
 """A simulated cohort with families and two ancestral populations, written as PLINK files.
 
 Allele frequencies: ancestral p ~ U(``freq_range``) (default 0.05 to 0.95), population frequencies by Balding-Nichols with F = ``fst``.
-Families: two founders from one population and 1 + Poisson children (at least one), each child taking
+Families: two founders from one population and 1 + Poisson children (at least one; ``mean_children=0``:
+none, an unrelated cohort), each child taking
 one allele of each parent at every variant (unlinked variants).  The first ``n_causal`` variants carry
 the polygenic effect (liability variance ``h2``); population B has its liability raised by
 ``pop_shift`` (stratification), and family members share an environment (variance ``c2``).  Binary
@@ -28,7 +29,7 @@ def simulate_cohort(prefix, n_families: int = 400, mean_children: float = 2.0, n
     additional effect on the liability scale (a detectable hit)."""
     rng = np.random.default_rng(seed)
     prefix = Path(prefix)
-    kids = 1 + rng.poisson(max(mean_children - 1, 0), n_families)
+    kids = (1 + rng.poisson(max(mean_children - 1, 0), n_families)) if mean_children > 0 else np.zeros(n_families, int)
     pop = rng.integers(0, 2, n_families)
     fam_rows = []
     for f in range(n_families):  # set-up of the pedigree table only
