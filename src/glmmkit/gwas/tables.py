@@ -75,7 +75,6 @@ def match(geno: Genotypes, pheno: pd.DataFrame, pheno_col: str | None = None, co
         if bad.any():
             r = df.loc[bad].iloc[0]
             raise ValueError(f"binary phenotype {pheno_col!r} must be 0/1 (or 1/2): sample {r.FID}/{r.IID} has {r._y}")
-    miss_y = y.isna() & df["_y"].notna() | (y.isna() & df["_y"].isna())
     report["phenotype missing"] = int((y.isna()).sum() - report["no phenotype row"])
     keep = y.notna().to_numpy()
     covar_cols = list(covar_cols or [])
@@ -93,7 +92,6 @@ def match(geno: Genotypes, pheno: pd.DataFrame, pheno_col: str | None = None, co
         report["covariate missing"] = int((keep & ~ok).sum())
         keep &= ok
         Xcov = vals.to_numpy(dtype=float)
-    del miss_y
     rows = np.flatnonzero(keep)
     if len(rows) == 0:
         raise ValueError("no sample has genotypes, phenotype and covariates: check that FID/IID match the .fam")
