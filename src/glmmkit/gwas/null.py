@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from .tables import Samples
 
@@ -167,6 +168,8 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
         raise ValueError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "
                          "build it from the same samples (in .fam order)")
     if method == "laplace":
+        if sp.issparse(K):
+            raise ValueError("method='laplace' needs a dense GRM; the sparse GRM goes with method='pql'")
         return _fit_laplace(samples, K, keep_P if keep_P is not None else n <= exact_max)
     if method != "pql":
         raise ValueError(f"method must be 'pql' or 'laplace', got {method!r}")
@@ -174,26 +177,62 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
                     tau0, fix_tau, fix_phi)
 
 
+class _SparseSigma:
+    """Sigma = diag(phi / W) + tau K with a sparse K: solves by conjugate gradients with the diagonal as
+    preconditioner (SAIGE's PCG), one right-hand side at a time; nothing n x n is formed."""
+
+    def __init__(self, d, tau, K, tol=1e-10):
+        import scipy.sparse.linalg as spla
+
+        n = len(d)
+        self._spla, self.tol = spla, tol
+        diag = d + tau * K.diagonal()
+        self.A = spla.LinearOperator((n, n), matvec=lambda v: d * v + tau * (K @ v), dtype=float)
+        self.M = spla.LinearOperator((n, n), matvec=lambda v: v / diag, dtype=float)
+
+    def solve(self, V):
+        V = np.asarray(V, dtype=float)
+        cols = V.reshape(len(V), -1)
+        out = np.empty_like(cols)
+        for j in range(cols.shape[1]):  # over right-hand sides (a few dozen), not samples
+            x, info = self._spla.cg(self.A, cols[:, j], M=self.M, rtol=self.tol, atol=0.0, maxiter=5000)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"conjugate gradients did not converge ({info}): is the sparse GRM "
+                                            "positive semi-definite?")
+            out[:, j] = x
+        return out.reshape(V.shape)
+
+
+class _DenseSigma:
+    """Sigma = diag(phi / W) + tau K factorised by Cholesky."""
+
+    def __init__(self, d, tau, K):
+        S = tau * K
+        S[np.diag_indices_from(S)] += d
+        self.c = sla.cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
+
+    def solve(self, V):
+        return sla.cho_solve(self.c, V, check_finite=False)
+
+
 def _sigma_parts(W, phi, tau, K, X, Y):
-    """Cholesky of Sigma = phi W^-1 + tau K and the pieces of P."""
-    S = tau * K
-    S[np.diag_indices_from(S)] += phi / W
-    c = sla.cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
-    SiX = sla.cho_solve(c, X, check_finite=False)
+    """Sigma = phi W^-1 + tau K (Cholesky, or conjugate gradients for a sparse K) and the pieces of P."""
+    c = _SparseSigma(phi / W, tau, K) if sp.issparse(K) else _DenseSigma(phi / W, tau, K)
+    SiX = c.solve(X)
     XSX = X.T @ SiX
     beta = np.linalg.solve(XSX, SiX.T @ Y)
-    PY = sla.cho_solve(c, Y - X @ beta, check_finite=False)
+    PY = c.solve(Y - X @ beta)
     return c, SiX, XSX, beta, PY
 
 
 def _apply_P(c, SiX, XSX, V):
     """P V for a vector or matrix V."""
-    SiV = sla.cho_solve(c, V, check_finite=False)
+    SiV = c.solve(V)
     return SiV - SiX @ np.linalg.solve(XSX, SiX.T @ V)
 
 
 def _sigma_inverse(c):
-    L = c[0]
+    L = c.c[0]
     inv, info = sla.lapack.dpotri(L, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError("potri failed")
@@ -244,7 +283,8 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         tau = float(fix_tau)
     else:
         tau = float(tau0) if tau0 is not None else (0.5 * phi if gauss else max(0.1, float(np.var(Y)) / 2))
-    exact = n <= exact_max
+    exact = n <= exact_max and not sp.issparse(K)
+    keep_P = keep_P and not sp.issparse(K)
     probes = None if exact else rng.choice([-1.0, 1.0], size=(n, 30))
     comps = [K] + ([1.0 / W] if gauss else [])
     theta = np.array([tau] + ([phi] if gauss else []))
@@ -317,7 +357,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         W = d * d / var(mu)
     P = None
     if keep_P:
-        Si = _sigma_inverse(sla.cho_factor(_sigma_matrix(W, phi, tau, K), lower=True, check_finite=False))
+        Si = _sigma_inverse(_DenseSigma(phi / W, tau, K))
         SiX2 = Si @ X
         P = Si - SiX2 @ np.linalg.solve(X.T @ SiX2, SiX2.T)
     return NullModel(trait, samples.ids, y, X, samples.x_names, beta, tau, phi, mu, W, b, "pql", converged, it,

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy import stats
 
 from ..parallel import map_tasks
-from .grm import check_psd, grm, read_gcta
+from .grm import check_psd, grm, read_gcta, sparse_grm
 from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
 from .score import ScoreTester
@@ -34,7 +35,8 @@ def _as_table(x):
 def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None, trait: str = "binary",
          grm_prefix=None, K: np.ndarray | None = None, method: str = "pql", exact_max: int = 5000,
          vr_variants: int = 30, min_mac: int = 20, seed: int = 1, progress_bar: bool = True,
-         fix_tau: float | None = None, loco: bool = False, loco_exact_max: int = 3000) -> NullModel:
+         fix_tau: float | None = None, loco: bool = False, loco_exact_max: int = 3000,
+         sparse: float | None = None) -> NullModel:
     """Step 1: match the samples, get the GRM (given ``K`` in the samples' order, a GCTA ``grm_prefix``, or
     built from ``bfile``), fit the null GLMM, and estimate the variance ratio from ``vr_variants`` random
     variants with minor-allele count >= ``min_mac``.
@@ -42,7 +44,10 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     ``loco``: leave-one-chromosome-out (SAIGE's way): for each chromosome c the GRM without c's variants,
     K_-c = (m K - m_c K_c) / (m - m_c), and the random effects predicted again with tau held at its
     estimate; step 2 tests c's variants against that model (the tested variant no longer sits in its own
-    GRM: no proximal contamination).  Needs the GRM built here from ``bfile``."""
+    GRM: no proximal contamination).  Needs the GRM built here from ``bfile``.
+
+    ``sparse``: threshold the GRM (fastGWA's sparse GRM, entries below ``sparse`` set to 0) and fit the null
+    model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised."""
     geno = Genotypes.open(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
     if K is None and grm_prefix is not None:
@@ -60,8 +65,13 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     elif loco:
         raise ValueError("loco=True needs the GRM built from bfile (pass neither K nor grm_prefix)")
-    K = np.asarray(K, dtype=float)
-    check_psd(K)
+    if sparse is not None:
+        if loco:
+            raise ValueError("loco=True is not available with a sparse GRM")
+        K = sparse_grm(np.asarray(K, dtype=float), sparse) if not sp.issparse(K) else K
+    else:
+        K = np.asarray(K, dtype=float)
+        check_psd(K)
     model = fit_null(s, K, method=method, exact_max=exact_max, seed=seed, fix_tau=fix_tau)
     if not model.converged and method == "pql" and fix_tau is None:
         if s.n > exact_max:
