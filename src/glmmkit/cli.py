@@ -165,7 +165,7 @@ def cmd_gwas(args) -> int:
         if args.gwas_command == "null":
             covs = [c for c in (args.covar_name or "").split(",") if c] or None
             model = gwas.null(args.bfile, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
-                              grm_prefix=args.grm, loco=args.loco, method=args.method)
+                              grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm)
             model.save(args.out)
             print(model.summary())
             print("samples: " + ", ".join(f"{k} {v}" for k, v in (model.report or {}).items()))
@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--grm", default=None, help="GCTA GRM prefix (default: built from --bfile)")
     g2.add_argument("--method", default="pql", choices=["pql", "laplace"])
     g2.add_argument("--loco", action="store_true", help="leave-one-chromosome-out random effects")
+    g2.add_argument("--sparse-grm", type=float, default=None,
+                    help="threshold the GRM at this value and fit by conjugate gradients (large samples)")
     g2.add_argument("--out", required=True, help="output prefix for the null model")
     g2.set_defaults(func=cmd_gwas)
     g3 = gsub.add_parser("test", help="step 2: score tests of every variant")
