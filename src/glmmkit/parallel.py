@@ -41,19 +41,17 @@ def map_tasks(fn: Callable[[Any, Any], Any], items: Iterable, *, shared: Any = N
 
 
 def _pool(fn, items, shared, workers, desc, progress_bar, total) -> list:
-    out: list = []
-    bar = progress(iter(int, 1), total=total, desc=desc, enable=progress_bar)  # advanced by hand below
-    ticks = iter(bar)
     with ProcessPoolExecutor(max_workers=workers) as ex:
-        window: deque = deque()
-        for it in items:
-            window.append(ex.submit(fn, shared, it))
-            if len(window) >= 2 * workers:
-                out.append(window.popleft().result())
-                next(ticks, None)
-        while window:
-            out.append(window.popleft().result())
-            next(ticks, None)
-    if hasattr(bar, "close"):
-        bar.close()
-    return out
+        results = _in_order(ex, fn, shared, items, 2 * workers)
+        return list(progress(results, total=total, desc=desc, enable=progress_bar))
+
+
+def _in_order(ex, fn, shared, items, window_size: int):
+    """Results in the order of ``items``, with at most ``window_size`` submitted and not yet collected."""
+    window: deque = deque()
+    for it in items:
+        window.append(ex.submit(fn, shared, it))
+        if len(window) >= window_size:
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()

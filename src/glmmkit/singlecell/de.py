@@ -123,10 +123,10 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
     note = np.where(tested, "", "").astype(object)
     note[~tested] = [f"expressed in {k} cells (< {min_cells})" for k in n_expr[~tested]]
     j = cd.x_names.index(cd.tested)
+    workers = _default_workers(workers, cd, max(1, -(-len(idx) // block_size)) if not use_general else len(idx))
     if not use_general and len(idx):
         design = Design(cd.Xs, cd.offset, cd.subject, cd.n_subjects, family=family, laplace=laplace)
         blocks = [idx[i : i + block_size] for i in range(0, len(idx), block_size)]
-        workers = _default_workers(workers, cd, len(blocks))
         items = ((_columns(cd, b), random, cell_glm) for b in blocks)
         fits = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
                          desc="GLMM fast path", progress_bar=progress_bar, total=len(blocks))
@@ -140,7 +140,6 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
         method[idx] = "fast"
         if not random:
             fallback = False
-    workers = _default_workers(workers, cd, len(idx))
     redo = idx if use_general else (idx[~converged[idx] | ~np.isfinite(cols["se"][idx])] if fallback else idx[:0])
     if len(redo):
         formula = _formula(cd, random_terms)
