@@ -96,7 +96,7 @@ def main():
     tmb = json.loads(out.stdout)
     t0 = time.perf_counter()
     obs = gk.singlecell.de(sub, "subject", "condition", libsize="lib", laplace="observed", pvalue="z",
-                           progress_bar=False, workers=1).table
+                           prior=None, progress_bar=False, workers=1).table
     t_obs = time.perf_counter() - t0
 
     rows = []

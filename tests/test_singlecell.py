@@ -72,6 +72,59 @@ def test_analytic_gradient_matches_finite_differences(toy):
             np.testing.assert_allclose(g[:, j], fd, rtol=2e-5, atol=2e-4)
 
 
+def test_variance_prior_gradient_and_optimum(toy):
+    """With the prior the analytic gradient is still exact, and the block Newton reaches the penalised
+    optimum that a general-purpose minimiser finds for each gene."""
+    Y, subj, cond, o, Xs = toy
+    S, G = Xs.shape[0], len(Y)
+    des = Design(Xs, o, subj, S)
+    block = GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)
+    prior = (np.full(G, 6.0), np.full(G, 0.05))
+    prob = LaplaceProblem(des.kernel(block), Xs, prior=prior)
+    x = np.column_stack([np.full(G, -8.3), np.full(G, 0.3), np.full(G, 0.09), np.full(G, 1.1)])
+    _, g = prob.evaluate(x)
+    for j in range(4):
+        xp, xm = x.copy(), x.copy()
+        xp[:, j] += 1e-6
+        xm[:, j] -= 1e-6
+        fd = (prob.evaluate(xp, grad=False)[0] - prob.evaluate(xm, grad=False)[0]) / 2e-6
+        np.testing.assert_allclose(g[:, j], fd, rtol=2e-5, atol=2e-4)
+    plain, _ = fit_block(des, block, glm=False)
+    fit, _ = fit_block(des, block, prior=prior, start=(plain.beta, plain.sigma ** 2, plain.theta))
+    assert fit.converged.all() and np.all(fit.sigma > 0)
+    for gi in range(G):
+        one = LaplaceProblem(des.kernel(block).restrict([gi]), Xs, prior=tuple(a[[gi]] for a in prior))
+        start = np.r_[fit.beta[gi] + 0.05, fit.sigma[gi] ** 2 * 1.3, np.log(fit.theta[gi]) + 0.1]
+        r = optimize.minimize(lambda q: one.evaluate(q[None, :], grad=False)[0][0], start, method="Nelder-Mead",
+                              options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000, "maxfev": 20000})
+        pen = 6.0 * (np.log(fit.sigma[gi] ** 2) + 0.05 / fit.sigma[gi] ** 2)
+        assert fit.deviance[gi] + pen <= r.fun + 1e-6  # the penalised objective: never above the minimiser's
+        np.testing.assert_allclose(fit.beta[gi], r.x[:2], atol=2e-3)
+    # the prior pulls v towards s0^2 = 0.05: every gene's v between its own estimate and 0.05 (or at it)
+    v0, v1 = plain.sigma ** 2, fit.sigma ** 2
+    assert np.all((v1 - v0) * (v1 - 0.05) <= 1e-9)
+
+
+def test_fit_prior_recovers_a_known_prior():
+    """Gaussian case: v_g ~ s0^2 d0 / chi2_d0, the ML estimate v_g chi2_d / S; limma's moment fit returns
+    (d0, s0^2) -- here from 20,000 genes, within sampling error."""
+    from glmmkit.singlecell.prior import fit_prior
+
+    rng = np.random.default_rng(5)
+    G, S, d, d0, s2 = 20000, 20, 18, 8.0, 0.1
+    v = s2 * d0 / rng.chisquare(d0, G)
+    v_ml = v * rng.chisquare(d, G) / S
+    vp = fit_prior(v_ml, np.full(G, 1e-6), np.ones(G, bool), S, d)
+    assert vp.active and vp.n_informative == G
+    assert abs(vp.d0 / d0 - 1) < 0.25 and abs(vp.s2 / s2 - 1) < 0.05
+    # no spread beyond sampling: d0 at its cap (one shared variance)
+    vp = fit_prior(s2 * rng.chisquare(d, G) / S, np.full(G, 1e-6), np.ones(G, bool), S, d)
+    assert vp.d0 > 100 and abs(vp.s2 / s2 - 1) < 0.02
+    # nothing measurable: no prior, and it says why
+    vp = fit_prior(v_ml[:10], np.full(10, 1e-6), np.ones(10, bool), S, d)
+    assert not vp.active and "prior" in vp.note
+
+
 @pytest.mark.parametrize("laplace", ["expected", "observed"])
 def test_fast_path_is_the_general_engines_model(toy, monkeypatch, laplace):
     """Per gene: fixed effects, SEs, subject SD within 1e-3 relative of gk.glmer's full Laplace fit
@@ -107,6 +160,20 @@ def test_exact_and_tabulated_softplus_give_the_same_fit(toy):
     b, _ = fit_block(Design(Xs, o, subj, S, exact=True), blk, glm=False)
     np.testing.assert_allclose(a.beta, b.beta, rtol=1e-7, atol=1e-8)
     np.testing.assert_allclose(a.deviance, b.deviance, rtol=1e-10)
+
+
+def test_newton_stopped_early_reports_every_gene(toy):
+    # genes leave the batch as they converge; running out of iterations after that must still report
+    # every gene, with the last Hessian of the remaining ones (flagged not converged)
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    blk = GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)
+    full, _ = fit_block(Design(Xs, o, subj, S), blk, glm=False)
+    for maxit in range(1, int(full.iterations.max())):
+        fit, _ = fit_block(Design(Xs, o, subj, S), blk, glm=False, maxit=maxit)
+        assert fit.beta.shape == full.beta.shape
+        assert np.all(fit.converged[fit.iterations < maxit])
+        assert not np.any(fit.converged & (full.iterations > maxit))
 
 
 def test_poisson_fast_path_matches_the_general_engine(toy, monkeypatch):
@@ -164,16 +231,31 @@ def test_de_table_every_gene_accounted_for(adata):
     assert t.loc[filt, "p"].isna().all() and t.loc[~filt, "p"].notna().all()
     assert t.loc[filt, "note"].str.contains("cells").all()
     np.testing.assert_allclose(t["log2_fc"], t["log_fc"] / np.log(2))
-    # S = 8, p = 2: REML-scaled t with 6 df
+    # S = 8, p = 2, the variance prior's d0: the subject share of SE^2 REML-scaled, t with 6 + d0 df
     ok = ~filt
-    np.testing.assert_allclose(t.loc[ok, "stat"], t.loc[ok, "z"] * np.sqrt(6 / 8))
-    np.testing.assert_allclose(t.loc[ok, "p"], 2 * stats.t.sf(np.abs(t.loc[ok, "stat"]), 6))
+    vp = res.prior
+    assert vp.active and vp.d0 > 0 and vp.s2 > 0
+    fast = ok & (t["method"] == "fast")
+    np.testing.assert_allclose(t.loc[fast, "df"], 6 + vp.d0)
+    ratio = (t.loc[fast, "z"] / t.loc[fast, "stat"]) ** 2  # 1 + share ((8 + d0) / (6 + d0) - 1), share in [0, 1]
+    assert np.all(ratio >= 1 - 1e-12) and np.all(ratio <= (8 + vp.d0) / (6 + vp.d0) + 1e-12)
+    np.testing.assert_allclose(t.loc[ok, "p"], 2 * stats.t.sf(np.abs(t.loc[ok, "stat"]), t.loc[ok, "df"]))
+    assert "empirical-Bayes prior" in res.summary()
     # the simulated DE genes are found, and the cell-level GLM calls more genes than the GLMM
     truth = adata.var["is_de"]
     hits = res.significant(0.05).index
     assert truth[hits].mean() > 0.8 and len(hits) >= 3
     assert (res.cell_glm["fdr"] <= 0.05).sum() > len(hits)
     assert "tested" in res.summary()
+
+
+def test_de_without_prior_is_the_per_gene_fit(adata):
+    res = gk.singlecell.de(adata, "subject", "condition", prior=None, progress_bar=False)
+    t = res.table
+    ok = t["p"].notna()
+    assert res.prior is None and (t.loc[ok, "df"] == 6).all()
+    np.testing.assert_allclose(t.loc[ok, "stat"], t.loc[ok, "z"] * np.sqrt(6 / 8))
+    np.testing.assert_allclose(t.loc[ok, "p"], 2 * stats.t.sf(np.abs(t.loc[ok, "stat"]), 6))
 
 
 def test_de_from_h5ad_path_and_layer(adata, tmp_path):
@@ -277,5 +359,9 @@ def test_cli_sc_de(adata, tmp_path, capsys):
     ref = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, cell_glm=True).table
     np.testing.assert_allclose(t["p"], ref["p"], rtol=1e-5)
     assert (tmp_path / "de.cell_glm.tsv").exists()
+    assert main(["sc-de", str(path), "--subject", "subject", "--condition", "condition", "--out", str(out),
+                 "--prior", "none", "--workers", "1"]) == 0
+    ref = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, prior=None).table
+    np.testing.assert_allclose(pd.read_csv(out, sep="\t", index_col=0)["p"], ref["p"], rtol=1e-5)
     assert main(["sc-de", str(path), "--subject", "donor", "--condition", "condition", "--out", str(out)]) == 2
     assert "column 'donor' not in the cell metadata" in capsys.readouterr().err

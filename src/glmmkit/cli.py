@@ -114,7 +114,8 @@ def cmd_sc_de(args) -> int:
         res = gk.singlecell.de(args.data, args.subject, args.condition, covs, layer=args.layer, libsize=args.libsize,
                                reference=args.reference, family=args.family, laplace=args.laplace,
                                min_cells=args.min_cells, random_terms=args.random, engine=args.engine,
-                               pvalue=args.pvalue, cell_glm=args.cell_glm, workers=args.workers, client=client)
+                               pvalue=args.pvalue, prior=None if args.prior == "none" else args.prior,
+                               cell_glm=args.cell_glm, workers=args.workers, client=client)
         pb = (gk.singlecell.pseudobulk(args.data, args.subject, args.condition, covs, layer=args.layer,
                                        libsize=args.libsize, reference=args.reference, min_cells=args.min_cells)
               if args.pseudobulk else None)
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--laplace", default="expected", choices=["expected", "observed"])
     c.add_argument("--pvalue", default="t", choices=["t", "z"],
                    help="t: REML-scaled Wald on between-subject df (default); z: Wald z")
+    c.add_argument("--prior", default="eb", choices=["eb", "none"],
+                   help="eb: empirical-Bayes prior on the subject variance, shared across genes (default); "
+                        "none: each gene's variance from its own subjects")
     c.add_argument("--random", default=None, help='extra random terms, e.g. "(1 | donor:celltype)" (general engine)')
     c.add_argument("--engine", default="auto", choices=["auto", "fast", "general"])
     c.add_argument("--min-cells", type=int, default=10, help="test genes expressed in at least this many cells")

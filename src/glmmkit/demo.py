@@ -265,7 +265,7 @@ def story_cells(out: Path) -> dict:
           f"({gm['false']} false), pseudobulk {pbk['discoveries']} ({pbk['false']} false):")
     print(f"  DESeq2's shared dispersion trend buys discoveries at a false-discovery share of "
           f"{pbk['false'] / max(pbk['discoveries'], 1):.0%}")
-    print(f"  (asked: 5%); the GLMM, each gene's donor variance its own, stays at "
+    print(f"  (asked: 5%); the GLMM (donor variances under a prior fitted across genes) stays at "
           f"{gm['false'] / max(gm['discoveries'], 1):.0%}. Ranked by p with the truth known, the largest")
     print(f"  gene lists with at most 5% false hold {gm['power at actual FDP 5%']:.0%} of the changed genes for the GLMM, "
           f"{pbk['power at actual FDP 5%']:.0%} for pseudobulk.")

@@ -28,16 +28,17 @@ def map_tasks(fn: Callable[[Any, Any], Any], items: Iterable, *, shared: Any = N
     items = list(items)
     if not items:
         return []
-    if client is not None:
-        from distributed import as_completed
+    from distributed import as_completed
 
-        shared_f = client.scatter(shared, broadcast=True) if shared is not None else None
-        futs = [client.submit(_call, fn, shared_f, it, pure=False) for it in items]
-        order = {f.key: i for i, f in enumerate(futs)}
-        out: list = [None] * len(items)
-        for fut in progress(as_completed(futs), total=len(futs), desc=f"{desc} (dask)", enable=progress_bar):
-            out[order[fut.key]] = fut.result()
-        return out
+    # hash=False: a fresh key per call, so a second pass over the same shared object does not
+    # race the scheduler's release of the first pass's copy.
+    shared_f = client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
+    futs = [client.submit(_call, fn, shared_f, it, pure=False) for it in items]
+    order = {f.key: i for i, f in enumerate(futs)}
+    out: list = [None] * len(items)
+    for fut in progress(as_completed(futs), total=len(futs), desc=f"{desc} (dask)", enable=progress_bar):
+        out[order[fut.key]] = fut.result()
+    return out
 
 
 def _pool(fn, items, shared, workers, desc, progress_bar, total) -> list:

@@ -19,17 +19,17 @@ from ..parallel import map_tasks
 from .block import GeneBlock
 from .data import CellData, expressed_cells, gene_totals, prepare
 from .fastpath import BlockFit, Design, fit_block
+from .prior import VariancePrior, donor_share, fit_prior, subject_noise
 from .results import DEResult, bh_fdr
 
 LOG2 = np.log(2.0)
 
 
 def _fast_task(design: Design, item):
-    counts, random, glm = item
-    S = design.S
-    block = GeneBlock.from_csc(counts, design.offset, design.subject, S)
+    counts, random, glm, prior, start = item
+    block = GeneBlock.from_csc(counts, design.offset, design.subject, design.S)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return fit_block(design, block, random=random, glm=glm)
+        return fit_block(design, block, random=random, glm=glm, prior=prior, start=start)
 
 
 def _general_task(shared, item):
@@ -56,8 +56,8 @@ def _general_task(shared, item):
 def de(data, subject: str, condition: str, covariates=(), *, layer: str | None = None, libsize: str | None = None,
        reference=None, family: str = "nb2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
-       cell_glm: bool = False, block_size: int = 256, workers: int | None = None, client=None,
-       progress_bar: bool = True) -> DEResult:
+       prior: str | None = "eb", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
+       client=None, progress_bar: bool = True) -> DEResult:
     """Test every gene for a condition effect with a GLMM, subject as a random intercept.
 
     Parameters
@@ -70,17 +70,22 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
     random_terms : extra random terms, e.g. ``"(1 | subject:celltype)"`` (general engine for every gene).
     engine : ``"auto"`` (fast path where the design allows), ``"fast"``, ``"general"``.
     pvalue : ``"t"`` (default) -- the Wald statistic with the ML variance of a between-subject contrast turned
-        into REML's, stat = z sqrt((S - p) / S), against t with S - p degrees of freedom (p = subject-level
-        coefficients; nlme's df for subject-level terms; exact for a balanced Gaussian design); ``"z"`` --
-        z against N(0, 1), as glmmTMB and NEBULA report it (liberal with few subjects).
+        into REML's against t on between-subject degrees of freedom.  With the prior (below): the subject-
+        variance share f of SE^2 scaled by (S + d0) / (S - p + d0), t with S - p + d0 df (limma's moderated
+        df); without: stat = z sqrt((S - p) / S) on t with S - p df (p = subject-level coefficients; exact
+        for a balanced Gaussian design).  ``"z"`` -- z against N(0, 1), as glmmTMB and NEBULA report it
+        (liberal with few subjects).
+    prior : ``"eb"`` (default) -- an empirical-Bayes prior on the subject variance, fitted across genes
+        (``prior.py``: scaled inverse chi-square, d0 pseudo-subjects; each gene is refitted with it), so
+        that no gene's variance rests on its S subjects alone; ``None`` -- each gene on its own.
     cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
     workers, client : local processes (default: every core when the data are large -- above 2 million
         nonzero counts -- else one), or a ``dask.distributed.Client``; results are identical.
     """
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
                 laplace=laplace, min_cells=min_cells, random_terms=random_terms, engine=engine, fallback=fallback,
-                pvalue=pvalue, random=True, cell_glm=cell_glm, block_size=block_size, workers=workers, client=client,
-                progress_bar=progress_bar)
+                pvalue=pvalue, prior=prior, random=True, cell_glm=cell_glm, block_size=block_size, workers=workers,
+                client=client, progress_bar=progress_bar)
 
 
 def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
@@ -90,17 +95,19 @@ def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | 
     Same table as ``de``; p-values against N(0, 1) as a GLM gives them."""
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
                 laplace="expected", min_cells=min_cells, random_terms=None, engine="fast", fallback=False,
-                pvalue="z", random=False, cell_glm=True, block_size=block_size, workers=workers, client=client,
-                progress_bar=progress_bar).cell_glm
+                pvalue="z", prior=None, random=False, cell_glm=True, block_size=block_size, workers=workers,
+                client=client, progress_bar=progress_bar).cell_glm
 
 
 def _run(data, subject, condition, covariates, *, layer, libsize, reference, family, laplace, min_cells, random_terms,
-         engine, fallback, pvalue, random, cell_glm, block_size, workers, client, progress_bar) -> DEResult:
+         engine, fallback, pvalue, prior, random, cell_glm, block_size, workers, client, progress_bar) -> DEResult:
     cd = prepare(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference)
     if engine not in ("auto", "fast", "general"):
         raise ValueError(f"engine must be 'auto', 'fast' or 'general', got {engine!r}")
     if pvalue not in ("t", "z"):
         raise ValueError(f"pvalue must be 't' or 'z', got {pvalue!r}")
+    if prior not in ("eb", None):
+        raise ValueError(f"prior must be 'eb' or None, got {prior!r}")
     needs_general = bool(random_terms) or not cd.subject_level
     if needs_general and engine == "fast":
         raise ValueError(_why_general(cd, random_terms))
@@ -119,6 +126,8 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
     cols = {k: np.full(G, np.nan) for k in ("log_fc", "se", "subject_sd", "theta", "deviance")}
     glm_cols = {k: np.full(G, np.nan) for k in ("log_fc", "se", "theta")}
     converged = np.zeros(G, dtype=bool)
+    beta_all = np.full((G, cd.Xs.shape[1]), np.nan)  # every coefficient of the fast path's fits
+    vprior, design = None, None
     method = np.where(tested, "", "filtered").astype(object)
     note = np.where(tested, "", "").astype(object)
     note[~tested] = [f"expressed in {k} cells (< {min_cells})" for k in n_expr[~tested]]
@@ -127,12 +136,16 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
     if not use_general and len(idx):
         design = Design(cd.Xs, cd.offset, cd.subject, cd.n_subjects, family=family, laplace=laplace)
         blocks = [idx[i : i + block_size] for i in range(0, len(idx), block_size)]
-        items = ((_columns(cd, b), random, cell_glm) for b in blocks)
-        fits = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
-                         desc="GLMM fast path", progress_bar=progress_bar, total=len(blocks))
-        for b, (glmm, glm) in zip(blocks, fits):
+        items = ((_columns(cd, b), random, cell_glm, None, None) for b in blocks)
+        fits = list(map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
+                              desc="GLMM fast path", progress_bar=progress_bar, total=len(blocks)))
+        glmms = [glmm for glmm, _ in fits]
+        if random and prior == "eb":
+            vprior, glmms = _refit_with_prior(design, cd, blocks, glmms, workers, client, progress_bar)
+        for b, glmm, (_, glm) in zip(blocks, glmms, fits):
             if glmm is not None:
                 _store(cols, converged, b, glmm, j)
+                beta_all[b] = glmm.beta
             if glm is not None:
                 glm_cols["log_fc"][b] = glm.beta[:, j]
                 glm_cols["se"][b] = np.sqrt(glm.vcov[:, j, j])
@@ -152,7 +165,7 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
             method[g] = "general" if use_general else "general (fallback)"
             if len(r) > 6:
                 note[g] = r[6]
-    stat, df = _statistic(cd, cols, pvalue)
+    stat, df = _statistic(cd, cols, pvalue, vprior, beta_all, method == "fast", design, j)
     table = _table(cd, cols, converged, method, note, n_expr, totals, df, stat)
     glm_table = None
     if cell_glm and not use_general:
@@ -160,8 +173,10 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
                                 "theta": glm_cols["theta"], "deviance": np.full(G, np.nan)},
                            np.isfinite(glm_cols["se"]), np.where(tested, "cell-level GLM", "filtered"),
                            note, n_expr, totals, np.inf, glm_cols["log_fc"] / glm_cols["se"])
-    return DEResult(table, glm_table, cd, model=f"{family} GLMM, (1 | {subject})" + (f" + {random_terms}" if random_terms else ""),
-                    n_filtered=int((~tested).sum()), min_cells=min_cells, pvalue=pvalue, df=df)
+    model = f"{family} GLMM, (1 | {subject})" + (f" + {random_terms}" if random_terms else "")
+    return DEResult(table, glm_table, cd, model=model,
+                    n_filtered=int((~tested).sum()), min_cells=min_cells, pvalue=pvalue,
+                    df=float(np.max(df, initial=-np.inf)) if len(df) else np.nan, prior=vprior)
 
 
 def _default_workers(workers, cd: CellData, n_tasks: int) -> int:
@@ -209,21 +224,53 @@ def _store(cols, converged, genes, fit: BlockFit, j):
     converged[genes] = fit.converged
 
 
-def _statistic(cd: CellData, cols, pvalue):
-    """The test statistic and its degrees of freedom (see ``de``'s ``pvalue``)."""
+def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, client, progress_bar):
+    """Fit the variance prior to the first fits and refit every gene with it, started from its first fit."""
+    beta = np.concatenate([f.beta for f in fits])
+    theta = np.concatenate([f.theta for f in fits])
+    v = np.concatenate([f.sigma for f in fits]) ** 2
+    ok = np.concatenate([f.converged for f in fits])
+    S, d = cd.n_subjects, float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs))
+    noise = subject_noise(beta, theta, design.Xs, design.lib, design.lib2).mean(axis=1)
+    vp = fit_prior(v, noise, ok, S, d)
+    if not vp.active:
+        return vp, fits
+    cut = np.cumsum([0] + [len(b) for b in blocks])
+    d0, s2 = np.full(len(beta), vp.d0), np.full(len(beta), vp.s2)
+    items = ((_columns(cd, b), True, False, (d0[lo:hi], s2[lo:hi]), (beta[lo:hi], v[lo:hi], theta[lo:hi]))
+             for b, lo, hi in zip(blocks, cut[:-1], cut[1:]))
+    out = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
+                    desc="GLMM with the variance prior", progress_bar=progress_bar, total=len(blocks))
+    return vp, [glmm for glmm, _ in out]
+
+
+def _statistic(cd: CellData, cols, pvalue, vprior: VariancePrior | None, beta_all, fast, design, j):
+    """The test statistic and its degrees of freedom per gene (see ``de``'s ``pvalue``)."""
     z = cols["log_fc"] / cols["se"]
     if pvalue == "z":
-        return z, np.inf
-    d = float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs))
-    reml = d / cd.n_subjects  # ML variance of a between-subject contrast -> REML's
-    return z * np.sqrt(reml), d
+        return z, np.full(len(z), np.inf)
+    S = cd.n_subjects
+    d = float(S - np.linalg.matrix_rank(cd.Xs))
+    stat, df = z * np.sqrt(d / S), np.full(len(z), d)  # ML variance of a between-subject contrast -> REML's
+    if vprior is not None and vprior.active and design is not None:
+        g = np.flatnonzero(fast & np.all(np.isfinite(beta_all), axis=1))
+        v = cols["subject_sd"][g] ** 2
+        noise = subject_noise(beta_all[g], cols["theta"][g], design.Xs, design.lib, design.lib2)
+        share = donor_share(v, noise, design.Xs, j)
+        inflate = 1 + share * ((S + vprior.d0) / (d + vprior.d0) - 1)
+        stat[g] = z[g] / np.sqrt(inflate)
+        df[g] = d + vprior.d0
+    return stat, df
 
 
 def _table(cd: CellData, cols, converged, method, note, n_expr, totals, df, stat) -> pd.DataFrame:
     z = cols["log_fc"] / cols["se"]
-    p = 2 * (stats.t.sf(np.abs(stat), df) if np.isfinite(df) else stats.norm.sf(np.abs(stat)))
+    df = np.broadcast_to(np.asarray(df, dtype=float), z.shape)
+    p = 2 * np.where(np.isfinite(df), stats.t.sf(np.abs(stat), np.where(np.isfinite(df), df, 1.0)),
+                     stats.norm.sf(np.abs(stat)))
     out = pd.DataFrame({
-        "log_fc": cols["log_fc"], "log2_fc": cols["log_fc"] / LOG2, "se": cols["se"], "z": z, "stat": stat, "p": p,
+        "log_fc": cols["log_fc"], "log2_fc": cols["log_fc"] / LOG2, "se": cols["se"], "z": z, "stat": stat,
+        "df": df, "p": p,
         "fdr": bh_fdr(p), "subject_sd": cols["subject_sd"], "theta": cols["theta"],
         "dispersion": 1.0 / cols["theta"], "mean_count": totals / cd.n_cells,
         "frac_expressed": n_expr / cd.n_cells, "converged": converged, "method": method, "note": note,

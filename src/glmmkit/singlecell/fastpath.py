@@ -13,7 +13,7 @@ import numpy as np
 
 from .block import GeneBlock
 from .kernels import NB2Kernel, PoissonKernel
-from .laplace import LaplaceProblem
+from .laplace import KAPPA_MAX, KAPPA_MIN, LaplaceProblem
 from .newton import NewtonResult, newton
 from .softplus import SoftplusSums
 from .laplace import _rows_times
@@ -24,6 +24,7 @@ class BlockFit:
     beta: np.ndarray       # (G, p)
     vcov: np.ndarray       # (G, p, p)
     sigma: np.ndarray      # (G,) subject SD (0 for the GLM)
+    var_v: np.ndarray      # (G,) variance of v = sigma^2 from the same 2 H^-1 (NaN where v is held fixed)
     theta: np.ndarray      # (G,) NB size (inf for Poisson)
     deviance: np.ndarray   # (G,) -2 log L
     converged: np.ndarray  # (G,)
@@ -75,13 +76,13 @@ def _pack(beta, v, kappa):
     return np.hstack(cols)
 
 
-def _vcov_beta(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
-    """2 H^-1 over the free parameters, beta block.  Where that Hessian is not positive definite (the
-    dispersion's curvature vanishes in the Poisson limit, the variance's at its boundary), the
-    parameter is held fixed -- kappa first, then v -- as the general engine's free set does at a bound."""
+def _vcov(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
+    """2 H^-1 over the free parameters (G, d, d); rows and columns of fixed parameters are NaN.  Where that
+    Hessian is not positive definite (the dispersion's curvature vanishes in the Poisson limit, the
+    variance's at its boundary), the parameter is held fixed -- kappa first, then v -- as the general
+    engine's free set does at a bound."""
     G, d, _ = res.H.shape
-    p = prob.p
-    V = np.full((G, p, p), np.nan)
+    V = np.full((G, d, d), np.nan)
     todo = np.all(np.isfinite(res.H), axis=(1, 2))
     attempts = [res.free]
     for ix in (prob.ik, prob.iv):
@@ -98,16 +99,30 @@ def _vcov_beta(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
         pd = w[:, 0] > 1e-9 * np.maximum(w[:, -1], 1e-300)
         if pd.any():
             rows = np.flatnonzero(todo)[pd]
-            V[rows] = 2 * np.linalg.inv(Hf[pd])[:, :p, :p]
+            Vi = 2 * np.linalg.inv(Hf[pd])
+            fixed = ~free[todo][pd]
+            Vi[fixed[:, :, None] | fixed[:, None, :]] = np.nan
+            V[rows] = Vi
             todo[rows] = False
     return V
 
 
 def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool = True, tol: float = 1e-9,
-              maxit: int = 50) -> tuple[BlockFit | None, BlockFit | None]:
+              maxit: int = 50, prior=None, start=None) -> tuple[BlockFit | None, BlockFit | None]:
     """(GLMM fit, GLM fit) of every gene in ``block``.  With ``glm`` the cell-level GLM is fitted first and
-    starts the GLMM; without, the GLMM starts from the moment estimates."""
+    starts the GLMM; without, the GLMM starts from the moment estimates.  ``prior`` = (d0, s0^2) per gene
+    puts the empirical-Bayes penalty on v (``prior.py``); ``start`` = (beta, v, theta) per gene, a first fit,
+    starts it (no GLM then)."""
     kern = design.kernel(block)
+    p = design.Xs.shape[1]
+    if start is not None:
+        beta0, v0, theta0 = (np.asarray(a, dtype=float) for a in start)
+        if prior is not None:
+            v0 = np.maximum(v0, 0.25 * np.asarray(prior[1]))
+        kappa0 = np.log(np.clip(theta0, np.exp(KAPPA_MIN), np.exp(KAPPA_MAX))) if design.family == "nb2" else None
+        prob = LaplaceProblem(kern, design.Xs, random=True, prior=prior)
+        res = newton(prob, _pack(beta0, v0, kappa0), tol=tol, maxit=maxit)
+        return _as_fit(res, prob, p), None
     beta, kappa = design.start(block)
     p = design.Xs.shape[1]
     glm_fit = None
@@ -123,7 +138,7 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
     fitted = np.exp(_rows_times(beta, design.Xs.T)) * design.lib
     r = np.log((block.Y + 0.5) / (fitted + 0.5))
     v0 = np.clip(np.mean(r * r, axis=1) - np.mean(1.0 / (block.Y + 0.5), axis=1), 0.01, 4.0)
-    prob = LaplaceProblem(kern, design.Xs, random=True)
+    prob = LaplaceProblem(kern, design.Xs, random=True, prior=prior)
     res = newton(prob, _pack(beta, v0, kappa), tol=tol, maxit=maxit)
     return _as_fit(res, prob, p), glm_fit
 
@@ -131,4 +146,10 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
 def _as_fit(res: NewtonResult, prob: LaplaceProblem, p: int) -> BlockFit:
     beta, v, kappa = prob.unpack(res.x)
     theta = np.exp(kappa) if kappa is not None else np.full(len(beta), np.inf)
-    return BlockFit(beta, _vcov_beta(res, prob), np.sqrt(v), theta, res.D, res.converged, res.iterations)
+    D = res.D
+    if prob.prior is not None:  # report -2 log L itself, not the penalised objective
+        d0, s2 = prob.prior
+        D = D - np.where(d0 > 0, d0 * (np.log(np.maximum(v, 1e-300)) + s2 / np.maximum(v, 1e-300)), 0.0)
+    V = _vcov(res, prob)
+    var_v = V[:, prob.iv, prob.iv] if prob.random else np.full(len(beta), np.nan)
+    return BlockFit(beta, V[:, :p, :p], np.sqrt(v), var_v, theta, D, res.converged, res.iterations)

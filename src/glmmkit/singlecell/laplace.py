@@ -33,8 +33,10 @@ KAPPA_MIN, KAPPA_MAX = np.log(1e-4), np.log(1e6)
 class LaplaceProblem:
     """Parameters per gene: x = [beta (p), v (if random), kappa (if the family has one)]."""
 
-    def __init__(self, kernel, Xs: np.ndarray, random: bool = True):
+    def __init__(self, kernel, Xs: np.ndarray, random: bool = True, prior=None):
         self.k, self.Xs, self.random = kernel, np.asarray(Xs, dtype=float), random
+        #: (d0, s0^2) per gene: the penalty d0 (log v + s0^2 / v) on v (see ``prior.py``), or None
+        self.prior = None if prior is None or not random else tuple(np.asarray(a, dtype=float) for a in prior)
         G, S = kernel.b.n_genes, kernel.b.n_subjects
         self.p = self.Xs.shape[1]
         self.d = self.p + int(random) + kernel.n_psi
@@ -43,7 +45,8 @@ class LaplaceProblem:
         self.u = np.zeros((G, S))
 
     def restrict(self, genes) -> "LaplaceProblem":
-        new = LaplaceProblem(self.k.restrict(genes), self.Xs, self.random)
+        prior = None if self.prior is None else tuple(a[genes] for a in self.prior)
+        new = LaplaceProblem(self.k.restrict(genes), self.Xs, self.random, prior)
         new.u = self.u[genes]
         return new
 
@@ -91,6 +94,12 @@ class LaplaceProblem:
         vv = v[:, None]
         HW = 1 + vv * t.W
         D = -2 * (t.l_pair.sum(axis=1) + t.l_gene) + np.sum(u * u + np.log(HW), axis=1)
+        if self.prior is not None:
+            d0, s2 = self.prior
+            on = d0 > 0
+            vp = np.where(on, v, 1.0)
+            D = D + np.where(on, np.where(vp > 0, d0 * (np.log(np.maximum(vp, 1e-300)) + s2 / np.maximum(vp, 1e-300)),
+                                          np.inf), 0.0)
         if not grad:
             return D, None
         H = 1 + vv * t.wobs
@@ -98,13 +107,18 @@ class LaplaceProblem:
         g[:, : self.p] = _rows_times(-2 * t.l1 + vv * t.W1 / (H * HW), self.Xs)
         if self.random:
             g[:, self.iv] = np.sum(-t.l1 ** 2 + (t.W + vv * t.W1 * t.l1 / H) / HW, axis=1)
+            if self.prior is not None:
+                d0, s2 = self.prior
+                vp = np.maximum(v, 1e-300)
+                g[:, self.iv] += np.where(d0 > 0, d0 * (1.0 / vp - s2 / vp ** 2), 0.0)
         if self.ik is not None:
             g[:, self.ik] = -2 * t.lk_gene + np.sum(vv * (vv * t.W1 * t.l1k / H + t.Wk) / HW, axis=1)
         return D, g
 
     def project(self, x):
         if self.random:
-            x[:, self.iv] = np.maximum(x[:, self.iv], 0.0)
+            floor = 0.0 if self.prior is None else np.where(self.prior[0] > 0, 1e-6 * self.prior[1], 0.0)
+            x[:, self.iv] = np.maximum(x[:, self.iv], floor)
         if self.ik is not None:
             x[:, self.ik] = np.clip(x[:, self.ik], KAPPA_MIN, KAPPA_MAX)
         return x

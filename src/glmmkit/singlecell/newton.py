@@ -89,7 +89,8 @@ def _iterate(prob, x0, tol, maxit, max_halvings) -> NewtonResult:
             rows, xn = rows[keep], xn[keep]
         x = xn
         D, g = prob.evaluate(x)
-    # out of iterations
+    # out of iterations: the Hessian at the last point (the batch may have shrunk since the last one)
+    H = prob.hessian(x, g)
     out.x[rows], out.D[rows], out.H[rows], out.free[rows] = x, D, H, prob.free(x, g)
     out.u[rows] = prob.u
     return out

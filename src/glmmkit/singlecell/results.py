@@ -41,7 +41,8 @@ class DEResult:
     n_filtered: int = 0
     min_cells: int = 0
     pvalue: str = "t"
-    df: float = np.inf
+    df: float = np.inf                  # degrees of freedom of the fast path's t (the largest in the table)
+    prior: object = None                # the VariancePrior used (prior.py), or None
 
     @property
     def n_tested(self) -> int:
@@ -59,8 +60,13 @@ class DEResult:
             f"  genes: {len(t)}; tested {self.n_tested}; filtered {self.n_filtered} (expressed in < {self.min_cells} cells)",
             "  fitted by: " + ", ".join(f"{k} {v}" for k, v in m.items()),
             f"  not converged: {int((~t['converged'] & t['p'].notna()).sum())}",
-            "  p-values: " + (f"Wald with the REML-scaled variance, t with {self.df:g} df (between subjects)"
+            "  p-values: " + (f"Wald with the REML-scaled variance, t with {self.df:g} df (between subjects"
+                              + (" + the prior's)" if self.prior is not None and self.prior.active else ")")
                               if self.pvalue == "t" else "Wald z, normal"),
+            "  subject variance: " + (
+                f"empirical-Bayes prior, d0 = {self.prior.d0:.3g} pseudo-subjects at sigma^2 = {self.prior.s2:.3g} "
+                f"(fitted to {self.prior.n_informative} genes)" if self.prior is not None and self.prior.active else
+                ("per gene" + (f" ({self.prior.note})" if self.prior is not None and self.prior.note else ""))),
             f"  significant at FDR {fdr:g}: {int((t['fdr'] <= fdr).sum())}",
         ]
         if self.cell_glm is not None:
