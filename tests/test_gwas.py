@@ -38,6 +38,11 @@ def test_bed_writer_round_trip_and_imputation(tmp_path):
     np.testing.assert_array_equal(R[mask], G[mask])
     assert miss[3] == 1 and miss.sum() == 1
     assert R[2, 3] == pytest.approx(np.nanmean(G[:, 3]))
+    # what a worker reads: the .bed alone, a subset of samples in the analysis' order, a range of variants
+    rows = np.array([5, 2, 11, 0])
+    Rw, mw = g.bed_file.read(2, 6, rows)
+    np.testing.assert_array_equal(Rw[[0, 2, 3]], G[np.ix_([5, 11, 0], range(2, 6))])
+    assert Rw[1, 1] == pytest.approx(np.nanmean(G[rows, 3])) and list(mw) == [0, 1, 0, 0]
 
 
 def test_grm_and_gcta_round_trip(cohort, tmp_path):

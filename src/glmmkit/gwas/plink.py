@@ -50,6 +50,10 @@ class Genotypes:
     def n_variants(self) -> int:
         return len(self.variants)
 
+    @property
+    def bed_file(self) -> BedFile:
+        return BedFile(self.prefix.with_suffix(".bed"), self.n_samples, self.n_variants)
+
     def _bed(self):
         from bed_reader import open_bed
 
@@ -76,14 +80,35 @@ class Genotypes:
 
 
 def impute(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replace missing calls (NaN) by the variant's mean over the called samples; count them per variant."""
-    nan = np.isnan(G)
-    miss = nan.sum(axis=0)
-    if miss.any():
-        called = G.shape[0] - miss
-        mean = np.where(called > 0, np.nansum(G, axis=0) / np.maximum(called, 1), 0.0)
-        G = np.where(nan, mean[None, :], G)
+    """Replace missing calls (NaN) by the variant's mean over the called samples; count them per variant.
+    One pass finds the variants with a missing call (their column sum is NaN); only those are searched."""
+    miss = np.zeros(G.shape[1], dtype=np.int64)
+    bad = np.flatnonzero(np.isnan(G.sum(axis=0)))
+    if len(bad):
+        sub = G[:, bad]
+        nan = np.isnan(sub)
+        miss[bad] = nan.sum(axis=0)
+        called = G.shape[0] - miss[bad]
+        mean = np.where(called > 0, np.nansum(sub, axis=0) / np.maximum(called, 1), 0.0)
+        G[:, bad] = np.where(nan, mean[None, :], sub)
     return G, miss
+
+
+@dataclass(frozen=True)
+class BedFile:
+    """The .bed alone, with its dimensions: what a worker needs to read a chunk (no .bim/.fam parsing)."""
+
+    path: Path
+    n_samples: int
+    n_variants: int
+
+    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(G, n_missing) of variants start..stop-1 for the sample ``rows`` (indices into .fam), mean-imputed."""
+        from bed_reader import open_bed
+
+        with open_bed(self.path, iid_count=self.n_samples, sid_count=self.n_variants) as bed:
+            G = bed.read(index=(rows if rows is not None else np.s_[:], np.s_[start:stop]), dtype="float64")
+        return impute(G)
 
 
 _CODE = np.array([0b11, 0b10, 0b00, 0b01], dtype=np.uint8)  # A1 count 0, 1, 2, missing -> PLINK 2-bit code

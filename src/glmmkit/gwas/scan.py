@@ -157,16 +157,13 @@ def _read_cols(geno, idx, rows):
 
 
 def _test_task(shared, item):
-    prefix, testers, rows = shared
+    bed, testers, rows = shared
     start, stop, chrom = item
     tester = testers.get(chrom, testers[None])
-    geno = Genotypes.open(prefix)
-    sel = np.arange(start, stop)
-    (_, G, miss), = list(geno.chunks(stop - start, rows=rows, variants=sel))
+    G, miss = bed.read(start, stop, rows)
     r = tester.test(G)
     n = len(rows)
-    freq = G.sum(axis=0) / (2 * n)
-    r["A1_FREQ"] = freq
+    r["A1_FREQ"] = r.pop("G_SUM") / (2 * n)
     r["N"] = n - miss
     return start, r
 
@@ -189,7 +186,7 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     items = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         items += [(s, min(s + chunk, b), chrom[a] if model.loco else None) for s in range(a, b, chunk)]
-    res = map_tasks(_test_task, items, shared=(str(geno.prefix), testers, rows), workers=workers, client=client,
+    res = map_tasks(_test_task, items, shared=(geno.bed_file, testers, rows), workers=workers, client=client,
                     desc="score tests", progress_bar=progress_bar, total=len(items))
     cols = ["A1_FREQ", "N", "BETA", "SE", "T_STAT", "P"] + (["P_NORMAL"] if tester.spa else [])
     parts = {c: np.concatenate([r[c] for _, r in res]) for c in cols}

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit
 
 from .null import NullModel
+
+
+#: rows per block for the weighted sums of squares (a block of a chunk fits in cache)
+ROWS = 256
 
 
 class ScoreTester:
@@ -34,18 +39,24 @@ class ScoreTester:
         X = null.X
         self.WX = X * self.w[:, None]
         self.XWX_inv = np.linalg.inv(X.T @ self.WX)
+        # one pass over G gives its column sums (allele frequencies), U and X'W~G
+        self.RWX = np.column_stack([np.ones(len(self.res)), self.res, self.WX])
         self.spa = spa and null.trait == "binary"
         self.spa_cutoff = spa_cutoff
 
-    def adjusted_variance(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(g~'W~g~ per variant, X'W~G) -- the GLM-type variance, without relatedness."""
-        XWG = self.WX.T @ G
-        gwg = np.einsum("ij,ij->j", G * self.w[:, None], G)
-        return gwg - np.einsum("ij,ik,kj->j", XWG, self.XWX_inv, XWG), XWG
+    def scores(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(column sums of G, U, g~'W~g~ per variant, X'W~G): the scores and the GLM-type variance,
+        without relatedness."""
+        Z = G.T @ self.RWX
+        gsum, U, XWG = Z[:, 0], Z[:, 1], Z[:, 2:].T
+        gwg = np.zeros(G.shape[1])
+        for i in range(0, G.shape[0], ROWS):  # sum_i w_i g_ij^2 by row blocks that stay in cache
+            Gb = G[i : i + ROWS]
+            gwg += (Gb * Gb).T @ self.w[i : i + ROWS]
+        return gsum, U, gwg - np.einsum("ij,ik,kj->j", XWG, self.XWX_inv, XWG), XWG
 
     def test(self, G: np.ndarray) -> dict[str, np.ndarray]:
-        U = G.T @ self.res
-        vt, XWG = self.adjusted_variance(G)
+        gsum, U, vt, XWG = self.scores(G)
         if self.exact:
             var = np.einsum("ij,ij->j", G, self.null.P @ G)
         else:
@@ -53,7 +64,7 @@ class ScoreTester:
         with np.errstate(divide="ignore", invalid="ignore"):
             T = U / np.sqrt(var)
             p = 2 * stats.norm.sf(np.abs(T))
-            out = {"U": U, "VAR": var, "BETA": U / var, "SE": 1 / np.sqrt(var), "T_STAT": T, "P": p}
+            out = {"U": U, "VAR": var, "BETA": U / var, "SE": 1 / np.sqrt(var), "T_STAT": T, "P": p, "G_SUM": gsum}
         if self.spa:
             p_spa = p.copy()
             do = np.flatnonzero(np.abs(T) > self.spa_cutoff)
@@ -81,25 +92,39 @@ def _cgf(t, Gt, mu):
     return K0, K1, K2
 
 
+def _slopes(t, Gt, mu_logit):
+    """K'(t), K''(t) alone (the Newton steps need no K): pi_i = expit(logit mu_i + g~_i t)."""
+    pi = expit(Gt * t[None, :] + mu_logit[:, None])
+    return np.sum(Gt * pi, axis=0), np.sum(Gt * Gt * (pi * (1 - pi)), axis=0)
+
+
 def _saddle(q, Gt, mu, maxit=100):
-    """Solve K'(t) = q by safeguarded Newton, per column."""
+    """Solve K'(t) = q by safeguarded Newton, per column; columns leave the batch as they converge."""
     t = q / np.maximum(np.sum(Gt * Gt * (mu * (1 - mu))[:, None], axis=0), 1e-300)
     lo = np.where(q > 0, 0.0, -np.inf)
     hi = np.where(q > 0, np.inf, 0.0)
+    mu_logit = np.log(mu) - np.log1p(-mu)
+    shift = Gt.T @ mu  # K'(t) = sum g~ pi - sum g~ mu
+    act = np.arange(len(q))
+    G = Gt
     for _ in range(maxit):
-        _, K1, K2 = _cgf(t, Gt, mu)
-        f = K1 - q
-        hi = np.where(f > 0, np.minimum(hi, t), hi)
-        lo = np.where(f < 0, np.maximum(lo, t), lo)
-        new = t - f / np.maximum(K2, 1e-300)
-        bounded = np.isfinite(lo) & np.isfinite(hi)
-        out = (new <= lo) | (new >= hi)
-        new = np.where(out & bounded, 0.5 * (np.where(bounded, lo, 0) + np.where(bounded, hi, 0)), new)
-        new = np.where(out & ~bounded, np.where(q > 0, 2 * np.maximum(t, 1e-3), 2 * np.minimum(t, -1e-3)), new)
-        if np.all(np.abs(new - t) <= 1e-10 * (1 + np.abs(t))):
-            t = new
+        ta = t[act]
+        K1, K2 = _slopes(ta, G, mu_logit)
+        f = K1 - shift[act] - q[act]
+        hi[act] = np.where(f > 0, np.minimum(hi[act], ta), hi[act])
+        lo[act] = np.where(f < 0, np.maximum(lo[act], ta), lo[act])
+        la, ha, qa = lo[act], hi[act], q[act]
+        new = ta - f / np.maximum(K2, 1e-300)
+        bounded = np.isfinite(la) & np.isfinite(ha)
+        out = (new <= la) | (new >= ha)
+        new = np.where(out & bounded, 0.5 * (np.where(bounded, la, 0) + np.where(bounded, ha, 0)), new)
+        new = np.where(out & ~bounded, np.where(qa > 0, 2 * np.maximum(ta, 1e-3), 2 * np.minimum(ta, -1e-3)), new)
+        t[act] = new
+        moving = np.abs(new - ta) > 1e-10 * (1 + np.abs(ta))
+        if not moving.any():
             break
-        t = new
+        if not moving.all():
+            act, G = act[moving], G[:, moving]
     return t
 
 
