@@ -13,7 +13,7 @@ import numpy as np
 
 from .block import GeneBlock
 from .kernels import NB2Kernel, PoissonKernel
-from .laplace import KAPPA_MAX, KAPPA_MIN, LaplaceProblem
+from .laplace import KAPPA_MAX, KAPPA_MIN, LaplaceProblem, prior_penalty
 from .newton import NewtonResult, newton
 from .softplus import SoftplusSums
 from .laplace import _rows_times
@@ -24,7 +24,6 @@ class BlockFit:
     beta: np.ndarray       # (G, p)
     vcov: np.ndarray       # (G, p, p)
     sigma: np.ndarray      # (G,) subject SD (0 for the GLM)
-    var_v: np.ndarray      # (G,) variance of v = sigma^2 from the same 2 H^-1 (NaN where v is held fixed)
     theta: np.ndarray      # (G,) NB size (inf for Poisson)
     deviance: np.ndarray   # (G,) -2 log L
     converged: np.ndarray  # (G,)
@@ -76,13 +75,13 @@ def _pack(beta, v, kappa):
     return np.hstack(cols)
 
 
-def _vcov(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
-    """2 H^-1 over the free parameters (G, d, d); rows and columns of fixed parameters are NaN.  Where that
-    Hessian is not positive definite (the dispersion's curvature vanishes in the Poisson limit, the
-    variance's at its boundary), the parameter is held fixed -- kappa first, then v -- as the general
-    engine's free set does at a bound."""
+def _vcov_beta(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
+    """2 H^-1 over the free parameters, beta block.  Where that Hessian is not positive definite (the
+    dispersion's curvature vanishes in the Poisson limit, the variance's at its boundary), the
+    parameter is held fixed -- kappa first, then v -- as the general engine's free set does at a bound."""
     G, d, _ = res.H.shape
-    V = np.full((G, d, d), np.nan)
+    p = prob.p
+    V = np.full((G, p, p), np.nan)
     todo = np.all(np.isfinite(res.H), axis=(1, 2))
     attempts = [res.free]
     for ix in (prob.ik, prob.iv):
@@ -99,10 +98,7 @@ def _vcov(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
         pd = w[:, 0] > 1e-9 * np.maximum(w[:, -1], 1e-300)
         if pd.any():
             rows = np.flatnonzero(todo)[pd]
-            Vi = 2 * np.linalg.inv(Hf[pd])
-            fixed = ~free[todo][pd]
-            Vi[fixed[:, :, None] | fixed[:, None, :]] = np.nan
-            V[rows] = Vi
+            V[rows] = 2 * np.linalg.inv(Hf[pd])[:, :p, :p]
             todo[rows] = False
     return V
 
@@ -124,7 +120,6 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
         res = newton(prob, _pack(beta0, v0, kappa0), tol=tol, maxit=maxit)
         return _as_fit(res, prob, p), None
     beta, kappa = design.start(block)
-    p = design.Xs.shape[1]
     glm_fit = None
     if glm or not random:
         glm_prob = LaplaceProblem(kern, design.Xs, random=False)
@@ -146,10 +141,5 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
 def _as_fit(res: NewtonResult, prob: LaplaceProblem, p: int) -> BlockFit:
     beta, v, kappa = prob.unpack(res.x)
     theta = np.exp(kappa) if kappa is not None else np.full(len(beta), np.inf)
-    D = res.D
-    if prob.prior is not None:  # report -2 log L itself, not the penalised objective
-        d0, s2 = prob.prior
-        D = D - np.where(d0 > 0, d0 * (np.log(np.maximum(v, 1e-300)) + s2 / np.maximum(v, 1e-300)), 0.0)
-    V = _vcov(res, prob)
-    var_v = V[:, prob.iv, prob.iv] if prob.random else np.full(len(beta), np.nan)
-    return BlockFit(beta, V[:, :p, :p], np.sqrt(v), var_v, theta, D, res.converged, res.iterations)
+    D = res.D if prob.prior is None else res.D - prior_penalty(v, *prob.prior)  # -2 log L, not the penalised
+    return BlockFit(beta, _vcov_beta(res, prob), np.sqrt(v), theta, D, res.converged, res.iterations)

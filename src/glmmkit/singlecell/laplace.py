@@ -30,6 +30,16 @@ def _rows_times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 KAPPA_MIN, KAPPA_MAX = np.log(1e-4), np.log(1e6)
 
 
+def prior_penalty(v: np.ndarray, d0: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """d0 (log v + s0^2 / v): the variance prior's share of -2 log L (``prior.py``); 0 where d0 = 0,
+    +inf where v <= 0."""
+    on = d0 > 0
+    vp = np.where(on, v, 1.0)
+    with np.errstate(divide="ignore"):
+        pen = d0 * (np.log(np.maximum(vp, 1e-300)) + s2 / np.maximum(vp, 1e-300))
+    return np.where(on, np.where(vp > 0, pen, np.inf), 0.0)
+
+
 class LaplaceProblem:
     """Parameters per gene: x = [beta (p), v (if random), kappa (if the family has one)]."""
 
@@ -95,11 +105,7 @@ class LaplaceProblem:
         HW = 1 + vv * t.W
         D = -2 * (t.l_pair.sum(axis=1) + t.l_gene) + np.sum(u * u + np.log(HW), axis=1)
         if self.prior is not None:
-            d0, s2 = self.prior
-            on = d0 > 0
-            vp = np.where(on, v, 1.0)
-            D = D + np.where(on, np.where(vp > 0, d0 * (np.log(np.maximum(vp, 1e-300)) + s2 / np.maximum(vp, 1e-300)),
-                                          np.inf), 0.0)
+            D = D + prior_penalty(v, *self.prior)
         if not grad:
             return D, None
         H = 1 + vv * t.wobs
