@@ -20,8 +20,23 @@ from scipy.special import expit
 from .null import NullModel
 
 
-#: rows per block for the weighted sums of squares (a block of a chunk fits in cache)
-ROWS = 256
+#: the weighted sums of squares go by blocks of this many contiguous rows or columns (a block fits in cache)
+BLOCK = 256
+
+
+def _weighted_squares(G: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum_i w_i g_ij^2 per column, by blocks along G's contiguous axis (bed-reader gives column-major)."""
+    if G.flags.f_contiguous:
+        out = np.empty(G.shape[1])
+        for j in range(0, G.shape[1], BLOCK):
+            Gb = G[:, j : j + BLOCK]
+            out[j : j + BLOCK] = (Gb * Gb).T @ w
+        return out
+    out = np.zeros(G.shape[1])
+    for i in range(0, G.shape[0], BLOCK):
+        Gb = G[i : i + BLOCK]
+        out += (Gb * Gb).T @ w[i : i + BLOCK]
+    return out
 
 
 class ScoreTester:
@@ -49,10 +64,7 @@ class ScoreTester:
         without relatedness."""
         Z = G.T @ self.RWX
         gsum, U, XWG = Z[:, 0], Z[:, 1], Z[:, 2:].T
-        gwg = np.zeros(G.shape[1])
-        for i in range(0, G.shape[0], ROWS):  # sum_i w_i g_ij^2 by row blocks that stay in cache
-            Gb = G[i : i + ROWS]
-            gwg += (Gb * Gb).T @ self.w[i : i + ROWS]
+        gwg = _weighted_squares(G, self.w)
         return gsum, U, gwg - np.einsum("ij,ik,kj->j", XWG, self.XWX_inv, XWG), XWG
 
     def test(self, G: np.ndarray) -> dict[str, np.ndarray]:
