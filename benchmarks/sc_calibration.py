@@ -1,15 +1,18 @@
 """Calibration and power of single-cell DE: GLMM, pseudobulk (DESeq2), cell-level GLM (issue 8).
 
-    python benchmarks/sc_calibration.py [--seeds 3] [--genes 2000] [--cells 6000] [--subjects 20]
+    python benchmarks/sc_calibration.py [--seeds 8] [--genes 2000] [--cells 6000] [--subjects 20]
         ->  benchmarks/results/sc_calibration.md
 
 Simulated by ``gk.singlecell.simulate`` (NB dispersion varying with expression, library sizes log-normal),
 seeded.  Null scenario: no gene differs (KS test of the null p-values pooled over seeds, fraction below
 0.05, 0.01, 0.001).  DE scenarios: 10% of genes with |log fc| = 0.5, subject SD per gene uniform on
-[0.15, 0.5] ("high subject variability") or on [0.05, 0.2] ("low").
+[0.15, 0.5] ("high subject variability") or on [0.05, 0.2] ("low"), cells shared equally among subjects in
+expectation; and the high-variability scenario with each subject's share of the cells log-normal (SD 1), as
+real donors contribute very different numbers of cells.
 FDR: Benjamini-Hochberg at 5%; power = true discoveries / true DE genes.  "Power at actual FDP 5%": the
 largest top-ranked set whose false-discovery proportion is <= 5% (an oracle that takes calibration out
-and compares the rankings); "precision of top k": true DE genes among the k = (DE genes) / 2 smallest p.
+and compares the rankings); "precision of top k": true DE genes among the k = (DE genes) / 2 smallest p;
+AUC: the area under the ROC curve of -log10 p for the true DE genes (the whole ranking).
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ METHODS = ["GLMM, EB variance prior, t (default)", "GLMM per gene, no prior, t",
            "pseudobulk (DESeq2)", "cell-level NB GLM"]
 
 
+def auc(p: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve of -log10 p for the true DE genes (Mann-Whitney; untested genes left out)."""
+    ok = np.isfinite(p)
+    r = stats.rankdata(-p[ok])
+    pos = truth[ok]
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def run(ad):
     kw = dict(subject="subject", condition="condition", progress_bar=False, workers=1)
     calls = {METHODS[0]: lambda: gk.singlecell.de(ad, **kw).table,
@@ -51,24 +63,29 @@ def run(ad):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--cells", type=int, default=6000)
     ap.add_argument("--subjects", type=int, default=20)
     a = ap.parse_args()
     size = dict(n_genes=a.genes, n_cells=a.cells, n_subjects=a.subjects)
-    null_p = {m: [] for m in METHODS}
-    scenarios = {"high subject variability, SD in [0.15, 0.5]": (0.15, 0.5),
-                 "low subject variability, SD in [0.05, 0.2]": (0.05, 0.2)}
+    nulls = {"cells shared equally among subjects (in expectation)": {},
+             "unequal cells per subject (log-normal shares, SD 1)": dict(cells_sd=1.0)}
+    null_p = {sc: {m: [] for m in METHODS} for sc in nulls}
+    scenarios = {"high subject variability, SD in [0.15, 0.5]": dict(sd_range=(0.15, 0.5)),
+                 "low subject variability, SD in [0.05, 0.2]": dict(sd_range=(0.05, 0.2)),
+                 "high subject variability, unequal cells per subject (log-normal shares, SD 1)":
+                     dict(sd_range=(0.15, 0.5), cells_sd=1.0)}
     de_rows = {sc: {m: [] for m in METHODS} for sc in scenarios}
     times = {m: [] for m in METHODS}
     for seed in range(1, a.seeds + 1):
-        ad = gk.singlecell.simulate(frac_de=0.0, seed=100 + seed, **size)
-        ps, _ = run(ad)
-        for m in METHODS:
-            null_p[m].append(ps[m][np.isfinite(ps[m])])
-        for k, (sc, sd) in enumerate(scenarios.items()):
-            ad = gk.singlecell.simulate(frac_de=0.1, lfc=0.5, seed=200 + 10 * k + seed, sd_range=sd, **size)
+        for k, (sc, how) in enumerate(nulls.items()):
+            ad = gk.singlecell.simulate(frac_de=0.0, seed=100 + 50 * k + seed, **how, **size)
+            ps, _ = run(ad)
+            for m in METHODS:
+                null_p[sc][m].append(ps[m][np.isfinite(ps[m])])
+        for k, (sc, how) in enumerate(scenarios.items()):
+            ad = gk.singlecell.simulate(frac_de=0.1, lfc=0.5, seed=200 + 10 * k + seed, **how, **size)
             truth = ad.var["is_de"].to_numpy()
             ps, t = run(ad)
             for m in METHODS:
@@ -76,26 +93,31 @@ def main():
                 s = bh_fdr(p) <= 0.05
                 top = np.argsort(np.where(np.isfinite(p), p, 1.0), kind="stable")[: truth.sum() // 2]
                 de_rows[sc][m].append([s.sum(), (s & ~truth).sum() / max(s.sum(), 1), (s & truth).sum() / truth.sum(),
-                                       power_at_fdp(p, truth), truth[top].mean()])
+                                       power_at_fdp(p, truth), truth[top].mean(), auc(p, truth)])
                 if m in t:
                     times[m].append(t[m])
         print(f"seed {seed} done", flush=True)
-    rows = []
-    for m in METHODS:
-        p = np.concatenate(null_p[m])
-        rows.append([m, len(p), f"{np.mean(p < 0.05):.3f}", f"{np.mean(p < 0.01):.4f}", f"{np.mean(p < 0.001):.4f}",
-                     f"{stats.kstest(p, 'uniform').pvalue:.3g}"])
-    null = pd.DataFrame(rows, columns=["method", "null p-values", "P(p < 0.05)", "P(p < 0.01)", "P(p < 0.001)",
-                                       "KS p (uniform)"])
+    null_parts = []
+    for sc in nulls:
+        rows = []
+        for m in METHODS:
+            p = np.concatenate(null_p[sc][m])
+            rows.append([m, len(p), f"{np.mean(p < 0.05):.3f}", f"{np.mean(p < 0.01):.4f}",
+                         f"{np.mean(p < 0.001):.4f}", f"{stats.kstest(p, 'uniform').pvalue:.3g}"])
+        null = pd.DataFrame(rows, columns=["method", "null p-values", "P(p < 0.05)", "P(p < 0.01)", "P(p < 0.001)",
+                                           "KS p (uniform)"])
+        null_parts.append(f"### {sc}\n\n{null.to_markdown(index=False)}\n")
     parts = []
     for sc in scenarios:
         rows = []
         for m in METHODS:
-            d = np.array(de_rows[sc][m], dtype=float).mean(axis=0)
-            rows.append([m, f"{d[0]:.0f}", f"{d[1]:.3f}", f"{d[2]:.3f}", f"{d[3]:.3f}", f"{d[4]:.3f}",
-                         f"{np.mean(times[m]):.1f} s" if times[m] else "(as above)"])
-        de = pd.DataFrame(rows, columns=["method", "discoveries (FDR 5%)", "actual FDP", "power",
-                                         "power at actual FDP 5%", "precision of top k", "time per data set"])
+            r = np.array(de_rows[sc][m], dtype=float)
+            d, se = r.mean(axis=0), r.std(axis=0, ddof=1) / np.sqrt(len(r))
+            rows.append([m, f"{d[0]:.0f}", f"{d[1]:.3f}", f"{d[2]:.3f} ± {se[2]:.3f}", f"{d[3]:.3f} ± {se[3]:.3f}",
+                         f"{d[4]:.3f}", f"{d[5]:.4f}", f"{np.mean(times[m]):.1f} s" if times[m] else "(as above)"])
+        de = pd.DataFrame(rows, columns=["method", "discoveries (FDR 5%)", "actual FDP", "power ± s.e.",
+                                         "power at actual FDP 5% ± s.e.", "precision of top k", "AUC",
+                                         "time per data set"])
         parts.append(f"### {sc}\n\n{de.to_markdown(index=False)}\n")
     text = f"""# Single-cell DE: calibration and power (issue 8)
 
@@ -105,16 +127,16 @@ def main():
 
 ## No true differences (p-values pooled over seeds)
 
-{null.to_markdown(index=False)}
-
-## 10% of genes differentially expressed, |log fc| = 0.5 (means over seeds)
+{chr(10).join(null_parts)}
+## 10% of genes differentially expressed, |log fc| = 0.5 (means over seeds, s.e. between seeds)
 
 {chr(10).join(parts)}
 Discoveries at Benjamini-Hochberg FDR 5%; actual FDP = false among them; power = true discoveries / true DE
 genes; "power at actual FDP 5%" ranks genes by p and takes the largest top set whose false-discovery
 proportion is at most 5% (calibration taken out: which method ranks the DE genes better; a step function
 of the ranking, so it jumps with a single false gene near the cut); "precision of top k": the share of
-truly changed genes among the k = (number of DE genes) / 2 smallest p-values (the smoother ranking measure).
+truly changed genes among the k = (number of DE genes) / 2 smallest p-values (the smoother ranking measure);
+AUC: area under the ROC curve of -log10 p against the truth, the whole ranking.
 """
     write_result("sc_calibration", text)
 

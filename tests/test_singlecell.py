@@ -123,6 +123,23 @@ def test_fit_prior_recovers_a_known_prior():
     # nothing measurable: no prior, and it says why
     vp = fit_prior(v_ml[:10], np.full(10, 1e-6), np.ones(10, bool), S, d)
     assert not vp.active and "prior" in vp.note
+    # one subject with a handful of cells (huge noise) costs a subject's information, not the gene: the
+    # per-subject noise matrix keeps every gene informative; its mean over subjects would have dropped them all
+    noise = np.full((G, S), 1e-6)
+    noise[:, 0] = 1e3
+    vp = fit_prior(v_ml, noise, np.ones(G, bool), S, d)
+    assert vp.active and vp.n_informative == G and abs(vp.s2 / s2 - 1) < 0.1
+    assert not fit_prior(v_ml, noise.mean(axis=1), np.ones(G, bool), S, d).active
+
+
+def test_noise_inflation():
+    from glmmkit.singlecell.prior import noise_inflation
+
+    # subjects alike: (1 + n / v)^2; a subject with infinite noise: the information of S - 1 subjects
+    np.testing.assert_allclose(noise_inflation(np.array([0.0, 0.1]), 0.1), [1.0, 4.0])
+    n = np.zeros((1, 20))
+    n[0, 0] = np.inf
+    np.testing.assert_allclose(noise_inflation(n, 0.1), [20 / 19])
 
 
 @pytest.mark.parametrize("laplace", ["expected", "observed"])
@@ -211,6 +228,15 @@ def test_cell_level_glm_is_the_nb_glm_maximum(toy):
         r = optimize.minimize(nll, np.r_[glm.beta[g] + 0.1, 0.0], method="BFGS", options={"gtol": 1e-9})
         np.testing.assert_allclose(glm.beta[g], r.x[:2], atol=1e-4)
         assert glm.deviance[g] <= 2 * r.fun + 1e-6
+
+
+def test_simulate_unequal_cells_per_subject():
+    eq = gk.singlecell.simulate(n_genes=20, n_cells=4000, n_subjects=10, seed=3)
+    un = gk.singlecell.simulate(n_genes=20, n_cells=4000, n_subjects=10, seed=3, cells_sd=1.0)
+    n_eq = eq.obs["subject"].value_counts().to_numpy()
+    n_un = un.obs["subject"].value_counts().to_numpy()
+    assert n_eq.sum() == n_un.sum() == 4000 and (n_un > 0).all() and len(n_un) == 10
+    assert n_eq.max() / n_eq.min() < 1.5 and n_un.max() / n_un.min() > 4
 
 
 # ---- the public function --------------------------------------------------------------------------

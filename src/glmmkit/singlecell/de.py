@@ -231,7 +231,7 @@ def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, clien
     v = np.concatenate([f.sigma for f in fits]) ** 2
     ok = np.concatenate([f.converged for f in fits])
     S, d = cd.n_subjects, float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs))
-    noise = subject_noise(beta, theta, design.Xs, design.lib, design.lib2).mean(axis=1)
+    noise = subject_noise(beta, theta, design.Xs, design.lib, design.lib2)
     vp = fit_prior(v, noise, ok, S, d)
     if not vp.active:
         return vp, fits

@@ -9,10 +9,12 @@ d0 pseudo-subjects: the fit of every gene adds
 
 so that in the Gaussian case the estimate is (RSS + d0 s0^2) / (S + d0) and v never sits at 0.
 
-d0 and s0^2 come from the genes whose subject variance is measurable -- the within-subject noise of a
-subject's log total (``subject_noise``) small beside it -- by limma's moment fit of log(v^REML):
+d0 and s0^2 come from the genes whose subject variance is measurable -- the within-subject noise n_s of
+the subjects' log totals (``subject_noise``) small beside it -- by limma's moment fit of log(v^REML):
 E log v^ = log s0^2 + psi(d0/2) - log(d0/2) + psi(d/2) - log(d/2),  Var log v^ = psi'(d0/2) + psi'(d/2),
-the sampling term inflated by (1 + noise / s0^2)^2 for what noise is left.
+the sampling term inflated for what noise is left by ``noise_inflation``: subject s carries information
+1 / (2 (v + n_s)^2) about v against 1 / (2 v^2) without noise, so a subject with a handful of cells
+counts for little instead of spoiling the gene.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, polygamma
 
-#: a gene informs the prior when its mean within-subject noise is below this share of the typical v
+#: a gene informs the prior when its noise inflation is at most (1 + this)^2: with equal subjects, when their
+#: within-subject noise is at most this share of the typical v
 INFORMATIVE_NOISE = 0.2
 #: fewer informative genes than this: no prior (each gene on its own)
 MIN_INFORMATIVE = 20
@@ -66,22 +69,35 @@ def trigamma_inverse(y: float) -> float:
     return x
 
 
+def noise_inflation(noise: np.ndarray, v: float) -> np.ndarray:
+    """Var(log v^) with within-subject noise over its value without, per gene: S / sum_s (v / (v + n_s))^2.
+    ``noise`` is (G, S) per subject, or (G,) for subjects alike (then (1 + n / v)^2)."""
+    n = np.asarray(noise, dtype=float)
+    n = n[:, None] if n.ndim == 1 else n
+    return 1.0 / np.mean((v / (v + n)) ** 2, axis=1)
+
+
 def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: float) -> VariancePrior:
     """Fit (d0, s0^2) to the ML estimates ``v_ml`` (scaled to REML's by S / d) of the genes ``ok``;
-    ``noise`` is each gene's mean within-subject noise (``subject_noise`` averaged over subjects)."""
+    ``noise``: the within-subject noise, (G, S) from ``subject_noise`` or (G,) for subjects alike."""
     v = np.asarray(v_ml, dtype=float) * S / d
-    ok = np.asarray(ok, dtype=bool) & np.isfinite(v) & np.isfinite(noise)
+    noise = np.asarray(noise, dtype=float)
+    typical = noise if noise.ndim == 1 else noise.mean(axis=1)  # ranks the genes by how well they are measured
+    ok = np.asarray(ok, dtype=bool) & np.isfinite(v) & np.isfinite(typical)
     if ok.sum() < MIN_INFORMATIVE:
         return VariancePrior(0.0, np.nan, int(ok.sum()), "too few fitted genes for a prior")
-    quiet = ok & (noise <= np.quantile(noise[ok], 0.25))
+    quiet = ok & (typical <= np.quantile(typical[ok], 0.25))
     s_pre = float(np.median(v[quiet]))
-    informative = ok & (noise <= INFORMATIVE_NOISE * s_pre) & (v > 0)
+    if s_pre <= 0:
+        return VariancePrior(0.0, np.nan, 0, "no subject variance among the best-measured genes: no prior")
+    inflation = noise_inflation(noise, s_pre)
+    informative = ok & (inflation <= (1 + INFORMATIVE_NOISE) ** 2) & (v > 0)
     k = int(informative.sum())
-    if k < MIN_INFORMATIVE or s_pre <= 0:
+    if k < MIN_INFORMATIVE:
         return VariancePrior(0.0, np.nan, k,
                              f"{k} genes with a measurable subject variance (< {MIN_INFORMATIVE}): no prior")
     e = np.log(v[informative]) - digamma(d / 2) + np.log(d / 2)
-    sampling = float(polygamma(1, d / 2)) * float(np.mean((1 + noise[informative] / s_pre) ** 2))
+    sampling = float(polygamma(1, d / 2)) * float(np.mean(inflation[informative]))
     excess = float(np.var(e, ddof=1)) - sampling
     d0 = min(2 * trigamma_inverse(excess), D0_MAX) if excess > 0 else D0_MAX
     s2 = float(np.exp(e.mean() + digamma(d0 / 2) - np.log(d0 / 2)))

@@ -2,7 +2,9 @@
 
 Gene g in cell i of subject s:  y ~ NB2(mu, theta_g),  log mu = log L_i + b0_g + lfc_g [cond_s = B] + sigma_g u_gs,
 u_gs ~ N(0, 1).  Library sizes L_i log-normal; baseline expression b0 spread over four orders of magnitude;
-a fraction ``frac_de`` of genes with |lfc| = ``lfc`` (random sign).  The truth is kept in ``var``."""
+a fraction ``frac_de`` of genes with |lfc| = ``lfc`` (random sign).  Cells go to subjects at random, equally
+likely by default; ``cells_sd`` > 0 draws each subject's share of the cells as exp(N(0, cells_sd^2)), normalised
+(real donors contribute very different numbers of cells).  The truth is kept in ``var``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import scipy.sparse as sp
 
 def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, frac_de: float = 0.1,
              lfc: float = 0.5, seed: int = 1, mean_lib: float = 4000.0, sd_range=(0.15, 0.5),
-             block: int = 500, progress_bar: bool = False):
+             block: int = 500, cells_sd: float = 0.0, progress_bar: bool = False):
     """An AnnData object: X (cells x genes, CSR integer counts), obs (subject, condition), var (truth)."""
     import anndata
 
@@ -22,7 +24,12 @@ def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, fra
     if n_subjects < 4 or n_subjects % 2:
         raise ValueError("n_subjects must be even and at least 4 (two conditions, two subjects each)")
     rng = np.random.default_rng(seed)
-    subject = np.sort(rng.integers(0, n_subjects, n_cells))
+    if cells_sd > 0:
+        share = np.exp(rng.normal(0.0, cells_sd, n_subjects))
+        subject = rng.choice(n_subjects, n_cells, p=share / share.sum())
+    else:
+        subject = rng.integers(0, n_subjects, n_cells)
+    subject = np.sort(subject)
     subject[:n_subjects] = np.arange(n_subjects)  # every subject has cells
     subject = np.sort(subject)
     cond_s = (np.arange(n_subjects) % 2).astype(float)  # alternate A, B
