@@ -48,12 +48,17 @@ def test_bed_writer_round_trip_and_imputation(tmp_path):
 def test_grm_and_gcta_round_trip(cohort, tmp_path):
     g = gwas.Genotypes.open(cohort["bfile"])
     K, m = gwas.grm(g, chunk=400, progress_bar=False)
+    K64, _ = gwas.grm(g, chunk=400, progress_bar=False, precision="double")
     G, _ = g.read(0, g.n_variants)
     p = G.mean(0) / 2
     keep = np.minimum(p, 1 - p) >= 0.01
     Z = (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
-    np.testing.assert_allclose(K, Z @ Z.T / keep.sum(), atol=1e-10)
+    np.testing.assert_allclose(K64, Z @ Z.T / keep.sum(), atol=1e-10)
+    np.testing.assert_allclose(K, Z @ Z.T / keep.sum(), atol=2e-6)  # float32 products, float64 sum
+    assert np.array_equal(K, K.T) and np.array_equal(K64, K64.T)
     assert m == keep.sum()
+    with pytest.raises(ValueError, match="precision"):
+        gwas.grm(g, precision="half")
     gwas.write_gcta(tmp_path / "k", K, g.samples, m)
     K2, ids, N = gwas.read_gcta(tmp_path / "k")
     np.testing.assert_allclose(K2, K, atol=1e-6)

@@ -3,7 +3,8 @@
     K = W W' / m,   W_ij = (g_ij - 2 p_j) / sqrt(2 p_j (1 - p_j))
 
 over the m polymorphic variants (p_j the A1 frequency among the kept samples), accumulated chunk by
-chunk with one BLAS product (syrk-like) per chunk, so memory is n x n plus one chunk.
+chunk with one BLAS syrk per chunk (one triangle: half a general product's flops), so memory is n x n plus
+one chunk.
 """
 
 from __future__ import annotations
@@ -13,18 +14,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.linalg import blas
 
 from ..progress import progress
 from .plink import Genotypes
 
 
 def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndarray | None = None,
-        chunk: int = 5000, min_maf: float = 0.01, progress_bar: bool = True) -> tuple[np.ndarray, int]:
+        chunk: int = 5000, min_maf: float = 0.01, progress_bar: bool = True,
+        precision: str = "single") -> tuple[np.ndarray, int]:
     """(K, m): the standardised GRM of the sample ``rows`` (default all) over ``variants`` (default all)
-    with minor-allele frequency at least ``min_maf``."""
+    with minor-allele frequency at least ``min_maf``.
+
+    ``precision="single"`` (default) forms each chunk's product in float32 -- three times faster with
+    OpenBLAS -- and adds it to the float64 sum, so entries are accurate to ~1e-6 (GCTA's binary GRM stores
+    float32; the sampling noise of an entry is ~1/sqrt(m)); ``"double"`` does it all in float64."""
+    if precision not in ("single", "double"):
+        raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
     g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
     n = g.n_samples if rows is None else len(rows)
-    K = np.zeros((n, n))
+    Kf = np.zeros((n, n), order="F")  # BLAS fills its upper triangle
+    single = precision == "single"
+    buf = np.zeros((n, n), dtype=np.float32, order="F") if single else None
     m = 0
     nv = g.n_variants if variants is None else len(variants)
     for _, G, _ in progress(g.chunks(chunk, rows=rows, variants=variants), total=-(-nv // chunk), desc="GRM",
@@ -34,16 +45,34 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
         if not keep.any():
             continue
         W = (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
-        K += W @ W.T
+        # Kf += W W' (upper triangle), W passed in the layout it has (no copy)
+        if single:
+            W = W.astype(np.float32, order="K")
+            buf = (blas.ssyrk(1.0, W, beta=0.0, c=buf, overwrite_c=1) if W.flags.f_contiguous else
+                   blas.ssyrk(1.0, W.T, beta=0.0, c=buf, trans=1, overwrite_c=1))
+            Kf += buf  # its lower triangle stays 0
+        else:
+            Kf = (blas.dsyrk(1.0, W, beta=1.0, c=Kf, overwrite_c=1) if W.flags.f_contiguous else
+                  blas.dsyrk(1.0, W.T, beta=1.0, c=Kf, trans=1, overwrite_c=1))
         m += int(keep.sum())
     if m == 0:
         raise ValueError("no polymorphic variants: the GRM is undefined")
-    return K / m, m
+    K = Kf.T  # C order; its lower triangle holds the sums
+    for i0 in range(0, n, 1024):  # mirror by row blocks (not n x n of temporaries)
+        i1 = min(i0 + 1024, n)
+        K[i0:i1, i1:] = K[i1:, i0:i1].T
+        blk = K[i0:i1, i0:i1]
+        blk[np.triu_indices(i1 - i0, 1)] = blk.T[np.triu_indices(i1 - i0, 1)]
+    K /= m
+    return K, m
 
 
-def check_psd(K: np.ndarray, tol: float = 1e-6) -> None:
+def check_psd(K: np.ndarray, tol: float = 1e-4) -> None:
     """Refuse a GRM that is not symmetric positive semi-definite (to ``tol`` relative): a Cholesky factorisation
-    of K + tol * mean(diag K) I (a third of an eigendecomposition's cost); the eigenvalues only for the message."""
+    of K + tol * mean(diag K) I (a third of an eigendecomposition's cost); the eigenvalues only for the message.
+    A standardised GRM is singular by construction (centred variants: K 1 = 0), and float32 -- GCTA's files,
+    ``grm``'s single-precision products -- moves that zero eigenvalue by ~1e-6 either way; ``tol`` lets such
+    rounding through and still stops a matrix of the wrong samples."""
     import scipy.linalg as sla
 
     if K.ndim != 2 or K.shape[0] != K.shape[1]:

@@ -289,10 +289,11 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
     comps = [K] + ([1.0 / W] if gauss else [])
     theta = np.array([tau] + ([phi] if gauss else []))
     converged, it = False, 0
+    parts = None  # a Gaussian trait keeps W = 1 and Y = y: the factorisation at the new variances is reused
     for it in range(1, maxit + 1):
         tau, phi = theta[0], (theta[1] if gauss else 1.0)
         if fix_tau is None:
-            c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
+            c, SiX, XSX, beta_new, PY = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y)
             comps = [K] + ([1.0 / W] if gauss else [])
             PMPY = []
             score = np.empty(len(theta))
@@ -331,6 +332,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         # tried and measured -- the iteration then oscillates instead of converging)
         tau, phi = theta[0], (theta[1] if gauss else 1.0)
         c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
+        parts = (c, SiX, XSX, beta_new, PY) if gauss else None
         b = tau * (K @ PY)
         eta = X @ beta_new + b
         mu = inv(eta)
@@ -348,7 +350,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
             break
     tau, phi = float(theta[0]), float(theta[1] if gauss else 1.0)
     # final pieces at the converged weights
-    c, SiX, XSX, beta, PY = _sigma_parts(W, phi, tau, K, X, Y)
+    c, SiX, XSX, beta, PY = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y)
     b = tau * (K @ PY)
     eta = X @ beta + b
     mu = inv(eta)
