@@ -3,8 +3,8 @@
     K = W W' / m,   W_ij = (g_ij - 2 p_j) / sqrt(2 p_j (1 - p_j))
 
 over the m polymorphic variants (p_j the A1 frequency among the kept samples), accumulated chunk by
-chunk with one BLAS syrk per chunk (one triangle: half a general product's flops), so memory is n x n plus
-one chunk.
+chunk with one BLAS syrk per chunk (one triangle: half a general product's flops), so memory is the n x n
+sum (float64), an n x n float32 buffer for the single-precision products, and one chunk.
 """
 
 from __future__ import annotations
