@@ -71,6 +71,65 @@ def test_grm_and_gcta_round_trip(cohort, tmp_path):
         gwas.check_psd(bad)
 
 
+def test_sparse_grm_by_strips_equals_thresholded_dense(cohort):
+    """grm_sparse never holds n x n: strips of rows (here 64 of 400 samples, 7 strips; and one strip) give the
+    thresholded dense GRM, in a sample order that is not the file's."""
+    g = gwas.Genotypes.open(cohort["bfile"])
+    rows = np.random.default_rng(1).permutation(g.n_samples)[:400]
+    for precision, tol in (("double", 1e-12), ("single", 1e-6)):
+        K, m = gwas.grm(g, rows=rows, chunk=400, progress_bar=False, precision=precision)
+        dense = gwas.sparse_grm(K, 0.05)
+        for memory in (1e4, 1e9):
+            S, m2 = gwas.grm_sparse(g, 0.05, rows=rows, chunk=400, memory=memory, progress_bar=False,
+                                    precision=precision)
+            assert m2 == m and S.nnz == dense.nnz and (S != S.T).nnz == 0
+            assert abs(S - dense).max() <= tol
+            np.testing.assert_allclose(S.diagonal(), np.diag(K), atol=tol)
+    assert 400 < dense.nnz < 400 * 400 / 4  # families kept, unrelated pairs dropped
+    with pytest.raises(ValueError, match="threshold"):
+        gwas.grm_sparse(g, 0.0)
+
+
+def test_sparse_sigma_solves_in_lockstep_on_threads(monkeypatch):
+    """Conjugate gradients over many right-hand sides at once, K's product by strips of rows on threads,
+    against a dense solve: the same solutions, one column or many."""
+    import importlib
+
+    import scipy.sparse as sparse
+
+    null_mod = importlib.import_module("glmmkit.gwas.null")
+    monkeypatch.setattr(null_mod, "THREADED_NNZ", 0)
+    monkeypatch.setattr(null_mod, "_cores", lambda: 2)
+    rng = np.random.default_rng(4)
+    n = 600
+    A = sparse.random(n, n, density=0.02, random_state=5, format="csr")
+    K = (A @ A.T + sparse.identity(n)).tocsr()  # sparse and positive definite
+    d = rng.uniform(1.0, 10.0, n)
+    sig = null_mod._SparseSigma(d, 0.7, K)
+    assert len(sig.strips) == 4
+    dense = np.diag(d) + 0.7 * K.toarray()
+    B = rng.standard_normal((n, 7))
+    np.testing.assert_allclose(sig.solve(B), np.linalg.solve(dense, B), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sig.solve(B[:, 0]), np.linalg.solve(dense, B[:, 0]), rtol=1e-7, atol=1e-9)
+
+
+def test_sparse_grm_by_strips_fills_missing_calls_with_all_samples_means(tmp_path):
+    """Later strips read only their rows; a missing call there still takes the mean over every sample."""
+    rng = np.random.default_rng(3)
+    n, m = 300, 400
+    G = rng.binomial(2, rng.uniform(0.1, 0.9, m), (n, m)).astype(float)
+    G[rng.random((n, m)) < 0.05] = np.nan
+    ids = pd.DataFrame({"FID": [f"f{i}" for i in range(n)], "IID": [f"i{i}" for i in range(n)]})
+    var = pd.DataFrame({"CHR": "1", "POS": np.arange(m), "ID": [f"v{j}" for j in range(m)], "A1": "C", "A2": "T"})
+    with gwas.BedWriter(tmp_path / "miss", ids) as w:
+        w.write(G, var)
+    g = gwas.Genotypes.open(tmp_path / "miss")
+    K, _ = gwas.grm(g, chunk=150, progress_bar=False, precision="double")
+    S, _ = gwas.grm_sparse(g, 0.1, chunk=150, memory=1e4, progress_bar=False, precision="double")
+    dense = gwas.sparse_grm(K, 0.1)
+    assert S.nnz == dense.nnz > n and abs(S - dense).max() < 1e-12
+
+
 def _samples(cohort, trait="binary", col="y"):
     g = gwas.Genotypes.open(cohort["bfile"])
     return g, gwas.match(g, gwas.read_table(cohort["pheno"]), col, gwas.read_table(cohort["covar"]), ["sex", "age"],

@@ -5,6 +5,11 @@
 over the m polymorphic variants (p_j the A1 frequency among the kept samples), accumulated chunk by
 chunk with one BLAS syrk per chunk (one triangle: half a general product's flops), so memory is the n x n
 sum (float64), an n x n float32 buffer for the single-precision products, and one chunk.
+
+The sparse GRM (fastGWA's: off-diagonal entries below a threshold set to 0) is built without the n x n
+matrix: ``grm_sparse`` forms K by strips of rows, K[r, r0:] for a block r = r0..r1-1, thresholds each strip
+and keeps only what survives, so memory is one strip (``memory`` bytes) and the nonzeros; the genotypes
+are streamed once per strip.
 """
 
 from __future__ import annotations
@@ -40,11 +45,9 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
     nv = g.n_variants if variants is None else len(variants)
     for _, G, _ in progress(g.chunks(chunk, rows=rows, variants=variants), total=-(-nv // chunk), desc="GRM",
                             enable=progress_bar):
-        p = G.mean(axis=0) / 2
-        keep = np.minimum(p, 1 - p) >= max(min_maf, 1e-12)
-        if not keep.any():
+        W = _standardise(G, min_maf)
+        if W.shape[1] == 0:
             continue
-        W = (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
         # Kf += W W' (upper triangle), W passed in the layout it has (no copy)
         if single:
             W = W.astype(np.float32, order="K")
@@ -54,7 +57,7 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
         else:
             Kf = (blas.dsyrk(1.0, W, beta=1.0, c=Kf, overwrite_c=1) if W.flags.f_contiguous else
                   blas.dsyrk(1.0, W.T, beta=1.0, c=Kf, trans=1, overwrite_c=1))
-        m += int(keep.sum())
+        m += W.shape[1]
     if m == 0:
         raise ValueError("no polymorphic variants: the GRM is undefined")
     K = Kf.T  # C order; its lower triangle holds the sums
@@ -64,6 +67,92 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
         blk = K[i0:i1, i0:i1]
         blk[np.triu_indices(i1 - i0, 1)] = blk.T[np.triu_indices(i1 - i0, 1)]
     K /= m
+    return K, m
+
+
+def _standardise(G: np.ndarray, min_maf: float, p: np.ndarray | None = None) -> np.ndarray:
+    """The chunk's columns with minor-allele frequency >= ``min_maf``, centred and scaled: W above, with the
+    A1 frequencies ``p`` (default: G's own)."""
+    p = G.mean(axis=0) / 2 if p is None else p
+    keep = np.minimum(p, 1 - p) >= max(min_maf, 1e-12)
+    return (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
+
+
+def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray | None = None,
+               variants: np.ndarray | None = None, chunk: int | None = None, min_maf: float = 0.01,
+               memory: float = 2e9, progress_bar: bool = True, precision: str = "single") -> tuple[sp.csr_matrix, int]:
+    """(K_sparse, m): ``sparse_grm(grm(...)[0], threshold)`` without ever holding the n x n GRM.
+
+    Rows are taken in strips of b = ``memory`` / (12 n) samples (a float64 strip and a float32 buffer);
+    for each strip the genotypes of its rows and those after it are streamed and K[r0:r1, r0:] accumulated
+    -- the diagonal block by BLAS syrk, the rest by gemm, in float32 chunk products added to a float64 sum
+    (all float64 with ``precision="double"``) -- divided by m, thresholded (|K_ij| >= ``threshold`` off the
+    diagonal) and kept as triplets; the lower triangle is the mirror.  The first pass reads every sample and
+    keeps each variant's mean (its frequency, and the value of a missing call); the later passes read only
+    the rows they need.  Cost: the dense GRM's flops (one triangle) and n / b passes over the genotypes;
+    memory: one strip, one chunk (``chunk`` variants, default sized to ``memory`` / 4) and the nonzeros."""
+    if precision not in ("single", "double"):
+        raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be positive, got {threshold!r}")
+    g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
+    sample_rows = np.arange(g.n_samples) if rows is None else np.asarray(rows)
+    n = len(sample_rows)
+    dtype = np.float32 if precision == "single" else np.float64
+    syrk = blas.ssyrk if precision == "single" else blas.dsyrk
+    b = int(min(n, max(64, memory // (12 * n))))
+    chunk = chunk or int(np.clip(memory / 4 // (28 * n), 256, 5000))  # G, W, their float32 copy
+    strips = [(r0, min(r0 + b, n)) for r0 in range(0, n, b)]
+    nv = g.n_variants if variants is None else len(variants)
+    bar = progress(range(len(strips) * -(-nv // chunk)), desc="sparse GRM", enable=progress_bar)
+    ticks = iter(bar)
+    means = None  # per variant, over all samples: from the first pass
+    ii, jj, vv = [], [], []
+    m = 0
+    for r0, r1 in strips:
+        on = np.zeros((r1 - r0, r1 - r0), order="F")   # K[r0:r1, r0:r1], upper triangle (syrk)
+        off = np.zeros((r1 - r0, n - r1))   # K[r0:r1, r1:] (gemm)
+        on_buf = np.zeros((r1 - r0, r1 - r0), dtype=dtype, order="F")  # each chunk's products (reused)
+        off_buf = np.empty((r1 - r0, n - r1), dtype=dtype)
+        m, pos, seen = 0, 0, []
+        for sel, G, _ in g.chunks(chunk, rows=sample_rows[r0:], variants=variants, fill=means):
+            next(ticks, None)
+            if means is None:  # the first pass reads every sample
+                mu = G.mean(axis=0)
+                seen.append(mu)
+            else:
+                mu = means[pos : pos + len(sel)]
+            pos += len(sel)
+            W = _standardise(G, min_maf, mu / 2).astype(dtype, copy=False)
+            if W.shape[1] == 0:
+                continue
+            Wr = W[: r1 - r0]
+            on_buf = (syrk(1.0, Wr, beta=0.0, c=on_buf, overwrite_c=1) if Wr.flags.f_contiguous else
+                      syrk(1.0, Wr.T, beta=0.0, c=on_buf, trans=1, overwrite_c=1))
+            on += on_buf
+            if r1 < n:
+                np.matmul(Wr, W[r1 - r0 :].T, out=off_buf)
+                off += off_buf
+            m += W.shape[1]
+        if means is None:
+            means = np.concatenate(seen)
+        if m == 0:
+            raise ValueError("no polymorphic variants: the GRM is undefined")
+        on /= m
+        off /= m
+        i, j = np.nonzero(np.triu(np.abs(on) >= threshold, 1))
+        k, l = np.nonzero(np.abs(off) >= threshold)
+        diag = np.arange(r1 - r0)
+        ii += [i + r0, k + r0, diag + r0]
+        jj += [j + r0, l + r1, diag + r0]
+        vv += [on[i, j], off[k, l], on[diag, diag]]
+    for _ in ticks:  # close the bar
+        pass
+    i, j, v = (np.concatenate(a) for a in (ii, jj, vv))
+    off_diag = i != j
+    K = sp.coo_matrix((np.concatenate([v, v[off_diag]]),
+                       (np.concatenate([i, j[off_diag]]), np.concatenate([j, i[off_diag]]))), shape=(n, n)).tocsr()
+    K.sort_indices()
     return K, m
 
 

@@ -20,7 +20,10 @@ score tests the variance ratio (SAIGE): the mean over >= 30 random variants of g
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -179,28 +182,76 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
 
 class _SparseSigma:
     """Sigma = diag(phi / W) + tau K with a sparse K: solves by conjugate gradients with the diagonal as
-    preconditioner (SAIGE's PCG), one right-hand side at a time; nothing n x n is formed."""
+    preconditioner (SAIGE's PCG); nothing n x n is formed.  The right-hand sides (the probes of the traces,
+    the covariates) run in lockstep -- one recurrence per column, their products with K as one sparse x dense
+    product a step -- until each column's residual is below ``tol`` times its right-hand side."""
 
-    def __init__(self, d, tau, K, tol=1e-10):
-        import scipy.sparse.linalg as spla
+    def __init__(self, d, tau, K, tol=1e-10, maxiter=5000):
+        self.d, self.tau, self.tol, self.maxiter = d, tau, tol, maxiter
+        self.diag = d + tau * K.diagonal()
+        self.strips = _row_strips(K)
 
-        n = len(d)
-        self._spla, self.tol = spla, tol
-        diag = d + tau * K.diagonal()
-        self.A = spla.LinearOperator((n, n), matvec=lambda v: d * v + tau * (K @ v), dtype=float)
-        self.M = spla.LinearOperator((n, n), matvec=lambda v: v / diag, dtype=float)
+    def _times(self, V):
+        """Sigma V; K V by strips of rows on threads (scipy's sparse product releases the GIL)."""
+        KV = np.empty_like(V)
+        if len(self.strips) == 1:
+            KV[:] = self.strips[0][1] @ V
+        else:
+            def one(strip):
+                r0, M = strip
+                KV[r0 : r0 + M.shape[0]] = M @ V
+
+            list(_threads().map(one, self.strips))
+        return self.d[:, None] * V + self.tau * KV
 
     def solve(self, V):
         V = np.asarray(V, dtype=float)
-        cols = V.reshape(len(V), -1)
-        out = np.empty_like(cols)
-        for j in range(cols.shape[1]):  # over right-hand sides (a few dozen), not samples
-            x, info = self._spla.cg(self.A, cols[:, j], M=self.M, rtol=self.tol, atol=0.0, maxiter=5000)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"conjugate gradients did not converge ({info}): is the sparse GRM "
-                                            "positive semi-definite?")
-            out[:, j] = x
-        return out.reshape(V.shape)
+        B = V.reshape(len(V), -1)
+        X = np.zeros_like(B)
+        R = B.copy()
+        Z = R / self.diag[:, None]
+        P = Z.copy()
+        rz = np.einsum("ij,ij->j", R, Z)
+        goal = self.tol * np.linalg.norm(B, axis=0)
+        live = np.flatnonzero(np.linalg.norm(R, axis=0) > goal)
+        for _ in range(self.maxiter):
+            if live.size == 0:
+                return X.reshape(V.shape)
+            Pl = P[:, live]
+            AP = self._times(Pl)
+            alpha = rz[live] / np.einsum("ij,ij->j", Pl, AP)
+            X[:, live] += alpha * Pl
+            Rl = R[:, live] - alpha * AP
+            R[:, live] = Rl
+            Zl = Rl / self.diag[:, None]
+            rz_new = np.einsum("ij,ij->j", Rl, Zl)
+            P[:, live] = Zl + (rz_new / rz[live]) * Pl
+            rz[live] = rz_new
+            live = live[np.linalg.norm(Rl, axis=0) > goal[live]]
+        raise np.linalg.LinAlgError(f"conjugate gradients did not converge in {self.maxiter} steps: is the sparse "
+                                    "GRM positive semi-definite?")
+
+
+@lru_cache(maxsize=1)
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_cores())
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: a sparse K with more nonzeros than this is multiplied by strips of rows on threads
+THREADED_NNZ = 1_000_000
+
+
+def _row_strips(K) -> list:
+    """K (CSR) as (first row, strip) pairs, two strips per core when K is large enough to pay for threads."""
+    K = K.tocsr()
+    parts = 2 * _cores() if K.nnz > THREADED_NNZ and _cores() > 1 else 1
+    n = K.shape[0]
+    cuts = [i * n // parts for i in range(parts + 1)]
+    return [(a, K[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 class _DenseSigma:

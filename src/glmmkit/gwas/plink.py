@@ -67,29 +67,36 @@ class Genotypes:
             G = bed.read(index=(rows if rows is not None else np.s_[:], np.s_[start:stop]), dtype="float64")
         return impute(G)
 
-    def chunks(self, size: int = 10_000, rows: np.ndarray | None = None, variants: np.ndarray | None = None):
-        """Yield (variant indices, G, n_missing) for consecutive chunks of ``variants`` (default: all)."""
+    def chunks(self, size: int = 10_000, rows: np.ndarray | None = None, variants: np.ndarray | None = None,
+               fill: np.ndarray | None = None):
+        """Yield (variant indices, G, n_missing) for consecutive chunks of ``variants`` (default: all).
+        Missing calls take the mean of the rows read, or ``fill`` (one value per variant of ``variants``:
+        the means over a larger sample set, when ``rows`` is part of it)."""
         idx = np.arange(self.n_variants) if variants is None else np.asarray(variants)
         with self._bed() as bed:
             for c in range(0, len(idx), size):
                 sel = idx[c : c + size]
                 sl = np.s_[sel[0] : sel[-1] + 1] if np.all(np.diff(sel) == 1) else sel
                 G = bed.read(index=(rows if rows is not None else np.s_[:], sl), dtype="float64")
-                G, miss = impute(G)
+                G, miss = impute(G, None if fill is None else fill[c : c + size])
                 yield sel, G, miss
 
 
-def impute(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replace missing calls (NaN) by the variant's mean over the called samples; count them per variant.
-    One pass finds the variants with a missing call (their column sum is NaN); only those are searched."""
+def impute(G: np.ndarray, fill: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Replace missing calls (NaN) by the variant's mean over the called samples (or by ``fill``, one value
+    per variant); count them per variant.  One pass finds the variants with a missing call (their column
+    sum is NaN); only those are searched."""
     miss = np.zeros(G.shape[1], dtype=np.int64)
     bad = np.flatnonzero(np.isnan(G.sum(axis=0)))
     if len(bad):
         sub = G[:, bad]
         nan = np.isnan(sub)
         miss[bad] = nan.sum(axis=0)
-        called = G.shape[0] - miss[bad]
-        mean = np.where(called > 0, np.nansum(sub, axis=0) / np.maximum(called, 1), 0.0)
+        if fill is None:
+            called = G.shape[0] - miss[bad]
+            mean = np.where(called > 0, np.nansum(sub, axis=0) / np.maximum(called, 1), 0.0)
+        else:
+            mean = np.asarray(fill, dtype=float)[bad]
         G[:, bad] = np.where(nan, mean[None, :], sub)
     return G, miss
 

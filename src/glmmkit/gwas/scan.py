@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..parallel import map_tasks
-from .grm import check_psd, grm, read_gcta, sparse_grm
+from .grm import check_psd, grm, grm_sparse, read_gcta, sparse_grm
 from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
 from .score import ScoreTester
@@ -47,7 +47,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     GRM: no proximal contamination).  Needs the GRM built here from ``bfile``.
 
     ``sparse``: threshold the GRM (fastGWA's sparse GRM, entries below ``sparse`` set to 0) and fit the null
-    model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised."""
+    model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised, and when the GRM is
+    built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``grm_sparse``: by strips)."""
     geno = Genotypes.open(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
     if K is None and grm_prefix is not None:
@@ -61,6 +62,10 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
                              f"first {want[missing].iloc[0]!r}")
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
+    elif K is None and sparse is not None:
+        if loco:
+            raise ValueError("loco=True is not available with a sparse GRM")
+        K, _ = grm_sparse(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     elif loco:
