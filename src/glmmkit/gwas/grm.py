@@ -98,48 +98,16 @@ def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
     g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
     sample_rows = np.arange(g.n_samples) if rows is None else np.asarray(rows)
     n = len(sample_rows)
-    dtype = np.float32 if precision == "single" else np.float64
-    syrk = blas.ssyrk if precision == "single" else blas.dsyrk
     b = int(min(n, max(64, memory // (12 * n))))
     chunk = chunk or int(np.clip(memory / 4 // (28 * n), 256, 5000))  # G, W, their float32 copy
     strips = [(r0, min(r0 + b, n)) for r0 in range(0, n, b)]
     nv = g.n_variants if variants is None else len(variants)
-    bar = progress(range(len(strips) * -(-nv // chunk)), desc="sparse GRM", enable=progress_bar)
-    ticks = iter(bar)
-    means = None  # per variant, over all samples: from the first pass
+    ticks = iter(progress(range(len(strips) * -(-nv // chunk)), desc="sparse GRM", enable=progress_bar))
+    means = None  # each variant's mean over all samples, from the first pass
     ii, jj, vv = [], [], []
-    m = 0
     for r0, r1 in strips:
-        on = np.zeros((r1 - r0, r1 - r0), order="F")   # K[r0:r1, r0:r1], upper triangle (syrk)
-        off = np.zeros((r1 - r0, n - r1))   # K[r0:r1, r1:] (gemm)
-        on_buf = np.zeros((r1 - r0, r1 - r0), dtype=dtype, order="F")  # each chunk's products (reused)
-        off_buf = np.empty((r1 - r0, n - r1), dtype=dtype)
-        m, pos, seen = 0, 0, []
-        for sel, G, _ in g.chunks(chunk, rows=sample_rows[r0:], variants=variants, fill=means):
-            next(ticks, None)
-            if means is None:  # the first pass reads every sample
-                mu = G.mean(axis=0)
-                seen.append(mu)
-            else:
-                mu = means[pos : pos + len(sel)]
-            pos += len(sel)
-            W = _standardise(G, min_maf, mu / 2).astype(dtype, copy=False)
-            if W.shape[1] == 0:
-                continue
-            Wr = W[: r1 - r0]
-            on_buf = (syrk(1.0, Wr, beta=0.0, c=on_buf, overwrite_c=1) if Wr.flags.f_contiguous else
-                      syrk(1.0, Wr.T, beta=0.0, c=on_buf, trans=1, overwrite_c=1))
-            on += on_buf
-            if r1 < n:
-                np.matmul(Wr, W[r1 - r0 :].T, out=off_buf)
-                off += off_buf
-            m += W.shape[1]
-        if means is None:
-            means = np.concatenate(seen)
-        if m == 0:
-            raise ValueError("no polymorphic variants: the GRM is undefined")
-        on /= m
-        off /= m
+        reads = g.chunks(chunk, rows=sample_rows[r0:], variants=variants, fill=means)
+        on, off, m, means = _strip_sums(reads, r1 - r0, means, min_maf, precision, lambda: next(ticks, None))
         i, j = np.nonzero(np.triu(np.abs(on) >= threshold, 1))
         k, l = np.nonzero(np.abs(off) >= threshold)
         diag = np.arange(r1 - r0)
@@ -149,11 +117,50 @@ def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
     for _ in ticks:  # close the bar
         pass
     i, j, v = (np.concatenate(a) for a in (ii, jj, vv))
-    off_diag = i != j
-    K = sp.coo_matrix((np.concatenate([v, v[off_diag]]),
-                       (np.concatenate([i, j[off_diag]]), np.concatenate([j, i[off_diag]]))), shape=(n, n)).tocsr()
+    lower = i != j  # the mirror of the strict upper triangle
+    K = sp.coo_matrix((np.concatenate([v, v[lower]]), (np.concatenate([i, j[lower]]), np.concatenate([j, i[lower]]))),
+                      shape=(n, n)).tocsr()
     K.sort_indices()
     return K, m
+
+
+def _strip_sums(reads, b: int, means: np.ndarray | None, min_maf: float, precision: str, tick):
+    """(K[strip, strip] upper triangle, K[strip, after the strip], m, means) for a strip of b rows, from
+    ``reads``: chunks of the strip's rows and every row after it (every sample on the first pass, which
+    returns the variants' means for the later ones)."""
+    dtype = np.float32 if precision == "single" else np.float64
+    syrk = blas.ssyrk if precision == "single" else blas.dsyrk
+    on = on_buf = off = off_buf = None
+    m, pos, seen = 0, 0, []
+    for sel, G, _ in reads:
+        tick()
+        if on is None:
+            rest = G.shape[0] - b
+            on = np.zeros((b, b), order="F")        # float64 sums; syrk fills the upper triangle
+            on_buf = np.zeros((b, b), dtype=dtype, order="F")  # each chunk's products (reused)
+            off, off_buf = np.zeros((b, rest)), np.empty((b, rest), dtype=dtype)
+        if means is None:  # the first pass reads every sample
+            mu = G.mean(axis=0)
+            seen.append(mu)
+        else:
+            mu = means[pos : pos + len(sel)]
+        pos += len(sel)
+        W = _standardise(G, min_maf, mu / 2).astype(dtype, copy=False)
+        if W.shape[1] == 0:
+            continue
+        Wr = W[:b]
+        on_buf = (syrk(1.0, Wr, beta=0.0, c=on_buf, overwrite_c=1) if Wr.flags.f_contiguous else
+                  syrk(1.0, Wr.T, beta=0.0, c=on_buf, trans=1, overwrite_c=1))
+        on += on_buf
+        if off.shape[1]:
+            np.matmul(Wr, W[b:].T, out=off_buf)
+            off += off_buf
+        m += W.shape[1]
+    if m == 0:
+        raise ValueError("no polymorphic variants: the GRM is undefined")
+    on /= m
+    off /= m
+    return on, off, m, (np.concatenate(seen) if means is None else means)
 
 
 def check_psd(K: np.ndarray, tol: float = 1e-4) -> None:
