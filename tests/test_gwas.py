@@ -264,6 +264,16 @@ def test_cli_gwas(cohort, tmp_path, capsys):
 
     info = cohort
     assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "k")]) == 0
+    # the sparse GRM alone, by strips: the dense one thresholded, without GCTA's dense files
+    import scipy.sparse as sparse
+
+    assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "ks"), "--sparse", "0.05",
+                 "--sparse-only", "--memory", "1e5"]) == 0
+    K, _, _ = gwas.read_gcta(tmp_path / "k")
+    S = sparse.load_npz(tmp_path / "ks.sparse.npz")
+    assert S.nnz == gwas.sparse_grm(K, 0.05).nnz and not (tmp_path / "ks.grm.bin").exists()
+    assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "kx"), "--sparse-only"]) == 2
+    assert "--sparse-only needs --sparse" in capsys.readouterr().err
     assert main(["gwas", "null", "--bfile", info["bfile"], "--pheno", info["pheno"], "--pheno-name", "y",
                  "--covar", info["covar"], "--covar-name", "sex,age", "--grm", str(tmp_path / "k"),
                  "--out", str(tmp_path / "s1")]) == 0

@@ -153,6 +153,17 @@ def cmd_gwas(args) -> int:
     try:
         if args.gwas_command == "grm":
             geno = gwas.Genotypes.open(args.bfile)
+            if args.sparse_only:
+                import scipy.sparse as sp
+
+                if args.sparse is None:
+                    raise ValueError("--sparse-only needs --sparse THRESHOLD")
+                S, m = gwas.grm_sparse(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf,
+                                       memory=args.memory)
+                sp.save_npz(args.out + ".sparse.npz", S)
+                print(f"sparse GRM of {geno.n_samples} samples over {m} variants (|K| >= {args.sparse}), built by "
+                      f"strips: {S.nnz} entries, {args.out}.sparse.npz")
+                return 0
             K, m = gwas.grm(geno, chunk=args.chunk, min_maf=args.min_maf)
             gwas.write_gcta(args.out, K, geno.samples, m)
             print(f"GRM of {geno.n_samples} samples over {m} variants written to {args.out}.grm.bin/.grm.N.bin/.grm.id")
@@ -297,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     g1.add_argument("--chunk", type=int, default=5000)
     g1.add_argument("--min-maf", type=float, default=0.01)
     g1.add_argument("--sparse", type=float, default=None, help="also write a sparse GRM, entries below this set to 0")
+    g1.add_argument("--sparse-only", action="store_true",
+                    help="write only the sparse GRM, built by strips of rows (never n x n; for large samples)")
+    g1.add_argument("--memory", type=float, default=2e9, help="bytes for one strip with --sparse-only (default 2e9)")
     g1.set_defaults(func=cmd_gwas)
     g2 = gsub.add_parser("null", help="step 1: fit the null GLMM and the variance ratio")
     g2.add_argument("--bfile", required=True)
