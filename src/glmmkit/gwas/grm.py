@@ -108,12 +108,13 @@ def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
     for r0, r1 in strips:
         reads = g.chunks(chunk, rows=sample_rows[r0:], variants=variants, fill=means)
         on, off, m, means = _strip_sums(reads, r1 - r0, means, min_maf, precision, lambda: next(ticks, None))
-        i, j = np.nonzero(np.triu(np.abs(on) >= threshold, 1))
-        k, l = np.nonzero(np.abs(off) >= threshold)
+        i, j = np.nonzero(np.triu(_beyond(on, threshold), 1))
+        k, l = np.nonzero(_beyond(off, threshold))
         diag = np.arange(r1 - r0)
         ii += [i + r0, k + r0, diag + r0]
         jj += [j + r0, l + r1, diag + r0]
         vv += [on[i, j], off[k, l], on[diag, diag]]
+        del on, off  # before the next strip's are made
     for _ in ticks:  # close the bar
         pass
     i, j, v = (np.concatenate(a) for a in (ii, jj, vv))
@@ -122,6 +123,13 @@ def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
                       shape=(n, n)).tocsr()
     K.sort_indices()
     return K, m
+
+
+def _beyond(A: np.ndarray, t: float) -> np.ndarray:
+    """|A| >= t without a float temporary the size of A."""
+    out = A >= t
+    out |= A <= -t
+    return out
 
 
 def _strip_sums(reads, b: int, means: np.ndarray | None, min_maf: float, precision: str, tick):
