@@ -322,3 +322,6 @@ def test_sparse_grm_null_by_conjugate_gradients(cohort):
     r = gwas.test(cohort["bfile"], m, progress_bar=False)
     assert m.variance_ratio > 0 and r["P"].notna().all()
     assert r.nsmallest(1, "P")["ID"].iloc[0] == "rs1"
+    with pytest.raises(ValueError, match="loco=True is not available with a sparse GRM"):
+        gwas.null(cohort["bfile"], cohort["pheno"], "y", cohort["covar"], ["sex", "age"], sparse=0.05, loco=True,
+                  progress_bar=False)

@@ -49,6 +49,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     ``sparse``: threshold the GRM (fastGWA's sparse GRM, entries below ``sparse`` set to 0) and fit the null
     model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised, and when the GRM is
     built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``grm_sparse``: by strips)."""
+    if sparse is not None and loco:
+        raise ValueError("loco=True is not available with a sparse GRM")
     geno = Genotypes.open(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
     if K is None and grm_prefix is not None:
@@ -63,16 +65,12 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
     elif K is None and sparse is not None:
-        if loco:
-            raise ValueError("loco=True is not available with a sparse GRM")
         K, _ = grm_sparse(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     elif loco:
         raise ValueError("loco=True needs the GRM built from bfile (pass neither K nor grm_prefix)")
     if sparse is not None:
-        if loco:
-            raise ValueError("loco=True is not available with a sparse GRM")
         K = sparse_grm(np.asarray(K, dtype=float), sparse) if not sp.issparse(K) else K
     else:
         K = np.asarray(K, dtype=float)
