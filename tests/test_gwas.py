@@ -237,7 +237,7 @@ def test_two_steps_save_load_loco_and_scale_out(cohort, tmp_path):
 
 
 def test_bad_input(cohort, tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing .*\\.bim"):
+    with pytest.raises(gk.errors.MissingFileError, match="missing .*\\.bim"):
         import shutil
 
         for suf in (".bed", ".fam"):

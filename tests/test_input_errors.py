@@ -103,7 +103,7 @@ def test_missing_values_dropped_and_counted(df):
 
 def test_missing_values_raise(df):
     df.loc[4, "x"] = np.nan
-    with pytest.raises(ValueError, match=r"missing value in column 'x' at row 4"):
+    with pytest.raises(gk.errors.InputError, match=r"missing or non-finite value in 'x' at row 4"):
         gk.glmer("y ~ x + (1 | g)", df, na_action="raise")
 
 
@@ -146,7 +146,7 @@ def test_relmat_names_do_not_match(df):
 def test_agq_needs_one_scalar_term(df):
     with pytest.raises(ValueError, match="single scalar random-effects term"):
         gk.glmer("y ~ x + (1 | g) + (1 | h)", df, nagq=5)
-    with pytest.raises(ValueError, match="at most 25"):
+    with pytest.raises(gk.errors.InputError, match="nagq must be a whole number from 0 to 25; got 30"):
         gk.glmer("y ~ x + (1 | g)", df, nagq=30)
 
 
@@ -163,8 +163,13 @@ def test_formula_without_random_effects(df):
 
 
 def test_bad_offset_and_weights(df):
-    with pytest.raises(ValueError, match="offset is not finite at row"):
-        gk.glmer("count ~ x + offset(log(z)) + (1 | g)", df.assign(z=np.where(df.index == 3, 0, 1)), "poisson")
+    # log(0) exposure: the row is dropped and counted like a missing value (or refused with na_action="raise")
+    with pytest.warns(gk.DroppedRowsWarning, match=r"dropped 1 of 120 rows .*'the offset': 1"):
+        fit = gk.glmer("count ~ x + offset(log(z)) + (1 | g)", df.assign(z=np.where(df.index == 3, 0, 1)), "poisson")
+    assert fit.nobs == 119 and fit.spec.n_dropped == 1 and fit.spec.dropped_index == [3]
+    with pytest.raises(gk.errors.InputError, match=r"non-finite value in 'the offset' at row 3"):
+        gk.glmer("count ~ x + offset(log(z)) + (1 | g)", df.assign(z=np.where(df.index == 3, 0, 1)), "poisson",
+                 na_action="raise")
     with pytest.raises(ValueError, match="weights must be finite and non-negative"):
         gk.glmer("count ~ x + (1 | g)", df, "poisson", weights=np.where(df.index == 2, -1.0, 1.0))
 

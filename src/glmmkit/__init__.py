@@ -5,19 +5,24 @@
     fit.summary()
 """
 
-from . import datasets, families, gwas, links, meta, phylo, plots, singlecell
+from . import datasets, errors, families, gwas, links, meta, phylo, plots, singlecell
 from .api import add_olre, glmer, lmer, optimize, refit
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
 from .inference import anova, bootstrap_lrt
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
 from .results import Fit, lme4_name
-from .warnings import ConvergenceWarning, DroppedRowsWarning, GlmmkitWarning, SingularFitWarning
+from .errors import (FileFormatError, FitError, FormulaError, GlmmkitError, InputError, MissingFileError,
+                     OutputPathError, SampleMismatchError)
+from .warnings import (ConvergenceWarning, CostWarning, DroppedRowsWarning, GlmmkitWarning, ModelChangeWarning,
+                       SingularFitWarning)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
     "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
-    "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning",
+    "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning", "ModelChangeWarning",
+    "CostWarning", "errors", "GlmmkitError", "InputError", "FormulaError", "FileFormatError", "MissingFileError",
+    "SampleMismatchError", "OutputPathError", "FitError",
 ]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -21,6 +22,8 @@ from .families import Family, get_family
 from .formula.spec import ModelSpec
 from .results import Fit
 from .warnings import ConvergenceWarning, SingularFitWarning
+from .checks import check_choice, check_int
+from .errors import FitError, InputError
 
 
 # Below this size of the dense trailing block BLAS threads cost more than they give: numpy and
@@ -64,7 +67,7 @@ def refit(fit: Fit, y, *, calc_derivs: bool = False) -> Fit:
     """
     y = np.asarray(y, dtype=float)
     if y.shape != fit.spec.y.shape:
-        raise ValueError(f"refit needs {fit.spec.y.shape[0]} responses, got {y.shape}")
+        raise InputError(f"refit needs {fit.spec.y.shape[0]} responses, got {y.shape}")
     spec = dataclasses.replace(fit.spec, y=y)
     spec._kept_cols = fit.spec._kept_cols
     t0 = time.perf_counter()
@@ -74,6 +77,34 @@ def refit(fit: Fit, y, *, calc_derivs: bool = False) -> Fit:
         laplace = fit.optsummary.objective.laplace
         opt = optimize(spec.objective(nagq=fit.nagq, laplace=laplace), calc_derivs=calc_derivs)
     return Fit(spec, opt, time_s=time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _fit_failures(spec: ModelSpec):
+    """Turn a numerical failure of the fit into a FitError that says what in the data caused it."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            yield
+    except (FitError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as err:
+        raise FitError(_why_no_fit(spec, err)) from None
+
+
+def _why_no_fit(spec: ModelSpec, err: Exception) -> str:
+    """A message for a fit that failed numerically, naming the column whose scale is the likely cause."""
+    msg = f"the model cannot be fitted to these data ({type(err).__name__}: {err})"
+    if spec.X.size:
+        big = np.max(np.abs(spec.X), axis=0)
+        j = int(np.argmax(big))
+        if big[j] > 1e8:
+            return (f"{msg}: the fixed-effect column {spec.x_names[j]!r} reaches {big[j]:.3g}; rescale it "
+                    "(centre and divide by its standard deviation)")
+    for t in spec.terms:
+        big = float(np.max(np.abs(t.X))) if t.X.size else 0.0
+        if big > 1e8:
+            return f"{msg}: the random-effects term ({t.lhs} | {t.group}) has values up to {big:.3g}; rescale them"
+    if np.max(np.abs(spec.offset), initial=0) > 700:
+        return f"{msg}: the offset reaches {np.max(np.abs(spec.offset)):.3g} on the link scale; check its units"
+    return msg + ": check the response's scale and for perfectly separated or degenerate data"
 
 
 def _warn(fit: Fit) -> None:
@@ -137,14 +168,25 @@ def glmer(
     """
     t0 = time.perf_counter()
     fam = get_family(family, link)
+    nagq = check_int("nagq", nagq, 0, 25)
+    if laplace is not None:
+        check_choice("laplace", laplace, ("expected", "observed"))
+    if not isinstance(olre, (bool, np.bool_)):
+        raise InputError(f"olre must be True or False, got {olre!r}")
     if olre:
         formula, data = add_olre(formula, data)
     if fam.name == "gaussian" and fam.link.name == "identity":
+        if ziformula is not None:
+            raise InputError("ziformula is available for the count families 'poisson' and 'nbinom2', not 'gaussian'")
+        if nagq != 1:
+            raise InputError("nagq is for GLMMs: a gaussian model with the identity link is a linear mixed model, "
+                             "fitted exactly (use lmer(..., reml=False))")
         return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, ziformula=ziformula)
     laplace = laplace or spec.family.default_laplace
-    opt = optimize(spec.objective(nagq=nagq, laplace=laplace), calc_derivs=calc_derivs)
+    with _fit_failures(spec):
+        opt = optimize(spec.objective(nagq=nagq, laplace=laplace), calc_derivs=calc_derivs)
     fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)
     return fit
@@ -164,7 +206,8 @@ def lmer(
     t0 = time.perf_counter()
     spec = ModelSpec.from_formula(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, lmm=True)
-    opt = optimize(spec.lmm_objective(reml=reml))
+    with _fit_failures(spec):
+        opt = optimize(spec.lmm_objective(reml=reml))
     fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)
     return fit

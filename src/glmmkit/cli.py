@@ -9,101 +9,136 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
+from .output import atomic_path, write_table
+from .errors import InputError
 
-def _read_table(path: str, factors: list[str]) -> pd.DataFrame:
+
+class CliError(Exception):
+    """A problem to report in one line with exit status ``status`` (1: no usable result, 2: bad input)."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+def _read_table(path: str, factors: list[str], na_values=None) -> pd.DataFrame:
+    """A CSV/TSV data file.  Text stays text: only ``na_values`` (default: empty cells and NA) are missing,
+    so a level named "None" or "null" is a level."""
+    from .readers import DEFAULT_NA, read_text_table
+
     p = Path(path)
-    if not p.exists():
-        raise SystemExit(f"glmmkit: no such file: {path}")
     sep = "\t" if p.suffix in (".tsv", ".txt") else ","
-    df = pd.read_csv(p, sep=sep)
+    na = list(DEFAULT_NA) if na_values is None else [s for s in na_values.split(",")]
+    df = read_text_table(p, "data", sep=sep, keep_default_na=False, na_values=na)
     for col in factors:
         if col not in df.columns:
-            raise SystemExit(f"glmmkit: --factor names {col!r}, which is not a column of {path}")
-        df[col] = df[col].astype(str)
+            raise CliError(f"--factor names {col!r}, which is not a column of {path}; columns: {list(df.columns)[:20]}")
+        df[col] = df[col].astype(str).where(df[col].notna())
     return df
+
+
+def _check_outputs(*pairs) -> None:
+    """Refuse bad output paths before the computation starts: (option, path) pairs, None skipped."""
+    from .output import check_output_path
+
+    for option, path in pairs:
+        if path is not None:
+            check_output_path(path, option)
 
 
 def cmd_fit(args) -> int:
     import glmmkit as gk
+    from .formula.spec import _idents
+    from .output import write_json
+    from .warnings import ModelChangeWarning
 
-    df = _read_table(args.data, [c for c in (args.factor or "").split(",") if c])
-    try:
-        if args.family == "gaussian" and (args.link in (None, "identity")):
-            fit = gk.lmer(args.formula, df, reml=not args.ml, weights=args.weights, offset=args.offset)
-        else:
-            fit = gk.glmer(args.formula, df, args.family, link=args.link, nagq=args.nagq, weights=args.weights,
-                           offset=args.offset, laplace=args.laplace)
-    except ValueError as err:
-        print(f"glmmkit: {err}", file=sys.stderr)
-        return 2
-    fit.summary()
+    _check_outputs(("--json", args.json), ("--report", args.report))
+    factors = [c for c in (args.factor or "").split(",") if c]
+    df = _read_table(args.data, factors, args.na_values)
+    named = _idents(args.formula)
+    for col in factors:
+        if col not in named:
+            warnings.warn(f"--factor names {col!r}, which the formula does not use", ModelChangeWarning)
+    if args.family == "gaussian" and (args.link in (None, "identity")):
+        if args.nagq != 1 or args.laplace is not None:
+            raise CliError("--nagq and --laplace are for GLMMs; a gaussian model with the identity link is an LMM "
+                           "(use --ml for maximum likelihood)")
+        fit = gk.lmer(args.formula, df, reml=not args.ml, weights=args.weights, offset=args.offset)
+    else:
+        if args.ml:
+            raise CliError("--ml is for the linear mixed model (gaussian family, identity link); GLMMs are always ML")
+        fit = gk.glmer(args.formula, df, args.family, link=args.link, nagq=args.nagq, weights=args.weights,
+                       offset=args.offset, laplace=args.laplace)
+    print(_summary_text(fit))
     if args.confint:
         print(f"\n{args.confint.capitalize()} 95% confidence intervals:")
         print(fit.confint(method=args.confint).to_string(float_format=lambda v: f"{v:.5g}"))
     if args.report:
         print(f"\nwrote {fit.report(args.report)}")
     if args.json:
-        out = fit.to_dict(names=args.names)
-        Path(args.json).write_text(json.dumps(out, indent=2, default=_json_default))
+        write_json(args.json, fit.to_dict(names=args.names))
         print(f"\nwrote {args.json}")
+    if not fit.converged:
+        raise CliError("the fit is not usable as it stands: " + "; ".join(
+            m for m in fit.messages if "converge" in m or "finite" in m or "identif" in m or "response" in m)
+            + " (results printed and written for inspection)", status=1)
     return 0
 
 
-def _json_default(o):
-    import numpy as np
+def _summary_text(fit) -> str:
+    from .summary import format_summary
 
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    return format_summary(fit)
 
 
 def cmd_meta(args) -> int:
     import glmmkit as gk
 
-    df = _read_table(args.data, [])
+    _check_outputs(("--forest", args.forest))
+    df = _read_table(args.data, [], args.na_values)
     cols = {k: getattr(args, k) for k in ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "t1i", "x2i", "t2i",
                                           "xi", "ni", "mi") if getattr(args, k) is not None}
-    try:
-        if args.model in ("REML", "DL", "FE"):
-            fit = gk.meta.rma(df, measure=args.measure, method=args.model, mods=args.mods, study=args.study, **cols)
-        elif args.model == "MH":
-            fit = gk.meta.mantel_haenszel(df, measure=args.measure, study=args.study, **cols)
-        elif args.model == "Peto":
-            fit = gk.meta.peto(df, study=args.study, **cols)
-        else:
-            fit = gk.meta.glmm(df, measure=args.measure, model=args.model, method=args.method, mods=args.mods,
-                               study=args.study, drop00=not args.keep00, **cols)
-        table = gk.meta.compare(df, measure=args.measure, study=args.study, **cols) if args.compare else None
-    except ValueError as err:
-        print(f"glmmkit: {err}", file=sys.stderr)
-        return 2
+    if args.method == "FE" and args.model in ("REML", "DL", "MH", "Peto"):
+        raise CliError(f"--method FE is for the GLMM models (UM.FS, UM.RS, CM.EL, CM.AL); --model {args.model} "
+                       "has its own estimator (use --model FE for the common-effect inverse-variance model)")
+    if args.model in ("REML", "DL", "FE"):
+        fit = gk.meta.rma(df, measure=args.measure, method=args.model, mods=args.mods, study=args.study, **cols)
+    elif args.model == "MH":
+        fit = gk.meta.mantel_haenszel(df, measure=args.measure, study=args.study, **cols)
+    elif args.model == "Peto":
+        fit = gk.meta.peto(df, study=args.study, **cols)
+    else:
+        fit = gk.meta.glmm(df, measure=args.measure, model=args.model, method=args.method, mods=args.mods,
+                           study=args.study, drop00=not args.keep00, **cols)
+    table = gk.meta.compare(df, measure=args.measure, study=args.study, **cols) if args.compare else None
     print(fit.summary())
     if table is not None:
         print()
         with pd.option_context("display.width", 160, "display.float_format", lambda v: f"{v: .4f}"):
             print(table.to_string())
     if args.forest:
-        try:
-            fit.forest(args.forest)
-            print(f"\nwrote {args.forest}")
-        except ImportError as err:
-            print(f"glmmkit: {err}", file=sys.stderr)
+        fit.forest(args.forest)
+        print(f"\nwrote {args.forest}")
+    if not getattr(fit, "converged", True):
+        raise CliError("the meta-analysis fit did not converge (results printed for inspection)", status=1)
     return 0
 
 
 def cmd_sc_de(args) -> int:
     import glmmkit as gk
 
+    _check_outputs(("--out", args.out), ("--volcano", args.volcano))
+    if args.engine == "fast" and args.random:
+        raise CliError("--random needs the general engine: use --engine general or auto with --random")
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
     covs = [c for c in (args.covariates or "").split(",") if c]
     client = None
     if args.dask_scheduler:
@@ -119,30 +154,36 @@ def cmd_sc_de(args) -> int:
         pb = (gk.singlecell.pseudobulk(args.data, args.subject, args.condition, covs, layer=args.layer,
                                        libsize=args.libsize, reference=args.reference, min_cells=args.min_cells)
               if args.pseudobulk else None)
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
-        print(f"glmmkit: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
     finally:
         if client is not None:
             client.close()
     print(res.summary())
+    if res.n_tested == 0:
+        notes = res.table.loc[res.table["method"] != "filtered", "note"].astype(str)
+        reason = notes.value_counts().index[0] if len(notes) else f"every gene is expressed in < {args.min_cells} cells"
+        raise CliError(f"no gene could be tested ({len(res.table)} genes): {reason}", status=1)
     res.to_tsv(args.out)
     print(f"wrote {args.out}")
     if res.cell_glm is not None:
         path = _sibling(args.out, "cell_glm")
-        res.cell_glm.to_csv(path, sep="\t", float_format="%.6g")
+        write_table(res.cell_glm, path, sep="\t", float_format="%.6g")
         print(f"wrote {path} (cell-level GLM)")
     if pb is not None:
         path = _sibling(args.out, "pseudobulk")
-        pb.to_csv(path, sep="\t", float_format="%.6g")
+        write_table(pb, path, sep="\t", float_format="%.6g")
         print(f"wrote {path} (pseudobulk; significant at FDR 0.05: {int((pb['fdr'] <= 0.05).sum())})")
     if args.volcano:
-        try:
-            res.volcano(path=args.volcano)
-            print(f"wrote {args.volcano}")
-        except ImportError as err:
-            print(f"glmmkit: {err}", file=sys.stderr)
+        res.volcano(path=args.volcano)
+        print(f"wrote {args.volcano}")
     return 0
+
+
+def _save_sparse(path: str, S) -> None:
+    import scipy.sparse as sp
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: save_npz would append .npz to a name
+            sp.save_npz(fh, S)
 
 
 def cmd_gwas(args) -> int:
@@ -150,39 +191,49 @@ def cmd_gwas(args) -> int:
     from glmmkit import gwas
 
     client = None
+    if args.gwas_command == "grm":
+        _check_outputs(("--out", args.out))
+        if args.sparse_only and args.sparse is None:
+            raise CliError("--sparse-only needs --sparse THRESHOLD")
+        geno = gwas.Genotypes.open(args.bfile)
+        if args.sparse_only:
+            S, m = gwas.grm_sparse(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf, memory=args.memory)
+            _save_sparse(args.out + ".sparse.npz", S)
+            print(f"sparse GRM of {geno.n_samples} samples over {m} variants (|K| >= {args.sparse}), built by "
+                  f"strips: {S.nnz} entries, {args.out}.sparse.npz")
+            return 0
+        K, m = gwas.grm(geno, chunk=args.chunk, min_maf=args.min_maf)
+        gwas.write_gcta(args.out, K, geno.samples, m)
+        print(f"GRM of {geno.n_samples} samples over {m} variants written to {args.out}.grm.bin/.grm.N.bin/.grm.id")
+        if args.sparse is not None:
+            S = gwas.sparse_grm(K, args.sparse)
+            _save_sparse(args.out + ".sparse.npz", S)
+            print(f"sparse GRM (|K| >= {args.sparse}): {S.nnz} entries, {args.out}.sparse.npz")
+        return 0
+    if args.gwas_command == "null":
+        _check_outputs(("--out", args.out))
+        if args.loco and (args.grm is not None or args.sparse_grm is not None):
+            raise CliError("--loco needs the GRM built from --bfile: it cannot be combined with --grm or --sparse-grm")
+        if args.grm is not None and args.sparse_grm is not None:
+            raise CliError("--grm reads a dense GCTA GRM and --sparse-grm builds a sparse one: give one of them")
+        covs = [c for c in (args.covar_name or "").split(",") if c] or None
+        if covs and args.covar is None:
+            raise CliError("--covar-name needs --covar (the covariate table)")
+        model = gwas.null(args.bfile, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
+                          grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm)
+        model.save(args.out)
+        print(model.summary())
+        print("samples: " + ", ".join(f"{k} {v}" for k, v in (model.report or {}).items()))
+        print(f"wrote {args.out}.null.json, .null.npz, .null.ids.tsv")
+        if not model.converged:
+            raise CliError("the null model did not converge (saved for inspection)", status=1)
+        return 0
+    _check_outputs(("--out", args.out), ("--manhattan", args.manhattan), ("--qq", args.qq))
+    if args.exact and args.variance_ratio:
+        raise CliError("--exact and --variance-ratio are two ways to the same variance: give one of them")
+    if args.dask_scheduler and args.workers != 1:
+        raise CliError("--workers sets local processes and --dask-scheduler a cluster: give one of them")
     try:
-        if args.gwas_command == "grm":
-            geno = gwas.Genotypes.open(args.bfile)
-            if args.sparse_only:
-                import scipy.sparse as sp
-
-                if args.sparse is None:
-                    raise ValueError("--sparse-only needs --sparse THRESHOLD")
-                S, m = gwas.grm_sparse(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf,
-                                       memory=args.memory)
-                sp.save_npz(args.out + ".sparse.npz", S)
-                print(f"sparse GRM of {geno.n_samples} samples over {m} variants (|K| >= {args.sparse}), built by "
-                      f"strips: {S.nnz} entries, {args.out}.sparse.npz")
-                return 0
-            K, m = gwas.grm(geno, chunk=args.chunk, min_maf=args.min_maf)
-            gwas.write_gcta(args.out, K, geno.samples, m)
-            print(f"GRM of {geno.n_samples} samples over {m} variants written to {args.out}.grm.bin/.grm.N.bin/.grm.id")
-            if args.sparse is not None:
-                import scipy.sparse as sp
-
-                S = gwas.sparse_grm(K, args.sparse)
-                sp.save_npz(args.out + ".sparse.npz", S)
-                print(f"sparse GRM (|K| >= {args.sparse}): {S.nnz} entries, {args.out}.sparse.npz")
-            return 0
-        if args.gwas_command == "null":
-            covs = [c for c in (args.covar_name or "").split(",") if c] or None
-            model = gwas.null(args.bfile, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
-                              grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm)
-            model.save(args.out)
-            print(model.summary())
-            print("samples: " + ", ".join(f"{k} {v}" for k, v in (model.report or {}).items()))
-            print(f"wrote {args.out}.null.json, .null.npz, .null.ids.tsv")
-            return 0
         if args.dask_scheduler:
             from distributed import Client
 
@@ -190,22 +241,19 @@ def cmd_gwas(args) -> int:
         res = gwas.test(args.bfile, args.null, out=args.out, chunk=args.chunk, spa=not args.no_spa,
                         exact=True if args.exact else (False if args.variance_ratio else None),
                         min_mac=args.min_mac, workers=args.workers, client=client)
-        print(f"{len(res)} variants tested; lambda_GC = {gwas.lambda_gc(res['P']):.3f}; wrote {args.out}")
-        with pd.option_context("display.width", 160):
-            print(gwas.top_hits(res, 10).to_string(index=False))
-        if args.manhattan:
-            gk.plots.manhattan(res, path=args.manhattan)
-            print(f"wrote {args.manhattan}")
-        if args.qq:
-            gk.plots.qq(res["P"], path=args.qq)
-            print(f"wrote {args.qq}")
-        return 0
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"glmmkit: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
     finally:
         if client is not None:
             client.close()
+    print(f"{len(res)} variants tested; lambda_GC = {gwas.lambda_gc(res['P']):.3f}; wrote {args.out}")
+    with pd.option_context("display.width", 160):
+        print(gwas.top_hits(res, 10).to_string(index=False))
+    if args.manhattan:
+        gk.plots.manhattan(res, path=args.manhattan)
+        print(f"wrote {args.manhattan}")
+    if args.qq:
+        gk.plots.qq(res["P"], path=args.qq)
+        print(f"wrote {args.qq}")
+    return 0
 
 
 def _sibling(path: str, tag: str) -> str:
@@ -230,7 +278,10 @@ def cmd_datasets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="glmmkit", description="Generalized linear mixed models with lme4 formulas")
+    ap = argparse.ArgumentParser(prog="glmmkit", description="Generalized linear mixed models with lme4 formulas",
+                                 epilog="Exit status: 0 a usable result, 1 a result that is not usable (not "
+                                        "converged, nothing tested) or an internal error, 2 bad input.")
+    ap.add_argument("--debug", action="store_true", help="print the traceback of an error (may stand anywhere)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fit", help="fit a (G)LMM to a CSV/TSV table and print the summary")
@@ -245,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--weights", default=None, help="column of prior weights (trials for a binomial proportion)")
     f.add_argument("--offset", default=None, help="column added to the linear predictor")
     f.add_argument("--factor", default=None, help="comma-separated columns to treat as categorical")
+    f.add_argument("--na-values", default=None,
+                   help='comma-separated strings read as missing (default ",NA": empty cells and NA; '
+                        'text such as "None" stays a level)')
     f.add_argument("--ml", action="store_true", help="gaussian: maximum likelihood instead of REML")
     f.add_argument("--json", default=None, help="write Fit.to_dict() as JSON to this file")
     f.add_argument("--confint", choices=["wald", "profile", "boot"], default=None,
@@ -269,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--method", default="ML", choices=["ML", "FE"], help="GLMM: random (ML) or common (FE) effect")
     m.add_argument("--mods", default=None, help='moderators, e.g. "~ year + dose"')
     m.add_argument("--study", default=None, help="column with study labels")
+    m.add_argument("--na-values", default=None, help='comma-separated strings read as missing (default ",NA")')
     m.add_argument("--keep00", action="store_true", help="keep studies without events in both arms (UM.RS)")
     m.add_argument("--compare", action="store_true", help="also print every method side by side")
     m.add_argument("--forest", default=None, help="write the forest plot to this file (PNG, PDF, SVG)")
@@ -351,8 +406,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run the command line; returns the exit status.
+
+    0: a usable result; 1: the computation ran but its result is not usable (did not converge, nothing
+    could be tested) or failed unexpectedly; 2: bad input.  Errors are one line on standard error; the
+    traceback only with ``--debug``.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
+    from .errors import GlmmkitError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    warnings.showwarning = _show_warning
+    try:
+        return args.func(args)
+    except CliError as err:
+        return _fail(err.status, str(err), debug)
+    except (GlmmkitError, ValueError, TypeError, KeyError, OSError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        return _fail(2, f"{msg}", debug)
+    except ImportError as err:
+        return _fail(2, f"{err} (install the extras: pip install 'glmmkit[all]')", debug)
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted", debug)
+    except MemoryError:
+        return _fail(1, "out of memory: try a smaller --chunk, fewer samples or variants, or more workers' memory",
+                     debug)
+    except Exception as err:  # anything else is a bug of ours: one line, and the traceback on request
+        return _fail(1, f"internal error ({type(err).__name__}: {err}); rerun with --debug for the traceback and "
+                        "report it", debug)
+
+
+def _fail(status: int, message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "error"
+    print(f"glmmkit: error: {first}", file=sys.stderr)
+    return status
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the command line as one line each: ``glmmkit: warning (Category): message``."""
+    print(f"glmmkit: warning ({category.__name__}): {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":  # pragma: no cover

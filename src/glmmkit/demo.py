@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from . import datasets
 from .api import glmer
 from .engine.glm import fit_glm
 from .families import Binomial
+from .output import write_json
 
 
 def _rule(title: str) -> None:
@@ -395,7 +395,7 @@ def run_demo(out_dir: str | Path = "glmmkit-demo") -> dict:
     results = {"birds": story_birds(out), "clinics": story_clinics(out), "mating": story_mating(out),
                "isolates": story_isolates(out), "cells": story_cells(out), "trials": story_trials(out),
                "gwas": story_gwas(out)}
-    (out / "demo_results.json").write_text(json.dumps(results, indent=2, default=float))
+    write_json(out / "demo_results.json", results)
     print()
     print(f"Results written to {out / 'demo_results.json'}")
     return results

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import special
 
 from .links import Link, get_link
+from .errors import InputError
 
 _LOG2PI = np.log(2 * np.pi)
 
@@ -41,7 +42,7 @@ class Family(ABC):
     def __init__(self, link: str | Link | None = None, dispersion: float = 1.0):
         self.link = get_link(link or self.default_link)
         if self.links and self.link.name not in self.links:
-            raise ValueError(
+            raise InputError(
                 f"link {self.link.name!r} is not available for the {self.name} family; "
                 f"choose one of {list(self.links)}"
             )
@@ -131,7 +132,7 @@ class Family(ABC):
     def validate(self, y: np.ndarray, wt: np.ndarray, column: str, rows=None) -> None:
         bad = np.flatnonzero(~np.isfinite(y))
         if bad.size:
-            raise ValueError(f"response {column!r} has a non-finite value at row {_label(rows, bad[0])!r}")
+            raise InputError(f"response {column!r} has a non-finite value at row {_label(rows, bad[0])!r}")
 
     def mustart(self, y, wt) -> np.ndarray:
         return y + 0.1 * (np.mean(y) - y)
@@ -192,7 +193,7 @@ class Binomial(Family):
         super().validate(y, wt, column, rows)
         bad = np.flatnonzero((y < 0) | (y > 1))
         if bad.size:
-            raise ValueError(
+            raise InputError(
                 f"binomial response {column!r} must be a proportion in [0, 1] (or 0/1, or "
                 f"cbind(successes, failures)); row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}"
             )
@@ -446,18 +447,26 @@ def _label(rows, i):
 def check_positive(y: np.ndarray, column: str, family: str, rows=None) -> None:
     bad = np.flatnonzero(y <= 0)
     if bad.size:
-        raise ValueError(f"{family} response {column!r} must be positive; row {_label(rows, bad[0])!r} "
+        raise InputError(f"{family} response {column!r} must be positive; row {_label(rows, bad[0])!r} "
                          f"has {float(y[bad[0]]):g}")
+
+
+#: counts above this are not exact in double precision (2^53)
+MAX_COUNT = 2.0 ** 53
 
 
 def check_counts(y: np.ndarray, column: str, family: str, rows=None) -> None:
     """Counts must be non-negative integers."""
     bad = np.flatnonzero(y < 0)
     if bad.size:
-        raise ValueError(f"{family} response {column!r} must be non-negative counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
+        raise InputError(f"{family} response {column!r} must be non-negative counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
     bad = np.flatnonzero(np.abs(y - np.rint(y)) > 1e-8)
     if bad.size:
-        raise ValueError(f"{family} response {column!r} must be whole counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
+        raise InputError(f"{family} response {column!r} must be whole counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
+    bad = np.flatnonzero(y > MAX_COUNT)
+    if bad.size:
+        raise InputError(f"{family} response {column!r} has the count {float(y[bad[0]]):g} at row "
+                         f"{_label(rows, bad[0])!r}, beyond the {MAX_COUNT:.0e} that double precision holds exactly")
 
 
 FAMILIES: dict[str, type[Family]] = {
@@ -481,5 +490,5 @@ def get_family(family: str | Family, link: str | None = None) -> Family:
         return family(link=link)
     key = str(family).lower()
     if key not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {sorted(set(FAMILIES))}")
+        raise InputError(f"unknown family {family!r}; choose one of {sorted(set(FAMILIES))}")
     return FAMILIES[key](link=link)

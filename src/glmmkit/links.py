@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 from scipy import special
+from .errors import InputError
 
 _EPS = np.finfo(float).eps
 _TINY = 1e-300
@@ -173,4 +174,4 @@ def get_link(link: str | Link) -> Link:
     try:
         return LINKS[link]()
     except KeyError:
-        raise ValueError(f"unknown link {link!r}; choose one of {sorted(LINKS)}") from None
+        raise InputError(f"unknown link {link!r}; choose one of {sorted(LINKS)}") from None

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .output import write_text
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -61,6 +63,4 @@ def write_report(fit, path, *, intervals: str = "profile", title: str | None = N
              "figure{display:inline-block;margin:0.5em}img{max-width:460px}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>glmmkit report</title><style>{style}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
-    out = Path(path)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return write_text(path, page)

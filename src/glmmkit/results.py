@@ -16,6 +16,10 @@ from scipy import stats
 from .engine.blocked import Structure
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
+from .checks import check_choice, check_int, check_level
+from .errors import InputError
+from .output import json_safe
+from .formula.coding import coded_matrix
 
 
 def lme4_name(name: str) -> str:
@@ -82,10 +86,43 @@ class Fit(InformationCriteria):
             self._mu, self._eta = res.mu, res.eta
             self._ranef_factor = res.factor
             self._vcov, self.vcov_method = _glmm_vcov(opt, res, spec, self._structure, self.theta)
-        self.converged = bool(opt.converged)
         self.singular = bool(opt.singular)
         self.messages = list(spec.messages) + list(opt.messages)
         self.fval = float(opt.fval)
+        problems = self._unusable()
+        self.messages += problems
+        self.converged = bool(opt.converged) and not problems
+
+    def _unusable(self) -> list[str]:
+        """Why these estimates cannot be reported as converged: a non-finite estimate, logLik or standard
+        error, standard errors that say the estimate is not identified, or a response whose maximum-likelihood
+        estimate is infinite (all zeros for counts, all 0 or all 1 for a binomial)."""
+        out = []
+        if not np.isfinite(self.fval):
+            out.append("Model failed to converge: the log-likelihood is not finite")
+        parts = {"fixed effects": self._beta, "variance parameters": self.theta}
+        if not self.is_lmm:
+            parts["family parameters"] = self._psi
+        for what, v in parts.items():
+            if not np.all(np.isfinite(v)):
+                out.append(f"Model failed to converge: non-finite {what}")
+        se = np.sqrt(np.abs(np.diag(self._vcov))) if self._vcov is not None else np.zeros(0)
+        if not np.all(np.isfinite(se)):
+            out.append("Model failed to converge: non-finite standard errors")
+        elif len(se) and np.any(se > 1e6 * np.maximum(1.0, np.abs(self._beta))):
+            j = int(np.argmax(se / np.maximum(1.0, np.abs(self._beta))))
+            out.append(f"Model failed to converge: the estimate of {self.spec.x_names[j]!r} is not identified "
+                       f"(standard error {se[j]:.3g}): separation or a degenerate response")
+        fam = self.spec.family.name if not self.is_lmm else "gaussian"
+        y, wt = self.spec.y, self.spec.wt
+        used = wt > 0
+        if fam in ("poisson", "nbinom1", "nbinom2") and used.any() and np.all(y[used] == 0):
+            out.append("Model failed to converge: the response is zero in every row, so the maximum-likelihood "
+                       "intercept is -infinity (no model can be fitted to these counts)")
+        if fam == "binomial" and used.any() and (np.all(y[used] == 0) or np.all(y[used] == 1)):
+            out.append(f"Model failed to converge: the response is {int(y[used][0])} in every row, so the "
+                       "maximum-likelihood intercept is infinite")
+        return out
 
     # ---- fixed effects --------------------------------------------------------
     @property
@@ -272,7 +309,7 @@ class Fit(InformationCriteria):
                 return (y - mu) * np.sqrt(wt)
             d = self.family.unit_deviance(y, mu, wt)
             return np.sign(y - mu) * np.sqrt(np.maximum(d, 0))
-        raise ValueError(f"residual type must be 'deviance', 'pearson' or 'response', got {type!r}")
+        raise InputError(f"residual type must be 'deviance', 'pearson' or 'response', got {type!r}")
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None, type: str = "response",
                 allow_new_levels: bool = False, offset=None) -> np.ndarray:
@@ -282,10 +319,10 @@ class Fit(InformationCriteria):
         (otherwise a ValueError names them).  ``type`` is "link" or "response".
         """
         if type not in ("link", "response"):
-            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+            raise InputError(f"type must be 'link' or 'response', got {type!r}")
         use_re = not (re_form is not None and str(re_form).replace(" ", "") in ("~0", "0", "NA", "~NA"))
         if re_form is not None and use_re:
-            raise ValueError("re_form must be None (all random effects) or '~0' (none)")
+            raise InputError("re_form must be None (all random effects) or '~0' (none)")
         if newdata is None:
             eta = self._eta if use_re else self.spec.X @ self._beta + self.spec.offset
         else:
@@ -313,10 +350,11 @@ class Fit(InformationCriteria):
         simulation (unconditional); ``re_form=None`` conditions on the fitted conditional modes.
         Binomial responses come back on the scale of the fit (proportions of ``weights`` trials).
         """
+        nsim = check_int("nsim", nsim, 1)
         rng = np.random.default_rng(seed)
         uncond = re_form is not None
         if uncond and str(re_form).replace(" ", "") not in ("~0", "0", "NA", "~NA"):
-            raise ValueError("re_form must be '~0' (new random effects) or None (the fitted ones)")
+            raise InputError("re_form must be '~0' (new random effects) or None (the fitted ones)")
         if newdata is None:
             eta_fix = self.spec.X @ self._beta + self.spec.offset
             wt = self.spec.wt
@@ -350,9 +388,9 @@ class Fit(InformationCriteria):
             else:
                 codes, uniq = pd.factorize(t.labels_in(newdata))
                 q = len(uniq)
-                X = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+                X = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
                 if t.is_known:
-                    raise ValueError("simulating new levels of a known-covariance term needs the fitted levels")
+                    raise InputError("simulating new levels of a known-covariance term needs the fitted levels")
             u = rng.standard_normal((q, t.k, k))
             if t.is_known:
                 b = (t.cov.dense_lambda(th) @ u[:, 0, :])[:, None, :]
@@ -373,12 +411,14 @@ class Fit(InformationCriteria):
         from .inference.bootstrap import confint_boot, natural_parameters
         from .inference.profile import confint_profile
 
+        level = check_level(level)
+        check_choice("method", method, ("wald", "profile", "boot"))
         if method == "profile":
             return confint_profile(self, parm, level)
         if method == "boot":
             return confint_boot(self, level, parm=parm, **kwargs)
         if method != "wald":
-            raise ValueError(f"method must be 'wald', 'profile' or 'boot', got {method!r}")
+            raise InputError(f"method must be 'wald', 'profile' or 'boot', got {method!r}")
         z = stats.norm.ppf(0.5 + level / 2)
         names = natural_parameters(self).index
         lo = pd.Series(np.nan, index=names)
@@ -432,7 +472,23 @@ class Fit(InformationCriteria):
         return f"<glmmkit Fit {kind}: {self.spec.formula!r}, logLik {self.loglik:.4f}, n={self.nobs}>"
 
     def to_dict(self, names: str = "formulaic") -> dict:
-        """JSON-safe summary of the fit. ``names="lme4"`` gives R's coefficient names."""
+        """The fit as strict JSON (non-finite numbers are null).
+
+        Parameters
+        ----------
+        names : {"formulaic", "lme4"}
+            Coefficient names: formulaic's (``period[T.2]``) or R's (``period2``).
+
+        Returns
+        -------
+        dict
+            Only str, int, float (finite), bool, None, lists and dicts: ``json.dumps(..., allow_nan=False)``
+            accepts it.
+        """
+        check_choice("names", names, ("formulaic", "lme4"))
+        return json_safe(self._as_dict(names))
+
+    def _as_dict(self, names: str) -> dict:
         conv = (lambda s: lme4_name(s)) if names == "lme4" else (lambda s: s)
         ct = self.coef_table
         fixef = {}
@@ -476,9 +532,9 @@ def _term_contribution(t, b: np.ndarray, newdata: pd.DataFrame, allow_new_levels
     pos = pd.Index(t.levels).get_indexer(labels)
     new = pos < 0
     if new.any() and not allow_new_levels:
-        raise ValueError(f"new level(s) of {t.group!r} in newdata: {sorted(set(labels[new]))[:10]}; "
+        raise InputError(f"new level(s) of {t.group!r} in newdata: {sorted(set(labels[new]))[:10]}; "
                          "pass allow_new_levels=True to predict them at b = 0")
-    Xr = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+    Xr = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
     bb = np.where(new[:, None], 0.0, b[np.maximum(pos, 0)])
     return np.einsum("ik,ik->i", Xr, bb)
 

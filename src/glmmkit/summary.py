@@ -42,7 +42,8 @@ def format_summary(fit) -> str:
     for row in tab:
         lines.append(" " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
     ng = "; ".join(f"{k}, {v}" for k, v in fit.ngroups.items())
-    lines.append(f"Number of obs: {fit.nobs}, groups:  {ng}")
+    dropped = f" ({fit.spec.n_dropped} rows dropped: missing or non-finite values)" if fit.spec.n_dropped else ""
+    lines.append(f"Number of obs: {fit.nobs}{dropped}, groups:  {ng}")
     if not fit.is_lmm and len(fit.family_params):
         lines.append("")
         lines.append("Family parameters (95% Wald intervals):")

@@ -1,4 +1,7 @@
-"""Named warning classes, one per situation (so users can filter or escalate them)."""
+"""Named warning classes, one per situation (so users can filter or escalate them).
+
+docs/errors.md lists what triggers each and what to do about it.
+"""
 
 
 class GlmmkitWarning(UserWarning):
@@ -6,7 +9,7 @@ class GlmmkitWarning(UserWarning):
 
 
 class ConvergenceWarning(GlmmkitWarning):
-    """The optimiser stopped where the gradient is not (near) zero."""
+    """The optimiser stopped where the gradient is not (near) zero, or the estimates are not finite."""
 
 
 class SingularFitWarning(GlmmkitWarning):
@@ -14,4 +17,13 @@ class SingularFitWarning(GlmmkitWarning):
 
 
 class DroppedRowsWarning(GlmmkitWarning):
-    """Rows with missing values were dropped; the warning counts them per column."""
+    """Rows with missing or non-finite values were dropped; the warning counts them per column."""
+
+
+class ModelChangeWarning(GlmmkitWarning):
+    """The model fitted differs from the one written: a predictor dropped as rank-deficient, a factor
+    with a single level, a named column the model does not use."""
+
+
+class CostWarning(GlmmkitWarning):
+    """The model is very large for the data (random effects approaching the number of observations)."""

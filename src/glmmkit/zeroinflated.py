@@ -18,6 +18,8 @@ import numpy as np
 from scipy import special
 
 from .families import Family
+from .errors import InputError
+from .formula.coding import coded_matrix
 
 
 class ZeroInflated(Family):
@@ -25,7 +27,7 @@ class ZeroInflated(Family):
 
     def __init__(self, base: Family, X_zi: np.ndarray, zi_names: list[str], zi_spec=None):
         if base.name not in ("poisson", "nbinom2"):
-            raise ValueError(f"zero inflation is available for poisson and nbinom2, not {base.name}")
+            raise InputError(f"zero inflation is available for poisson and nbinom2, not {base.name}")
         self.base = base
         self.link = base.link
         self.name = f"zi{base.name}"
@@ -81,7 +83,7 @@ class ZeroInflated(Family):
         return special.expit(self.X_zi @ self.gamma)
 
     def pi_new(self, newdata) -> np.ndarray:
-        X = np.asarray(self.zi_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+        X = np.asarray(coded_matrix(self.zi_spec, newdata, "the zero-inflation formula"), dtype=float)
         return special.expit(X @ self.gamma)
 
     # ---- likelihood -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from importlib import resources
 import pandas as pd
 
 from . import simulate  # noqa: F401  (gk.datasets.simulate: the seeded simulators)
+from ..errors import InputError
 
 _INFO = {
     "cbpp": ("Contagious bovine pleuropneumonia: new cases (incidence) of size animals per herd and period. "
@@ -47,14 +48,14 @@ def list_datasets() -> list[str]:
 
 def describe(name: str) -> str:
     if name not in _INFO:
-        raise ValueError(f"unknown dataset {name!r}; available: {list_datasets()}")
+        raise InputError(f"unknown dataset {name!r}; available: {list_datasets()}")
     return _INFO[name][0]
 
 
 def load(name: str) -> pd.DataFrame:
     """Load a bundled dataset by name (see ``list_datasets()``)."""
     if name not in _INFO:
-        raise ValueError(f"unknown dataset {name!r}; available: {list_datasets()}")
+        raise InputError(f"unknown dataset {name!r}; available: {list_datasets()}")
     path = resources.files(__package__).joinpath("data", f"{name}.csv")
     with path.open("r") as fh:
         df = pd.read_csv(fh)
@@ -68,5 +69,5 @@ def tree_text(name: str) -> str:
     """The Newick tree bundled with a dataset (``isolates``)."""
     path = resources.files(__package__).joinpath("data", f"{name}.nwk")
     if not path.is_file():
-        raise ValueError(f"dataset {name!r} has no tree")
+        raise InputError(f"dataset {name!r} has no tree")
     return path.read_text()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from ..checks import check_choice, check_int
+from ..errors import FitError, InputError
 
 
 def pearson_dispersion(fit) -> dict:
@@ -28,12 +30,34 @@ def pearson_dispersion(fit) -> dict:
 
 
 def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None) -> dict:
-    """Test for overdispersion: ``"pearson"`` (chi-square) or ``"bootstrap"`` (parametric, calibrated)."""
+    """Test for overdispersion: ``"pearson"`` (chi-square) or ``"bootstrap"`` (parametric, calibrated).
+
+    Parameters
+    ----------
+    fit : Fit
+        A converged count or binomial GLMM (a fit that did not converge gives no p-value: FitError).
+    method : {"bootstrap", "pearson"}
+        The reference distribution of the Pearson ratio.
+    nsim : int
+        Bootstrap refits.
+    seed : int or None
+        Seed of the simulations.
+
+    Returns
+    -------
+    dict
+        ``method``, ``ratio``, ``p``, ``chisq``, ``df`` (and ``expected_ratio`` for the bootstrap).
+    """
+    check_choice("method", method, ("bootstrap", "pearson"))
+    if not fit.converged:
+        raise FitError("dispersion_test needs a converged fit; this one is not usable: "
+                       + ("; ".join(m for m in fit.messages if "converge" in m) or "see fit.messages"))
+    nsim = check_int("nsim", nsim, 1)
     obs = pearson_dispersion(fit)
     if method == "pearson":
         return {"method": "pearson chi-square", **obs}
     if method != "bootstrap":
-        raise ValueError(f"method must be 'pearson' or 'bootstrap', got {method!r}")
+        raise InputError(f"method must be 'pearson' or 'bootstrap', got {method!r}")
     from ..api import refit
 
     sims = fit.simulate(nsim, seed=seed).to_numpy()

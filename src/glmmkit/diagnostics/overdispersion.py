@@ -15,6 +15,7 @@ import pandas as pd
 
 from .dispersion import dispersion_test, pearson_dispersion
 from .simres import simulate_residuals
+from ..errors import InputError
 
 
 def _name(fit) -> str:
@@ -26,11 +27,11 @@ def _name(fit) -> str:
 def compare(*fits, names: list[str] | None = None) -> pd.DataFrame:
     """One row per fit: logLik, df, AIC, BIC, Pearson dispersion ratio, delta AIC to the best."""
     if not fits:
-        raise ValueError("compare needs at least one fit")
+        raise InputError("compare needs at least one fit")
     n0 = fits[0].nobs
     for f in fits:
         if f.nobs != n0:
-            raise ValueError(f"fits are on different data ({n0} and {f.nobs} observations)")
+            raise InputError(f"fits are on different data ({n0} and {f.nobs} observations)")
     rows = []
     for i, f in enumerate(fits):
         d = pearson_dispersion(f)

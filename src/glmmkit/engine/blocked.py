@@ -22,6 +22,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .reterm import RandomTerm
+from ..errors import InputError
 
 # a dense tail larger than this would need gigabytes: refuse with advice
 MAX_DENSE_TAIL = 25_000
@@ -94,7 +95,7 @@ class Structure:
         self.Qtt = int(self.tail_off[-1])
         self.Q = self.Q1 + self.Qtt
         if self.Qtt > MAX_DENSE_TAIL:
-            raise ValueError(
+            raise InputError(
                 f"the random-effects terms after the largest one have {self.Qtt} columns in all; "
                 f"more than {MAX_DENSE_TAIL} would need a dense block of {self.Qtt}^2 numbers. "
                 "Reorder or simplify the terms, or use a sparse-precision term for a known matrix."

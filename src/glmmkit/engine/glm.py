@@ -5,23 +5,73 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from ..errors import FitError
 from ..families import Family
 
 
 def fit_glm(y, X, wt, offset, family: Family, maxit: int = 50, tol: float = 1e-10):
-    """Return (beta, mu, deviance, converged). Fisher scoring with step-halving."""
+    """A GLM by Fisher scoring with step-halving (the GLMM's start).
+
+    Parameters
+    ----------
+    y, X, wt, offset : numpy.ndarray
+        Response (on the family's scale), design, prior weights and offset.
+    family : Family
+        Family and link.
+    maxit : int
+        Most iterations.
+    tol : float
+        Relative change of the deviance that ends the iterations.
+
+    Returns
+    -------
+    tuple
+        (beta, mu, deviance, converged).
+
+    The first step goes from ``family.mustart``, as R's ``glm.fit``.  When that step and all its halvings
+    leave the link's domain (an inverse link whose linear predictor turns negative), the iterations start
+    again from the intercept-only fit, whose linear predictor is valid, and halve towards each new step.
+    """
     link = family.link
     mu = family.mustart(y, wt)
-    eta = link.link(mu)
+    out = _irls(y, X, wt, offset, family, link.link(mu), mu, np.zeros(X.shape[1]), np.inf, maxit, tol)
+    if np.isfinite(out[2]):
+        return out
+    ref = _intercept_only(y, X, wt, offset, family)
+    if ref is None:
+        return out
+    beta, eta = ref
+    mu = link.inverse(eta)
+    dev = float(np.sum(family.unit_deviance(y, mu, wt)))
+    return _irls(y, X, wt, offset, family, eta, mu, beta, dev, maxit, tol) if np.isfinite(dev) else out
+
+
+def _intercept_only(y, X, wt, offset, family: Family):
+    """(beta, eta) of the intercept-only model at the weighted mean of y, or None without a constant column."""
+    const = np.flatnonzero(np.all(X == X[:1], axis=0) & (X[0] != 0)) if len(X) else np.zeros(0, dtype=int)
+    if not len(const):
+        return None
+    ybar = float(np.sum(wt * y) / max(np.sum(wt), 1e-300))
     beta = np.zeros(X.shape[1])
-    dev = np.inf
+    beta[const[0]] = float(family.link.link(np.array([ybar]))[0]) / X[0, const[0]]
+    return beta, offset + X @ beta
+
+
+def _irls(y, X, wt, offset, family: Family, eta, mu, beta, dev, maxit, tol):
+    link = family.link
     converged = False
     for _ in range(maxit):
         d = link.mu_eta(eta)
         w = wt * d * d / family.variance(mu)
         z = eta - offset + (y - mu) / d
         sw = np.sqrt(w)
-        new, *_ = sla.lstsq(X * sw[:, None], z * sw, check_finite=False)
+        A, rhs = X * sw[:, None], z * sw
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rhs))):
+            # LAPACK must not see a NaN (it prints to stdout and fails); the data are beyond the family's
+            # numerical range (counts near 1e300, a response at a boundary the link cannot reach, ...)
+            raise FitError("the GLM start is not finite: the weighted working response overflows for these data "
+                           f"({family.name} with the {link.name} link); check the response's scale")
+        new, *_ = sla.lstsq(A, rhs, check_finite=False)
         step = 1.0
         for _ in range(30):
             b = beta + step * (new - beta) if np.isfinite(dev) else new

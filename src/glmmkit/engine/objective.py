@@ -33,6 +33,8 @@ from scipy.special import logsumexp
 from ..families import Family
 from .blocked import Structure
 from .pirls import GlmmData, PirlsResult, pirls
+from ..checks import check_int
+from ..errors import InputError
 
 _LOG2PI = np.log(2 * np.pi)
 
@@ -42,9 +44,9 @@ class GlmmObjective:
 
     def __init__(self, data: GlmmData, nagq: int = 1, laplace: str = "expected"):
         if laplace not in ("expected", "observed"):
-            raise ValueError(f"laplace must be 'expected' (lme4) or 'observed' (glmmTMB), got {laplace!r}")
+            raise InputError(f"laplace must be 'expected' (lme4) or 'observed' (glmmTMB), got {laplace!r}")
         self.data = data
-        self.nagq = int(nagq)
+        self.nagq = check_int("nagq", nagq, 0, 25)
         self.laplace = laplace
         st = data.structure
         self.n_theta = sum(t.cov.n_theta for t in st._orig_terms())
@@ -54,14 +56,14 @@ class GlmmObjective:
         if self.nagq > 1:
             t = st.terms
             if len(t) != 1 or t[0].k != 1 or t[0].is_known:
-                raise ValueError(
+                raise InputError(
                     "adaptive Gauss-Hermite quadrature (nagq > 1) needs a single scalar random-effects "
                     "term such as (1 | g); this model has "
                     + ", ".join(x.label for x in t)
                     + ". Use nagq=1 (Laplace)."
                 )
             if self.nagq > 25:
-                raise ValueError(f"nagq must be at most 25, got {self.nagq}")
+                raise InputError(f"nagq must be at most 25, got {self.nagq}")
             self._nodes, self._weights = hermegauss(self.nagq)
             term = t[0]
             self._indicator = sp.csr_matrix(

@@ -25,6 +25,7 @@ from .blocked import level_gram
 from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
 from .settings import setting
+from ..errors import FitError
 
 SINGULAR_TOL = 1e-4
 GRAD_TOL = 2e-3
@@ -105,11 +106,24 @@ def minimize(f, x0, lower, step, *, upper=None, ftol_abs=1e-8, xtol_rel=1e-8, ma
              log=None):
     """Minimise f with nlopt; returns (x, fval, nevals, return-code text). Tracks the best point seen."""
     x0 = np.asarray(x0, dtype=float)
+    step = np.asarray(step, dtype=float)
+    lower = np.asarray(lower, dtype=float)
     d = len(x0)
+    # nlopt is never handed a NaN (it can corrupt its memory): a non-finite start, step or bound is
+    # a failure of what came before, reported as such
+    if not (np.all(np.isfinite(x0)) and np.all(np.isfinite(step))
+            and not np.any(np.isnan(lower)) and (upper is None or not np.any(np.isnan(upper)))):
+        raise FitError(f"the optimiser was asked to start from non-finite values (start {x0}, steps {step}); "
+                       "the estimates before this step are not finite")
+    if d == 0:
+        v = f(x0)
+        return x0, v, 1, "no free parameters"
     best = {"f": np.inf, "x": x0.copy(), "n": 0}
 
     def fn(x, grad):
-        v = f(x)
+        if not np.all(np.isfinite(x)):
+            return 1e300
+        v = finite_or_inf(f, x)
         best["n"] += 1
         if log is not None:
             log.append((np.array(x), v))
@@ -139,9 +153,24 @@ def minimize(f, x0, lower, step, *, upper=None, ftol_abs=1e-8, xtol_rel=1e-8, ma
     return best["x"], best["f"], best["n"], rc
 
 
+def finite_or_inf(f, x) -> float:
+    """f(x), or +inf where the objective has no finite value there (PIRLS finds no finite mode: with an
+    inverse-type link the linear predictor left the link's domain).  The searches treat such a point as
+    infeasible instead of failing."""
+    try:
+        v = float(f(x))
+    except (FitError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError):
+        return np.inf
+    return v if np.isfinite(v) else np.inf
+
+
 def derivatives(f, x, h, lower):
-    """Central-difference gradient and Hessian; coordinates on their lower bound are held fixed."""
+    """Central-difference gradient and Hessian; coordinates on their lower bound are held fixed.
+
+    A step whose probe has no finite objective (it left the link's domain) is shrunk tenfold, up to
+    four times, for that coordinate."""
     x = np.asarray(x, dtype=float)
+    h = np.array(h, dtype=float)
     d = len(x)
     free = ~(x - h <= lower)
     f0 = f(x)
@@ -150,16 +179,20 @@ def derivatives(f, x, h, lower):
     fp, fm = np.zeros(d), np.zeros(d)
     idx = np.flatnonzero(free)
     for i in idx:
-        e = np.zeros(d)
-        e[i] = h[i]
-        fp[i], fm[i] = f(x + e), f(x - e)
+        for _ in range(5):
+            e = np.zeros(d)
+            e[i] = h[i]
+            fp[i], fm[i] = finite_or_inf(f, x + e), finite_or_inf(f, x - e)
+            if np.isfinite(fp[i]) and np.isfinite(fm[i]):
+                break
+            h[i] /= 10
         g[i] = (fp[i] - fm[i]) / (2 * h[i])
         H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
     for a, i in enumerate(idx):
         for j in idx[a + 1 :]:
             e = np.zeros(d)
             e[i], e[j] = h[i], h[j]
-            fpp, fmm = f(x + e), f(x - e)
+            fpp, fmm = finite_or_inf(f, x + e), finite_or_inf(f, x - e)
             H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h[i] * h[j])
     return g, H, free
 

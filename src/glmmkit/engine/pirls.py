@@ -26,6 +26,7 @@ from ..families import Family
 from .blocked import BlockedFactor, Structure
 from .kernels import Kernels
 from .settings import setting
+from ..errors import FitError
 
 
 @dataclass
@@ -68,7 +69,7 @@ class PirlsResult:
 QUAD_STOP = setting("QUAD_STOP", 1e-5)
 
 
-class PirlsError(RuntimeError):
+class PirlsError(FitError):
     pass
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .covariance import CovStructure, KnownMatrix
+from ..errors import InputError
 
 
 @dataclass
@@ -48,7 +49,7 @@ class RandomTerm:
         parts = [p.strip() for p in self.group.split(":")]
         for p in parts:
             if p not in newdata.columns:
-                raise ValueError(f"newdata lacks the grouping column {p!r} (or use re_form='~0')")
+                raise InputError(f"newdata lacks the grouping column {p!r} (or use re_form='~0')")
         labels = newdata[parts[0]].astype(str).to_numpy()
         for p in parts[1:]:
             labels = np.char.add(np.char.add(labels.astype(str), ":"), newdata[p].astype(str).to_numpy().astype(str))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from ..errors import FormulaError
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,12 @@ def _split_top(expr: str, seps: str) -> list[tuple[str, str]]:
         elif ch in ")]}":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced parentheses in formula: {expr!r}")
+                raise FormulaError(f"unbalanced parentheses in formula: {expr!r}")
         elif depth == 0 and ch in seps:
             out.append((sign, expr[start:i].strip()))
             sign, start = ch, i + 1
     if depth != 0:
-        raise ValueError(f"unbalanced parentheses in formula: {expr!r}")
+        raise FormulaError(f"unbalanced parentheses in formula: {expr!r}")
     out.append((sign, expr[start:].strip()))
     return out
 
@@ -74,36 +75,90 @@ def expand_group(group: str) -> list[str]:
     """``a/b/c`` -> ``[a, b:a, c:b:a]`` (lme4's names); ``a:b`` and ``a`` stay as they are."""
     parts = [p.strip() for p in group.split("/")]
     if any(not p for p in parts):
-        raise ValueError(f"empty grouping factor in {group!r}")
+        raise FormulaError(f"empty grouping factor in {group!r}")
     return [":".join(reversed(parts[: i + 1])) for i in range(len(parts))]
 
 
+# Formulas are evaluated by formulaic as Python expressions of columns, so anything that could reach
+# beyond the data (dunder names, statements, lambdas) is refused before that.
+_FORBIDDEN = re.compile(r"__|\blambda\b|\bimport\b|\bexec\b|\beval\b|\bopen\b|\bgetattr\b|\bglobals\b|"
+                        r"\blocals\b|\bcompile\b|;|:=|\\")
+MAX_FORMULA_CHARS = 10_000
+
+
+def check_formula_text(formula, what: str = "formula") -> str:
+    """Refuse what is not a formula: a non-string, an over-long string, code or unbalanced brackets.
+
+    Parameters
+    ----------
+    formula : object
+        What the user passed.
+    what : str
+        The argument's name, for messages.
+
+    Returns
+    -------
+    str
+        The formula, unchanged.
+    """
+    if not isinstance(formula, str):
+        raise FormulaError(f"{what} must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise FormulaError(f"{what} has {len(formula)} characters; at most {MAX_FORMULA_CHARS} are accepted")
+    outside = re.sub(r"`[^`]*`", "", formula)  # backticked names may hold any character
+    if outside.count("`"):
+        raise FormulaError(f"unmatched backtick in {what} {formula!r}")
+    bad = _FORBIDDEN.search(outside)
+    if bad:
+        raise FormulaError(f"{what} {formula!r} contains {bad.group(0)!r}: a formula holds column names, numbers, "
+                           "operators (+ - * / : ^ | ~) and calls such as log(x), not code")
+    if "\x00" in formula:
+        raise FormulaError(f"{what} contains a NUL character")
+    _split_top(outside, "")  # balanced brackets
+    return formula
+
+
 def parse_formula(formula: str) -> ParsedFormula:
-    """Parse an lme4-style formula string."""
-    if not isinstance(formula, str) or "~" not in formula:
-        raise ValueError(f"a formula needs a response and '~', e.g. 'y ~ x + (1 | g)'; got {formula!r}")
+    """Parse an lme4-style formula string.
+
+    Parameters
+    ----------
+    formula : str
+        e.g. ``"y ~ x + (1 | g) + offset(log(n))"``.
+
+    Returns
+    -------
+    ParsedFormula
+        Response, fixed part, random-effects bars and offsets.
+    """
+    check_formula_text(formula)
+    if "~" not in formula:
+        raise FormulaError(f"a formula needs a response and '~', e.g. 'y ~ x + (1 | g)'; got {formula!r}")
     lhs, rhs = formula.split("~", 1)
     lhs, rhs = lhs.strip(), rhs.strip()
     if not lhs:
-        raise ValueError(f"formula {formula!r} has no response on the left of '~'")
+        raise FormulaError(f"formula {formula!r} has no response on the left of '~'")
     bars: list[Bar] = []
     offsets: list[str] = []
     fixed: list[str] = []
     for sign, term in _split_top(rhs, "+-"):
         if not term:
             if sign == "-":
-                raise ValueError(f"dangling '-' in formula {formula!r}")
+                raise FormulaError(f"dangling '-' in formula {formula!r}")
             continue
         inner = _strip_parens(term)
         if inner is not None and any(s == "|" for s in _top_chars(inner)):
             if sign == "-":
-                raise ValueError(f"cannot subtract a random-effects term: {term!r}")
+                raise FormulaError(f"cannot subtract a random-effects term: {term!r}")
             bars.extend(_parse_bar(inner, term))
             continue
         m = re.fullmatch(r"offset\((.*)\)", term, flags=re.S)
         if m:
             offsets.append(m.group(1).strip())
             continue
+        if "|" in re.sub(r"`[^`]*`", "", term):
+            raise FormulaError(f"'|' in the fixed part of {formula!r} (term {term!r}): a random-effects term "
+                               "stands alone in parentheses, joined by +, e.g. y ~ x + (1 | g)")
         fixed.append(("- " if sign == "-" else "+ ") + term)
     fixed_text = " ".join(fixed).strip()
     if fixed_text.startswith("+ "):
@@ -140,10 +195,10 @@ def _parse_bar(inner: str, term: str) -> list[Bar]:
             group = inner[i + (2 if double else 1) :].strip()
             break
     else:  # pragma: no cover - guarded by caller
-        raise ValueError(f"no '|' in random-effects term {term!r}")
+        raise FormulaError(f"no '|' in random-effects term {term!r}")
     if not lhs:
-        raise ValueError(f"random-effects term {term!r} has nothing left of '|' (use 1 for an intercept)")
+        raise FormulaError(f"random-effects term {term!r} has nothing left of '|' (use 1 for an intercept)")
     if not group or "|" in group:
-        raise ValueError(f"random-effects term {term!r} needs one grouping factor right of '|'")
+        raise FormulaError(f"random-effects term {term!r} needs one grouping factor right of '|'")
     return [Bar(lhs=lhs, group=g, correlated=not double) for g in expand_group(group)]
 

@@ -21,11 +21,19 @@ import scipy.linalg as sla
 from ..engine.covariance import Diagonal, KnownMatrix, Unstructured, factor_psd
 from ..engine.reterm import RandomTerm
 from ..families import Family, get_family
-from ..warnings import DroppedRowsWarning
+from ..errors import FormulaError
+from .coding import coded_matrix
+from ..warnings import CostWarning, DroppedRowsWarning, ModelChangeWarning
 from .parse import Bar, ParsedFormula, _split_top, parse_formula
+from ..errors import InputError
 
 _IDENT = re.compile(r"(?<![\w.])([A-Za-z_.][\w.]*)(?![\w.(])(?!\s*\()")
 _KEYWORDS = {"True", "False", "None", "and", "or", "not", "in", "is"}
+
+
+def _quoted_names(expr: str) -> set[str]:
+    """Column names written as `a b` or Q('a b') (any characters)."""
+    return set(re.findall(r"`([^`]*)`", expr)) | {a or b for a, b in re.findall(r"Q\(\s*'([^']*)'\s*\)|Q\(\s*\"([^\"]*)\"\s*\)", expr)}
 
 
 def _idents(expr: str) -> set[str]:
@@ -39,11 +47,11 @@ def evaluate(expr: str, data: pd.DataFrame, what: str) -> pd.Series:
         return data[expr]
     missing = sorted(n for n in _idents(expr) if n not in data.columns)
     if missing:
-        raise ValueError(f"unknown column {missing[0]!r} in the {what} {expr!r}; the data have {list(data.columns)[:20]}")
+        raise InputError(f"unknown column {missing[0]!r} in the {what} {expr!r}; the data have {list(data.columns)[:20]}")
     try:
         out = data.eval(expr, engine="python")
     except Exception as err:  # pandas raises many kinds here
-        raise ValueError(f"cannot evaluate the {what} {expr!r}: {err}") from None
+        raise InputError(f"cannot evaluate the {what} {expr!r}: {err}") from None
     if np.isscalar(out):
         out = pd.Series(np.full(len(data), out), index=data.index)
     return out
@@ -54,7 +62,7 @@ def group_codes(group: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]
     parts = [p.strip() for p in group.split(":")]
     for p in parts:
         if p not in data.columns:
-            raise ValueError(f"unknown grouping column {p!r} in random-effects term (... | {group}); "
+            raise InputError(f"unknown grouping column {p!r} in random-effects term (... | {group}); "
                              f"the data have {list(data.columns)[:20]}")
     codes, labels = None, None
     for p in parts:
@@ -122,111 +130,169 @@ class ModelSpec:
         lmm: bool = False,
         ziformula: str | None = None,
     ) -> "ModelSpec":
-        """Build the model from an lme4 formula and a DataFrame."""
+        """Build the model from an lme4 formula and a DataFrame.
+
+        Parameters
+        ----------
+        formula : str
+            lme4 formula, e.g. ``"y ~ x + (1 | g)"``.
+        data : pandas.DataFrame
+            The columns the formula names.
+        family : str or Family
+            Response family (``"gaussian"`` for an LMM).
+        weights, offset : str, array or None
+            A column name or one value per row of ``data`` (before rows are dropped).
+        relmat : dict or None
+            ``{grouping factor: labelled covariance matrix}``.
+        na_action : {"drop", "raise"}
+            Rows with missing or non-finite values in a used column (or made non-finite by a transform
+            such as ``log``) are dropped and counted, or refused.
+        lmm : bool
+            Build the linear mixed model (stricter rules on observation-level terms).
+        ziformula : str or None
+            One-sided zero-inflation formula (count families only).
+
+        Returns
+        -------
+        ModelSpec
+            The response, weights, offset, fixed-effects matrix and random-effects terms of the rows used.
+        """
         if not isinstance(data, pd.DataFrame):
-            raise ValueError("data must be a pandas DataFrame")
+            raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
         if len(data) == 0:
-            raise ValueError("data has no rows")
+            raise InputError("data has no rows")
+        if na_action not in ("drop", "raise"):
+            raise InputError(f"na_action must be 'drop' or 'raise', got {na_action!r}")
         fam = get_family(family)
         parsed = parse_formula(formula)
         if not parsed.bars:
-            raise ValueError(f"formula {formula!r} has no random-effects term such as (1 | group); "
-                             "for a model without random effects use a GLM")
+            raise FormulaError(f"formula {formula!r} has no random-effects term such as (1 | group); "
+                               "for a model without random effects use a GLM")
+        if ziformula is not None:
+            if not isinstance(ziformula, str):
+                raise InputError(f"ziformula must be a one-sided formula string such as '~ x', got {ziformula!r}")
+            if fam.name not in ("poisson", "nbinom2"):
+                raise InputError(f"ziformula is available for the count families 'poisson' and 'nbinom2', "
+                                 f"not {fam.name!r}")
         relmat = dict(relmat or {})
         groups = {b.group for b in parsed.bars}
         for key in relmat:
             if key not in groups:
-                raise ValueError(f"relmat names {key!r}, which is not a grouping factor of the formula "
+                raise InputError(f"relmat names {key!r}, which is not a grouping factor of the formula "
                                  f"(grouping factors: {sorted(groups)})")
         data = data.copy()
         data.columns = [str(c) for c in data.columns]
-        # ---- missing values over every column the model uses ----------------
+        n_all = len(data)
+        weights = _column_or_array(weights, data, "weights")
+        offset = _column_or_array(offset, data, "offset")
+        # ---- missing and non-finite values over every column the model uses -------
         used = set()
         zi_rhs = None
         if ziformula is not None:
             zi_rhs = str(ziformula).split("~", 1)[-1].strip() or "1"
         for piece in [parsed.response, parsed.fixed, *parsed.offsets, zi_rhs or ""] + [b.lhs for b in parsed.bars]:
-            used |= {n for n in _idents(piece) if n in data.columns}
+            used |= {n for n in _idents(piece) | _quoted_names(piece) if n in data.columns}
         for b in parsed.bars:
             used |= {p.strip() for p in b.group.split(":") if p.strip() in data.columns}
-        if isinstance(weights, str):
-            used.add(weights)
-        if isinstance(offset, str):
-            used.add(offset)
+        for arg in (weights, offset):
+            if isinstance(arg, str):
+                used.add(arg)
         used_cols = [c for c in data.columns if c in used]
-        na = data[used_cols].isna()
-        dropped = data.index[na.any(axis=1).to_numpy()]
-        if len(dropped):
-            if na_action == "raise":
-                col = na.columns[na.loc[dropped[0]].to_numpy()][0]
-                raise ValueError(f"missing value in column {col!r} at row {_row(dropped[0])!r} (na_action='raise')")
-            per_col = {c: int(na[c].sum()) for c in used_cols if na[c].any()}
-            warnings.warn(
-                f"dropped {len(dropped)} of {len(data)} rows with missing values ({per_col})",
-                DroppedRowsWarning,
-                stacklevel=3,
-            )
+        na = _missing(data[used_cols])
+        for name, arr in (("weights", weights), ("offset", offset)):
+            if isinstance(arr, np.ndarray):
+                na[f"{name} (array)"] = ~np.isfinite(arr)
+        spec = None
+        for _ in range(2):  # a second pass only when a transform made values non-finite
+            dropped = data.index[na.any(axis=1).to_numpy()]
+            if len(dropped):
+                if na_action == "raise":
+                    col = na.columns[na.loc[dropped[0]].to_numpy()][0]
+                    raise InputError(f"missing or non-finite value in {col!r} at row {_row(dropped[0])!r} "
+                                     "(na_action='raise')")
+                per_col = {c: int(na[c].sum()) for c in na.columns if na[c].any()}
+                warnings.warn(
+                    f"dropped {len(dropped)} of {n_all} rows with missing or non-finite values ({per_col})",
+                    DroppedRowsWarning,
+                    stacklevel=3,
+                )
             keep = ~na.any(axis=1).to_numpy()
-            data = data.loc[keep]
-            if isinstance(weights, (np.ndarray, pd.Series, list)):
-                weights = np.asarray(weights, dtype=float)[keep]
-            if isinstance(offset, (np.ndarray, pd.Series, list)):
-                offset = np.asarray(offset, dtype=float)[keep]
-        if len(data) == 0:
-            raise ValueError("no rows left after dropping missing values")
+            if not keep.any():
+                raise InputError(f"no rows left after dropping the {n_all} rows with missing or non-finite values")
+            spec = cls._assemble(formula, parsed, fam, data.loc[keep],
+                                 weights[keep] if isinstance(weights, np.ndarray) else weights,
+                                 offset[keep] if isinstance(offset, np.ndarray) else offset,
+                                 relmat, lmm, ziformula, zi_rhs)
+            made = spec._nonfinite_rows()
+            if not made:
+                break
+            for label, mask in made.items():
+                col = np.zeros(n_all, dtype=bool)
+                col[np.flatnonzero(keep)[mask]] = True
+                na[label] = col
+        else:  # pragma: no cover - the second pass drops every row the first found
+            raise InputError("non-finite values remain after dropping rows")
+        spec.n_dropped = len(dropped)
+        spec.dropped_index = list(dropped)
+        if len(dropped):
+            spec.messages.insert(0, f"dropped {len(dropped)} of {n_all} rows with missing or non-finite values")
+        return spec
+
+    @classmethod
+    def _assemble(cls, formula, parsed, fam, data, weights, offset, relmat, lmm, ziformula, zi_rhs) -> "ModelSpec":
+        """Response, offset, X and the random-effects terms of rows already free of missing values."""
         n = len(data)
         # ---- response and prior weights -------------------------------------
         y, wt, resp_name = _response(parsed.response, data, fam, weights)
         # ---- offset ------------------------------------------------------------
         off = np.zeros(n)
         for expr in parsed.offsets:
-            off = off + np.asarray(evaluate(expr, data, "offset"), dtype=float)
+            off = off + _numeric(evaluate(expr, data, "offset"), f"offset({expr})")
         if offset is not None:
-            o = np.asarray(data[offset] if isinstance(offset, str) else offset, dtype=float)
-            if o.shape != (n,):
-                raise ValueError(f"offset has {o.size} values for {n} rows")
-            off = off + o
-        if not np.all(np.isfinite(off)):
-            bad = int(np.flatnonzero(~np.isfinite(off))[0])
-            raise ValueError(f"offset is not finite at row {_row(data.index[bad])!r} (log of zero exposure?)")
+            off = off + (_numeric(data[offset], f"offset column {offset!r}") if isinstance(offset, str) else offset)
+        messages: list[str] = []
         # ---- fixed effects -----------------------------------------------------
-        try:
-            mm = formulaic.model_matrix(parsed.fixed, data, na_action="ignore")
-        except formulaic.errors.FormulaicError as err:
-            unknown = sorted(n for n in _idents(parsed.fixed) if n not in data.columns)
-            if unknown:
-                raise ValueError(f"unknown column {unknown[0]!r} in the fixed effects {parsed.fixed!r}; "
-                                 f"the data have {list(data.columns)[:20]}") from None
-            raise ValueError(f"cannot build the fixed-effects matrix of {parsed.fixed!r}: {err}") from None
+        mm = _model_matrix(parsed.fixed, data, "the fixed effects")
         X = np.asarray(mm, dtype=float)
         x_names = [_re_name(c) for c in mm.columns]
-        messages: list[str] = []
+        _single_level_factors(parsed.fixed, data, messages)
         X, x_names, kept_cols = _drop_aliased(X, x_names, messages)
         # ---- zero-inflation part ---------------------------------------------------
         if zi_rhs is not None:
             from ..zeroinflated import ZeroInflated
 
-            try:
-                zmm = formulaic.model_matrix(zi_rhs, data, na_action="ignore")
-            except formulaic.errors.FormulaicError as err:
-                unknown = sorted(nm for nm in _idents(zi_rhs) if nm not in data.columns)
-                if unknown:
-                    raise ValueError(f"unknown column {unknown[0]!r} in the zero-inflation formula "
-                                     f"{ziformula!r}") from None
-                raise ValueError(f"cannot build the zero-inflation formula {ziformula!r}: {err}") from None
+            zmm = _model_matrix(zi_rhs, data, f"the zero-inflation formula {ziformula!r}")
             fam = ZeroInflated(fam, np.asarray(zmm, dtype=float), [_re_name(c) for c in zmm.columns], zmm.model_spec)
         # ---- random-effects terms ---------------------------------------------
         terms = []
         for bar in parsed.bars:
             terms.extend(_build_terms(bar, data, relmat, lmm, n))
+        q = sum(t.size for t in terms)
+        if q >= 0.8 * n:
+            messages.append(f"{q} random effects for {n} observations: the model is nearly as large as the data")
+            warnings.warn(messages[-1], CostWarning, stacklevel=4)
         spec = cls(
             formula=formula, parsed=parsed, family=fam, data=data, y=y, wt=wt, offset=off, X=X,
             x_names=x_names, x_spec=mm.model_spec, terms=terms, response=resp_name,
-            n_dropped=len(dropped), dropped_index=list(dropped), messages=messages,
-            offset_exprs=list(parsed.offsets), user_offset=offset is not None,
+            messages=messages, offset_exprs=list(parsed.offsets), user_offset=offset is not None,
         )
         spec._kept_cols = kept_cols
         return spec
+
+    def _nonfinite_rows(self) -> dict[str, np.ndarray]:
+        """Rows made non-finite by a transform (``log`` of a negative, an overflow), by what made them."""
+        out = {}
+        checks = [("the response", ~np.isfinite(self.y)), ("the weights", ~np.isfinite(self.wt)),
+                  ("the offset", ~np.isfinite(self.offset))]
+        checks += [(name, ~np.isfinite(self.X[:, j])) for j, name in enumerate(self.x_names)]
+        zX = getattr(self.family, "X_zi", None)
+        if zX is not None:
+            checks.append(("the ziformula", ~np.all(np.isfinite(zX), axis=1)))
+        checks += [(f"({t.lhs} | {t.group})", ~np.all(np.isfinite(t.X), axis=1)) for t in self.terms]
+        for label, mask in checks:
+            if mask.any():
+                out[label] = mask
+        return out
 
     # ---- the public stages after this one -----------------------------
     def objective(self, nagq: int = 1, laplace: str = "expected"):
@@ -247,8 +313,7 @@ class ModelSpec:
 
     def new_fixed_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
         """X for new data, coded exactly like the fitted data."""
-        mm = self.x_spec.get_model_matrix(newdata, na_action="ignore")
-        return np.asarray(mm, dtype=float)[:, self._kept_cols]
+        return np.asarray(coded_matrix(self.x_spec, newdata, "the fixed effects"), dtype=float)[:, self._kept_cols]
 
     def new_offset(self, newdata: pd.DataFrame) -> np.ndarray:
         off = np.zeros(len(newdata))
@@ -257,36 +322,98 @@ class ModelSpec:
         return off
 
 
+def _column_or_array(arg, data: pd.DataFrame, what: str):
+    """``weights=`` / ``offset=``: a column name (checked) or one finite-or-missing number per row of data."""
+    if arg is None:
+        return None
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            raise InputError(f"{what}={arg!r} is not a column of the data; the data have {list(data.columns)[:20]}")
+        _numeric(data[arg], f"{what} column {arg!r}")
+        return arg
+    try:
+        arr = np.asarray(arg, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a column name or numbers, one per row of data") from None
+    if arr.ndim == 0:
+        arr = np.full(len(data), float(arr))
+    if arr.shape != (len(data),):
+        raise InputError(f"{what} has shape {arr.shape} for {len(data)} rows of data: give one value per row "
+                         "of the data as passed (before rows with missing values are dropped), or a column name")
+    return arr
+
+
+def _numeric(values, what: str) -> np.ndarray:
+    """A column or expression as float64, or an InputError naming it."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be numeric") from None
+
+
+def _missing(df: pd.DataFrame) -> pd.DataFrame:
+    """Missing values, and infinities in numeric columns, as one boolean column per data column."""
+    na = df.isna()
+    for c in df.columns:
+        if pd.api.types.is_float_dtype(df[c]) or pd.api.types.is_complex_dtype(df[c]):
+            na[c] = na[c] | np.isinf(df[c].to_numpy(dtype=float, na_value=np.nan))
+    return na
+
+
+def _model_matrix(rhs: str, data: pd.DataFrame, what: str):
+    """formulaic's model matrix of ``rhs``; any failure of formulaic becomes a FormulaError naming ``what``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # log of a negative etc.: such rows are dropped
+            return formulaic.model_matrix(rhs, data, na_action="ignore")
+    except Exception as err:  # formulaic raises many kinds (syntax, names, types)
+        unknown = sorted(n for n in _idents(rhs) if n not in data.columns)
+        if unknown:
+            raise FormulaError(f"unknown column {unknown[0]!r} in {what} {rhs!r}; "
+                               f"the data have {list(data.columns)[:20]}") from None
+        raise FormulaError(f"cannot build {what} {rhs!r}: {type(err).__name__}: {err}") from None
+
+
+def _single_level_factors(rhs: str, data: pd.DataFrame, messages: list[str]) -> None:
+    """A categorical predictor with one level in the rows used contributes nothing: say so."""
+    for name in sorted(_idents(rhs)):
+        if name in data.columns and not pd.api.types.is_numeric_dtype(data[name]) and data[name].nunique() == 1:
+            messages.append(f"predictor {name!r} has a single level ({_row(data[name].iloc[0])!r}) in the rows "
+                            "used, so it has no effect in the model")
+            warnings.warn(messages[-1], ModelChangeWarning, stacklevel=5)
+
+
 def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
     n = len(data)
     wt = np.ones(n)
     if weights is not None:
-        wt = np.asarray(data[weights] if isinstance(weights, str) else weights, dtype=float)
-        if wt.shape != (n,):
-            raise ValueError(f"weights have {wt.size} values for {n} rows")
+        wt = _numeric(data[weights], f"weights column {weights!r}") if isinstance(weights, str) else weights
         bad = np.flatnonzero(~np.isfinite(wt) | (wt < 0))
         if bad.size:
-            raise ValueError(f"weights must be finite and non-negative; row {data.index[bad[0]]!r} has {float(wt[bad[0]]):g}")
+            raise InputError(f"weights must be finite and non-negative; row {_row(data.index[bad[0]])!r} "
+                             f"has {float(wt[bad[0]]):g}")
+        if not np.any(wt > 0):
+            raise InputError("every prior weight is zero: the data carry no information")
     m = re.fullmatch(r"cbind\((.*)\)", expr.strip(), flags=re.S)
     if m:
         if fam.name != "binomial":
-            raise ValueError(f"cbind(successes, failures) is a binomial response, not {fam.name}")
+            raise InputError(f"cbind(successes, failures) is a binomial response, not {fam.name}")
         args = [a for _, a in _split_top(m.group(1), ",")]
         if len(args) != 2:
-            raise ValueError(f"cbind() needs two arguments (successes, failures), got {expr!r}")
+            raise InputError(f"cbind() needs two arguments (successes, failures), got {expr!r}")
         s = np.asarray(evaluate(args[0], data, "response"), dtype=float)
         f = np.asarray(evaluate(args[1], data, "response"), dtype=float)
         for vals, name in ((s, args[0]), (f, args[1])):
             bad = np.flatnonzero(vals < 0)
             if bad.size:
-                raise ValueError(f"binomial counts {name!r} must be non-negative; row {data.index[bad[0]]!r} "
+                raise InputError(f"binomial counts {name!r} must be non-negative; row {_row(data.index[bad[0]])!r} "
                                  f"has {float(vals[bad[0]]):g} (successes > trials?)")
         tot = s + f
         if weights is not None:
-            raise ValueError("give either cbind(successes, failures) or weights=, not both")
+            raise InputError("give either cbind(successes, failures) or weights=, not both")
         zero = np.flatnonzero(tot == 0)
         if zero.size:
-            raise ValueError(f"binomial row {data.index[zero[0]]!r} has zero trials")
+            raise InputError(f"binomial row {_row(data.index[zero[0]])!r} has zero trials")
         y = s / tot
         wt = tot
         name = args[0].strip()
@@ -300,25 +427,25 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
             else:
                 lev = sorted(pd.unique(vals.astype(str)))
                 if len(lev) != 2:
-                    raise ValueError(f"binomial response {expr!r} must have two classes, found {lev[:5]}")
+                    raise InputError(f"binomial response {expr!r} must have two classes, found {lev[:5]}")
                 y = (vals.astype(str) == lev[1]).to_numpy(dtype=float)
         else:
             try:
                 y = np.asarray(raw, dtype=float)
             except (TypeError, ValueError):
-                raise ValueError(f"response {expr!r} is not numeric") from None
+                raise InputError(f"response {expr!r} is not numeric") from None
         if fam.name == "binomial":
             frac = np.flatnonzero((y > 0) & (y < 1))
             if frac.size and weights is None:
-                raise ValueError(
-                    f"binomial response {expr!r} has proportions (row {data.index[frac[0]]!r}: {float(y[frac[0]]):g}) "
+                raise InputError(
+                    f"binomial response {expr!r} has proportions (row {_row(data.index[frac[0]])!r}: {float(y[frac[0]]):g}) "
                     "but no weights=: give the number of trials as weights, or use cbind(successes, failures)"
                 )
             if weights is not None:
                 k = y * wt
                 bad = np.flatnonzero(np.abs(k - np.rint(k)) > 1e-6)
                 if bad.size:
-                    warnings.warn(f"non-integer number of successes (row {data.index[bad[0]]!r})", stacklevel=4)
+                    warnings.warn(f"non-integer number of successes (row {_row(data.index[bad[0]])!r})", stacklevel=4)
     fam.validate(y, wt, name, data.index)
     return y, wt, name
 
@@ -355,7 +482,7 @@ def _drop_aliased(X, names, messages):
     keep_arr = np.array(keep, dtype=int)
     dropped = [names[i] for i in range(p) if i not in keep]
     messages.append(f"fixed-effect model matrix is rank deficient so dropping {p - len(keep)} column(s): {dropped}")
-    warnings.warn(messages[-1], stacklevel=4)
+    warnings.warn(messages[-1], ModelChangeWarning, stacklevel=5)
     return X[:, keep_arr], [names[i] for i in keep_arr], keep_arr
 
 
@@ -363,29 +490,23 @@ def _build_terms(bar: Bar, data, relmat, lmm, n) -> list[RandomTerm]:
     codes, labels = group_codes(bar.group, data)
     q = len(labels)
     if q < 2:
-        raise ValueError(f"grouping factor {bar.group!r} has a single level ({labels[0]!r}); "
+        raise InputError(f"grouping factor {bar.group!r} has a single level ({labels[0]!r}); "
                          "a random effect needs at least two levels")
-    try:
-        mm = formulaic.model_matrix(bar.lhs, data, na_action="ignore")
-    except formulaic.errors.FormulaicError as err:
-        unknown = sorted(nm for nm in _idents(bar.lhs) if nm not in data.columns)
-        if unknown:
-            raise ValueError(f"unknown column {unknown[0]!r} in random-effects term {bar}") from None
-        raise ValueError(f"cannot build random-effects term {bar}: {err}") from None
+    mm = _model_matrix(bar.lhs, data, f"random-effects term {bar}")
     Xr = np.asarray(mm, dtype=float)
     cols = [_re_name(c) for c in mm.columns]
     if Xr.shape[1] == 0:
-        raise ValueError(f"random-effects term {bar} has no columns")
+        raise InputError(f"random-effects term {bar} has no columns")
     known = bool(relmat) and bar.group in relmat
     if q >= n and (lmm or Xr.shape[1] > 1) and not (known and Xr.shape[1] == 1):
-        raise ValueError(
+        raise InputError(
             f"grouping factor {bar.group!r} has as many levels ({q}) as observations ({n}); "
             + ("in a linear mixed model it is confounded with the residual" if lmm
                else "only a scalar observation-level term (1 | obs) is allowed")
         )
     if bar.group in relmat:
         if Xr.shape[1] != 1:
-            raise ValueError(f"a relationship matrix needs a scalar term (1 | {bar.group}), got {bar}")
+            raise InputError(f"a relationship matrix needs a scalar term (1 | {bar.group}), got {bar}")
         L = _relmat_factor(relmat[bar.group], labels, bar.group)
         return [RandomTerm(bar.group, labels, codes, Xr, cols, KnownMatrix(L), bar.lhs, mm.model_spec)]
     k = Xr.shape[1]
@@ -399,21 +520,34 @@ def _relmat_factor(K, labels: np.ndarray, group: str) -> np.ndarray:
         names_r = [str(x) for x in K.index]
         names_c = [str(x) for x in K.columns]
         if names_r != names_c:
-            raise ValueError(f"relationship matrix for {group!r}: row names and column names differ")
-        mat = K.to_numpy(dtype=float)
+            raise InputError(f"relationship matrix for {group!r}: row names and column names differ")
+        try:
+            mat = K.to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(f"relationship matrix for {group!r} is not numeric") from None
         names = names_r
     elif isinstance(K, tuple) and len(K) == 2:
-        mat, names = np.asarray(K[0], dtype=float), [str(x) for x in K[1]]
+        try:
+            mat = np.asarray(K[0].toarray() if hasattr(K[0], "toarray") else K[0], dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(f"relationship matrix for {group!r} is not numeric") from None
+        names = [str(x) for x in np.asarray(K[1], dtype=object).ravel()]
     else:
-        raise ValueError(f"relationship matrix for {group!r} must be a labelled pandas DataFrame "
+        raise InputError(f"relationship matrix for {group!r} must be a labelled pandas DataFrame "
                          "or a tuple (matrix, names)")
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise InputError(f"relationship matrix for {group!r} must be square; it has shape {mat.shape}")
+    if len(names) != mat.shape[0]:
+        raise InputError(f"relationship matrix for {group!r} has {mat.shape[0]} rows but {len(names)} names")
+    if not np.all(np.isfinite(mat)):
+        raise InputError(f"relationship matrix for {group!r} has missing or non-finite entries")
     if len(set(names)) != len(names):
         dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
-        raise ValueError(f"relationship matrix for {group!r} has the name {dup!r} twice")
+        raise InputError(f"relationship matrix for {group!r} has the name {dup!r} twice")
     pos = {nm: i for i, nm in enumerate(names)}
     missing = [str(lv) for lv in labels if lv not in pos]
     if missing:
-        raise ValueError(f"levels of {group!r} missing from its relationship matrix: {missing[:10]}"
+        raise InputError(f"levels of {group!r} missing from its relationship matrix: {missing[:10]}"
                          + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     idx = np.array([pos[lv] for lv in labels])
     return factor_psd(mat[np.ix_(idx, idx)], group)

@@ -23,6 +23,11 @@ from scipy.linalg import blas
 
 from ..progress import progress
 from .plink import Genotypes
+from ..checks import check_choice, check_int, check_real
+from ..errors import InputError
+from ..output import atomic_paths
+from ..readers import read_text_table, require_file
+from .plink import check_unique_ids
 
 
 def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndarray | None = None,
@@ -34,8 +39,9 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
     ``precision="single"`` (default) forms each chunk's product in float32 -- three times faster with
     OpenBLAS -- and adds it to the float64 sum, so entries are accurate to ~1e-6 (GCTA's binary GRM stores
     float32; the sampling noise of an entry is ~1/sqrt(m)); ``"double"`` does it all in float64."""
-    if precision not in ("single", "double"):
-        raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+    check_choice("precision", precision, ("single", "double"))
+    chunk = check_int("chunk", chunk, 1)
+    check_real("min_maf", min_maf, 0, 0.5, open_hi=True)
     g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
     n = g.n_samples if rows is None else len(rows)
     Kf = np.zeros((n, n), order="F")  # BLAS fills its upper triangle
@@ -59,7 +65,7 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
                   blas.dsyrk(1.0, W.T, beta=1.0, c=Kf, trans=1, overwrite_c=1))
         m += W.shape[1]
     if m == 0:
-        raise ValueError("no polymorphic variants: the GRM is undefined")
+        raise InputError("no polymorphic variants: the GRM is undefined")
     K = Kf.T  # C order; its lower triangle holds the sums
     for i0 in range(0, n, 1024):  # mirror by row blocks (not n x n of temporaries)
         i1 = min(i0 + 1024, n)
@@ -91,10 +97,12 @@ def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
     keeps each variant's mean (its frequency, and the value of a missing call); the later passes read only
     the rows they need.  Cost: the dense GRM's flops (one triangle) and n / b passes over the genotypes;
     memory: one strip, one chunk (``chunk`` variants, default sized to ``memory`` / 4) and the nonzeros."""
-    if precision not in ("single", "double"):
-        raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
-    if not threshold > 0:
-        raise ValueError(f"threshold must be positive, got {threshold!r}")
+    check_choice("precision", precision, ("single", "double"))
+    check_real("threshold", threshold, 0, None, open_lo=True)
+    check_real("memory", memory, 0, None, open_lo=True)
+    check_real("min_maf", min_maf, 0, 0.5, open_hi=True)
+    if chunk is not None:
+        chunk = check_int("chunk", chunk, 1)
     g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
     sample_rows = np.arange(g.n_samples) if rows is None else np.asarray(rows)
     n = len(sample_rows)
@@ -165,7 +173,7 @@ def _strip_sums(reads, b: int, means: np.ndarray | None, min_maf: float, precisi
             off += off_buf
         m += W.shape[1]
     if m == 0:
-        raise ValueError("no polymorphic variants: the GRM is undefined")
+        raise InputError("no polymorphic variants: the GRM is undefined")
     on /= m
     off /= m
     return on, off, m, (np.concatenate(seen) if means is None else means)
@@ -180,16 +188,16 @@ def check_psd(K: np.ndarray, tol: float = 1e-4) -> None:
     import scipy.linalg as sla
 
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
-        raise ValueError(f"the GRM must be square; it is {K.shape}")
+        raise InputError(f"the GRM must be square; it is {K.shape}")
     if not np.allclose(K[:: max(1, len(K) // 200)], K.T[:: max(1, len(K) // 200)], atol=1e-8):
-        raise ValueError("the GRM is not symmetric")
+        raise InputError("the GRM is not symmetric")
     jitter = tol * max(float(np.mean(np.diag(K))), 1e-12)
     try:
         sla.cho_factor(K + jitter * np.eye(len(K)), lower=True, check_finite=False)
     except np.linalg.LinAlgError:
         w = np.linalg.eigvalsh(K) if len(K) <= 5000 else None
         detail = f": smallest eigenvalue {w[0]:.3g} (largest {w[-1]:.3g})" if w is not None else ""
-        raise ValueError(f"the GRM is not positive semi-definite{detail}; was it computed from the same "
+        raise InputError(f"the GRM is not positive semi-definite{detail}; was it computed from the same "
                          "samples?") from None
 
 
@@ -207,24 +215,25 @@ def write_gcta(prefix, K: np.ndarray, ids: pd.DataFrame, m: int | np.ndarray) ->
     prefix = str(prefix)
     n = K.shape[0]
     il = np.tril_indices(n)
-    K[il].astype(np.float32).tofile(prefix + ".grm.bin")
-    N = np.broadcast_to(np.asarray(m, dtype=np.float32), K.shape)[il] if np.ndim(m) else np.full(len(il[0]), m, np.float32)
-    np.asarray(N, dtype=np.float32).tofile(prefix + ".grm.N.bin")
-    ids[["FID", "IID"]].to_csv(prefix + ".grm.id", sep="\t", header=False, index=False)
+    with atomic_paths([prefix + ".grm.bin", prefix + ".grm.N.bin", prefix + ".grm.id"]) as (kb, nb, idf):
+        K[il].astype(np.float32).tofile(kb)
+        N = (np.broadcast_to(np.asarray(m, dtype=np.float32), K.shape)[il] if np.ndim(m)
+             else np.full(len(il[0]), m, np.float32))
+        np.asarray(N, dtype=np.float32).tofile(nb)
+        ids[["FID", "IID"]].to_csv(idf, sep="\t", header=False, index=False)
 
 
 def read_gcta(prefix) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """(K, ids, N) from GCTA's binary GRM files."""
     prefix = str(prefix)
-    for suffix in (".grm.bin", ".grm.id"):
-        if not Path(prefix + suffix).exists():
-            raise FileNotFoundError(f"GCTA GRM file {prefix + suffix} not found")
-    ids = pd.read_csv(prefix + ".grm.id", sep=r"\s+", header=None, dtype=str, usecols=[0, 1])
+    require_file(prefix + ".grm.bin", "GCTA GRM")
+    ids = read_text_table(prefix + ".grm.id", "GCTA GRM id file", sep=r"\s+", header=None, dtype=str, usecols=[0, 1])
     ids.columns = ["FID", "IID"]
+    check_unique_ids(ids, prefix + ".grm.id")
     n = len(ids)
     vals = np.fromfile(prefix + ".grm.bin", dtype=np.float32)
     if len(vals) != n * (n + 1) // 2:
-        raise ValueError(f"{prefix}.grm.bin holds {len(vals)} values; {n} samples need {n * (n + 1) // 2}")
+        raise InputError(f"{prefix}.grm.bin holds {len(vals)} values; {n} samples need {n * (n + 1) // 2}")
     K = np.zeros((n, n))
     il = np.tril_indices(n)
     K[il] = vals

@@ -32,6 +32,10 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .tables import Samples
+from ..errors import InputError
+from ..errors import FileFormatError, MissingFileError
+from ..output import atomic_paths, dumps_strict
+from ..readers import read_text_table, require_file
 
 
 #: a genetic variance beyond this on the link scale means PQL's REML has no finite maximum for these data
@@ -95,7 +99,6 @@ class NullModel:
         meta = {k: getattr(self, k) for k in ("trait", "x_names", "tau", "phi", "method", "converged", "iterations",
                                              "variance_ratio", "vr_detail", "report")}
         meta["beta"] = list(map(float, self.beta))
-        Path(prefix + ".null.json").write_text(json.dumps(meta, indent=1, default=float))
         arrays = dict(y=self.y, X=self.X, mu=self.mu, W=self.W, b=self.b,
                       rows=self.rows if self.rows is not None else np.arange(self.n))
         if self.P is not None:
@@ -104,25 +107,58 @@ class NullModel:
         for c, d in (self.loco or {}).items():
             for k, v in d.items():
                 arrays[f"loco_{c}_{k}"] = v
-        Path(prefix + ".null.json").write_text(json.dumps(meta, indent=1, default=float))
-        np.savez(prefix + ".null.npz", **arrays)
-        self.ids.to_csv(prefix + ".null.ids.tsv", sep="\t", index=False)
+        with atomic_paths([prefix + ".null.json", prefix + ".null.npz", prefix + ".null.ids.tsv"]) as (js, npz, ids):
+            Path(js).write_text(dumps_strict(meta, indent=1))
+            with open(npz, "wb") as fh:  # a file object: np.savez would append .npz to a name
+                np.savez(fh, **arrays)
+            self.ids.to_csv(ids, sep="\t", index=False)
 
     @classmethod
     def load(cls, prefix) -> "NullModel":
+        """Read a null model written by ``save`` (``gwas null``).
+
+        Parameters
+        ----------
+        prefix : str or path-like
+            The prefix of ``.null.json``, ``.null.npz`` and ``.null.ids.tsv``.
+
+        Returns
+        -------
+        NullModel
+            The model; a missing, truncated or inconsistent set raises ``FileFormatError``.
+        """
         prefix = str(prefix)
         if not Path(prefix + ".null.json").exists():
-            raise FileNotFoundError(f"no null model at {prefix} (expected {prefix}.null.json from `gwas null`)")
-        meta = json.loads(Path(prefix + ".null.json").read_text())
-        a = np.load(prefix + ".null.npz")
-        ids = pd.read_csv(prefix + ".null.ids.tsv", sep="\t", dtype=str)
-        loco = {}
-        for c in meta.get("loco", []):
-            loco[c] = {k: a[f"loco_{c}_{k}"] for k in ("mu", "W", "b", "P", "beta") if f"loco_{c}_{k}" in a.files}
-        return cls(meta["trait"], ids, a["y"], a["X"], meta["x_names"], np.array(meta["beta"]), meta["tau"], meta["phi"],
-                   a["mu"], a["W"], a["b"], meta["method"], meta["converged"], meta["iterations"], a["rows"],
-                   a["P"] if "P" in a.files else None, meta.get("variance_ratio"), meta.get("vr_detail"),
-                   meta.get("report"), loco or None)
+            raise MissingFileError(f"no null model at {prefix} (expected {prefix}.null.json from `gwas null`)")
+        for suffix in (".null.npz", ".null.ids.tsv"):
+            require_file(prefix + suffix, "saved null model")
+        try:
+            meta = json.loads(Path(prefix + ".null.json").read_text())
+            with np.load(prefix + ".null.npz") as npz:
+                a = {k: npz[k] for k in npz.files}
+        except Exception as err:  # json, zipfile and numpy raise many kinds for a damaged file
+            raise FileFormatError(f"the saved null model {prefix} is damaged or truncated "
+                                  f"({type(err).__name__}: {err}); run `gwas null` again") from None
+        ids = read_text_table(prefix + ".null.ids.tsv", "saved null model's sample list", sep="\t", dtype=str)
+        try:
+            num = lambda v: np.nan if v is None else float(v)  # noqa: E731  (strict JSON keeps NaN as null)
+            loco = {}
+            for c in meta.get("loco", []):
+                loco[c] = {k: a[f"loco_{c}_{k}"] for k in ("mu", "W", "b", "P", "beta") if f"loco_{c}_{k}" in a}
+            model = cls(meta["trait"], ids, a["y"], a["X"], meta["x_names"], np.array(meta["beta"], dtype=float),
+                        num(meta["tau"]), num(meta["phi"]), a["mu"], a["W"], a["b"], meta["method"],
+                        bool(meta["converged"]), meta["iterations"], a["rows"], a.get("P"),
+                        meta.get("variance_ratio"), meta.get("vr_detail"), meta.get("report"), loco or None)
+        except (KeyError, TypeError, ValueError) as err:
+            raise FileFormatError(f"the saved null model {prefix} lacks {err} or holds a wrong value; "
+                                  "run `gwas null` again") from None
+        n = len(model.y)
+        if not (len(ids) == n == len(model.mu) == len(model.W) == model.X.shape[0]):
+            raise FileFormatError(f"the saved null model {prefix} is inconsistent: {len(ids)} sample IDs, "
+                                  f"{n} responses, {len(model.mu)} fitted means; run `gwas null` again")
+        if not {"FID", "IID"} <= set(ids.columns):
+            raise FileFormatError(f"{prefix}.null.ids.tsv must have FID and IID columns")
+        return model
 
 
 # ---- families on the working scale ----------------------------------------------------------------
@@ -168,14 +204,14 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
     gives the GLM: the classic score test)."""
     n = samples.n
     if K.shape != (n, n):
-        raise ValueError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "
+        raise InputError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "
                          "build it from the same samples (in .fam order)")
     if method == "laplace":
         if sp.issparse(K):
-            raise ValueError("method='laplace' needs a dense GRM; the sparse GRM goes with method='pql'")
+            raise InputError("method='laplace' needs a dense GRM; the sparse GRM goes with method='pql'")
         return _fit_laplace(samples, K, keep_P if keep_P is not None else n <= exact_max)
     if method != "pql":
-        raise ValueError(f"method must be 'pql' or 'laplace', got {method!r}")
+        raise InputError(f"method must be 'pql' or 'laplace', got {method!r}")
     return _fit_pql(samples, K, tol, maxit, exact_max, keep_P if keep_P is not None else n <= exact_max, seed,
                     tau0, fix_tau, fix_phi)
 
@@ -326,7 +362,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
     gauss = trait == "quantitative"
     phi = (float(fix_phi) if fix_phi is not None else float(np.var(y - mu))) if gauss else 1.0
     if fix_tau is not None and gauss and fix_phi is None:
-        raise ValueError("a Gaussian null model with tau held fixed needs phi held too (fix_phi)")
+        raise InputError("a Gaussian null model with tau held fixed needs phi held too (fix_phi)")
     d = dmu(mu)
     W = d * d / var(mu)
     Y = eta + (y - mu) / d

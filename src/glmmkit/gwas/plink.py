@@ -7,11 +7,16 @@ with G samples x variants (float64) for the samples the analysis keeps, in the o
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from ..errors import FileFormatError, InputError, MissingFileError, SampleMismatchError
+from ..output import atomic_paths
+from ..readers import read_text_table
 
 
 def _prefix(path) -> Path:
@@ -32,14 +37,37 @@ class Genotypes:
         prefix = _prefix(path)
         missing = [str(prefix.with_suffix(s)) for s in (".bed", ".bim", ".fam") if not prefix.with_suffix(s).exists()]
         if missing:
-            raise FileNotFoundError(f"PLINK file set {prefix} is incomplete: missing {', '.join(missing)}")
-        fam = pd.read_csv(prefix.with_suffix(".fam"), sep=r"\s+", header=None, dtype=str, usecols=[0, 1])
+            raise MissingFileError(f"PLINK file set {prefix} is incomplete: missing {', '.join(missing)}")
+        fam = read_text_table(prefix.with_suffix(".fam"), "PLINK .fam file", sep=r"\s+", header=None, dtype=str)
+        if fam.shape[1] != 6:
+            raise FileFormatError(f"{prefix.with_suffix('.fam')} must have 6 columns (FID IID PAT MAT SEX PHENO); "
+                                  f"it has {fam.shape[1]}")
+        fam = fam[[0, 1]]
         fam.columns = ["FID", "IID"]
-        bim = pd.read_csv(prefix.with_suffix(".bim"), sep=r"\s+", header=None, dtype={0: str, 1: str, 4: str, 5: str})
+        check_unique_ids(fam, prefix.with_suffix(".fam"))
+        bim = read_text_table(prefix.with_suffix(".bim"), "PLINK .bim file", sep=r"\s+", header=None,
+                              dtype={0: str, 1: str, 4: str, 5: str})
         if bim.shape[1] != 6:
-            raise ValueError(f"{prefix.with_suffix('.bim')} must have 6 columns (CHR ID CM POS A1 A2); it has {bim.shape[1]}")
-        variants = pd.DataFrame({"CHR": bim[0].to_numpy(), "POS": bim[3].to_numpy(np.int64), "ID": bim[1].to_numpy(),
+            raise FileFormatError(f"{prefix.with_suffix('.bim')} must have 6 columns (CHR ID CM POS A1 A2); "
+                                  f"it has {bim.shape[1]}")
+        pos = pd.to_numeric(bim[3], errors="coerce")
+        if pos.isna().any() or (pos < 0).any():
+            bad = int(np.flatnonzero(pos.isna().to_numpy() | (pos < 0).to_numpy())[0])
+            val = bim[3].iloc[bad]
+            raise FileFormatError(f"{prefix.with_suffix('.bim')} line {bad + 1}: position "
+                                  f"{'missing' if pd.isna(val) else repr(str(val))} is not a non-negative whole number")
+        variants = pd.DataFrame({"CHR": bim[0].to_numpy(), "POS": pos.to_numpy(np.int64), "ID": bim[1].to_numpy(),
                                  "A1": bim[4].to_numpy(), "A2": bim[5].to_numpy()})
+        expected = 3 + len(variants) * ((len(fam) + 3) // 4)
+        size = prefix.with_suffix(".bed").stat().st_size
+        with open(prefix.with_suffix(".bed"), "rb") as fh:
+            magic = fh.read(3)
+        if magic != bytes([0x6C, 0x1B, 0x01]):
+            raise FileFormatError(f"{prefix.with_suffix('.bed')} is not a variant-major PLINK 1 .bed file "
+                                  "(its first three bytes are not 6c 1b 01)")
+        if size != expected:
+            raise FileFormatError(f"{prefix.with_suffix('.bed')} has {size} bytes; {len(fam)} samples x "
+                                  f"{len(variants)} variants need {expected} (truncated, or .fam/.bim from another set)")
         return cls(prefix, fam, variants)
 
     @property
@@ -82,6 +110,27 @@ class Genotypes:
                 yield sel, G, miss
 
 
+def check_unique_ids(ids: pd.DataFrame, source) -> None:
+    """Refuse a sample list in which an FID/IID pair appears twice (matching by ID would be ambiguous).
+
+    Parameters
+    ----------
+    ids : pandas.DataFrame
+        With columns FID and IID.
+    source : str or path-like
+        The file they came from, for the message.
+
+    Returns
+    -------
+    None
+    """
+    dup = ids.duplicated(["FID", "IID"])
+    if dup.any():
+        r = ids.loc[dup].iloc[0]
+        raise SampleMismatchError(f"{source}: sample {r.FID}/{r.IID} appears more than once "
+                                  f"({int(dup.sum())} duplicated FID/IID pairs); sample IDs must be unique")
+
+
 def impute(G: np.ndarray, fill: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Replace missing calls (NaN) by the variant's mean over the called samples (or by ``fill``, one value
     per variant); count them per variant.  One pass finds the variants with a missing call (their column
@@ -122,17 +171,23 @@ _CODE = np.array([0b11, 0b10, 0b00, 0b01], dtype=np.uint8)  # A1 count 0, 1, 2, 
 
 
 class BedWriter:
-    """Write a .bed/.bim/.fam set chunk by chunk (variant-major), for simulated cohorts of any size."""
+    """Write a .bed/.bim/.fam set chunk by chunk (variant-major), for simulated cohorts of any size.
+
+    The three files are written under temporary names and renamed into place together by ``close``; a
+    writer left by an exception (``with`` block) removes them, so no half-written set is left behind."""
 
     def __init__(self, prefix, samples: pd.DataFrame):
         self.prefix = _prefix(prefix)
         self.n = len(samples)
         fam = pd.DataFrame({"FID": samples["FID"], "IID": samples["IID"], "PAT": samples.get("PAT", "0"),
                             "MAT": samples.get("MAT", "0"), "SEX": samples.get("SEX", 0), "PHENO": -9})
-        fam.to_csv(self.prefix.with_suffix(".fam"), sep=" ", header=False, index=False)
-        self._bed = open(self.prefix.with_suffix(".bed"), "wb")
+        self._files = contextlib.ExitStack()
+        finals = [self.prefix.with_suffix(s) for s in (".fam", ".bed", ".bim")]
+        self._tmp = self._files.enter_context(atomic_paths(finals))
+        fam.to_csv(self._tmp[0], sep=" ", header=False, index=False)
+        self._bed = open(self._tmp[1], "wb")
         self._bed.write(bytes([0x6C, 0x1B, 0x01]))
-        self._bim = open(self.prefix.with_suffix(".bim"), "w")
+        self._bim = open(self._tmp[2], "w")
 
     def write(self, G: np.ndarray, variants: pd.DataFrame) -> None:
         """G: samples x variants of A1 counts (0, 1, 2; NaN or -1 missing); variants: CHR, POS, ID, A1, A2."""
@@ -149,12 +204,17 @@ class BedWriter:
         lines = pd.DataFrame({"CHR": v["CHR"], "ID": v["ID"], "CM": 0, "POS": v["POS"], "A1": v["A1"], "A2": v["A2"]})
         lines.to_csv(self._bim, sep="\t", header=False, index=False)
 
-    def close(self):
+    def close(self, error: BaseException | None = None):
+        """Finish the set: rename the three files into place (or, after ``error``, remove them)."""
         self._bed.close()
         self._bim.close()
+        if error is None:
+            self._files.close()
+        else:
+            self._files.__exit__(type(error), error, error.__traceback__)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        self.close(exc)

@@ -24,6 +24,10 @@ from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
 from .score import ScoreTester
 from .tables import match, read_table
+from ..checks import check_choice, check_int
+from ..errors import InputError, SampleMismatchError
+from ..warnings import DroppedRowsWarning
+from ..output import check_output_path, write_table
 
 
 def _as_table(x):
@@ -50,7 +54,11 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised, and when the GRM is
     built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``grm_sparse``: by strips)."""
     if sparse is not None and loco:
-        raise ValueError("loco=True is not available with a sparse GRM")
+        raise InputError("loco=True is not available with a sparse GRM")
+    if loco and (K is not None or grm_prefix is not None):
+        raise InputError("loco=True needs the GRM built here from bfile: pass neither K nor grm_prefix "
+                         "(--grm) with loco")
+    method = check_choice("method", method, ("pql", "laplace"))
     geno = Genotypes.open(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
     if K is None and grm_prefix is not None:
@@ -60,7 +68,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         want = s.ids["FID"] + "\t" + s.ids["IID"]
         missing = ~want.isin(pos.index)
         if missing.any():
-            raise ValueError(f"{int(missing.sum())} analysed samples are not in the GRM {grm_prefix}.grm.id, "
+            raise InputError(f"{int(missing.sum())} analysed samples are not in the GRM {grm_prefix}.grm.id, "
                              f"first {want[missing].iloc[0]!r}")
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
@@ -68,8 +76,6 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         K, _ = grm_sparse(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
-    elif loco:
-        raise ValueError("loco=True needs the GRM built from bfile (pass neither K nor grm_prefix)")
     if sparse is not None:
         K = sparse_grm(np.asarray(K, dtype=float), sparse) if not sp.issparse(K) else K
     else:
@@ -78,14 +84,14 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     model = fit_null(s, K, method=method, exact_max=exact_max, seed=seed, fix_tau=fix_tau)
     if not model.converged and method == "pql" and fix_tau is None:
         if s.n > exact_max:
-            raise ValueError(f"the PQL null model did not converge (tau = {model.tau:.3g} after {model.iterations} "
+            raise InputError(f"the PQL null model did not converge (tau = {model.tau:.3g} after {model.iterations} "
                              "iterations); with very few cases PQL can diverge. Try method='laplace' on a subset, "
                              "or fewer covariates")
         warnings.warn(f"PQL did not converge (tau -> {model.tau:.3g}); refitted by the core engine's Laplace "
                       "approximation (method='laplace')", stacklevel=2)
         model = fit_null(s, K, method="laplace", exact_max=exact_max)
         if model.tau > 50:
-            raise ValueError(f"no finite estimate of tau for these data (PQL diverged; Laplace gives {model.tau:.3g}): "
+            raise InputError(f"no finite estimate of tau for these data (PQL diverged; Laplace gives {model.tau:.3g}): "
                              "a binary trait with one observation per person and a nearly full-rank GRM can be "
                              "separated by the random effects. Use fewer, more distant relatives or fix tau")
     model.report = dict(s.report)
@@ -145,7 +151,7 @@ def _variance_ratio(model: NullModel, geno: Genotypes, K, n_var, min_mac, seed) 
             break
     ratios = np.array(ratios[:n_var])
     if len(ratios) == 0:
-        raise ValueError(f"no variant with minor-allele count >= {min_mac}: cannot estimate the variance ratio")
+        raise InputError(f"no variant with minor-allele count >= {min_mac}: cannot estimate the variance ratio")
     model.variance_ratio = float(np.mean(ratios))
     model.vr_detail = {"n_variants": int(len(ratios)), "cv": float(np.std(ratios) / np.mean(ratios)),
                        "variants": [int(v) for v in picked[:n_var]]}
@@ -175,9 +181,13 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
          spa: bool = True, min_mac: float = 1, workers: int = 1, client=None, progress_bar: bool = True) -> pd.DataFrame:
     """Step 2: the score test of every variant.  Variants with minor-allele count below ``min_mac`` get NaN
     statistics (kept in the table)."""
+    chunk = check_int("chunk", chunk, 1)
+    workers = check_int("workers", workers, 1)
+    if out is not None:
+        check_output_path(out, "out")
     geno = Genotypes.open(bfile)
     model = NullModel.load(null_model) if isinstance(null_model, (str, Path)) else null_model
-    rows = model.rows if model.rows is not None else np.arange(geno.n_samples)
+    rows = match_null_samples(model, geno)
     tester = ScoreTester(model, exact=exact, spa=spa)
     testers = {None: tester}
     chrom = geno.variants["CHR"].astype(str).to_numpy()
@@ -198,9 +208,49 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     low = mac < min_mac
     df.loc[low, ["BETA", "SE", "T_STAT", "P"] + (["P_NORMAL"] if tester.spa else [])] = np.nan
     if out is not None:
-        df.to_csv(out, sep="\t", index=False, float_format="%.6g",
-                  compression="gzip" if str(out).endswith(".gz") else None)
+        write_table(df, out, sep="\t", index=False, float_format="%.6g")
     return df
+
+
+def match_null_samples(model: NullModel, geno: Genotypes) -> np.ndarray:
+    """Rows of the genotype file's samples that are the null model's samples, in the model's order,
+    matched by FID/IID (never by position).
+
+    Every sample of the null model must be in the genotype file: its residuals were fitted with all of
+    them, so a subset cannot be tested against it (refused).  Extra samples in the genotype file are
+    left out and counted in a warning.
+
+    Parameters
+    ----------
+    model : NullModel
+        Step 1's model, with its sample IDs.
+    geno : Genotypes
+        Step 2's genotype files.
+
+    Returns
+    -------
+    numpy.ndarray
+        Indices into the genotype file's samples.
+    """
+    ids = model.ids
+    if ids is None or len(ids) != model.n:
+        raise SampleMismatchError("the null model carries no sample IDs for its samples; run `gwas null` again")
+    key = lambda d: d["FID"].astype(str).str.cat(d["IID"].astype(str), sep="\t")  # noqa: E731
+    pos = pd.Series(np.arange(geno.n_samples), index=key(geno.samples))
+    want = key(ids)
+    found = want.isin(pos.index).to_numpy()
+    if not found.all():
+        first = ids.loc[~found].iloc[0]
+        raise SampleMismatchError(
+            f"{int((~found).sum())} of the null model's {model.n} samples are not in {geno.prefix}.fam "
+            f"(first: {first['FID']}/{first['IID']}); step 2 needs every sample of step 1 (match FID/IID, or "
+            "fit the null model on the samples this genotype file has)")
+    rows = pos[want].to_numpy()
+    extra = geno.n_samples - model.n
+    if extra:
+        warnings.warn(f"{extra} samples of {geno.prefix}.fam are not in the null model and are not tested "
+                      f"({model.n} of {geno.n_samples} used)", DroppedRowsWarning, stacklevel=3)
+    return rows
 
 
 def lambda_gc(p) -> float:

@@ -18,6 +18,7 @@ from scipy import stats
 from scipy.special import expit
 
 from .null import NullModel
+from ..errors import InputError
 
 
 #: the weighted sums of squares go by blocks of this many contiguous rows or columns (a block fits in cache)
@@ -46,9 +47,9 @@ class ScoreTester:
         self.null = null
         self.exact = (null.P is not None) if exact is None else exact
         if self.exact and null.P is None:
-            raise ValueError("the exact score test needs the null model's projection P (fit it with keep_P=True)")
+            raise InputError("the exact score test needs the null model's projection P (fit it with keep_P=True)")
         if not self.exact and null.variance_ratio is None:
-            raise ValueError("the variance-ratio score test needs the null model's variance ratio (step 1)")
+            raise InputError("the variance-ratio score test needs the null model's variance ratio (step 1)")
         self.res = null.residuals
         self.w = null.W / null.phi
         X = null.X
@@ -59,16 +60,32 @@ class ScoreTester:
         self.spa = spa and null.trait == "binary"
         self.spa_cutoff = spa_cutoff
 
-    def scores(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(column sums of G, U, g~'W~g~ per variant, X'W~G): the scores and the GLM-type variance,
-        without relatedness."""
+    def scores(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(column sums of G, U, g~'W~g~ per variant, X'W~G, g'Wg): the scores and the GLM-type variance,
+        without relatedness, and the unadjusted weighted square it came from."""
         Z = G.T @ self.RWX
         gsum, U, XWG = Z[:, 0], Z[:, 1], Z[:, 2:].T
         gwg = _weighted_squares(G, self.w)
-        return gsum, U, gwg - np.einsum("ij,ik,kj->j", XWG, self.XWX_inv, XWG), XWG
+        return gsum, U, gwg - np.einsum("ij,ik,kj->j", XWG, self.XWX_inv, XWG), XWG, gwg
 
     def test(self, G: np.ndarray) -> dict[str, np.ndarray]:
-        gsum, U, vt, XWG = self.scores(G)
+        """Score statistics of every column of G (samples x variants).
+
+        Parameters
+        ----------
+        G : numpy.ndarray
+            Allele counts or dosages, mean-imputed, for the null model's samples in its order.
+
+        Returns
+        -------
+        dict of numpy.ndarray
+            ``U``, ``VAR``, ``BETA``, ``SE``, ``T_STAT``, ``P`` (and ``P_SPA``, ``P_NORMAL`` with SPA),
+            ``G_SUM``.  A variant with no variation left after the covariates (monomorphic, every
+            sample heterozygous, or collinear with a covariate) has no test: NaN, not P = 1.
+        """
+        gsum, U, vt, XWG, gwg = self.scores(G)
+        # no variation beyond the covariates: the statistic is 0/0 (rounding decides its value)
+        untestable = vt <= 1e-8 * np.maximum(gwg, 1e-300)
         if self.exact:
             var = np.einsum("ij,ij->j", G, self.null.P @ G)
         else:
@@ -77,9 +94,12 @@ class ScoreTester:
             T = U / np.sqrt(var)
             p = 2 * stats.norm.sf(np.abs(T))
             out = {"U": U, "VAR": var, "BETA": U / var, "SE": 1 / np.sqrt(var), "T_STAT": T, "P": p, "G_SUM": gsum}
+        for k in ("U", "VAR", "BETA", "SE", "T_STAT", "P"):
+            out[k] = np.where(untestable, np.nan, out[k])
+        p = out["P"]
         if self.spa:
             p_spa = p.copy()
-            do = np.flatnonzero(np.abs(T) > self.spa_cutoff)
+            do = np.flatnonzero((np.abs(T) > self.spa_cutoff) & ~untestable)
             if len(do):
                 Gt = G[:, do] - self.null.X @ (self.XWX_inv @ XWG[:, do])  # covariate-adjusted genotypes
                 q = U[do] / np.sqrt(var[do] / vt[do])

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..output import write_table
 from ..progress import progress
 from .plink import BedWriter
 
@@ -86,8 +87,8 @@ def simulate_cohort(prefix, n_families: int = 400, mean_children: float = 2.0, n
     age = rng.normal(50, 10, n).round(1)
     pheno = pd.DataFrame({"FID": ped["FID"], "IID": ped["IID"], "y": y, "liability": liability.round(5)})
     covar = pd.DataFrame({"FID": ped["FID"], "IID": ped["IID"], "sex": sex, "age": age})
-    pheno.to_csv(str(prefix) + ".pheno.tsv", sep="\t", index=False)
-    covar.to_csv(str(prefix) + ".covar.tsv", sep="\t", index=False)
+    write_table(pheno, str(prefix) + ".pheno.tsv", sep="\t", index=False)
+    write_table(covar, str(prefix) + ".covar.tsv", sep="\t", index=False)
     return {"bfile": str(prefix), "pheno": str(prefix) + ".pheno.tsv", "covar": str(prefix) + ".covar.tsv",
             "n": n, "n_families": n_families, "causal": [f"rs{k + 1}" for k in range(n_causal)],
             "population": ped["POP"].to_numpy()}

@@ -14,6 +14,9 @@ import pandas as pd
 from scipy import stats
 
 from ..parallel import map_tasks
+from ..checks import check_int
+from ..errors import FitError, InputError
+from .profile import finite_estimates
 
 
 def _replicate_task(shared, children) -> list:
@@ -54,6 +57,11 @@ def bootstrap(fit, nsim: int = 500, seed=None, *, stat=None, workers: int = 1, c
         stat = _natural_values
     else:
         names = None
+    nsim = check_int("nsim", nsim, 1)
+    workers = check_int("workers", workers, 1)
+    if not finite_estimates(fit):
+        raise FitError("a parametric bootstrap simulates from the fit's estimates, which are not all finite: "
+                       + ("; ".join(fit.messages) or "see fit.messages"))
     children = np.random.SeedSequence(seed).spawn(nsim)
     chunk = chunk or max(1, min(25, nsim // (4 * max(workers, 1)) or 1))
     pieces = [children[i : i + chunk] for i in range(0, nsim, chunk)]
@@ -78,7 +86,7 @@ def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, parm=None
     Phi(2 z0 +- z_{1-a/2}) quantiles, which undoes the median bias of, e.g., an ML standard deviation.
     ``bootstrap`` arguments (``workers``, ``client``, ``progress_bar``) pass through."""
     if type not in ("perc", "bc"):
-        raise ValueError(f"type must be 'perc' or 'bc', got {type!r}")
+        raise InputError(f"type must be 'perc' or 'bc', got {type!r}")
     reps = bootstrap(fit, nsim, seed, **kw)
     a = (1 - level) / 2
     cols = list(reps.columns) if parm is None else [parm] if isinstance(parm, str) else list(parm)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from ..errors import InputError
 
 
 def _label(fit) -> str:
@@ -24,14 +25,14 @@ def _label(fit) -> str:
 def anova(*fits) -> pd.DataFrame:
     """Sequential likelihood-ratio tests of nested fits, smallest first."""
     if len(fits) < 2:
-        raise ValueError("anova needs at least two fits")
+        raise InputError("anova needs at least two fits")
     y0 = fits[0].spec.y * fits[0].spec.wt
     for f in fits[1:]:
         if f.nobs != fits[0].nobs or not np.allclose(f.spec.y * f.spec.wt, y0):
-            raise ValueError(f"fits are on different data ({fits[0].nobs} and {f.nobs} observations, or another "
+            raise InputError(f"fits are on different data ({fits[0].nobs} and {f.nobs} observations, or another "
                              "response): a likelihood-ratio test needs the same observations")
     if any(f.reml for f in fits):
-        raise ValueError("compare LMMs fitted by ML (reml=False): REML criteria of different fixed effects "
+        raise InputError("compare LMMs fitted by ML (reml=False): REML criteria of different fixed effects "
                          "are not comparable")
     order = sorted(fits, key=lambda f: f.n_params)
     for small, big in zip(order, order[1:]):
@@ -44,7 +45,7 @@ def anova(*fits) -> pd.DataFrame:
             prev = order[i - 1]
             df = f.n_params - prev.n_params
             if df == 0:
-                raise ValueError(f"'{_label(prev)}' and '{_label(f)}' have the same number of parameters: "
+                raise InputError(f"'{_label(prev)}' and '{_label(f)}' have the same number of parameters: "
                                  "they are not nested")
             chisq = max(0.0, 2 * (f.loglik - prev.loglik))
             row.update(Chisq=chisq, Df=df, p=float(stats.chi2.sf(chisq, df)))
@@ -65,13 +66,13 @@ def _re_columns(fit) -> dict[str, set]:
 def _check_nested(small, big) -> None:
     fs, fb = ("gaussian" if f.is_lmm else f.family.name for f in (small, big))
     if fs != fb:
-        raise ValueError(f"'{_label(small)}' and '{_label(big)}' have different families: not nested")
+        raise InputError(f"'{_label(small)}' and '{_label(big)}' have different families: not nested")
     missing = set(small.fixef.index) - set(big.fixef.index)
     rs, rb = _re_columns(small), _re_columns(big)
     missing_re = [f"({' + '.join(sorted(c - rb.get(g, set())))} | {g})" for g, c in rs.items() if c - rb.get(g, set())]
     if missing or missing_re:
         what = ", ".join(sorted(missing) + missing_re)
-        raise ValueError(f"'{_label(small)}' is not nested in '{_label(big)}': {what} only in the smaller model")
+        raise InputError(f"'{_label(small)}' is not nested in '{_label(big)}': {what} only in the smaller model")
 
 
 def _only_covariance(small, big) -> bool:

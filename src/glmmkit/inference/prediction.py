@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from ..checks import check_int, check_level
+from ..errors import InputError
+from ..formula.coding import coded_matrix
 
 
 def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float = 0.95, *, re_form=None,
                      which: str = "observation", type: str = "response", seed=None) -> pd.DataFrame:
     """Columns ``fit`` (the plug-in prediction), ``lower``, ``upper`` (and ``mean`` of the draws) per row."""
     if which not in ("observation", "mean"):
-        raise ValueError("which must be 'observation' (a new response) or 'mean' (its expected value)")
+        raise InputError("which must be 'observation' (a new response) or 'mean' (its expected value)")
     if type not in ("link", "response"):
-        raise ValueError("type must be 'link' or 'response'")
+        raise InputError("type must be 'link' or 'response'")
     if which == "observation" and type == "link":
-        raise ValueError("an interval for a new observation is on the response scale (type='response')")
+        raise InputError("an interval for a new observation is on the response scale (type='response')")
+    nsim = check_int("nsim", nsim, 2)
+    level = check_level(level)
     rng = np.random.default_rng(seed)
     use_re = re_form is None
     X = fit.spec.new_fixed_matrix(newdata)
@@ -34,7 +39,7 @@ def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float 
         for t, th, b, v in zip(fit.spec.terms, fit._theta_by_term(), b_all, v_all):
             labels = t.labels_in(newdata)
             pos = pd.Index(t.levels).get_indexer(labels)
-            Xr = np.asarray(t.lhs_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+            Xr = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
             draws = np.zeros((len(newdata), t.k, nsim))
             seen = np.unique(pos[pos >= 0])
             if len(seen):
@@ -50,7 +55,7 @@ def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float 
             new = pos < 0
             if new.any():
                 if t.is_known:
-                    raise ValueError(f"new levels of the known-covariance term {t.group!r}: "
+                    raise InputError(f"new levels of the known-covariance term {t.group!r}: "
                                      f"{sorted(set(labels[new]))[:5]}")
                 codes, uniq = pd.factorize(labels[new])
                 S = t.cov.covariance(th) * fit._b_scale ** 2

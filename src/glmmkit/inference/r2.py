@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from ..errors import InputError
 
 
 def _term_variances(fit) -> dict[str, float]:
@@ -51,7 +52,7 @@ def distribution_variance(fit, s2_re: float) -> float:
         if fam == "nbinom1":  # dispersion = phi, var = mu (1 + phi)
             return float(np.log1p((1 + fit.family.dispersion) / lam))
         return float(np.log1p(fit.phi))
-    raise ValueError(f"R^2 and the ICC need a distribution-specific variance, which glmmkit has for Gaussian, "
+    raise InputError(f"R^2 and the ICC need a distribution-specific variance, which glmmkit has for Gaussian, "
                      f"binomial (logit, probit, cloglog) and log-link Poisson, NB2, NB1 and Gamma fits; not for "
                      f"family {fam!r} with link {link!r}")
 

@@ -21,6 +21,7 @@ from scipy import optimize, stats
 from .effects import escalc
 from .results import MetaFit, wald_table
 from .tables import StudyTable, read_table
+from ..errors import InputError
 
 
 def _hetero_rows(rows) -> pd.DataFrame:
@@ -84,7 +85,7 @@ def rma(data: pd.DataFrame, *, measure: str = "OR", method: str = "REML", mods: 
 def rma_table(table: StudyTable, *, method: str = "REML", add: float = 0.5, to: str = "only0",
               level: float = 0.95, t0: float | None = None) -> MetaFit:
     if method not in ("REML", "DL", "FE"):
-        raise ValueError(f"method must be 'REML', 'DL' or 'FE', got {method!r}")
+        raise InputError(f"method must be 'REML', 'DL' or 'FE', got {method!r}")
     t0 = time.perf_counter() if t0 is None else t0
     es = escalc(table, add=add, to=to)
     ok = es.yi.notna().to_numpy()
@@ -97,7 +98,7 @@ def rma_table(table: StudyTable, *, method: str = "REML", add: float = 0.5, to: 
     names = list(table.X.columns)
     k, p = X.shape
     if k <= p - (method == "FE"):
-        raise ValueError(f"{k} studies cannot estimate {p} coefficients" + ("" if method == "FE" else " and tau^2"))
+        raise InputError(f"{k} studies cannot estimate {p} coefficients" + ("" if method == "FE" else " and tau^2"))
     _, P0 = _proj(X, 1 / v)
     Q = float(y @ P0 @ y)
     vt = (k - p) / np.trace(P0)
@@ -147,9 +148,9 @@ def _qm(b, vb, names) -> pd.DataFrame | None:
 
 def _two_arm(table: StudyTable, what: str):
     if table.measure == "PLO":
-        raise ValueError(f"{what} needs two arms (measure 'OR' or 'IRR')")
+        raise InputError(f"{what} needs two arms (measure 'OR' or 'IRR')")
     if table.X.shape[1] > 1:
-        raise ValueError(f"{what} takes no moderators; use gk.meta.rma or gk.meta.glmm for a meta-regression")
+        raise InputError(f"{what} takes no moderators; use gk.meta.rma or gk.meta.glmm for a meta-regression")
 
 
 def _cochran_about(table: StudyTable, b: float, add: float, to: str):
@@ -174,7 +175,7 @@ def mantel_haenszel(data: pd.DataFrame, *, measure: str = "OR", study=None, add:
         R, S = a * d / n, b_ * cc / n
         sR, sS = R.sum(), S.sum()
         if sR == 0 or sS == 0:
-            raise ValueError("the Mantel-Haenszel odds ratio is 0 or infinite here (no discordant cells)")
+            raise InputError("the Mantel-Haenszel odds ratio is 0 or infinite here (no discordant cells)")
         Pp, Qq = (a + d) / n, (b_ + cc) / n
         var = (np.sum(Pp * R) / (2 * sR ** 2) + np.sum(Pp * S + Qq * R) / (2 * sR * sS)
                + np.sum(Qq * S) / (2 * sS ** 2))
@@ -184,7 +185,7 @@ def mantel_haenszel(data: pd.DataFrame, *, measure: str = "OR", study=None, add:
         R, S = x1 * t2 / T, x2 * t1 / T
         sR, sS = R.sum(), S.sum()
         if sR == 0 or sS == 0:
-            raise ValueError("the Mantel-Haenszel rate ratio is 0 or infinite here (no events in one arm overall)")
+            raise InputError("the Mantel-Haenszel rate ratio is 0 or infinite here (no events in one arm overall)")
         var = np.sum(t1 * t2 * (x1 + x2) / T ** 2) / (sR * sS)
     b = np.log(sR / sS)
     return _common_fit("Mantel-Haenszel", table, b, var, add, to, level, t0)
@@ -203,7 +204,7 @@ def peto(data: pd.DataFrame, *, study=None, add: float = 0.5, to: str = "only0",
     with np.errstate(invalid="ignore", divide="ignore"):
         V = np.where(n > 1, n1 * n2 * m1 * (n - m1) / (n ** 2 * (n - 1)), 0.0)
     if V.sum() == 0:
-        raise ValueError("Peto's method has no information here (no study with events in only some participants)")
+        raise InputError("Peto's method has no information here (no study with events in only some participants)")
     b = np.sum(a - E) / V.sum()
     fit = _common_fit("Peto", table, b, 1 / V.sum(), add, to, level, t0)
     # Peto's own heterogeneity statistic

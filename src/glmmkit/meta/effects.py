@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .tables import StudyTable
+from ..errors import InputError
 
 
 def escalc(table: StudyTable, add: float = 0.5, to: str = "only0") -> pd.DataFrame:
     """Columns ``yi`` and ``vi`` (NaN where undefined), one row per study, indexed by study label."""
     if to not in ("only0", "all", "none"):
-        raise ValueError(f"to must be 'only0', 'all' or 'none', got {to!r}")
+        raise InputError(f"to must be 'only0', 'all' or 'none', got {to!r}")
     c = table.counts
     if table.measure == "OR":
         cells = c[["ai", "bi", "ci", "di"]].to_numpy(dtype=float)

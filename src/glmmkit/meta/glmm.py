@@ -34,17 +34,21 @@ from ..engine.glm import fit_glm
 from ..engine.optimize import derivatives, minimize
 from ..families import get_family
 from ..inference.profile import ProfileProblem, profile_interval
-from ..warnings import SingularFitWarning
+from ..checks import check_choice, check_int, check_level
+from ..warnings import ConvergenceWarning, SingularFitWarning
 from .classic import _hetero_rows, _proj, _qm, typical_variance
 from .effects import escalc
 from .hypergeom import HypergeometricTables
 from .results import MetaFit, wald_table
 from .tables import StudyTable, drop_double_zero, no_information, read_table
+from ..errors import InputError
 
 MODELS = ("UM.FS", "UM.RS", "CM.EL", "CM.AL")
+#: the most terms (studies x support x nodes) CM.EL's exact likelihood may sum in one evaluation
+CM_EL_MAX_CELLS = 5_000_000  # about 30 s a fit here (5 us a term), minutes with the tau^2 profile
 
 
-def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str = "UM.FS", method: str = "ML",
+def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str | None = None, method: str = "ML",
          mods: str | None = None, study=None, drop00: bool = True, nagq: int | None = None,
          level: float = 0.95, tau2_ci: bool = True, add: float = 0.5, to: str = "only0", **cols) -> MetaFit:
     """Fit a meta-analytic GLMM to the counts of every arm of every study.
@@ -57,7 +61,8 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str = "UM.FS", metho
     x1i, t1i, x2i, t2i : events and person-time per arm (``measure="IRR"``).
     xi, ni (or mi) : events and arm size (or non-events) of single arms (``measure="PLO"``).
     measure : ``"OR"``, ``"IRR"`` or ``"PLO"``.
-    model : ``"UM.FS"`` (default), ``"UM.RS"``, ``"CM.EL"`` or ``"CM.AL"`` (two-arm measures only).
+    model : ``"UM.FS"`` (default), ``"UM.RS"``, ``"CM.EL"`` or ``"CM.AL"`` (two-arm measures only; ``PLO``
+        has one model, the binomial-normal one, and takes no ``model``).
     method : ``"ML"`` (random treatment effect, tau^2 estimated) or ``"FE"`` (common effect).
     mods : moderators, e.g. ``"~ year + dose"`` (meta-regression).
     study : column with the study labels (default 1..k).
@@ -69,16 +74,23 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str = "UM.FS", metho
         the GLMM's likelihood).
     """
     t0 = time.perf_counter()
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if method not in ("ML", "FE"):
-        raise ValueError(f"method must be 'ML' or 'FE', got {method!r}")
+    check_choice("measure", measure, ("OR", "IRR", "PLO"))
+    if measure == "PLO" and model is not None:
+        raise InputError(f"measure='PLO' (single arms) has one model, the binomial-normal GLMM; model={model!r} "
+                         f"is for two-arm measures (OR, IRR): leave model out")
+    model = "UM.FS" if model is None else model
+    check_choice("model", model, MODELS)
+    check_choice("method", method, ("ML", "FE"))
+    level = check_level(level)
+    if nagq is not None:
+        nagq = check_int("nagq", nagq, 1, 25)
     table = read_table(data, measure, study=study, mods=mods, **cols)
+    messages = []
     if measure == "PLO":
         model = "PLO"
     elif measure == "IRR" and model == "CM.AL":
         model = "CM.EL"  # for rates the conditional binomial model is exact
-    messages = []
+        messages.append("for rates (IRR) the conditional binomial model is exact: CM.AL is fitted as CM.EL")
     if measure != "PLO":
         if not drop00 and model != "UM.RS" and no_information(table).any():
             messages.append(f"drop00=False has effect in UM.RS only; under {model} studies without events in "
@@ -86,11 +98,19 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str = "UM.FS", metho
         table = drop_double_zero(table, drop00 or model != "UM.RS")
     k, p = table.X.shape
     if k <= p:
-        raise ValueError(f"{k} studies cannot estimate {p} coefficients and a heterogeneity variance")
+        raise InputError(f"{k} studies cannot estimate {p} coefficients and a heterogeneity variance")
     if nagq is None:
         nagq = 1 if model == "UM.RS" else 7
 
     if model == "CM.EL" and measure == "OR":
+        c = table.counts
+        support = int(np.max(np.minimum(c.ai + c.bi, c.ai + c.ci) - np.maximum(0, (c.ai + c.ci) - (c.ci + c.di)))) + 1
+        cells = k * support * max(nagq, 1)
+        if cells > CM_EL_MAX_CELLS:
+            raise InputError(f"CM.EL's exact likelihood sums over each study's hypergeometric support: {k} studies "
+                             f"with support up to {support} values at {nagq} quadrature nodes is {cells:.3g} terms "
+                             f"per evaluation (the limit is {CM_EL_MAX_CELLS:.0e}: beyond it a fit takes many minutes). Use "
+                             "model='CM.AL' (the approximate conditional model) or 'UM.FS', or fewer nodes")
         core = _fit_cm_el(table, method, nagq, level, tau2_ci)
     else:
         core = _fit_glmm_model(table, model, method, nagq, level, tau2_ci)
@@ -126,7 +146,10 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str = "UM.FS", metho
         heterogeneity=het, moderators=_qm(core["b"], core["vb"], names), loglik=core["loglik"],
         n_params=core["n_params"], studies=studies, level=level, dropped=list(table.dropped),
         messages=messages + core.get("messages", []), fit=core.get("fit"), sigma2=core.get("sigma2"),
-        time_s=time.perf_counter() - t0)
+        converged=bool(core.get("converged", True)), time_s=time.perf_counter() - t0)
+    if not fit.converged:
+        reason = "; ".join(m for m in fit.messages if "converge" in m) or "the optimiser stopped short"
+        warnings.warn(f"the meta-analytic GLMM did not converge: {reason}", ConvergenceWarning, stacklevel=2)
     return fit
 
 
@@ -299,6 +322,7 @@ def _fit_glmm_model(table: StudyTable, model: str, method: str, nagq: int, level
     messages.extend(str(w.message) for w in caught if issubclass(w.category, Warning))
     j = len(fit.theta) - 1  # the treatment-effect term comes last
     tau = float(fit.theta[j])
+    out["converged"] = fit.converged
     out.update(b=fit._beta[:p], vb=fit.vcov.to_numpy()[:p, :p], tau2=tau * tau, loglik=fit.loglik, fit=fit,
                n_params=fit.n_params, sigma2=float(fit.theta[0] ** 2) if model == "UM.RS" else None)
     if tau2_ci:
@@ -359,15 +383,22 @@ def _fit_cm_el(table: StudyTable, method: str, nagq: int, level: float, tau2_ci:
     lower = np.concatenate([np.full(p, -np.inf), [0.0]])
     x0 = np.concatenate([b_fe, [0.3]])
     step = np.concatenate([np.sqrt(np.diag(np.linalg.inv(info_fe))), [0.1]])
-    x, f, _, _ = minimize(nll, x0, lower, step, ftol_abs=1e-10, xtol_rel=1e-9)
+    x, f, _, rc = minimize(nll, x0, lower, step, ftol_abs=1e-10, xtol_rel=1e-9)
     # the boundary: tau = 0 is the common-effect model
     if nll_fe <= f:
         x, f = np.concatenate([b_fe, [0.0]]), nll_fe
     h = np.concatenate([np.full(p, 1e-4), [1e-4 * max(x[p], 0.1)]])
     _, H, free = derivatives(nll, x, h, lower)
     Hf = H[np.ix_(free, free)]
-    cov = np.zeros_like(H)
-    cov[np.ix_(free, free)] = np.linalg.inv(Hf)
+    cov = np.full_like(H, np.nan)
+    try:
+        np.linalg.cholesky(Hf)
+        cov[np.ix_(free, free)] = np.linalg.inv(Hf)
+        out["converged"] = bool(np.isfinite(f)) and not rc.startswith("failure")
+    except np.linalg.LinAlgError:
+        out["converged"] = False
+        out["messages"].append("Model failed to converge: the Hessian of the CM.EL likelihood is not positive "
+                               "definite at the optimum (no standard errors)")
     tau = float(x[p])
     out.update(b=x[:p], vb=cov[:p, :p], tau2=tau * tau, loglik=-f, n_params=p + 1)
     if free[p]:

@@ -8,11 +8,32 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..checks import check_level
+
 NATURAL = {"OR": "odds ratio", "IRR": "incidence rate ratio", "PLO": "proportion"}
 LOG = {"OR": "log odds ratio", "IRR": "log rate ratio", "PLO": "log odds"}
 
 
 def wald_table(b: np.ndarray, vb: np.ndarray, names, level: float) -> pd.DataFrame:
+    """Estimates, standard errors, z, p and Wald intervals at ``level``.
+
+    Parameters
+    ----------
+    b : numpy.ndarray
+        Estimates.
+    vb : numpy.ndarray
+        Their covariance matrix.
+    names : list of str
+        Coefficient names.
+    level : float
+        Confidence level in (0, 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``estimate``, ``se``, ``z``, ``p``, ``ci_lb``, ``ci_ub``; one row per coefficient.
+    """
+    level = check_level(level)
     se = np.sqrt(np.maximum(np.diag(vb), 0))
     z = b / se
     crit = stats.norm.ppf(0.5 + level / 2)
@@ -44,6 +65,7 @@ class MetaFit:
     messages: list = field(default_factory=list)
     fit: object = None  # the underlying glmmkit Fit where there is one
     sigma2: float | None = None  # variance of the random study intercepts (UM.RS)
+    converged: bool = True
     time_s: float = 0.0
 
     # -- the pooled effect ---------------------------------------------------------------

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..warnings import GlmmkitWarning
+from ..errors import InputError
+from ..formula.parse import check_formula_text
 
 MEASURES = ("OR", "IRR", "PLO")
 
@@ -47,22 +49,22 @@ class StudyTable:
 def _column(data: pd.DataFrame, name, role: str) -> tuple[str, np.ndarray]:
     if isinstance(name, str):
         if name not in data.columns:
-            raise ValueError(f"column {name!r} (given as {role}) is not in the data; columns: {list(data.columns)}")
+            raise InputError(f"column {name!r} (given as {role}) is not in the data; columns: {list(data.columns)}")
         return name, data[name].to_numpy()
     v = np.asarray(name)
     if v.shape != (len(data),):
-        raise ValueError(f"{role} has {v.shape} values; the data have {len(data)} rows")
+        raise InputError(f"{role} has {v.shape} values; the data have {len(data)} rows")
     return role, v
 
 
 def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None = None, **cols) -> StudyTable:
     """Check and collect the counts of each study. Errors name the study and the column."""
     if measure not in MEASURES:
-        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+        raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
     if not isinstance(data, pd.DataFrame):
         raise TypeError("data must be a pandas DataFrame with one row per study")
     if len(data) == 0:
-        raise ValueError("the study table is empty")
+        raise InputError("the study table is empty")
     if study is None:
         labels = np.asarray([str(i + 1) for i in range(len(data))], dtype=object)
     else:
@@ -70,7 +72,7 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
         labels = np.asarray([str(s) for s in labels], dtype=object)
         dup = pd.Series(labels)[pd.Series(labels).duplicated()].unique()
         if len(dup):
-            raise ValueError(f"study labels repeated: {', '.join(map(str, dup[:5]))} (one row per study)")
+            raise InputError(f"study labels repeated: {', '.join(map(str, dup[:5]))} (one row per study)")
 
     given = {k: v for k, v in cols.items() if v is not None}
     if measure == "OR":
@@ -82,7 +84,7 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
     form = next((f for f in need if all(c in given for c in f)), None)
     if form is None:
         alts = " or ".join("(" + ", ".join(f) + ")" for f in need)
-        raise ValueError(f"measure={measure!r} needs the columns {alts}; given: {sorted(given)}")
+        raise InputError(f"measure={measure!r} needs the columns {alts}; given: {sorted(given)}")
 
     raw = {}
     names = {}
@@ -94,16 +96,16 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             what = "missing" if pd.isna(data.iloc[i][names[c]] if names[c] in data.columns else np.nan) else "not a number"
-            raise ValueError(f"study {labels[i]}: {names[c]} ({c}) is {what}; "
+            raise InputError(f"study {labels[i]}: {names[c]} ({c}) is {what}; "
                              f"{int(bad.sum())} stud{'y' if bad.sum() == 1 else 'ies'} in all "
                              "(an arm with no data: leave the study out)")
         if (v < 0).any():
             i = int(np.flatnonzero(v < 0)[0])
-            raise ValueError(f"study {labels[i]}: {names[c]} ({c}) = {v[i]:g} is negative")
+            raise InputError(f"study {labels[i]}: {names[c]} ({c}) = {v[i]:g} is negative")
         is_count = c not in ("t1i", "t2i")
         if is_count and (v != np.round(v)).any():
             i = int(np.flatnonzero(v != np.round(v))[0])
-            raise ValueError(f"study {labels[i]}: {names[c]} ({c}) = {v[i]:g} is not a whole number of events")
+            raise InputError(f"study {labels[i]}: {names[c]} ({c}) = {v[i]:g} is not a whole number of events")
 
     if measure == "OR":
         ai, ci = raw["ai"], raw["ci"]
@@ -114,14 +116,14 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
                 over = ev > n
                 if over.any():
                     i = int(np.flatnonzero(over)[0])
-                    raise ValueError(f"study {labels[i]}: events {names[en]} = {ev[i]:g} exceed the arm size "
+                    raise InputError(f"study {labels[i]}: events {names[en]} = {ev[i]:g} exceed the arm size "
                                      f"{names[nn]} = {n[i]:g}")
             bi, di = raw["n1i"] - ai, raw["n2i"] - ci
         for ev, ne, arm in ((ai, bi, "treatment"), (ci, di, "control")):
             empty = ev + ne == 0
             if empty.any():
                 i = int(np.flatnonzero(empty)[0])
-                raise ValueError(f"study {labels[i]}: the {arm} arm has no participants (one arm missing); "
+                raise InputError(f"study {labels[i]}: the {arm} arm has no participants (one arm missing); "
                                  "a two-arm measure needs both arms")
         counts = pd.DataFrame({"ai": ai, "bi": bi, "ci": ci, "di": di})
     elif measure == "IRR":
@@ -129,7 +131,7 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
             zero = raw[t] <= 0
             if zero.any():
                 i = int(np.flatnonzero(zero)[0])
-                raise ValueError(f"study {labels[i]}: person-time {names[t]} of the {tn} arm is {raw[t][i]:g}; "
+                raise InputError(f"study {labels[i]}: person-time {names[t]} of the {tn} arm is {raw[t][i]:g}; "
                                  "it must be positive")
         counts = pd.DataFrame({k: raw[k] for k in ("x1i", "t1i", "x2i", "t2i")})
     else:
@@ -138,7 +140,7 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
             over = xi > raw["ni"]
             if over.any():
                 i = int(np.flatnonzero(over)[0])
-                raise ValueError(f"study {labels[i]}: events {names['xi']} = {xi[i]:g} exceed n "
+                raise InputError(f"study {labels[i]}: events {names['xi']} = {xi[i]:g} exceed n "
                                  f"{names['ni']} = {raw['ni'][i]:g}")
             mi = raw["ni"] - xi
         else:
@@ -146,7 +148,7 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
         empty = xi + mi == 0
         if empty.any():
             i = int(np.flatnonzero(empty)[0])
-            raise ValueError(f"study {labels[i]}: no participants")
+            raise InputError(f"study {labels[i]}: no participants")
         counts = pd.DataFrame({"xi": xi, "mi": mi})
 
     X = moderator_matrix(data, mods, labels)
@@ -159,19 +161,31 @@ def moderator_matrix(data: pd.DataFrame, mods: str | None, labels) -> pd.DataFra
         return pd.DataFrame({"intrcpt": np.ones(len(data))})
     from formulaic import model_matrix
 
+    check_formula_text(mods, "mods")
     rhs = mods.split("~", 1)[1] if "~" in mods else mods
     needed = [c for c in data.columns if re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.])", rhs)]
     na = data[needed].isna().any(axis=1).to_numpy() if needed else np.zeros(len(data), dtype=bool)
     if na.any():
         i = int(np.flatnonzero(na)[0])
         col = [c for c in needed if pd.isna(data.iloc[i][c])][0]
-        raise ValueError(f"study {labels[i]}: moderator {col!r} is missing ({int(na.sum())} stud"
+        raise InputError(f"study {labels[i]}: moderator {col!r} is missing ({int(na.sum())} stud"
                          f"{'y' if na.sum() == 1 else 'ies'} in all)")
     try:
         X = model_matrix(rhs, data.reset_index(drop=True), na_action="raise")
     except Exception as err:  # formulaic names the term
-        raise ValueError(f"moderators {mods!r}: {err}") from None
+        raise InputError(f"moderators {mods!r}: {err}") from None
     X = pd.DataFrame(np.asarray(X, dtype=float), columns=[("intrcpt" if c == "Intercept" else c) for c in X.columns])
+    bad = ~np.isfinite(X.to_numpy()).all(axis=0)
+    if bad.any():
+        raise InputError(f"moderators {mods!r}: the column {X.columns[int(np.flatnonzero(bad)[0])]!r} has "
+                         "non-finite values")
+    rank = np.linalg.matrix_rank(X.to_numpy()) if X.shape[1] else 0
+    if rank < X.shape[1]:
+        for j in range(1, X.shape[1] + 1):
+            if np.linalg.matrix_rank(X.to_numpy()[:, :j]) < j:
+                raise InputError(f"moderators {mods!r}: the column {X.columns[j - 1]!r} is constant or a linear "
+                                 "combination of the columns before it (with the intercept); the meta-regression "
+                                 "cannot separate their effects: remove it")
     return X
 
 
@@ -196,5 +210,5 @@ def drop_double_zero(table: StudyTable, drop00: bool) -> StudyTable:
                   DroppedStudiesWarning, stacklevel=3)
     kept = table.subset(~out)
     if kept.k == 0:
-        raise ValueError("no study is left after dropping those without events in both arms")
+        raise InputError("no study is left after dropping those without events in both arms")
     return kept

@@ -14,6 +14,7 @@ from ..engine.glm import fit_glm
 from ..families import get_family
 from ..formula.parse import parse_formula
 from ..formula.spec import _response
+from ..errors import InputError
 
 
 def _glm_table(formula: str, data: pd.DataFrame, family) -> pd.DataFrame:
@@ -45,7 +46,7 @@ def compare_naive(formula: str, data: pd.DataFrame, family="binomial", relmat: d
     from ..api import glmer
 
     if not relmat:
-        raise ValueError("compare_naive needs relmat={group: K} (the phylogenetic term's covariance)")
+        raise InputError("compare_naive needs relmat={group: K} (the phylogenetic term's covariance)")
     pf = parse_formula(formula)
     keep = [b for b in pf.bars if b.group not in relmat]
     rhs = [pf.fixed] + [str(b) for b in keep] + [f"offset({o})" for o in pf.offsets]

@@ -26,7 +26,8 @@ from ..engine.optimize import _bad, _scaled_gradient, derivatives, minimize, new
 from ..formula.spec import ModelSpec
 from ..results import InformationCriteria
 from .sparse import TreeAlgebra
-from .tree import Tree
+from .tree import Tree, as_tree
+from ..errors import InputError
 
 
 @dataclass
@@ -131,23 +132,24 @@ def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group
     ``tree`` (matched by name; tips without data are allowed).
     """
     t0 = time.perf_counter()
+    tree = as_tree(tree)
     spec = ModelSpec.from_formula(formula, data, family)
     if len(spec.terms) != 1 or spec.terms[0].k != 1 or not np.allclose(spec.terms[0].X[:, 0], 1.0):
-        raise ValueError("the sparse tree path takes one random intercept (1 | group) whose levels are the tips; "
+        raise InputError("the sparse tree path takes one random intercept (1 | group) whose levels are the tips; "
                          "for other structures use glmer(..., relmat={group: vcv(tree)})")
     term = spec.terms[0]
     if group is not None and term.group != group:
-        raise ValueError(f"the formula's grouping factor is {term.group!r}, not {group!r}")
+        raise InputError(f"the formula's grouping factor is {term.group!r}, not {group!r}")
     tips = {name: i for i, name in enumerate(tree.names) if tree.is_tip[i]}
     missing = [str(lv) for lv in term.levels if str(lv) not in tips]
     if missing:
-        raise ValueError(f"levels of {term.group!r} missing from the tree: {missing[:10]}")
+        raise InputError(f"levels of {term.group!r} missing from the tree: {missing[:10]}")
     alg = TreeAlgebra(tree)
     node_of_level = np.array([tips[str(lv)] for lv in term.levels])
     tipnode = node_of_level[term.codes]
     if corr:
         if not tree.is_ultrametric():
-            raise ValueError("corr=True on the sparse path needs an ultrametric tree (vcv(corr=True) then is "
+            raise InputError("corr=True on the sparse path needs an ultrametric tree (vcv(corr=True) then is "
                              "vcv / height); use corr=False or the dense path")
         c = float(tree.depth[tree.is_tip].max())
     else:

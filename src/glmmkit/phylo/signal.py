@@ -16,13 +16,14 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from ..errors import InputError
 
 
 def _components(fit, group: str):
     vc = fit.varcorr
     rows = vc[vc.term2.isna() & (vc.group != "Residual")]
     if group not in set(rows.group):
-        raise ValueError(f"{group!r} is not a grouping factor of the fit (it has {sorted(set(rows.group))})")
+        raise InputError(f"{group!r} is not a grouping factor of the fit (it has {sorted(set(rows.group))})")
     known = {t.group for t in fit.spec.terms if t.is_known}
     if group not in known:
         warnings.warn(f"the term of {group!r} has no known covariance (relmat); H^2 is then an ICC", stacklevel=3)
@@ -39,7 +40,7 @@ def _components(fit, group: str):
     else:
         dist = None
     if dist is None:
-        raise ValueError(f"the latent-scale distribution variance is not defined here for {fam} ({link})")
+        raise InputError(f"the latent-scale distribution variance is not defined here for {fam} ({link})")
     return s2p, s2o, dist
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .tree import Tree
+from ..errors import InputError
 
 
 class TreeAlgebra:
@@ -34,7 +35,7 @@ class TreeAlgebra:
         self.parent = tree.parent.copy()
         self.length = tree.length.copy()
         if np.any(self.length[1:] <= 0):
-            raise ValueError("the sparse tree path needs positive branch lengths (collapse zero-length branches)")
+            raise InputError("the sparse tree path needs positive branch lengths (collapse zero-length branches)")
         self.inv_len = np.zeros(m)
         self.inv_len[1:] = 1.0 / self.length[1:]
         # Q's diagonal: 1/l_v + sum over children 1/l_c (the root row is not part of the system)

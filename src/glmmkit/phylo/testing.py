@@ -16,7 +16,9 @@ import pandas as pd
 from ..formula.spec import ModelSpec
 from .fit_sparse import fit_tree_glmm
 from .sparse import TreeAlgebra
-from .tree import Tree
+from .tree import Tree, as_tree
+from ..checks import check_int
+from ..errors import InputError
 
 
 def _simulate_bm(alg: TreeAlgebra, rate: float, rng) -> np.ndarray:
@@ -31,9 +33,11 @@ def _simulate_bm(alg: TreeAlgebra, rate: float, rng) -> np.ndarray:
 def bootstrap_lrt(null_formula: str, full_formula: str, data: pd.DataFrame, family, tree: Tree, *,
                   nsim: int = 99, seed=None, corr: bool = True) -> dict:
     """Parametric-bootstrap likelihood-ratio test of the terms in ``full_formula`` beyond ``null_formula``."""
+    tree = as_tree(tree)
+    nsim = check_int("nsim", nsim, 1)
     resp = null_formula.split("~", 1)[0].strip()
     if resp not in data.columns:
-        raise ValueError(f"bootstrap_lrt needs the response as a column name, got {resp!r}")
+        raise InputError(f"bootstrap_lrt needs the response as a column name, got {resp!r}")
     f0 = fit_tree_glmm(null_formula, data, family, tree, corr=corr)
     f1 = fit_tree_glmm(full_formula, data, family, tree, corr=corr)
     lr = max(0.0, 2 * (f1.loglik - f0.loglik))

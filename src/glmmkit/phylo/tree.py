@@ -1,4 +1,4 @@
-"""Phylogenetic trees as arrays, read from Newick with the ``newick`` library.
+"""Phylogenetic trees as arrays, read from Newick text by an iterative parser of our own.
 
 A ``Tree`` holds its nodes in pre-order (parents before children): ``parent`` (-1 at the root),
 ``length`` (branch length to the parent), ``depth`` (root-to-node distance) and, for every node, the
@@ -7,11 +7,13 @@ range ``[tip_lo, tip_hi)`` of its descendant tips in tip order (contiguous in a 
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ..errors import FileFormatError, InputError
 
 
 @dataclass
@@ -37,50 +39,69 @@ class Tree:
         return bool(np.ptp(d) <= rtol * max(np.max(d), 1e-300))
 
 
+def as_tree(tree) -> Tree:
+    """A ``Tree``, or a Newick string or file read into one.
+
+    Parameters
+    ----------
+    tree : Tree, str or path-like
+        A tree from ``read_tree``, a Newick string, or the path of a Newick file.
+
+    Returns
+    -------
+    Tree
+        The tree.
+    """
+    if isinstance(tree, Tree):
+        return tree
+    if isinstance(tree, (str, Path)):
+        return read_tree(tree)
+    raise TypeError(f"a tree must be a glmmkit Tree (gk.phylo.read_tree), a Newick string or a file path; "
+                    f"got {type(tree).__name__}")
+
+
 def read_tree(source: str | Path) -> Tree:
-    """Read a rooted tree with branch lengths from a Newick file or string."""
-    try:
-        import newick
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("reading trees needs the newick library: pip install glmmkit[phylo]") from None
+    """Read a rooted tree with branch lengths from a Newick file or string.
+
+    The parser is iterative (no recursion), so ladder-shaped trees of any depth are read.
+
+    Parameters
+    ----------
+    source : str or path-like
+        Newick text (``"((a:1,b:1):1,c:2);"``) or the path of a file holding it.
+
+    Returns
+    -------
+    Tree
+        Nodes in pre-order with parents, branch lengths, names and descendant-tip ranges.
+    """
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"read_tree takes Newick text or a file path, got {type(source).__name__}")
     text = str(source)
-    if not text.lstrip().startswith("(") and Path(text).exists():
-        text = Path(text).read_text()
+    if not text.lstrip().startswith("("):
+        if len(text) < 4096 and "\n" not in text and Path(text).is_file():
+            try:
+                text = Path(text).read_text()
+            except (OSError, UnicodeDecodeError) as err:
+                raise FileFormatError(f"cannot read the tree file {source}: {err}") from None
     text = text.strip()
     if not text.startswith("("):
-        raise ValueError("not a Newick tree (it should start with '(' ) nor a readable file")
-    try:
-        trees = newick.loads(text)
-    except Exception as err:  # the parser's own errors
-        raise ValueError(f"cannot parse the Newick tree: {err}") from None
-    if len(trees) != 1:
-        raise ValueError(f"expected one tree, found {len(trees)}")
-    root = trees[0]
-    nodes = list(root.walk())  # pre-order
-    index = {id(n): i for i, n in enumerate(nodes)}
-    m = len(nodes)
-    parent = np.full(m, -1)
-    length = np.zeros(m)
-    names = []
-    is_tip = np.zeros(m, dtype=bool)
-    missing = 0
-    for i, n in enumerate(nodes):
-        names.append(n.name)
-        is_tip[i] = not n.descendants
-        for c in n.descendants:
-            parent[index[id(c)]] = i
-        if i > 0:
-            if getattr(n, "_length", None) in (None, ""):
-                missing += 1
-            length[i] = float(n.length or 0.0)
+        raise InputError("not a Newick tree (it should start with '(' ) nor a readable file")
+    parent, names, raw_length = _parse_newick(text)
+    m = len(parent)
+    has_child = np.zeros(m, dtype=bool)
+    has_child[parent[parent >= 0]] = True
+    is_tip = ~has_child
+    missing = sum(1 for i in range(1, m) if raw_length[i] is None)
+    length = np.array([0.0 if v is None else v for v in raw_length], dtype=float)
     if missing:
-        raise ValueError(f"the tree has no branch length on {missing} of {m - 1} branches; "
+        raise InputError(f"the tree has no branch length on {missing} of {m - 1} branches; "
                          "a phylogenetic covariance needs branch lengths")
     if np.any(length < 0):
-        raise ValueError(f"the tree has {int(np.sum(length < 0))} negative branch lengths")
+        raise InputError(f"the tree has {int(np.sum(length < 0))} negative branch lengths")
     tips = [names[i] for i in np.flatnonzero(is_tip)]
     if any(t in (None, "") for t in tips):
-        raise ValueError("every tip of the tree needs a label")
+        raise InputError("every tip of the tree needs a label")
     seen, dup = set(), None
     for t in tips:
         if t in seen:
@@ -88,7 +109,9 @@ def read_tree(source: str | Path) -> Tree:
             break
         seen.add(t)
     if dup is not None:
-        raise ValueError(f"the tip label {dup!r} occurs more than once in the tree")
+        raise InputError(f"the tip label {dup!r} occurs more than once in the tree")
+    if not np.all(np.isfinite(length)):
+        raise InputError("the tree has a branch length that is not a finite number")
     depth = np.zeros(m)
     for i in range(1, m):  # pre-order: the parent's depth is known
         depth[i] = depth[parent[i]] + length[i]
@@ -103,6 +126,63 @@ def read_tree(source: str | Path) -> Tree:
     return Tree(parent, length, names, is_tip, depth, lo, hi)
 
 
+# one Newick token: space, [comment], 'quoted label', :length, punctuation, or an unquoted label
+_TOKEN = re.compile(r"\s+|\[[^\]]*\]|'(?:[^']|'')*'|:[^,();\[\s]*|[(),;]|[^,();:\[\s']+|.", re.S)
+
+
+def _parse_newick(text: str) -> tuple[np.ndarray, list, list]:
+    """(parent, names, lengths) of the nodes of one Newick tree, in pre-order, by a loop over tokens
+    (no recursion: a ladder tree of any depth is read).
+
+    Nodes are made in the order their text begins, which is pre-order: '(' opens the current node's
+    first child, ',' a sibling, ')' returns to the parent, whose label and ':length' may follow.
+    Quoted labels ('it''s') and [comments] are understood.
+    """
+    parent, names, lengths = [-1], [None], [None]
+    stack: list[int] = []
+    cur = 0
+    done = False
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        c = tok[0]
+        if done:
+            if not (tok.isspace() or c == "["):
+                raise InputError("expected one tree; found text after the first ';' (several trees?)")
+            continue
+        if tok.isspace() or (c == "[" and tok.endswith("]")):
+            continue
+        if c == "(":
+            stack.append(cur)
+            parent.append(cur), names.append(None), lengths.append(None)
+            cur = len(parent) - 1
+        elif c == ",":
+            if not stack:
+                raise InputError(f"Newick: ',' outside parentheses at character {m.start()}")
+            parent.append(stack[-1]), names.append(None), lengths.append(None)
+            cur = len(parent) - 1
+        elif c == ")":
+            if not stack:
+                raise InputError(f"Newick: unbalanced ')' at character {m.start()}")
+            cur = stack.pop()
+        elif c == ":":
+            try:
+                lengths[cur] = float(tok[1:])
+            except ValueError:
+                raise InputError(f"Newick: branch length {tok[1:]!r} at character {m.start()} is not a number") from None
+        elif c == ";":
+            done = True
+        elif c == "'" and len(tok) > 1 and tok.endswith("'"):
+            names[cur] = tok[1:-1].replace("''", "'")
+        elif c in "'[":
+            raise InputError(f"Newick: a {'quoted label' if c == chr(39) else 'comment'} opened at character "
+                             f"{m.start()} is never closed")
+        else:
+            names[cur] = tok
+    if stack:
+        raise InputError(f"Newick: {len(stack)} '(' never closed")
+    return np.asarray(parent, dtype=np.int64), names, lengths
+
+
 def vcv(tree: Tree, corr: bool = False):
     """Brownian-motion covariance of the tips (ape's ``vcv``): C[i, j] = depth of the MRCA of i and j.
 
@@ -113,9 +193,10 @@ def vcv(tree: Tree, corr: bool = False):
     """
     import pandas as pd
 
+    tree = as_tree(tree)
     n = tree.n_tips
     if n > 40_000:
-        raise ValueError(f"a dense {n} x {n} covariance needs {8 * n * n / 1e9:.0f} GB")
+        raise InputError(f"a dense {n} x {n} covariance needs {8 * n * n / 1e9:.0f} GB")
     C = np.zeros((n, n))
     kids: dict[int, list[int]] = {}
     for i in range(1, len(tree.parent)):
@@ -147,7 +228,7 @@ def pagel_lambda(C, lam: float):
     import pandas as pd
 
     if not 0 <= lam <= 1:
-        raise ValueError(f"Pagel's lambda must be in [0, 1], got {lam}")
+        raise InputError(f"Pagel's lambda must be in [0, 1], got {lam}")
     M = np.array(C, dtype=float)
     out = lam * M
     out[np.diag_indices_from(out)] = np.diag(M)
@@ -158,12 +239,18 @@ def relmat_for(tree_or_matrix, levels, group: str = "species", corr: bool = True
     """The covariance for a grouping factor's levels, checking names in both directions."""
     import pandas as pd
 
-    K = vcv(tree_or_matrix, corr=corr) if isinstance(tree_or_matrix, Tree) else tree_or_matrix
+    if isinstance(tree_or_matrix, (Tree, str, Path)):
+        K = vcv(as_tree(tree_or_matrix), corr=corr)
+    elif isinstance(tree_or_matrix, pd.DataFrame):
+        K = tree_or_matrix
+    else:
+        raise TypeError("relmat_for takes a Tree, Newick text or file, or a labelled DataFrame; "
+                        f"got {type(tree_or_matrix).__name__}")
     names = {str(x) for x in K.index}
     lv = {str(x) for x in pd.unique(pd.Series(levels).astype(str))}
     missing = sorted(lv - names)
     if missing:
-        raise ValueError(f"levels of {group!r} missing from the tree: {missing[:10]}"
+        raise InputError(f"levels of {group!r} missing from the tree: {missing[:10]}"
                          + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     extra = sorted(names - lv)
     if extra:

@@ -6,14 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .residuals import _plt
-
-
-def _finish(fig, path):
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+from .figure import finish, plt_module as _plt
 
 
 def manhattan(results: pd.DataFrame, path=None, threshold: float = 5e-8, title: str = "", ax=None):
@@ -37,7 +30,7 @@ def manhattan(results: pd.DataFrame, path=None, threshold: float = 5e-8, title: 
     ax.set_xlabel("chromosome")
     ax.set_ylabel("-log10 P")
     ax.set_title(title or "Manhattan plot")
-    return _finish(fig, path)
+    return finish(fig, path, dpi=120)
 
 
 def qq(p_values, path=None, labels=None, title: str = "", ax=None):
@@ -58,4 +51,4 @@ def qq(p_values, path=None, labels=None, title: str = "", ax=None):
     ax.set_ylabel("observed -log10 p")
     ax.set_title(title or "QQ plot")
     ax.legend(fontsize=7, frameon=False)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=120)

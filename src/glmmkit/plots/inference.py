@@ -9,14 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .residuals import _plt
-
-
-def _finish(fig, path):
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+from .figure import finish, plt_module as _plt
+from ..errors import InputError
 
 
 def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, max_levels: int = 200):
@@ -25,7 +19,7 @@ def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, m
     modes, sds = fit.ranef, fit.ranef_condsd
     group = group or next(iter(modes))
     if group not in modes:
-        raise ValueError(f"no random effects for {group!r}; groups: {list(modes)}")
+        raise InputError(f"no random effects for {group!r}; groups: {list(modes)}")
     b, s = modes[group], sds[group]
     z = stats.norm.ppf(0.5 + level / 2)
     cols = list(b.columns)
@@ -44,7 +38,7 @@ def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, m
             ax.set_yticklabels(np.asarray(b.index)[order], fontsize=7)
         ax.set_title(f"{group}: {c}", fontsize=9)
         ax.set_xlabel(f"conditional mode, {int(level * 100)}% interval")
-    return _finish(fig, path)
+    return finish(fig, path, dpi=110)
 
 
 def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
@@ -61,7 +55,7 @@ def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
     ax.set_yticks(y)
     ax.set_yticklabels(ct.index, fontsize=8)
     ax.set_xlabel(f"estimate ({'link' if not fit.is_lmm else 'response'} scale), {int(level * 100)}% Wald interval")
-    return _finish(fig, path)
+    return finish(fig, path, dpi=110)
 
 
 def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 60, type: str = "response"):
@@ -70,7 +64,7 @@ def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 6
     plt = _plt()
     data = fit.spec.data
     if predictor not in data.columns:
-        raise ValueError(f"predictor {predictor!r} is not a column of the fitted data")
+        raise InputError(f"predictor {predictor!r} is not a column of the fitted data")
     base = {}
     for c in data.columns:
         col = data[c]
@@ -106,7 +100,7 @@ def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 6
     ax.set_ylabel("predicted " + ("response" if type == "response" else "linear predictor")
                   + (" (offset at its mean)" if fit.spec.offset.any() else ""))
     ax.set_title(f"Effect of {predictor} (random effects at 0; {int(level * 100)}% confidence band)", fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=110)
 
 
 def fitted_observed(fit, path=None):
@@ -120,7 +114,7 @@ def fitted_observed(fit, path=None):
     ax.set_xlabel("fitted (conditional mean)")
     ax.set_ylabel("observed")
     ax.set_title("Fitted vs observed", fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=110)
 
 
 def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
@@ -140,4 +134,4 @@ def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
         ax.set_ylabel("zeta")
     for ax in axes.ravel()[len(params):]:
         ax.axis("off")
-    return _finish(fig, path)
+    return finish(fig, path, dpi=110)

@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .residuals import _plt
-
-
-def _finish(fig, path):
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+from .figure import finish, plt_module as _plt
 
 
 def forest_plot(fit, path=None, title: str = ""):
@@ -62,7 +55,7 @@ def forest_plot(fit, path=None, title: str = ""):
     pct = int(round(fit.level * 100))
     ax.set_title(title or f"{fit.method}\npooled {f(est):.3f} ({pct}% CI {f(lo):.3f} to {f(hi):.3f}), "
                  f"tau^2 = {fit.tau2:.3f}", fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=120)
 
 
 def funnel_plot(fit, path=None, title: str = ""):
@@ -82,4 +75,4 @@ def funnel_plot(fit, path=None, title: str = ""):
     ax.set_xlabel(f"per-study estimate ({'log' if fit.measure != 'PLO' else 'logit'} scale)")
     ax.set_ylabel("standard error")
     ax.set_title(title or f"Funnel plot ({fit.k} studies)", fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=120)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .figure import finish, plt_module as _plt
 
-def _plt():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("figures need matplotlib: pip install glmmkit[plots]") from None
-    return plt
+
 
 
 def plot_simulated_residuals(res, path=None, title: str = ""):
@@ -36,7 +32,4 @@ def plot_simulated_residuals(res, path=None, title: str = ""):
     b.set_title("residuals vs predicted", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path, dpi=110)

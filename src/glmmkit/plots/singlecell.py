@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .residuals import _plt
-
-
-def _finish(fig, path):
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+from .figure import finish, plt_module as _plt
 
 
 def volcano(table: pd.DataFrame, ax=None, fdr: float = 0.05, label: int = 10, path=None, title: str = ""):
@@ -30,7 +23,7 @@ def volcano(table: pd.DataFrame, ax=None, fdr: float = 0.05, label: int = 10, pa
     ax.set_ylabel("-log10 p")
     ax.set_title(title or "Volcano plot")
     ax.legend(fontsize=7, frameon=False)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=120)
 
 
 def compare_methods(a: pd.DataFrame, b: pd.DataFrame, labels=("GLMM", "pseudobulk"), path=None, truth=None):
@@ -52,4 +45,4 @@ def compare_methods(a: pd.DataFrame, b: pd.DataFrame, labels=("GLMM", "pseudobul
         ax.set_ylabel(f"{labels[0]}: {what}")
     if truth is not None:
         axes[0].set_title("red: truly differentially expressed", fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=120)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from ..errors import FileFormatError, InputError
+from ..readers import require_file
 
 
 @dataclass
@@ -62,12 +64,13 @@ class CellData:
 
 def _load(data, layer):
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.exists():
-            raise FileNotFoundError(f"no such file: {path}")
+        path = require_file(data, "single-cell data")
         import anndata
 
-        data = anndata.read_h5ad(path)
+        try:
+            data = anndata.read_h5ad(path)
+        except Exception as err:  # h5py and anndata raise many kinds for a bad file
+            raise FileFormatError(f"{path} is not a readable .h5ad file: {type(err).__name__}: {err}") from None
     if not (hasattr(data, "obs") and hasattr(data, "X")):
         raise TypeError("data must be an AnnData object or the path of an .h5ad file")
     if layer is None:
@@ -75,11 +78,11 @@ def _load(data, layer):
         where = "X"
     else:
         if layer not in data.layers:
-            raise KeyError(f"layer {layer!r} not in the AnnData object; layers: {list(data.layers.keys())}")
+            raise InputError(f"layer {layer!r} not in the AnnData object; layers: {list(data.layers.keys())}")
         X = data.layers[layer]
         where = f"layer {layer!r}"
     if X is None:
-        raise ValueError("the AnnData object has no counts in X; pass layer=")
+        raise InputError("the AnnData object has no counts in X; pass layer=")
     if sp.issparse(X):
         X = sp.csc_matrix(X)
         X.sum_duplicates()
@@ -102,7 +105,7 @@ def _check_counts(X, genes, cells, where):
         c, g = (int(i) for i in np.argwhere(bad)[0])
         v = float(X[c, g])
     what = "negative" if v < 0 else ("not finite" if not np.isfinite(v) else "not a whole number")
-    raise ValueError(f"counts in {where} must be raw non-negative integers: gene {genes[g]!r}, cell {cells[c]!r} "
+    raise InputError(f"counts in {where} must be raw non-negative integers: gene {genes[g]!r}, cell {cells[c]!r} "
                      f"has {v:g} ({what}; {int(bad.sum())} such entries). Pass the layer with raw counts (layer=).")
 
 
@@ -120,7 +123,7 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
     for col in [subject, condition, *covariates]:
         miss = obs[col].isna().to_numpy()
         if miss.any():
-            raise ValueError(f"column {col!r} is missing for {int(miss.sum())} cells, first {cells[np.flatnonzero(miss)[0]]!r}")
+            raise InputError(f"column {col!r} is missing for {int(miss.sum())} cells, first {cells[np.flatnonzero(miss)[0]]!r}")
     _check_counts(X, genes, cells, where)
     # library size: a column, or the cell's total count over all genes
     if libsize:
@@ -131,7 +134,7 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
         src = "the cell's total count"
     bad = ~np.isfinite(lib) | (lib <= 0)
     if bad.any():
-        raise ValueError(f"library size ({src}) must be positive: cell {cells[np.flatnonzero(bad)[0]]!r} has "
+        raise InputError(f"library size ({src}) must be positive: cell {cells[np.flatnonzero(bad)[0]]!r} has "
                          f"{lib[np.flatnonzero(bad)[0]]:g} ({int(bad.sum())} such cells); remove empty cells first")
     codes, subjects = pd.factorize(obs[subject].astype(str), sort=True)
     subjects = pd.Index(subjects, name=subject)
@@ -150,20 +153,20 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
     if not numeric:
         levels = sorted(pd.unique(obs[condition].astype(str)))
         if len(levels) < 2:
-            raise ValueError(f"condition {condition!r} has one level ({levels[0]!r}): nothing to compare")
+            raise InputError(f"condition {condition!r} has one level ({levels[0]!r}): nothing to compare")
         if len(levels) > 2:
-            raise ValueError(f"condition {condition!r} has {len(levels)} levels {levels}; give a two-level "
+            raise InputError(f"condition {condition!r} has {len(levels)} levels {levels}; give a two-level "
                              "condition (subset the cells, or code the contrast as a column)")
         ref = str(reference) if reference is not None else levels[0]
         if ref not in levels:
-            raise ValueError(f"reference {reference!r} is not a level of {condition!r}: {levels}")
+            raise InputError(f"reference {reference!r} is not a level of {condition!r}: {levels}")
         other = [lv for lv in levels if lv != ref][0]
         if condition not in varying:
             per = cond.astype(str).value_counts()
             for lv in levels:
                 if per.get(lv, 0) < 2:
                     who = list(subject_table.index[cond.astype(str) == lv])
-                    raise ValueError(
+                    raise InputError(
                         f"condition level {lv!r} has {per.get(lv, 0)} subject(s) {who}: with one subject per level "
                         "the condition effect cannot be told apart from that subject's random effect")
         subject_table[condition] = pd.Categorical(cond.astype(str), categories=[ref, other])
@@ -177,14 +180,14 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
     x_names = list(mm.columns)
     Xs = np.asarray(mm, dtype=float)
     if Xs.shape[0] != S:
-        raise ValueError("a design column is missing for some subjects")
+        raise InputError("a design column is missing for some subjects")
     const = [c for c in x_names[1:] if np.ptp(Xs[:, x_names.index(c)]) == 0]
     if const:
-        raise ValueError(f"design column(s) {const} are constant over subjects: they cannot be estimated")
+        raise InputError(f"design column(s) {const} are constant over subjects: they cannot be estimated")
     if np.linalg.matrix_rank(Xs) < Xs.shape[1]:
-        raise ValueError(f"the subject-level design {x_names} is rank deficient (collinear covariates)")
+        raise InputError(f"the subject-level design {x_names} is rank deficient (collinear covariates)")
     if S - Xs.shape[1] < 1:
-        raise ValueError(f"{S} subjects for {Xs.shape[1]} subject-level coefficients: no subject-level residual")
+        raise InputError(f"{S} subjects for {Xs.shape[1]} subject-level coefficients: no subject-level residual")
     return CellData(X, genes, cells, obs, subject, codes.astype(np.int64), subjects, np.log(lib), subject_table, Xs,
                     x_names, tested, condition, covariates, subject_level=not varying, varying=varying)
 

@@ -21,6 +21,7 @@ from .data import CellData, expressed_cells, gene_totals, prepare
 from .fastpath import BlockFit, Design, fit_block
 from .prior import VariancePrior, donor_share, fit_prior, subject_noise
 from .results import DEResult, bh_fdr
+from ..errors import InputError
 
 LOG2 = np.log(2.0)
 
@@ -103,17 +104,17 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
          engine, fallback, pvalue, prior, random, cell_glm, block_size, workers, client, progress_bar) -> DEResult:
     cd = prepare(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference)
     if engine not in ("auto", "fast", "general"):
-        raise ValueError(f"engine must be 'auto', 'fast' or 'general', got {engine!r}")
+        raise InputError(f"engine must be 'auto', 'fast' or 'general', got {engine!r}")
     if pvalue not in ("t", "z"):
-        raise ValueError(f"pvalue must be 't' or 'z', got {pvalue!r}")
+        raise InputError(f"pvalue must be 't' or 'z', got {pvalue!r}")
     if prior not in ("eb", None):
-        raise ValueError(f"prior must be 'eb' or None, got {prior!r}")
+        raise InputError(f"prior must be 'eb' or None, got {prior!r}")
     needs_general = bool(random_terms) or not cd.subject_level
     if needs_general and engine == "fast":
-        raise ValueError(_why_general(cd, random_terms))
+        raise InputError(_why_general(cd, random_terms))
     if cd.condition in cd.varying and engine != "general":
         subj = cd.varying[cd.condition]
-        raise ValueError(
+        raise InputError(
             f"subject(s) {subj[:5]}{'...' if len(subj) > 5 else ''} have cells in more than one level of "
             f"{condition!r}: the condition is then a within-subject effect. If that is the design, pass "
             "engine='general' (a per-gene full fit; consider random_terms='(0 + condition | subject)')")

@@ -17,6 +17,7 @@ from .laplace import KAPPA_MAX, KAPPA_MIN, LaplaceProblem, prior_penalty
 from .newton import NewtonResult, newton
 from .softplus import SoftplusSums
 from .laplace import _rows_times
+from ..errors import InputError
 
 
 @dataclass
@@ -36,9 +37,9 @@ class Design:
     def __init__(self, Xs: np.ndarray, offset: np.ndarray, subject: np.ndarray, n_subjects: int,
                  family: str = "nb2", laplace: str = "expected", exact: bool = False):
         if family not in ("nb2", "poisson"):
-            raise ValueError(f"family must be 'nb2' or 'poisson', got {family!r}")
+            raise InputError(f"family must be 'nb2' or 'poisson', got {family!r}")
         if laplace not in ("expected", "observed"):
-            raise ValueError(f"laplace must be 'expected' or 'observed', got {laplace!r}")
+            raise InputError(f"laplace must be 'expected' or 'observed', got {laplace!r}")
         self.Xs = np.asarray(Xs, dtype=float)
         self.offset = np.asarray(offset, dtype=float)
         self.subject = np.asarray(subject, dtype=np.int64)

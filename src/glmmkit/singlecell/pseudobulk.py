@@ -15,6 +15,7 @@ from .block import GeneBlock
 from .data import expressed_cells, gene_totals, prepare
 from .fastpath import Design, fit_block
 from .results import bh_fdr
+from ..errors import InputError
 
 LOG2 = np.log(2.0)
 
@@ -33,7 +34,7 @@ def pseudobulk(data, subject: str, condition: str, covariates=(), *, layer=None,
     cd = prepare(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference)
     if cd.varying:
         col, subj = next(iter(cd.varying.items()))
-        raise ValueError(f"pseudobulk needs subject-level design columns; {col!r} varies within subject(s) {subj[:5]}")
+        raise InputError(f"pseudobulk needs subject-level design columns; {col!r} varies within subject(s) {subj[:5]}")
     counts = aggregate(cd)
     n_expr = expressed_cells(cd.counts)
     tested = n_expr >= max(int(min_cells), 1)
@@ -50,7 +51,7 @@ def pseudobulk(data, subject: str, condition: str, covariates=(), *, layer=None,
     elif method == "nbglm":
         _nbglm(cd, counts[:, idx], idx, res)
     else:
-        raise ValueError(f"method must be 'deseq2' or 'nbglm', got {method!r}")
+        raise InputError(f"method must be 'deseq2' or 'nbglm', got {method!r}")
     out = pd.DataFrame({"log_fc": res["log_fc"], "log2_fc": res["log_fc"] / LOG2, "se": res["se"], "z": res["z"],
                         "p": res["p"], "fdr": bh_fdr(res["p"]), "mean_count": gene_totals(cd.counts) / cd.n_cells,
                         "frac_expressed": n_expr / cd.n_cells,

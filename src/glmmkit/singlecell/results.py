@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..output import write_table
+
 
 def bh_fdr(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values; NaN stays NaN and is not counted."""
@@ -77,7 +79,18 @@ class DEResult:
         return self.summary()
 
     def to_tsv(self, path) -> None:
-        self.table.to_csv(path, sep="\t", float_format="%.6g")
+        """Write the per-gene table as TSV, atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file (``.gz`` for gzip).
+
+        Returns
+        -------
+        None
+        """
+        write_table(self.table, path, sep="\t", float_format="%.6g")
 
     def volcano(self, path=None, ax=None, fdr: float = 0.05, label: int = 10):
         """Volcano plot of the GLMM table (``gk.plots.volcano``); saved to ``path`` when given."""

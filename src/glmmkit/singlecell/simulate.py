@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from ..errors import InputError
 
 
 def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, frac_de: float = 0.1,
@@ -22,7 +23,7 @@ def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, fra
     from ..progress import progress
 
     if n_subjects < 4 or n_subjects % 2:
-        raise ValueError("n_subjects must be even and at least 4 (two conditions, two subjects each)")
+        raise InputError("n_subjects must be even and at least 4 (two conditions, two subjects each)")
     rng = np.random.default_rng(seed)
     if cells_sd > 0:
         share = np.exp(rng.normal(0.0, cells_sd, n_subjects))

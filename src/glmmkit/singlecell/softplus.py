@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit
+from ..errors import InputError
 
 N_ORDERS = 4  # a, a', a'', a''' are used; a'''' is the slope of a'''
 _K = np.arange(1, 4)
@@ -52,7 +53,7 @@ class SoftplusSums:
         self.S, self.h, self.tail, self.exact = S, float(h), float(tail), exact
         self.n = np.bincount(subject, minlength=S).astype(float)
         if np.any(self.n == 0):
-            raise ValueError(f"subject code {int(np.flatnonzero(self.n == 0)[0])} has no cells")
+            raise InputError(f"subject code {int(np.flatnonzero(self.n == 0)[0])} has no cells")
         self.sum_o = np.bincount(subject, weights=offset, minlength=S)
         self.omax = np.full(S, -np.inf)
         np.maximum.at(self.omax, subject, offset)
