@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -53,6 +54,10 @@ def classify(run) -> tuple[str, str]:
         except Exception as err:  # noqa: BLE001 - this is what the fuzzer looks for
             if documented(err):
                 return ERROR, f"{type(err).__name__}: {err}"[:300]
+            if os.environ.get("GLMMKIT_FUZZ_TRACEBACK"):
+                import traceback
+
+                traceback.print_exc()
             return UNEXPECTED, f"{type(err).__name__}: {err}"[:300] + f" [at {_where(err)}]"
     return judge(res)
 
@@ -163,22 +168,22 @@ def case_formula(data) -> tuple[str, str]:
 def case_glmer(data) -> tuple[str, str]:
     """glmer / lmer on generated formulas, data and arguments."""
     f = data.draw(formulas(), label="formula")
-    df = data.draw(frames(), label="data")
+    df = data.draw(frames(n_min=data.draw(st.sampled_from([8, 8, 8, 0]))), label="data")
     matched = {"counts": "poisson", "binary": "binomial", "positive": "Gamma", "continuous": "gaussian",
                "proportion": "binomial", "allzero": "poisson"}[df.attrs["kind"]]
-    fam = data.draw(st.sampled_from([matched, matched, matched, *FAMILIES]), label="family")
+    fam = data.draw(st.sampled_from([matched] * 8 + FAMILIES), label="family")
     kw = {}
-    if data.draw(st.integers(0, 3)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["link"] = data.draw(st.sampled_from(LINKS), label="link")
-    if data.draw(st.integers(0, 3)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["nagq"] = data.draw(st.sampled_from([0, 1, 2, 5, 25, 26, -1, 2.5, True, "7"]), label="nagq")
-    if data.draw(st.integers(0, 3)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["weights"] = data.draw(st.sampled_from(["n", "nope", "g", "wrong_length", "array", "zeros"]), label="w")
-    if data.draw(st.integers(0, 4)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["offset"] = data.draw(st.sampled_from(["z", "nope", "g", "wrong_length", "array"]), label="offset")
-    if data.draw(st.integers(0, 5)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["na_action"] = data.draw(st.sampled_from(["drop", "raise", "omit", None]), label="na_action")
-    if data.draw(st.integers(0, 6)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["ziformula"] = data.draw(st.sampled_from(["~1", "~ x", "~ nope", "x", 3]), label="zi")
     for key in ("weights", "offset"):
         v = kw.get(key)
@@ -249,7 +254,7 @@ def case_meta(data) -> tuple[str, str]:
                 data.draw(st.sampled_from([np.nan, -1.0, 0.0, 1e9, 2.5, np.inf]))
     fn = data.draw(st.sampled_from(["glmm", "rma", "mantel_haenszel", "peto"]), label="fn")
     kw = dict(ai="ai", n1i="n1i", ci="ci", n2i="n2i")
-    if data.draw(st.integers(0, 3)) == 0:
+    if data.draw(st.integers(0, 9)) == 9:
         kw["level"] = data.draw(st.sampled_from([0.9, 1.5, 95, 0, "0.95"]), label="level")
     if fn == "glmm":
         if data.draw(st.booleans()):

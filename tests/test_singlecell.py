@@ -314,7 +314,7 @@ def _small(adata):
 
 def test_bad_input_messages(adata):
     ad = _small(adata)
-    with pytest.raises(KeyError, match="'donor' not in the cell metadata"):
+    with pytest.raises(gk.InputError, match="'donor' not in the cell metadata"):
         gk.singlecell.de(ad, "donor", "condition")
     neg = ad.copy()
     X = neg.X.tolil()

@@ -14,8 +14,8 @@ from .formula.spec import ModelSpec
 from .results import Fit, lme4_name
 from .errors import (FileFormatError, FitError, FormulaError, GlmmkitError, InputError, MissingFileError,
                      OutputPathError, SampleMismatchError)
-from .warnings import (ConvergenceWarning, CostWarning, DroppedRowsWarning, GlmmkitWarning, ModelChangeWarning,
-                       SingularFitWarning)
+from .warnings import (ConvergenceWarning, CostWarning, DataWarning, DroppedRowsWarning, DroppedStudiesWarning,
+                       GlmmkitWarning, ModelChangeWarning, SingularFitWarning)
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,6 @@ __all__ = [
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
     "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning", "ModelChangeWarning",
-    "CostWarning", "errors", "GlmmkitError", "InputError", "FormulaError", "FileFormatError", "MissingFileError",
+    "CostWarning", "DataWarning", "DroppedStudiesWarning", "errors", "GlmmkitError", "InputError", "FormulaError", "FileFormatError", "MissingFileError",
     "SampleMismatchError", "OutputPathError", "FitError",
 ]

@@ -17,7 +17,7 @@ from .engine.blocked import Structure
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
 from .checks import check_choice, check_int, check_level
-from .errors import InputError
+from .errors import FitError, InputError
 from .output import json_safe
 from .formula.coding import coded_matrix
 
@@ -62,7 +62,11 @@ class Fit(InformationCriteria):
         self._structure: Structure = obj.structure if self.is_lmm else obj.data.structure
         self.theta = np.asarray(opt.theta, dtype=float)
         if self.is_lmm:
-            beta, u, sigma2, vcov, _ = obj.estimates(self.theta)
+            try:
+                beta, u, sigma2, vcov, _ = obj.estimates(self.theta)
+            except np.linalg.LinAlgError:
+                raise FitError("the linear mixed model's system is singular at the estimates: the fixed "
+                               "effects are not identified by the rows with positive weight") from None
             self.sigma = float(np.sqrt(sigma2))
             self._u = u / self.sigma  # spherical u with b = sigma Lambda u
             self._b_scale = self.sigma
@@ -558,7 +562,13 @@ def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
         except np.linalg.LinAlgError:
             pass
         opt.messages.append("Hessian not positive definite: standard errors from the PIRLS fit instead")
-    f = st.factor(st.raw(res.w, spec.X), theta)
-    rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
-    rinv = np.linalg.inv(rx)
+    try:
+        f = st.factor(st.raw(res.w, spec.X), theta)
+        rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
+        rinv = np.linalg.inv(rx)
+    except np.linalg.LinAlgError:
+        # the fixed effects' information is singular at the mode (separation, weights that vanish): no
+        # standard errors, and the fit is reported as not converged (Fit._unusable)
+        opt.messages.append("the fixed effects' information matrix is singular at the mode: no standard errors")
+        return np.full((p, p), np.nan), "not available (singular information)"
     return rinv.T @ rinv, "PIRLS (R_X' R_X)^-1 at the mode"

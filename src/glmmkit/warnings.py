@@ -20,6 +20,15 @@ class DroppedRowsWarning(GlmmkitWarning):
     """Rows with missing or non-finite values were dropped; the warning counts them per column."""
 
 
+class DroppedStudiesWarning(DroppedRowsWarning):
+    """Studies were left out of a meta-analytic model (both arms without events, or all events); the warning
+    names them."""
+
+
+class DataWarning(GlmmkitWarning):
+    """A value in the data is unusual but usable as it stands (a non-integer number of successes)."""
+
+
 class ModelChangeWarning(GlmmkitWarning):
     """The model fitted differs from the one written: a predictor dropped as rank-deficient, a factor
     with a single level, a named column the model does not use."""

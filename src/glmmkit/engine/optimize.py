@@ -318,7 +318,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         scale = _beta_scale(res1, obj)
     if nagq == 0:
         if res1 is None:
-            raise np.linalg.LinAlgError("nAGQ = 0 needs the joint PIRLS system, which is singular here; use nagq=1")
+            raise FitError("nAGQ = 0 needs the joint PIRLS system, which is singular here; use nagq=1")
         summ.theta, summ.beta, summ.psi, summ.fval = theta1, beta1, psi1, fv1
         summ.family = obj.family_at(psi1)
         summ.vcov_method = "PIRLS (nAGQ = 0)"

@@ -23,7 +23,7 @@ from ..engine.reterm import RandomTerm
 from ..families import Family, get_family
 from ..errors import FormulaError
 from .coding import coded_matrix
-from ..warnings import CostWarning, DroppedRowsWarning, ModelChangeWarning
+from ..warnings import CostWarning, DataWarning, DroppedRowsWarning, ModelChangeWarning
 from .parse import Bar, ParsedFormula, _split_top, parse_formula
 from ..errors import InputError
 
@@ -256,7 +256,7 @@ class ModelSpec:
         X = np.asarray(mm, dtype=float)
         x_names = [_re_name(c) for c in mm.columns]
         _single_level_factors(parsed.fixed, data, messages)
-        X, x_names, kept_cols = _drop_aliased(X, x_names, messages)
+        X, x_names, kept_cols = _drop_aliased(X, x_names, messages, wt > 0)
         # ---- zero-inflation part ---------------------------------------------------
         if zi_rhs is not None:
             from ..zeroinflated import ZeroInflated
@@ -445,21 +445,24 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
                 k = y * wt
                 bad = np.flatnonzero(np.abs(k - np.rint(k)) > 1e-6)
                 if bad.size:
-                    warnings.warn(f"non-integer number of successes (row {_row(data.index[bad[0]])!r})", stacklevel=4)
+                    warnings.warn(f"non-integer number of successes (row {_row(data.index[bad[0]])!r})", DataWarning,
+                                  stacklevel=4)
     fam.validate(y, wt, name, data.index)
     return y, wt, name
 
 
-def _drop_aliased(X, names, messages):
+def _drop_aliased(X, names, messages, informative=None):
     """Drop columns of X that are linear combinations of earlier ones, keeping the first (as lme4).
 
-    A sequential Cholesky of the column-scaled X'X: column j is aliased when its squared
-    residual after the kept earlier columns is below 1e-10 of its own norm.
+    A sequential Cholesky of the column-scaled X'X over the rows that carry information (positive
+    prior weight): column j is aliased when its squared residual after the kept earlier columns is
+    below 1e-10 of its own norm.
     """
     p = X.shape[1]
     if p == 0:
         return X, names, np.arange(0)
-    G = X.T @ X
+    Xi = X if informative is None else X[informative]
+    G = Xi.T @ Xi
     d = np.sqrt(np.maximum(np.diag(G), 1e-300))
     C = G / np.outer(d, d)
     keep: list[int] = []
@@ -490,7 +493,7 @@ def _build_terms(bar: Bar, data, relmat, lmm, n) -> list[RandomTerm]:
     codes, labels = group_codes(bar.group, data)
     q = len(labels)
     if q < 2:
-        raise InputError(f"grouping factor {bar.group!r} has a single level ({labels[0]!r}); "
+        raise InputError(f"grouping factor {bar.group!r} has a single level ({str(labels[0])!r}); "
                          "a random effect needs at least two levels")
     mm = _model_matrix(bar.lhs, data, f"random-effects term {bar}")
     Xr = np.asarray(mm, dtype=float)

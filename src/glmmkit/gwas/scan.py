@@ -26,7 +26,7 @@ from .score import ScoreTester
 from .tables import match, read_table
 from ..checks import check_choice, check_int
 from ..errors import InputError, SampleMismatchError
-from ..warnings import DroppedRowsWarning
+from ..warnings import DroppedRowsWarning, ModelChangeWarning
 from ..output import check_output_path, write_table
 
 
@@ -88,7 +88,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
                              "iterations); with very few cases PQL can diverge. Try method='laplace' on a subset, "
                              "or fewer covariates")
         warnings.warn(f"PQL did not converge (tau -> {model.tau:.3g}); refitted by the core engine's Laplace "
-                      "approximation (method='laplace')", stacklevel=2)
+                      "approximation (method='laplace')", ModelChangeWarning, stacklevel=2)
         model = fit_null(s, K, method="laplace", exact_max=exact_max)
         if model.tau > 50:
             raise InputError(f"no finite estimate of tau for these data (PQL diverged; Laplace gives {model.tau:.3g}): "

@@ -15,15 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..warnings import GlmmkitWarning
+from ..warnings import DroppedStudiesWarning
 from ..errors import InputError
 from ..formula.parse import check_formula_text
 
 MEASURES = ("OR", "IRR", "PLO")
-
-
-class DroppedStudiesWarning(GlmmkitWarning):
-    """Studies were left out of a model (both arms without events, or all events); the warning names them."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from ..errors import InputError
+from ..warnings import ModelChangeWarning
 
 
 def _components(fit, group: str):
@@ -26,7 +27,8 @@ def _components(fit, group: str):
         raise InputError(f"{group!r} is not a grouping factor of the fit (it has {sorted(set(rows.group))})")
     known = {t.group for t in fit.spec.terms if t.is_known}
     if group not in known:
-        warnings.warn(f"the term of {group!r} has no known covariance (relmat); H^2 is then an ICC", stacklevel=3)
+        warnings.warn(f"the term of {group!r} has no known covariance (relmat); H^2 is then an ICC", ModelChangeWarning,
+                      stacklevel=3)
     s2p = float(rows.loc[rows.group == group, "variance"].sum())
     s2o = float(rows.loc[(rows.group != group) & (rows.term1 == "(Intercept)"), "variance"].sum())
     if fit.is_lmm:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import FileFormatError, InputError
+from ..warnings import DroppedRowsWarning, ModelChangeWarning
 
 
 @dataclass
@@ -79,7 +80,7 @@ def read_tree(source: str | Path) -> Tree:
         raise TypeError(f"read_tree takes Newick text or a file path, got {type(source).__name__}")
     text = str(source)
     if not text.lstrip().startswith("("):
-        if len(text) < 4096 and "\n" not in text and Path(text).is_file():
+        if len(text) < 4096 and "\n" not in text and _is_file(text):
             try:
                 text = Path(text).read_text()
             except (OSError, UnicodeDecodeError) as err:
@@ -128,6 +129,14 @@ def read_tree(source: str | Path) -> Tree:
 
 # one Newick token: space, [comment], 'quoted label', :length, punctuation, or an unquoted label
 _TOKEN = re.compile(r"\s+|\[[^\]]*\]|'(?:[^']|'')*'|:[^,();\[\s]*|[(),;]|[^,();:\[\s']+|.", re.S)
+
+
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file (a name too long or otherwise invalid is not one)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _parse_newick(text: str) -> tuple[np.ndarray, list, list]:
@@ -216,7 +225,7 @@ def vcv(tree: Tree, corr: bool = False):
         if not tree.is_ultrametric():
             warnings.warn(f"the tree is not ultrametric (root-to-tip distances {d.min():.4g} to {d.max():.4g}); "
                           "corr=True standardises every tip's variance to 1 as ape's vcv(corr = TRUE) does",
-                          stacklevel=2)
+                          ModelChangeWarning, stacklevel=2)
         s = np.sqrt(d)
         C = C / np.outer(s, s)
     labels = tree.tip_labels
@@ -255,5 +264,5 @@ def relmat_for(tree_or_matrix, levels, group: str = "species", corr: bool = True
     extra = sorted(names - lv)
     if extra:
         warnings.warn(f"{len(extra)} tips of the tree have no data (e.g. {extra[:3]}); they are marginalised "
-                      "out (the covariance of the observed tips is used)", stacklevel=2)
+                      "out (the covariance of the observed tips is used)", DroppedRowsWarning, stacklevel=2)
     return K

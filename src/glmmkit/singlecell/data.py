@@ -119,7 +119,7 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     for col in [subject, condition, *covariates] + ([libsize] if libsize else []):
         if col not in obs.columns:
-            raise KeyError(f"column {col!r} not in the cell metadata (obs); columns: {list(obs.columns)}")
+            raise InputError(f"column {col!r} not in the cell metadata (obs); columns: {list(obs.columns)}")
     for col in [subject, condition, *covariates]:
         miss = obs[col].isna().to_numpy()
         if miss.any():
