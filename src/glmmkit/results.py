@@ -97,6 +97,13 @@ class Fit(InformationCriteria):
         self.messages += problems
         self.converged = bool(opt.converged) and not problems
 
+    @property
+    def estimates_finite(self) -> bool:
+        """Whether the estimates, the log-likelihood and the standard errors are all finite (a profile, a
+        bootstrap or a report's intervals start from them)."""
+        vals = [np.atleast_1d(self.fval), self._beta, self.theta, np.diag(self._vcov)]
+        return all(np.all(np.isfinite(v)) for v in vals)
+
     def _unusable(self) -> list[str]:
         """Why these estimates cannot be reported as converged: a non-finite estimate, logLik or standard
         error, standard errors that say the estimate is not identified, or a response whose maximum-likelihood

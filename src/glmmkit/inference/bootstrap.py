@@ -16,7 +16,6 @@ from scipy import stats
 from ..parallel import map_tasks
 from ..checks import check_int
 from ..errors import FitError, InputError
-from .profile import finite_estimates
 
 
 def _replicate_task(shared, children) -> list:
@@ -59,7 +58,7 @@ def bootstrap(fit, nsim: int = 500, seed=None, *, stat=None, workers: int = 1, c
         names = None
     nsim = check_int("nsim", nsim, 1)
     workers = check_int("workers", workers, 1)
-    if not finite_estimates(fit):
+    if not fit.estimates_finite:
         raise FitError("a parametric bootstrap simulates from the fit's estimates, which are not all finite: "
                        + ("; ".join(fit.messages) or "see fit.messages"))
     children = np.random.SeedSequence(seed).spawn(nsim)

@@ -24,28 +24,11 @@ from ..engine.optimize import minimize
 from ..errors import FitError, InputError
 
 
-def finite_estimates(fit) -> bool:
-    """Whether a fit's estimates, log-likelihood and standard errors are all finite (a profile, a bootstrap
-    or a report's intervals start from them).
-
-    Parameters
-    ----------
-    fit : Fit
-        A fitted model.
-
-    Returns
-    -------
-    bool
-    """
-    vals = [np.atleast_1d(fit.fval), fit._beta, fit.theta, np.diag(fit.vcov.to_numpy())]
-    return all(np.all(np.isfinite(v)) for v in vals)
-
-
 class ProfileProblem:
     """The deviance of a fit as a function of (SDs and correlations, [sigma], beta, [psi])."""
 
     def __init__(self, fit):
-        if not finite_estimates(fit):
+        if not fit.estimates_finite:
             raise FitError("a likelihood profile needs finite estimates, log-likelihood and standard errors; "
                            "this fit has not: " + ("; ".join(fit.messages) or "non-finite values"))
         if fit.is_lmm and fit.reml:
