@@ -220,7 +220,7 @@ class CountFamily(Family):
 class Poisson(CountFamily):
     name = "poisson"
     default_link = "log"
-    links = ("log", "identity")
+    links = ("log", "identity", "sqrt")
 
     def variance(self, mu):
         return mu
