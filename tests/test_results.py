@@ -118,3 +118,18 @@ def test_singular_fit_is_flagged():
         fit = gk.glmer("y ~ x + (1 | g)", d)
     assert fit.singular and fit.varcorr["sd"].iloc[0] < 1e-3
     assert any("singular" in m for m in fit.messages)
+
+
+def test_lme4_names_for_full_rank_factors_and_factor_slopes():
+    """to_dict(names="lme4") gives R's names everywhere: `0 + study` -> studyt01, a factor slope's column
+    urban[T.Y] -> urbanY in the variance components too."""
+    rng = np.random.default_rng(7)
+    n = 240
+    d = pd.DataFrame({"study": [f"t0{i % 4}" for i in range(n)], "urban": np.where(rng.random(n) < 0.5, "Y", "N"),
+                      "g": [f"g{i % 12}" for i in range(n)]})
+    d["y"] = rng.binomial(1, 0.4, n)
+    fit = gk.glmer("y ~ 0 + study + (urban | g)", d)
+    out = fit.to_dict(names="lme4")
+    assert set(out["fixef"]) == {"studyt00", "studyt01", "studyt02", "studyt03"}
+    terms = {r["term1"] for r in out["varcorr"]} | {r["term2"] for r in out["varcorr"] if r["term2"]}
+    assert "urbanY" in terms and not any("[" in t for t in terms if t)

@@ -187,7 +187,7 @@ def glmer(
     laplace = laplace or spec.family.default_laplace
     with _fit_failures(spec):
         opt = optimize(spec.objective(nagq=nagq, laplace=laplace), calc_derivs=calc_derivs)
-    fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
+        fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)
     return fit
 
@@ -208,7 +208,7 @@ def lmer(
                                   na_action=na_action, lmm=True)
     with _fit_failures(spec):
         opt = optimize(spec.lmm_objective(reml=reml))
-    fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
+        fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)
     return fit
 

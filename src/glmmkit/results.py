@@ -26,7 +26,8 @@ def lme4_name(name: str) -> str:
     """formulaic coefficient name -> lme4's: ``period[T.2]`` -> ``period2``, ``Intercept`` -> ``(Intercept)``."""
     if name in ("Intercept", "(Intercept)"):
         return "(Intercept)"
-    return re.sub(r"([^\[\]:]+)\[T\.([^\]]+)\]", r"\1\2", name)
+    # treatment coding (``period[T.2]``) and full-rank coding without an intercept (``study[t01]``)
+    return re.sub(r"([^\[\]:]+)\[(?:T\.)?([^\]]+)\]", r"\1\2", name)
 
 
 class InformationCriteria:
@@ -512,7 +513,11 @@ class Fit(InformationCriteria):
             }
         vc = []
         for _, r in self.varcorr.iterrows():
-            vc.append({k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()})
+            row = {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}
+            for k in ("term1", "term2"):
+                if isinstance(row.get(k), str):
+                    row[k] = conv(row[k])
+            vc.append(row)
         return {
             "formula": self.spec.formula,
             "family": "gaussian" if self.is_lmm else self.family.name,

@@ -371,6 +371,27 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
         summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
 
+    on_bound = x2[:nt][obj.theta_lower == 0] <= SINGULAR_TOL
+    if on_bound.any():
+        # a variance parameter ended on its bound: a boundary reached from this start can be a worse one
+        # than lme4 finds from theta0 (a vector-valued term can go singular along another direction), so
+        # search once more from lme4's start and keep the better optimum
+        x2b0 = np.concatenate([obj.theta0, np.zeros(p), psi1 if m else []])
+        if use_grad:
+            x2b, fv2b, n2b, rc2b = _minimize_gradient(fg, x2b0, lower2, summ.log, n_theta=nt if SCALE_THETA else 0)
+            how = "L-BFGS-B, analytic gradient"
+        else:
+            x2b, fv2b, n2b, rc2b = minimize(f2, x2b0, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
+            how = "bobyqa"
+        summ.stages.append(OptStage("stage 2 from lme4's theta0 (boundary reached)", how, x2b0, x2b, fv2b, n2b, rc2b))
+        if np.isfinite(fv2b) and fv2b < fv2 - 1e-8:
+            summ.messages.append(f"the first search ended on the boundary at -2 log L {fv2:.6f}; a second one from "
+                                 f"lme4's start reached {fv2b:.6f}")
+            x2, fv2 = x2b, fv2b
+        obj.reset()
+        obj.evaluate(*unpack2(x2))  # leave the warm start at the kept optimum
+        last.pop("fg", None)
+
     names = [f"theta{i + 1}" for i in range(nt)] + [f"beta{i + 1}" for i in range(p)] + obj.data.family.param_names()
     summ.param_names = names
     # steps: 1e-3 relative on theta, 0.01 standard errors on beta, 1e-3 on psi
@@ -398,8 +419,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
                                                       on_accept=keep_mode)
             summ.stages.append(OptStage("restart", "newton", x20, x2, fv2, obj.fevals - n_before,
                                         "converged" if not _bad(sg) else "not converged"))
-            summ.messages.append("BOBYQA stopped short of the optimum; finished with Newton steps on the "
-                                 "finite-difference Hessian")
+            summ.messages.append(f"the {'L-BFGS-B' if use_grad else 'BOBYQA'} search stopped short of the "
+                                 "optimum's gradient tolerance; finished with Newton steps on the finite-difference "
+                                 "Hessian")
         if _bad(sg):
             # ... and if that fails, Nelder-Mead
             x3, fv3, n3, rc3 = minimize(f2, x2, lower2, step2 * 0.5, ftol_abs=1e-10, xtol_rel=1e-10,
