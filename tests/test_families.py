@@ -7,8 +7,7 @@ from scipy import stats
 from glmmkit.families import Binomial, Gamma, Gaussian, InverseGaussian, Poisson, get_family
 from glmmkit.links import LINKS, get_link
 
-ETA = {"identity": 0.7, "log": 0.3, "logit": -0.4, "probit": 0.5, "cloglog": -0.2, "inverse": 1.3, "1/mu^2": 0.8,
-       "sqrt": 1.6}
+ETA = {"identity": 0.7, "log": 0.3, "logit": -0.4, "probit": 0.5, "cloglog": -0.2, "inverse": 1.3, "1/mu^2": 0.8}
 
 
 @pytest.mark.parametrize("name", sorted(LINKS))
@@ -40,8 +39,7 @@ def test_logliks_match_scipy():
     assert np.allclose(ga.loglik(yy, mu, wt), stats.norm.logpdf(yy, mu, np.sqrt(2.0)))
 
 
-@pytest.mark.parametrize("fam", [Binomial(link="probit"), Poisson(), Poisson(link="sqrt"), Gamma(link="log"),
-                                 InverseGaussian(link="log")])
+@pytest.mark.parametrize("fam", [Binomial(link="probit"), Poisson(), Gamma(link="log"), InverseGaussian(link="log")])
 def test_observed_weights_are_minus_second_derivative(fam):
     fam = fam.with_dispersion(0.7) if fam.dispersion_name else fam
     y = np.array([0.4 if fam.name == "binomial" else 1.7])

@@ -220,7 +220,7 @@ class CountFamily(Family):
 class Poisson(CountFamily):
     name = "poisson"
     default_link = "log"
-    links = ("log", "identity", "sqrt")
+    links = ("log", "identity")
 
     def variance(self, mu):
         return mu

@@ -156,25 +156,6 @@ class InverseSquare(Link):
         return 0.75 * eta ** -2.5
 
 
-class Sqrt(Link):
-    """mu = eta^2 (R's ``poisson(link = "sqrt")``): d mu / d eta = 2 eta, d^2 mu / d eta^2 = 2."""
-
-    name = "sqrt"
-
-    def link(self, mu):
-        return np.sqrt(mu)
-
-    def inverse(self, eta):
-        eta = np.asarray(eta, dtype=float)
-        return eta * eta
-
-    def mu_eta(self, eta):
-        return 2.0 * np.asarray(eta, dtype=float)
-
-    def mu_eta2(self, eta):
-        return np.full_like(np.asarray(eta, dtype=float), 2.0)
-
-
 LINKS: dict[str, type[Link]] = {
     "identity": Identity,
     "log": Log,
@@ -183,7 +164,6 @@ LINKS: dict[str, type[Link]] = {
     "cloglog": Cloglog,
     "inverse": Inverse,
     "1/mu^2": InverseSquare,
-    "sqrt": Sqrt,
 }
 
 

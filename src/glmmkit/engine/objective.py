@@ -32,7 +32,7 @@ from scipy.special import logsumexp
 
 from ..families import Family
 from .blocked import Structure
-from .pirls import GlmmData, PirlsResult, pirls
+from .pirls import GlmmData, PirlsError, PirlsResult, pirls
 from ..checks import check_int
 from ..errors import InputError
 
@@ -70,6 +70,7 @@ class GlmmObjective:
                 (np.ones(data.n), (term.codes, np.arange(data.n))), shape=(term.q, data.n)
             )
         self._u = np.zeros(st.Q)
+        self._beta_start = None  # the GLM start of the joint (u, beta) searches, set by reset(beta=)
         self._beta: np.ndarray | None = None
         self._const: dict = {}
         vals, inv = np.unique(data.y, return_inverse=True)
@@ -96,8 +97,22 @@ class GlmmObjective:
         if beta is None:
             beta = self._beta if self._beta is not None else np.zeros(self.data.p)
         try:
-            res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
-                        laplace=self.laplace if not joint else "expected")
+            try:
+                res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
+                            laplace=self.laplace if not joint else "expected")
+            except PirlsError:
+                # the warm start (the last mode, the last beta) can sit where this theta's linear predictor
+                # leaves the link's domain: start cold, from u = 0 and the GLM's beta
+                if joint and self._beta_start is not None:
+                    beta = self._beta_start
+                try:
+                    res = pirls(self.data, theta, beta, np.zeros(self.data.structure.Q), fam, joint=joint,
+                                laplace=self.laplace if not joint else "expected")
+                except PirlsError:
+                    if not joint:
+                        raise
+                    self.fevals += 1
+                    return np.inf, None
         except np.linalg.LinAlgError:
             # an information matrix that is not positive definite here (the observed information can be
             # indefinite away from the optimum, e.g. for zero-inflated zeros): no Laplace value
@@ -142,6 +157,8 @@ class GlmmObjective:
     def reset(self, u=None, beta=None):
         self._u = np.zeros(self.data.structure.Q) if u is None else np.array(u, dtype=float)
         self._beta = None if beta is None else np.array(beta, dtype=float)
+        if beta is not None:
+            self._beta_start = self._beta.copy()
 
 
 class LmmObjective:

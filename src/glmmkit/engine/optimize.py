@@ -86,6 +86,7 @@ class OptSummary:
     singular: bool = False
     messages: list[str] = field(default_factory=list)
     time_s: float = 0.0
+    theta_scale: float = 1.0  # theta was searched as theta / theta_scale (the linear predictor's scale)
 
     def to_dict(self) -> dict:
         return {
@@ -285,12 +286,17 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     m1 = 0 if STAGE1_FIX_PSI else m  # family parameters searched in stage 1
 
+    # theta is searched as theta / ts: its steps, its bound tests and the singularity threshold are then
+    # relative to the scale of the linear predictor (ts = 1 for logit, probit, cloglog and log links)
+    ts = theta_scale(obj, beta0)
+    summ.theta_scale = ts
+
     def unpack1(x):
-        return x[:nt], ((x[nt:] if m1 else psi0) if m else None)
+        return ts * x[:nt], ((x[nt:] if m1 else psi0) if m else None)
 
     # ---- stage 1: theta [, psi], beta inside PIRLS --------------------------------
     obj.reset(beta=beta0)
-    x0 = np.concatenate([moment_theta(obj, beta0, psi0) if MOMENT_START else obj.theta0, psi0[:m1]])
+    x0 = np.concatenate([(moment_theta(obj, beta0, psi0) if MOMENT_START else obj.theta0) / ts, psi0[:m1]])
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
@@ -328,15 +334,15 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     # ---- stage 2: theta, beta (scaled), [psi]; u inside PIRLS ----------------------
     def unpack2(x):
-        theta = x[:nt]
+        theta = ts * x[:nt]
         beta = beta1 + scale * x[nt : nt + p]
         psi = x[nt + p :] if m else None
         return theta, beta, psi
 
     f2 = lambda x: obj.evaluate(*unpack2(x))[0]  # noqa: E731
-    x20 = np.concatenate([theta1, np.zeros(p), psi1 if m else []])
+    x20 = np.concatenate([theta1 / ts, np.zeros(p), psi1 if m else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
-    step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
+    step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1 / ts), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
     use_grad = USE_GRADIENT and nagq <= 1 and grad_kind is not None
 
     last = {}
@@ -354,11 +360,12 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
             return 1e300, np.zeros_like(x)
         if grad_kind == "single":
             gt, gb, J = laplace_gradient(obj, theta, beta, res, du=True)
+            J[:, :nt] *= ts
             J[:, nt:] *= scale
             last.update(x=np.array(x), u=res.u.copy(), J=J)
         else:
             gt, gb = laplace_gradient_general(obj, theta, beta, res)
-        grad = np.concatenate([gt, gb * scale])
+        grad = np.concatenate([gt * ts, gb * scale])
         last["fg"] = (np.array(x), val, grad.copy())
         if val < last.get("best", (None, np.inf))[1]:
             last["best"] = (np.array(x), val, res)
@@ -457,7 +464,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         fval, res = obj.evaluate(theta, beta, psi)
     summ.theta, summ.beta, summ.psi, summ.fval = theta, beta, psi, fval
     summ.family = obj.family_at(psi)
-    summ.singular = bool(np.any(theta[_diag_theta_mask(obj)] < SINGULAR_TOL))
+    summ.singular = bool(np.any(theta[_diag_theta_mask(obj)] / ts < SINGULAR_TOL))
     if summ.singular:
         summ.messages.append(
             "boundary (singular) fit: a random-effect variance is estimated as (near) zero; "
@@ -468,6 +475,34 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     summ._free = free if calc_derivs else None
     summ.time_s = time.perf_counter() - t0
     return summ, res
+
+
+#: links whose linear predictor is on a scale of order one whatever the data (theta_scale = 1)
+UNIT_SCALE_LINKS = ("logit", "probit", "cloglog", "log")
+
+
+def theta_scale(obj, beta0) -> float:
+    """The scale of the linear predictor, on which random-effect SDs live: 1 for logit, probit, cloglog
+    and log links; for the others (identity, inverse, 1/mu^2, sqrt: their linear predictor is on the
+    data's scale or its reciprocal) the root mean square of the GLM start's X beta.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective (its family's link and its X).
+    beta0 : numpy.ndarray
+        The GLM start.
+
+    Returns
+    -------
+    float
+        A positive scale.
+    """
+    if obj.data.family.link.name in UNIT_SCALE_LINKS:
+        return 1.0
+    xb = obj.data.X @ np.asarray(beta0, dtype=float)
+    s = float(np.sqrt(np.mean(xb * xb))) if xb.size else 1.0
+    return s if np.isfinite(s) and s > 0 else 1.0
 
 
 def moment_theta(obj, beta0, psi0) -> np.ndarray:
