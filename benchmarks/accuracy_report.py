@@ -2,7 +2,7 @@
 
     python benchmarks/accuracy_report.py   ->  benchmarks/results/accuracy.md
 
-Reads ../shared/reference (lme4 / glmmTMB fits) and tests/reference/extra_refs.json (values
+Reads tests/reference/shared (lme4 / glmmTMB fits) and tests/reference/extra_refs.json (values
 computed with R by tests/reference/make_extra_refs.R).
 """
 
@@ -19,7 +19,7 @@ import glmmkit as gk
 from glmmkit import lme4_name
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = ROOT.parent / "shared" / "reference"
+REF = ROOT / "tests" / "reference" / "shared"
 EXTRA = json.loads((ROOT / "tests" / "reference" / "extra_refs.json").read_text())
 SPP = ["GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"]
 

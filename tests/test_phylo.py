@@ -16,7 +16,7 @@ pytest.importorskip("newick")
 @pytest.fixture(scope="module")
 def ref_tree():
     if not (REF_DIR / "phylo_poisson" / "tree.nwk").exists():
-        pytest.skip("phylo_poisson reference case not found")
+        pytest.fail(f"phylo_poisson reference case not found in {REF_DIR}: the repository must carry it")
     return gk.phylo.read_tree(REF_DIR / "phylo_poisson" / "tree.nwk")
 
 

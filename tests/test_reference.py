@@ -1,4 +1,4 @@
-"""The engine against lme4 / glmmTMB reference fits (../shared/reference), one catalogue of cases.
+"""The engine against lme4 / glmmTMB reference fits (tests/reference/shared), one catalogue of cases.
 
 Tolerances (as the reference README asks): logLik within 1e-3 absolute (higher is
 accepted where the anchor reported non-convergence), fixed effects within 1e-3

@@ -2,7 +2,7 @@
 # Run from the repository root:  Rscript tests/reference/make_extra_refs.R
 suppressMessages({library(glmmTMB); library(jsonlite)})
 out <- list()
-d <- read.csv("../shared/reference/gamma_log/data.csv")
+d <- read.csv("tests/reference/shared/gamma_log/data.csv")
 m <- glmmTMB(y ~ x + (1 | g), family = Gamma(link = "log"), data = d)
 out$gamma_log_glmmtmb <- list(
   call = "glmmTMB(y ~ x + (1 | g), family = Gamma(link = 'log'), data = gamma_log)",
@@ -12,7 +12,7 @@ out$gamma_log_glmmtmb <- list(
   se = as.list(sqrt(diag(vcov(m)$cond))),
   sd_g = attr(VarCorr(m)$cond$g, "stddev")[[1]],
   sigma = sigma(m))
-s <- read.csv("../shared/reference/salamanders_poisson_olre/data.csv")
+s <- read.csv("tests/reference/shared/salamanders_poisson_olre/data.csv")
 s$spp <- factor(s$spp, levels = c("GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"))
 s$mined <- factor(s$mined, levels = c("yes", "no"))
 s$obs <- factor(s$obs)
@@ -32,7 +32,7 @@ suppressMessages(library(lme4))
 out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
 fx <- function(m) { s <- summary(m)$coefficients; setNames(lapply(seq_len(nrow(s)), function(i) list(estimate = s[i, 1], std_error = s[i, 2])), rownames(s)) }
 sds <- function(m) { v <- as.data.frame(VarCorr(m)); setNames(as.list(v$sdcor), paste(v$grp, v$var1, ifelse(is.na(v$var2), "", v$var2), sep = "|")) }
-cbpp <- read.csv("../shared/reference/cbpp_binomial/data.csv"); cbpp$period <- factor(cbpp$period); cbpp$herd <- factor(cbpp$herd)
+cbpp <- read.csv("tests/reference/shared/cbpp_binomial/data.csv"); cbpp$period <- factor(cbpp$period); cbpp$herd <- factor(cbpp$herd)
 for (lk in c("probit", "cloglog")) {
   m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial(link = lk), data = cbpp)
   out[[paste0("cbpp_", lk)]] <- list(call = paste0("glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), binomial(", lk, "), cbpp)"),
@@ -41,7 +41,7 @@ for (lk in c("probit", "cloglog")) {
 m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cbpp)
 re <- ranef(m, condVar = TRUE)$herd
 out$cbpp_ranef <- list(levels = rownames(re), estimate = re[, 1], condsd = sqrt(as.numeric(attr(re, "postVar"))))
-ss <- read.csv("../shared/reference/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
+ss <- read.csv("tests/reference/shared/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
 m <- lmer(Reaction ~ Days + (Days | Subject), ss)
 re <- ranef(m, condVar = TRUE)$Subject; pv <- attr(re, "postVar")
 out$sleepstudy_ranef <- list(levels = rownames(re), intercept = re[, 1], days = re[, 2],
@@ -60,7 +60,7 @@ writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/re
 
 # ---- zero-inflated GLMMs (glmmTMB), appended ----
 out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
-s <- read.csv("../shared/reference/salamanders_poisson/data.csv")
+s <- read.csv("tests/reference/shared/salamanders_poisson/data.csv")
 s$spp <- factor(s$spp, levels = c("GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"))
 s$mined <- factor(s$mined, levels = c("yes", "no"))
 zi <- function(m, call) list(call = call, loglik = as.numeric(logLik(m)),
@@ -121,11 +121,11 @@ writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/re
 suppressMessages({library(lme4); library(jsonlite)})
 out <- fromJSON("tests/reference/extra_refs.json", simplifyVector = FALSE)
 ci_list <- function(ci) setNames(lapply(seq_len(nrow(ci)), function(i) unname(ci[i, ])), rownames(ci))
-cb <- read.csv("../shared/reference/cbpp_binomial/data.csv"); cb$period <- factor(cb$period); cb$herd <- factor(cb$herd)
+cb <- read.csv("tests/reference/shared/cbpp_binomial/data.csv"); cb$period <- factor(cb$period); cb$herd <- factor(cb$herd)
 m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cb)
 out$confint_cbpp <- list(call = "confint(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), binomial, cbpp), method = 'profile')",
                          ci = ci_list(confint(m, method = "profile")), wald = ci_list(confint(m, method = "Wald")))
-ss <- read.csv("../shared/reference/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
+ss <- read.csv("tests/reference/shared/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
 m <- lmer(Reaction ~ Days + (Days | Subject), data = ss, REML = FALSE)
 out$confint_sleepstudy_ml <- list(call = "confint(lmer(Reaction ~ Days + (Days | Subject), sleepstudy, REML = FALSE), method = 'profile')",
                                   ci = ci_list(confint(m, method = "profile")))
@@ -142,13 +142,13 @@ r2ref <- function(m, call) {
   list(call = call, version = as.character(packageVersion("performance")),
        R2_marginal = unname(r$R2_marginal), R2_conditional = unname(r$R2_conditional), ICC = unname(i$ICC_adjusted))
 }
-ss <- read.csv("../shared/reference/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
+ss <- read.csv("tests/reference/shared/sleepstudy_slopes/data.csv"); ss$Subject <- factor(ss$Subject)
 out$r2_sleepstudy <- r2ref(lmer(Reaction ~ Days + (Days | Subject), data = ss),
                            "lmer(Reaction ~ Days + (Days | Subject), sleepstudy)")
 bd <- read.csv("src/glmmkit/datasets/data/birds.csv"); bd$season <- factor(bd$season, levels = c("early", "late"))
 out$r2_birds <- r2ref(glmer(attack ~ testosterone + season + (1 | bird), family = binomial, data = bd),
                       "glmer(attack ~ testosterone + season + (1 | bird), binomial, birds)")
-sa <- read.csv("../shared/reference/salamanders_poisson/data.csv")
+sa <- read.csv("tests/reference/shared/salamanders_poisson/data.csv")
 sa$spp <- factor(sa$spp, levels = c("GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF")); sa$mined <- factor(sa$mined, levels = c("yes", "no"))
 out$r2_salamanders_poisson <- r2ref(glmer(count ~ mined + spp + (1 | site), family = poisson, data = sa),
                                     "glmer(count ~ mined + spp + (1 | site), poisson, Salamanders)")
