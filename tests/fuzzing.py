@@ -223,7 +223,14 @@ def case_after_fit(data) -> tuple[str, str]:
     if data.draw(st.booleans()):
         new["x"] = data.draw(st.sampled_from(NASTY), label="x")
     what = data.draw(st.sampled_from(["predict", "predict_new", "interval", "simulate", "confint", "dispersion",
-                                      "profile", "r2"]), label="what")
+                                      "profile", "r2", "anova", "compare", "parm", "report"]), label="what")
+    other = data.draw(st.sampled_from(["fit", "subset", "x", 3, None]), label="other")
+    if other == "fit":
+        other = fit
+    elif other == "subset":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            other = gk.glmer("y ~ 1 + (1 | g)", df.iloc[: len(df) // 2], fam)
     nsim = data.draw(st.sampled_from([0, 1, 2, 10, -3, 2.5, "5"]), label="nsim")
     level = data.draw(st.sampled_from([0.95, 0.5, 1.0, 0.0, 95, -0.1, float("nan")]), label="level")
     calls = {
@@ -235,6 +242,10 @@ def case_after_fit(data) -> tuple[str, str]:
         "dispersion": lambda: gk.dispersion_test(fit, method="pearson"),
         "profile": lambda: fit.confint(method="profile", level=level),
         "r2": lambda: fit.r2(),
+        "anova": lambda: gk.anova(fit, other),
+        "compare": lambda: gk.compare(fit, other),
+        "parm": lambda: fit.confint(parm=data.draw(st.sampled_from(["x", "zz", 3, ["x", "zz"]]))),
+        "report": lambda: fit.report(data.draw(st.sampled_from(["/nonexistent/r.html", "", "/"]))),
     }
     return classify(calls[what])
 
@@ -470,7 +481,8 @@ def case_cli(data, folder: Path) -> tuple[str, str]:
         csv.write_text("y,x,g\n1,2\n3,4,5,6\n")
     else:
         csv.write_text("y,x,g\n")
-    cmd = data.draw(st.sampled_from(["fit", "meta", "gwas grm", "gwas null", "gwas test", "bogus", "datasets"]))
+    cmd = data.draw(st.sampled_from(["fit", "meta", "gwas grm", "gwas null", "gwas test", "sc-de", "bogus",
+                                     "datasets"]))
     out_choice = data.draw(st.sampled_from(["ok", "missing_dir", "is_dir"]))
     out = {"ok": str(folder / "o"), "missing_dir": str(folder / "nope" / "o"), "is_dir": str(folder)}[out_choice]
     if cmd == "fit":
@@ -507,6 +519,17 @@ def case_cli(data, folder: Path) -> tuple[str, str]:
         else:
             argv = ["gwas", "test", "--bfile", bfile, "--null", out, "--out", out + ".tsv"]
             argv += data.draw(st.sampled_from([[], ["--exact", "--variance-ratio"], ["--workers", "0"]]))
+    elif cmd == "sc-de":
+        h5 = folder / "a.h5ad"
+        adata = gk.singlecell.simulate(n_genes=40, n_cells=200, n_subjects=4, seed=data.draw(st.integers(0, 50)))
+        if data.draw(st.booleans()):
+            adata.write_h5ad(h5)
+        else:
+            h5.write_bytes(data.draw(st.sampled_from([b"", b"not hdf5", bytes(range(256))])))
+        argv = ["sc-de", str(h5), "--subject", data.draw(st.sampled_from(["subject", "nope"])), "--condition",
+                "condition", "--out", out + ".tsv"]
+        argv += data.draw(st.sampled_from([[], ["--min-cells", "100000"], ["--engine", "fast", "--random", "(1|x)"],
+                                           ["--workers", "0"], ["--layer", "counts"], ["--family", "poisson"]]))
     else:
         argv = [cmd]
     return classify_cli(argv)

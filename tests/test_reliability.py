@@ -482,3 +482,30 @@ def test_failed_write_leaves_previous_files_and_no_temporaries(tmp_path):
 
 def test_main_returns_a_status_for_every_command():
     assert main(["datasets"]) == 0
+
+
+def test_more_hostile_calls_get_typed_errors(df, tmp_path):
+    """A second sweep over the public API (after the fuzz campaign): each of these raised a raw exception."""
+    f1 = gk.glmer("count ~ x + (1 | g)", df, "poisson")
+    f3 = gk.glmer("count ~ 1 + (1 | g)", df, "poisson")
+    f4 = gk.glmer("count ~ x + (1 | g)", df.iloc[:100], "poisson")
+    with pytest.raises(TypeError, match="argument 2 is a str, not a fitted model"):
+        gk.anova(f1, "x")
+    with pytest.raises(TypeError, match="not a fitted model"):
+        gk.compare(f1, 3)
+    with pytest.raises(gk.InputError, match="different data"):
+        gk.bootstrap_lrt(f3, f4, nsim=2)
+    with pytest.raises(gk.InputError, match="unknown parameter 'zz'"):
+        f1.confint(parm="zz")
+    with pytest.raises(gk.OutputPathError, match="does not exist"):
+        f1.report(tmp_path / "no" / "r.html")
+    with pytest.raises(gk.InputError, match="n_genes must be a whole number >= 1"):
+        gk.singlecell.simulate(n_genes=0)
+    with pytest.raises(gk.InputError, match="data must be a pandas DataFrame"):
+        gk.add_olre("y ~ x", [1, 2])
+    with pytest.raises(gk.InputError, match="a GRM must be square"):
+        gk.gwas.sparse_grm(np.ones((3, 4)), 0.1)
+    with pytest.raises(gk.InputError, match="reml must be True or False"):
+        gk.lmer("x ~ 1 + (1 | g)", df, reml="yes")
+    with pytest.raises(gk.InputError, match="relmat must be a dict"):
+        gk.glmer("y ~ x + (1 | g)", df, relmat=[1, 2])

@@ -120,6 +120,8 @@ def add_olre(formula: str, data: pd.DataFrame, name: str = "obs") -> tuple[str, 
     An existing column of that name is used only if it has one level per row; otherwise a free name
     (``obs_``, ``obs__``, ...) is taken.
     """
+    if not isinstance(data, pd.DataFrame):
+        raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     col = name
     while col in data.columns and data[col].nunique() != len(data):
         col += "_"
@@ -171,8 +173,9 @@ def glmer(
     nagq = check_int("nagq", nagq, 0, 25)
     if laplace is not None:
         check_choice("laplace", laplace, ("expected", "observed"))
-    if not isinstance(olre, (bool, np.bool_)):
-        raise InputError(f"olre must be True or False, got {olre!r}")
+    for arg, val in (("olre", olre), ("calc_derivs", calc_derivs)):
+        if not isinstance(val, (bool, np.bool_)):
+            raise InputError(f"{arg} must be True or False, got {val!r}")
     if olre:
         formula, data = add_olre(formula, data)
     if fam.name == "gaussian" and fam.link.name == "identity":
@@ -204,6 +207,8 @@ def lmer(
 ) -> Fit:
     """Fit a linear mixed model by REML (default) or ML, with the closed-form profiled deviance."""
     t0 = time.perf_counter()
+    if not isinstance(reml, (bool, np.bool_)):
+        raise InputError(f"reml must be True or False, got {reml!r}")
     spec = ModelSpec.from_formula(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, lmm=True)
     with _fit_failures(spec):

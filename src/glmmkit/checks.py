@@ -113,6 +113,36 @@ def check_level(level, name: str = "level") -> float:
     return check_real(name, level, 0, 1, open_lo=True, open_hi=True)
 
 
+def check_fits(fits, what: str, at_least: int = 1) -> None:
+    """Fits to compare: each a fitted model (a ``Fit``), on the same observations and response.
+
+    Parameters
+    ----------
+    fits : sequence
+        What was passed.
+    what : str
+        The function's name, for messages.
+    at_least : int
+        How many fits it needs.
+
+    Returns
+    -------
+    None
+    """
+    import numpy as np
+
+    if len(fits) < at_least:
+        raise InputError(f"{what} needs at least {at_least} fit{'s' if at_least > 1 else ''}, got {len(fits)}")
+    for i, f in enumerate(fits):
+        if not (hasattr(f, "loglik") and hasattr(f, "spec") and hasattr(f, "n_params")):
+            raise TypeError(f"{what}: argument {i + 1} is a {type(f).__name__}, not a fitted model (gk.glmer / gk.lmer)")
+    y0 = fits[0].spec.y * fits[0].spec.wt
+    for f in fits[1:]:
+        if f.nobs != fits[0].nobs or not np.allclose(f.spec.y * f.spec.wt, y0):
+            raise InputError(f"{what}: the fits are on different data ({fits[0].nobs} and {f.nobs} observations, "
+                             "or another response); they must be fitted to the same observations")
+
+
 def _range(lo, hi) -> str:
     if lo is not None and hi is not None:
         return f" from {lo} to {hi}"

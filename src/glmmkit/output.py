@@ -124,7 +124,7 @@ def atomic_path(path):
         The temporary file name to write (same folder, same suffix, so writers that look at the
         suffix, such as matplotlib or gzip, behave as for the final name).
     """
-    p = Path(path)
+    p = check_output_path(path)
     folder = p.parent if str(p.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + "".join(p.suffixes), dir=folder)
     os.close(fd)
@@ -153,7 +153,7 @@ def atomic_paths(paths):
         Temporary names, in the same order.
     """
     with contextlib.ExitStack() as stack:
-        finals = [Path(p) for p in paths]
+        finals = [check_output_path(p) for p in paths]
         tmps = []
         for p in finals:
             folder = p.parent if str(p.parent) else Path(".")

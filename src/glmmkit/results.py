@@ -439,7 +439,13 @@ class Fit(InformationCriteria):
         lo[self.fixef.index], hi[self.fixef.index] = self._beta - z * se, self._beta + z * se
         a = 100 * (1 - level) / 2
         out = pd.DataFrame({f"{a:g} %": lo, f"{100 - a:g} %": hi})
-        return out if parm is None else out.loc[[parm] if isinstance(parm, str) else list(parm)]
+        if parm is None:
+            return out
+        want = [parm] if isinstance(parm, str) else list(parm)
+        unknown = [p for p in want if p not in out.index]
+        if unknown:
+            raise InputError(f"unknown parameter {unknown[0]!r}; parameters: {list(out.index)}")
+        return out.loc[want]
 
     def profile(self, parm=None) -> pd.DataFrame:
         """The likelihood profile: parameter, value, zeta (draw it with ``gk.plots.profile_plot``)."""

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .dispersion import dispersion_test, pearson_dispersion
 from .simres import simulate_residuals
+from ..checks import check_fits
 from ..errors import InputError
 
 
@@ -26,12 +27,7 @@ def _name(fit) -> str:
 
 def compare(*fits, names: list[str] | None = None) -> pd.DataFrame:
     """One row per fit: logLik, df, AIC, BIC, Pearson dispersion ratio, delta AIC to the best."""
-    if not fits:
-        raise InputError("compare needs at least one fit")
-    n0 = fits[0].nobs
-    for f in fits:
-        if f.nobs != n0:
-            raise InputError(f"fits are on different data ({n0} and {f.nobs} observations)")
+    check_fits(fits, "compare")
     rows = []
     for i, f in enumerate(fits):
         d = pearson_dispersion(f)

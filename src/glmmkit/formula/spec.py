@@ -174,6 +174,9 @@ class ModelSpec:
             if fam.name not in ("poisson", "nbinom2"):
                 raise InputError(f"ziformula is available for the count families 'poisson' and 'nbinom2', "
                                  f"not {fam.name!r}")
+        if relmat is not None and not isinstance(relmat, dict):
+            raise InputError("relmat must be a dict {grouping factor: labelled matrix}, got "
+                             f"{type(relmat).__name__}")
         relmat = dict(relmat or {})
         groups = {b.group for b in parsed.bars}
         for key in relmat:

@@ -202,7 +202,24 @@ def check_psd(K: np.ndarray, tol: float = 1e-4) -> None:
 
 
 def sparse_grm(K: np.ndarray, threshold: float = 0.05) -> sp.csr_matrix:
-    """fastGWA's sparse GRM: entries below ``threshold`` off the diagonal set to zero."""
+    """fastGWA's sparse GRM: entries below ``threshold`` off the diagonal set to zero.
+
+    Parameters
+    ----------
+    K : numpy.ndarray
+        A square GRM.
+    threshold : float
+        Entries with |K_ij| below it (off the diagonal) become 0.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The thresholded GRM.
+    """
+    K = np.asarray(K, dtype=float)
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise InputError(f"a GRM must be square; this one has shape {K.shape}")
+    check_real("threshold", threshold, 0, None, open_lo=True)
     keep = np.abs(K) >= threshold
     np.fill_diagonal(keep, True)
     return sp.csr_matrix(np.where(keep, K, 0.0))

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from ..parallel import map_tasks
-from ..checks import check_int
+from ..checks import check_fits, check_int
 from ..errors import FitError, InputError
 
 
@@ -120,6 +120,7 @@ class _LrStat:
 def bootstrap_lrt(m0, m1, nsim: int = 200, seed=None, **kw) -> dict:
     """Parametric-bootstrap likelihood-ratio test of nested fits (as pbkrtest's PBmodcomp): simulate from
     the null fit m0, refit both models, p = (1 + #{LR* >= LR}) / (1 + nsim)."""
+    check_fits((m0, m1), "bootstrap_lrt", at_least=2)
     if m0.n_params >= m1.n_params:
         m0, m1 = m1, m0
     lr = max(0.0, 2 * (m1.loglik - m0.loglik))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from ..checks import check_fits
 from ..errors import InputError
 
 
@@ -24,13 +25,7 @@ def _label(fit) -> str:
 
 def anova(*fits) -> pd.DataFrame:
     """Sequential likelihood-ratio tests of nested fits, smallest first."""
-    if len(fits) < 2:
-        raise InputError("anova needs at least two fits")
-    y0 = fits[0].spec.y * fits[0].spec.wt
-    for f in fits[1:]:
-        if f.nobs != fits[0].nobs or not np.allclose(f.spec.y * f.spec.wt, y0):
-            raise InputError(f"fits are on different data ({fits[0].nobs} and {f.nobs} observations, or another "
-                             "response): a likelihood-ratio test needs the same observations")
+    check_fits(fits, "anova", at_least=2)
     if any(f.reml for f in fits):
         raise InputError("compare LMMs fitted by ML (reml=False): REML criteria of different fixed effects "
                          "are not comparable")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from ..checks import check_int
 from ..errors import InputError
 
 
@@ -22,6 +23,10 @@ def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, fra
 
     from ..progress import progress
 
+    check_int("n_genes", n_genes, 1)
+    check_int("n_cells", n_cells, 1)
+    if n_cells < n_subjects:
+        raise InputError(f"n_cells ({n_cells}) must be at least n_subjects ({n_subjects}): every subject has cells")
     if n_subjects < 4 or n_subjects % 2:
         raise InputError("n_subjects must be even and at least 4 (two conditions, two subjects each)")
     rng = np.random.default_rng(seed)
