@@ -7,17 +7,13 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from .engine.glm import fit_glm
-from .engine.objective import GlmmObjective, LmmObjective
-from .engine.optimize import OptSummary, optimize_glmm, optimize_lmm
+from .fitting import optimize
 from .families import Family, get_family
 from .formula.spec import ModelSpec
 from .results import Fit
@@ -26,57 +22,25 @@ from .checks import check_choice, check_int
 from .errors import FitError, InputError
 
 
-# Below this size of the dense trailing block BLAS threads cost more than they give: numpy and
-# scipy each bring an OpenBLAS, and their idle threads spin against each other on small
-# matrices (measured: 3x slower on 2 cores).  Larger tails keep every thread.
-SMALL_TAIL = 1500
-
-
-def optimize(obj: GlmmObjective | LmmObjective, *, calc_derivs: bool = True) -> OptSummary:
-    """Optimise an objective made by ``ModelSpec.objective()`` or ``ModelSpec.lmm_objective()``."""
-    st = obj.structure if isinstance(obj, LmmObjective) else obj.data.structure
-    if st.Qtt + obj_p(obj) < SMALL_TAIL:
-        with threadpool_limits(limits=1, user_api="blas"):
-            return _optimize(obj, calc_derivs)
-    return _optimize(obj, calc_derivs)
-
-
-def obj_p(obj) -> int:
-    return obj.p if isinstance(obj, LmmObjective) else obj.data.p
-
-
-def _optimize(obj, calc_derivs: bool) -> OptSummary:
-    if isinstance(obj, LmmObjective):
-        opt = optimize_lmm(obj, calc_derivs=calc_derivs)
-        opt.kind, opt.reml, opt.objective = "lmm", obj.reml, obj
-        return opt
-    d = obj.data
-    fam = d.family
-    beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.start_family())
-    psi0 = fam.params_start(d.y, mu0, d.wt)
-    opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs)
-    opt.kind, opt.nagq, opt.objective, opt.result = "glmm", obj.nagq, obj, res
-    return opt
-
-
 def refit(fit: Fit, y, *, calc_derivs: bool = False) -> Fit:
     """Refit a model to a new response (lme4's ``refit``): same design, same family, same method.
 
-    ``y`` is on the scale of ``fit.spec.y`` (proportions for a binomial fit with trials as weights), as
-    ``fit.simulate`` returns it. Standard errors are skipped unless ``calc_derivs=True``.
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    y : array-like
+        The new response, on the scale of ``fit.spec.y`` (proportions for a binomial fit with trials as
+        weights), as ``fit.simulate`` returns it.
+    calc_derivs : bool
+        Compute standard errors (skipped by default).
+
+    Returns
+    -------
+    Fit
+        The refitted model.
     """
-    y = np.asarray(y, dtype=float)
-    if y.shape != fit.spec.y.shape:
-        raise InputError(f"refit needs {fit.spec.y.shape[0]} responses, got {y.shape}")
-    spec = dataclasses.replace(fit.spec, y=y)
-    spec._kept_cols = fit.spec._kept_cols
-    t0 = time.perf_counter()
-    if fit.is_lmm:
-        opt = optimize(spec.lmm_objective(reml=fit.reml), calc_derivs=calc_derivs)
-    else:
-        laplace = fit.optsummary.objective.laplace
-        opt = optimize(spec.objective(nagq=fit.nagq, laplace=laplace), calc_derivs=calc_derivs)
-    return Fit(spec, opt, time_s=time.perf_counter() - t0)
+    return fit.refit(y, calc_derivs=calc_derivs)
 
 
 @contextlib.contextmanager

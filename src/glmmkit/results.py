@@ -7,7 +7,9 @@ maps them to R's (``period2``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from scipy import stats
 
 from .engine.blocked import Structure
 from .engine.optimize import OptSummary
+from .fitting import optimize
 from .formula.spec import ModelSpec
 from .checks import check_choice, check_int, check_level
 from .errors import FitError, InputError
@@ -55,9 +58,9 @@ class Fit(InformationCriteria):
         self.spec = spec
         self.optsummary = opt
         self.family = spec.family
-        self.is_lmm = getattr(opt, "kind", "glmm") == "lmm"
-        self.reml = bool(getattr(opt, "reml", False))
-        self.nagq = int(getattr(opt, "nagq", 1))
+        self.is_lmm = opt.kind == "lmm"
+        self.reml = bool(opt.reml)
+        self.nagq = int(opt.nagq)
         self.time_s = opt.time_s if time_s is None else time_s
         obj = opt.objective
         self._structure: Structure = obj.structure if self.is_lmm else obj.data.structure
@@ -97,6 +100,35 @@ class Fit(InformationCriteria):
         problems = self._unusable()
         self.messages += problems
         self.converged = bool(opt.converged) and not problems
+
+    def refit(self, y, *, calc_derivs: bool = False) -> "Fit":
+        """The same model (design, family, method) fitted to a new response (lme4's ``refit``).
+
+        Parameters
+        ----------
+        y : array-like
+            The new response, on the scale of ``spec.y`` (proportions for a binomial fit with trials as
+            weights), as ``simulate`` returns it.
+        calc_derivs : bool
+            Compute standard errors (skipped by default).
+
+        Returns
+        -------
+        Fit
+            The refitted model.
+        """
+        y = np.asarray(y, dtype=float)
+        if y.shape != self.spec.y.shape:
+            raise InputError(f"refit needs {self.spec.y.shape[0]} responses, got {y.shape}")
+        spec = dataclasses.replace(self.spec, y=y)
+        spec._kept_cols = self.spec._kept_cols
+        t0 = time.perf_counter()
+        if self.is_lmm:
+            opt = optimize(spec.lmm_objective(reml=self.reml), calc_derivs=calc_derivs)
+        else:
+            laplace = self.optsummary.objective.laplace
+            opt = optimize(spec.objective(nagq=self.nagq, laplace=laplace), calc_derivs=calc_derivs)
+        return type(self)(spec, opt, time_s=time.perf_counter() - t0)
 
     @property
     def estimates_finite(self) -> bool:
@@ -271,7 +303,7 @@ class Fit(InformationCriteria):
         nt, p = len(self.theta), len(self._beta)
         cov = None
         H = self.optsummary.hessian
-        free = getattr(self.optsummary, "_free", None)
+        free = self.optsummary._free
         if H is not None and free is not None:
             try:
                 Hf = H[np.ix_(free, free)]
@@ -566,7 +598,7 @@ def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
     p = spec.p
     nt = len(theta)
     H = opt.hessian
-    if H is not None and getattr(opt, "_free", None) is not None:
+    if H is not None and opt._free is not None:
         free = opt._free
         try:
             Hf = H[np.ix_(free, free)]

@@ -87,10 +87,6 @@ class ZeroInflated(Family):
         return special.expit(X @ self.gamma)
 
     # ---- likelihood -------------------------------------------------------------------------
-    def _parts(self, y, mu, wt):
-        pi = self.pi if np.ndim(mu) == 1 else self.pi[:, None]
-        return pi, self.base.loglik(y, mu, wt)
-
     def loglik_kernel(self, y, mu, wt):
         x = self.X_zi @ self.gamma
         if np.ndim(mu) > 1:

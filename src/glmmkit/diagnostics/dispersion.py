@@ -58,12 +58,11 @@ def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None) 
         return {"method": "pearson chi-square", **obs}
     if method != "bootstrap":
         raise InputError(f"method must be 'pearson' or 'bootstrap', got {method!r}")
-    from ..api import refit
 
     sims = fit.simulate(nsim, seed=seed).to_numpy()
     ratios = np.empty(nsim)
     for j in range(nsim):  # one refit per simulated data set
-        ratios[j] = pearson_dispersion(refit(fit, sims[:, j]))["ratio"]
+        ratios[j] = pearson_dispersion(fit.refit(sims[:, j]))["ratio"]
     p = (1 + np.sum(ratios >= obs["ratio"])) / (1 + nsim)
     return {"method": f"parametric bootstrap ({nsim} refits)", "ratio": obs["ratio"],
             "expected_ratio": float(np.mean(ratios)), "p": float(p), "chisq": obs["chisq"], "df": obs["df"]}

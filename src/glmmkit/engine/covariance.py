@@ -39,10 +39,6 @@ class CovStructure(ABC):
     def template(self, theta: np.ndarray) -> np.ndarray:
         ...
 
-    def is_diagonal_theta(self) -> np.ndarray:
-        """Mask of theta entries that are diagonal (bounded below by 0)."""
-        return self.lower() == 0
-
     def covariance(self, theta: np.ndarray) -> np.ndarray:
         t = self.template(theta)
         return t @ t.T

@@ -87,6 +87,13 @@ class OptSummary:
     messages: list[str] = field(default_factory=list)
     time_s: float = 0.0
     theta_scale: float = 1.0  # theta was searched as theta / theta_scale (the linear predictor's scale)
+    kind: str = "glmm"  # "glmm" or "lmm"
+    reml: bool = False
+    nagq: int = 1
+    objective: object = field(default=None, repr=False)  # the objective optimised (for profiles, refits)
+    result: object = field(default=None, repr=False)  # the PIRLS result at the optimum (GLMMs)
+    _scale: np.ndarray | None = field(default=None, repr=False)  # beta = beta1 + _scale * x in stage 2
+    _free: np.ndarray | None = field(default=None, repr=False)  # coordinates off their bounds at the optimum
 
     def to_dict(self) -> dict:
         return {
@@ -276,7 +283,7 @@ def _diag_theta_mask(obj) -> np.ndarray:
 
 
 def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, nagq: int = 1,
-                  calc_derivs: bool = True, verbose: bool = False) -> tuple[OptSummary, object]:
+                  calc_derivs: bool = True) -> tuple[OptSummary, object]:
     """Fit theta, beta (and the family's parameters psi) of a GLMM; returns the summary and the PIRLS result."""
     t0 = time.perf_counter()
     summ = OptSummary()

@@ -70,13 +70,6 @@ class RandomTerm:
         return self._csr
 
     # ---- Lambda applied to vectors -------------------------------------------------
-    def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """b = Lambda u for this term, returned as (q, k)."""
-        if self.is_known:
-            return self.cov.dense_lambda(theta) @ u[:, None] if u.ndim == 1 else self.cov.dense_lambda(theta) @ u
-        t = self.cov.template(theta)
-        return u.reshape(self.q, self.k) @ t.T
-
     def zb(self, b: np.ndarray) -> np.ndarray:
         """Z b for b given as (q, k)."""
         b = b.reshape(self.q, self.k)

@@ -34,10 +34,6 @@ class ParsedFormula:
     offsets: list[str] = field(default_factory=list)
     text: str = ""
 
-    @property
-    def fixed_formula(self) -> str:
-        return self.fixed
-
 
 def _split_top(expr: str, seps: str) -> list[tuple[str, str]]:
     """Split at top-level separators; returns (separator-before, piece) pairs."""

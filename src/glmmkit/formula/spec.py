@@ -106,6 +106,7 @@ class ModelSpec:
     messages: list[str] = field(default_factory=list)
     offset_exprs: list[str] = field(default_factory=list)
     user_offset: bool = False
+    _kept_cols: np.ndarray | None = field(default=None, repr=False)  # columns of X kept after aliasing
 
     @property
     def n(self) -> int:

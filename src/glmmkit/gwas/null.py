@@ -477,8 +477,7 @@ def _fit_laplace(samples, K, keep_P) -> NullModel:
         phi = 1.0
     tau = float(fit.varcorr.loc[fit.varcorr["group"] == "iid", "variance"].iloc[0])
     inv, dmu, var = _family(trait)
-    eta = fit.predict(type="link") if hasattr(fit, "predict") else None
-    eta = np.asarray(eta, dtype=float)
+    eta = np.asarray(fit.predict(type="link"), dtype=float)
     beta = fit.fixef.to_numpy()
     mu = inv(eta)
     d = dmu(mu)

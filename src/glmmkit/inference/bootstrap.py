@@ -24,15 +24,13 @@ def _replicate_task(shared, children) -> list:
 
 
 def _replicate_chunk(fit, children, stat) -> list:
-    from ..api import refit
-
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for ss in children:
             y = fit.simulate(1, seed=np.random.default_rng(ss)).iloc[:, 0].to_numpy()
             try:
-                out.append(np.asarray(stat(refit(fit, y)), dtype=float))
+                out.append(np.asarray(stat(fit.refit(y)), dtype=float))
             except (ValueError, np.linalg.LinAlgError, FloatingPointError):
                 out.append(None)
     return out
@@ -112,9 +110,7 @@ class _LrStat:
         self.m1 = m1
 
     def __call__(self, f0):
-        from ..api import refit
-
-        return [2 * (refit(self.m1, f0.spec.y).loglik - f0.loglik)]
+        return [2 * (self.m1.refit(f0.spec.y).loglik - f0.loglik)]
 
 
 def bootstrap_lrt(m0, m1, nsim: int = 200, seed=None, **kw) -> dict:

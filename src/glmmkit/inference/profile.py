@@ -22,6 +22,7 @@ from scipy import interpolate, stats
 from ..engine.covariance import Unstructured
 from ..engine.optimize import minimize
 from ..errors import FitError, InputError
+from ..fitting import optimize
 
 
 class ProfileProblem:
@@ -234,11 +235,8 @@ class ProfileProblem:
 
 def _refit_ml(fit):
     spec = fit.spec
-    from ..api import optimize
-    from ..results import Fit
-
     opt = optimize(spec.lmm_objective(reml=False))
-    return Fit(spec, opt)
+    return type(fit)(spec, opt)
 
 
 def _select(prob: ProfileProblem, parm) -> list[int]:

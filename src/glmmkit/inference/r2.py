@@ -61,16 +61,20 @@ def _null_intercept(fit) -> float:
     """Intercept of the model with the same random effects and offsets but no predictors."""
     import warnings
 
-    from ..api import glmer
+    from ..families import get_family
+    from ..fitting import optimize
+    from ..formula.spec import ModelSpec
 
     pf = fit.spec.parsed
     rhs = ["1"] + [f"offset({o})" for o in pf.offsets] + [str(b) for b in pf.bars]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        null = glmer(f"{pf.response} ~ {' + '.join(rhs)}", fit.spec.data, fit.family.name, link=fit.family.link.name,
-                     weights=fit.spec.wt if fit.spec.wt.any() and not np.all(fit.spec.wt == 1) else None,
-                     calc_derivs=False)
-    return float(null._beta[0])
+        spec = ModelSpec.from_formula(f"{pf.response} ~ {' + '.join(rhs)}", fit.spec.data,
+                                      get_family(fit.family.name, fit.family.link.name),
+                                      weights=fit.spec.wt if fit.spec.wt.any() and not np.all(fit.spec.wt == 1)
+                                      else None)
+        opt = optimize(spec.objective(laplace=spec.family.default_laplace), calc_derivs=False)
+    return float(opt.beta[0])
 
 
 def r2(fit) -> pd.Series:

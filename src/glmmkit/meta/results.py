@@ -9,9 +9,8 @@ import pandas as pd
 from scipy import stats
 
 from ..checks import check_level
+from .measures import LOG, NATURAL
 
-NATURAL = {"OR": "odds ratio", "IRR": "incidence rate ratio", "PLO": "proportion"}
-LOG = {"OR": "log odds ratio", "IRR": "log rate ratio", "PLO": "log odds"}
 
 
 def wald_table(b: np.ndarray, vb: np.ndarray, names, level: float) -> pd.DataFrame:

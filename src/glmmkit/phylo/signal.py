@@ -52,14 +52,12 @@ def heritability(fit, group: str, nboot: int = 0, seed=None, level: float = 0.95
     h2 = s2p / (s2p + s2o + dist)
     out = {"H2": h2, "var_phylo": s2p, "var_other": s2o, "var_distribution": dist}
     if nboot:
-        from ..api import refit
-
         sims = fit.simulate(nboot, seed=seed).to_numpy()
         boots = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for j in range(nboot):  # one refit per simulated data set
-                b = refit(fit, sims[:, j])
+                b = fit.refit(sims[:, j])
                 p, o, dv = _components(b, group)
                 boots.append(p / (p + o + dv))
         a = (1 - level) / 2

@@ -49,7 +49,7 @@ def forest_plot(fit, path=None, title: str = ""):
     keep = np.abs(ticks) <= lim * 1.05
     ax.set_xticks(ticks[keep])
     ax.set_xticklabels([f"{v:g}" for v in nice[keep]], fontsize=8)
-    from ..meta.results import NATURAL
+    from ..meta.measures import NATURAL
 
     ax.set_xlabel(f"{NATURAL[fit.measure]} (log scale)")
     pct = int(round(fit.level * 100))

@@ -1,0 +1,62 @@
+"""The fitting stage: optimise an objective made from a ModelSpec (below the results, which import it).
+
+    spec = ModelSpec.from_formula(...)  ->  obj = spec.objective()  ->  opt = optimize(obj)  ->  Fit(spec, opt)
+
+``api.glmer`` / ``api.lmer`` compose these stages; ``Fit.refit`` and the inference modules call
+``optimize`` directly, so nothing below the results imports the API or the results back.
+"""
+
+from __future__ import annotations
+
+from threadpoolctl import threadpool_limits
+
+from .engine.glm import fit_glm
+from .engine.objective import GlmmObjective, LmmObjective
+from .engine.optimize import OptSummary, optimize_glmm, optimize_lmm
+
+
+# Below this size of the dense trailing block BLAS threads cost more than they give: numpy and
+# scipy each bring an OpenBLAS, and their idle threads spin against each other on small
+# matrices (measured: 3x slower on 2 cores).  Larger tails keep every thread.
+SMALL_TAIL = 1500
+
+
+def optimize(obj: GlmmObjective | LmmObjective, *, calc_derivs: bool = True) -> OptSummary:
+    """Optimise an objective made by ``ModelSpec.objective()`` or ``ModelSpec.lmm_objective()``.
+
+    Parameters
+    ----------
+    obj : GlmmObjective or LmmObjective
+        The objective.
+    calc_derivs : bool
+        Compute the gradient and Hessian at the optimum (convergence check, standard errors).
+
+    Returns
+    -------
+    OptSummary
+        How the optimum was found, with the objective and (GLMM) the PIRLS result at it.
+    """
+    st = obj.structure if isinstance(obj, LmmObjective) else obj.data.structure
+    if st.Qtt + obj_p(obj) < SMALL_TAIL:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _optimize(obj, calc_derivs)
+    return _optimize(obj, calc_derivs)
+
+
+def obj_p(obj) -> int:
+    """The number of fixed effects of an objective."""
+    return obj.p if isinstance(obj, LmmObjective) else obj.data.p
+
+
+def _optimize(obj, calc_derivs: bool) -> OptSummary:
+    if isinstance(obj, LmmObjective):
+        opt = optimize_lmm(obj, calc_derivs=calc_derivs)
+        opt.kind, opt.reml, opt.objective = "lmm", obj.reml, obj
+        return opt
+    d = obj.data
+    fam = d.family
+    beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.start_family())
+    psi0 = fam.params_start(d.y, mu0, d.wt)
+    opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs)
+    opt.kind, opt.nagq, opt.objective, opt.result = "glmm", obj.nagq, obj, res
+    return opt
