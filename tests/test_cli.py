@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import glmmkit as gk
 from glmmkit.cli import main
 from glmmkit.demo import run_demo
@@ -28,6 +30,7 @@ def test_fit_command_reports_bad_input(tmp_path, capsys):
     assert "unknown column 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 80-100 s on CI's 2 cores: the suite must stay under 5 minutes; `make demo` runs the same stories
 def test_demo_runs_and_tells_the_stories(tmp_path, capsys):
     res = run_demo(tmp_path)
     text = capsys.readouterr().out

@@ -23,22 +23,17 @@ from .errors import FitError, InputError
 
 
 def refit(fit: Fit, y, *, calc_derivs: bool = False) -> Fit:
-    """Refit a model to a new response (lme4's ``refit``): same design, same family, same method.
+    """lme4's ``refit(fit, y)``: the function form of ``Fit.refit``.
 
     Parameters
     ----------
     fit : Fit
-        The fitted model.
-    y : array-like
-        The new response, on the scale of ``fit.spec.y`` (proportions for a binomial fit with trials as
-        weights), as ``fit.simulate`` returns it.
-    calc_derivs : bool
-        Compute standard errors (skipped by default).
+        The fitted model; ``y`` and ``calc_derivs`` as in ``Fit.refit``.
 
     Returns
     -------
     Fit
-        The refitted model.
+        The same model fitted to ``y``.
     """
     return fit.refit(y, calc_derivs=calc_derivs)
 
