@@ -271,7 +271,9 @@ class ModelSpec:
         terms = []
         for bar in parsed.bars:
             terms.extend(_build_terms(bar, data, relmat, lmm, n))
-        q = sum(t.size for t in terms)
+        # observation-level scalar terms (an OLRE) and known-covariance terms (a phylogeny with one row per
+        # tip) have as many effects as rows by design; the others should leave the data room
+        q = sum(t.size for t in terms if not (t.k == 1 and (t.q == n or t.is_known)))
         if q >= 0.8 * n:
             messages.append(f"{q} random effects for {n} observations: the model is nearly as large as the data")
             warnings.warn(messages[-1], CostWarning, stacklevel=4)
