@@ -94,8 +94,10 @@ def test_heritability(isolates):
     h = gk.phylo.heritability(fit, "isolate")
     s2 = fit.varcorr["variance"].iloc[0]
     assert h.H2 == pytest.approx(s2 / (s2 + np.pi ** 2 / 3))
-    hb = gk.phylo.heritability(fit, "isolate", nboot=8, seed=1)
-    assert 0 <= hb.ci_low <= hb.ci_high <= 1
+    assert h.H2 == pytest.approx(fit.icc()["ICC"])  # one latent-scale variance: H^2 is the term's ICC
+    hb = gk.phylo.heritability(fit, "isolate", nsim=8, seed=1)
+    assert 0 <= hb.lower <= hb.upper <= 1 and hb["nsim"] == 8
+    assert isinstance(hb.summary(), str) and hb.to_dict()["H2"] == pytest.approx(h.H2)
     with pytest.raises(ValueError, match="not a grouping factor"):
         gk.phylo.heritability(fit, "species")
 
@@ -155,25 +157,50 @@ def test_sparse_tree_path_equals_dense_path(ref_tree):
     data, ref = ref_case("phylo_poisson")
     sparse = gk.phylo.fit_tree_glmm("y ~ x + (1 | species)", data, "poisson", ref_tree)
     dense = gk.glmer("y ~ x + (1 | species)", data, "poisson", relmat={"species": gk.phylo.vcv(ref_tree, corr=True)})
+    assert isinstance(sparse, gk.Fit) and sparse.converged
+    assert "tree" in sparse.optsummary.stages[0].return_code
     assert sparse.loglik == pytest.approx(dense.loglik, abs=1e-6)
     assert sparse.loglik == pytest.approx(ref["loglik"], abs=1e-3)
     assert np.allclose(sparse.fixef, dense.fixef, rtol=1e-4)
     assert np.allclose(sparse.coef_table["std_error"], dense.coef_table["std_error"], rtol=1e-3)
-    assert sparse.theta == pytest.approx(dense.varcorr["sd"].iloc[0], rel=1e-3)
+    assert np.allclose(sparse.varcorr["sd"], dense.varcorr["sd"], rtol=1e-3)
     lv = dense.ranef["species"].index
-    assert np.allclose(sparse.ranef.loc[lv, "mode"], dense.ranef["species"]["(Intercept)"], atol=1e-4)
-    assert np.allclose(sparse.ranef.loc[lv, "condsd"], dense.ranef_condsd["species"]["(Intercept)"], atol=1e-4)
+    assert np.allclose(sparse.ranef["species"].loc[lv], dense.ranef["species"], atol=1e-4)
+    assert np.allclose(sparse.ranef_condsd["species"].loc[lv], dense.ranef_condsd["species"], atol=1e-4)
+    # the same fit as every other: prediction, simulation, refit, intervals, R^2 / ICC
+    assert np.allclose(sparse.predict(data.head(5)), dense.predict(data.head(5)), rtol=1e-4)
+    y = sparse.simulate(1, seed=1).iloc[:, 0].to_numpy()
+    assert sparse.refit(y).optsummary.stages[0].return_code.startswith("skipped: the tree")
+    assert sparse.icc()["ICC"] == pytest.approx(dense.icc()["ICC"], rel=1e-3)
+    ci = sparse.confint(method="profile", parm="x")
+    ci_dense = dense.confint(method="profile", parm="x")
+    assert np.allclose(ci.to_numpy(), ci_dense.to_numpy(), atol=2e-3)
     with pytest.raises(ValueError, match="one random intercept"):
         gk.phylo.fit_tree_glmm("y ~ x + (1 | species) + (1 | sp2)", data.assign(sp2=data["species"]), "poisson",
                                ref_tree)
 
 
+def test_tree_simulation_matches_the_tree_covariance(ref_tree):
+    # Brownian motion drawn on the tree has covariance theta^2 vcv(tree, corr=True) at the tips
+    data, _ = ref_case("phylo_poisson")
+    fit = gk.phylo.fit_tree_glmm("y ~ x + (1 | species)", data, "poisson", ref_tree)
+    cov = fit.spec.terms[0].cov
+    draws = cov.draw(np.array([0.7]), np.random.default_rng(2), 20000)
+    emp = np.cov(draws)
+    K = cov.factor @ cov.factor.T
+    assert np.allclose(emp, 0.49 * K, atol=0.03)
+
+
 def test_bootstrap_lrt(isolates):
     d, _ = isolates
     tree = gk.phylo.read_tree(gk.datasets.tree_text("isolates"))
-    r = gk.phylo.bootstrap_lrt("disease ~ 1 + (1 | isolate)", "disease ~ gene + (1 | isolate)", d, "binomial", tree,
-                               nsim=19, seed=1)
-    assert r["LR"] >= 0 and 0.05 <= r["p_bootstrap"] <= 1 and r["nsim"] == 19
-    with pytest.raises(ValueError, match="response as a column name"):
-        gk.phylo.bootstrap_lrt("I(disease) ~ 1 + (1 | isolate)", "I(disease) ~ gene + (1 | isolate)", d, "binomial",
-                               tree, nsim=2)
+    m0 = gk.phylo.fit_tree_glmm("disease ~ 1 + (1 | isolate)", d, "binomial", tree)
+    m1 = gk.phylo.fit_tree_glmm("disease ~ gene + (1 | isolate)", d, "binomial", tree)
+    r = gk.phylo.bootstrap_lrt(m0, m1, nsim=19, seed=1, progress_bar=False)
+    assert r["LR"] >= 0 and 0.05 <= r["p_bootstrap"] <= 1 and r["nsim"] + r["failed"] == 19
+    assert gk.phylo.bootstrap_lrt is gk.bootstrap_lrt
+    # the same replicates in worker processes (seeded per replicate)
+    r2 = gk.bootstrap_lrt(m0, m1, nsim=19, seed=1, progress_bar=False, workers=2)
+    assert r2["p_bootstrap"] == r["p_bootstrap"]
+
+

@@ -23,6 +23,7 @@ from .links import Link, get_link
 from .errors import InputError
 
 _LOG2PI = np.log(2 * np.pi)
+_EPS = float(np.finfo(float).eps)
 
 
 class Family(ABC):
@@ -161,6 +162,84 @@ class Family(ABC):
         v = self.variance(mu)
         return wt / self.scale * (d * d / v - (y - mu) * (d2 / v - d * d * self.variance_deriv(mu) / (v * v)))
 
+    # --- the hot path of PIRLS (engine/kernels.py dispatches here) ------------------
+    #: name of a fast path for this family and link ("logit", "poisson", "nb2"), or None
+    @property
+    def fast_path(self) -> str | None:
+        """The key of this family's fast kernel for its link, or None (the general path).
+
+        Returns
+        -------
+        str or None
+            ``"logit"``, ``"poisson"`` or ``"nb2"`` where ``fast_kernel`` and ``fast_weights`` apply.
+        """
+        return None
+
+    def fast_kernel(self, eta, y, wt):
+        """(sum of the log-likelihood kernel, mu) from eta on the fast path (canonical or log links).
+
+        Parameters
+        ----------
+        eta, y, wt : numpy.ndarray
+            Linear predictor, response and prior weights.
+
+        Returns
+        -------
+        tuple
+            (float, numpy.ndarray): the kernel's sum and the means.
+        """
+        raise NotImplementedError(f"{self.name} ({self.link.name}) has no fast kernel")
+
+    def fast_weights(self, eta, mu, y, wt, base):
+        """(W, W v) with v = base + score / W on the fast path (the information PIRLS steps with).
+
+        Parameters
+        ----------
+        eta, mu, y, wt : numpy.ndarray
+            Linear predictor, means, response and prior weights.
+        base : numpy.ndarray
+            The part of eta the step solves for (Z Lambda u, or Z Lambda u + X beta).
+
+        Returns
+        -------
+        tuple
+            (numpy.ndarray, numpy.ndarray): the weights and the weighted pseudo-data.
+        """
+        raise NotImplementedError(f"{self.name} ({self.link.name}) has no fast weights")
+
+    # --- the latent (link) scale -----------------------------------------------------
+    def latent_variance(self, lam: float | None = None) -> float:
+        """The distribution-specific variance on the link scale (Nakagawa, Johnson & Schielzeth 2017).
+
+        The denominator of R^2, the ICC and the phylogenetic heritability, so that the three agree.
+        Log-link counts use the lognormal approximation at ``lam``, the mean of the null model
+        (``exp`` of its intercept, as R's performance::r2_nakagawa).
+
+        Parameters
+        ----------
+        lam : float, optional
+            The null model's mean on the response scale (needed when ``latent_needs_mean``).
+
+        Returns
+        -------
+        float
+            The variance; InputError where it is not defined for this family and link.
+        """
+        raise InputError(f"the latent-scale variance is defined for Gaussian (identity), binomial (logit, probit, "
+                         f"cloglog) and log-link Poisson, NB2, NB1 and Gamma fits; not for family {self.name!r} "
+                         f"with link {self.link.name!r}")
+
+    @property
+    def latent_needs_mean(self) -> bool:
+        """Whether ``latent_variance`` needs the null model's mean (log-link counts and Gamma).
+
+        Returns
+        -------
+        bool
+            True for log-link Poisson, NB2, NB1 and Gamma.
+        """
+        return False
+
     def __repr__(self) -> str:
         extra = f", {self.dispersion_name}={self.dispersion:.4g}" if self.dispersion_name else ""
         return f"{type(self).__name__}(link={self.link.name!r}{extra})"
@@ -205,6 +284,29 @@ class Binomial(Family):
         n = np.rint(wt).astype(np.int64)
         return rng.binomial(n, mu) / np.maximum(n, 1)
 
+    @property
+    def fast_path(self):
+        return "logit" if self.link.name == "logit" else None
+
+    def fast_kernel(self, eta, y, wt):
+        # logit: log p = k eta - wt softplus(eta), one exp and one log1p per row
+        z = np.exp(-np.abs(eta))
+        mu = np.where(eta >= 0, 1.0, z) / (1.0 + z)
+        soft = np.maximum(eta, 0.0) + np.log1p(z)
+        ks = float((y * wt) @ eta - wt @ soft)
+        return ks, np.clip(mu, _EPS, 1 - _EPS)
+
+    def fast_weights(self, eta, mu, y, wt, base):
+        # canonical link: mu' = V(mu), so W = wt mu (1 - mu) and W (y - mu) / mu' = wt (y - mu)
+        w = wt * mu * (1.0 - mu)
+        return w, w * base + wt * (y - mu)
+
+    def latent_variance(self, lam=None):
+        table = {"logit": np.pi ** 2 / 3, "probit": 1.0, "cloglog": np.pi ** 2 / 6}
+        if self.link.name not in table:
+            return super().latent_variance(lam)
+        return float(table[self.link.name])
+
 
 class CountFamily(Family):
     """Families of counts: the response must be whole and non-negative."""
@@ -241,6 +343,28 @@ class Poisson(CountFamily):
     def simulate(self, mu, wt, rng):
         return rng.poisson(mu).astype(float)
 
+    @property
+    def fast_path(self):
+        return "poisson" if self.link.name == "log" else None
+
+    def fast_kernel(self, eta, y, wt):
+        # log link: log p = wt (y eta - exp(eta)), one exp per row
+        mu = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-300)
+        return float((wt * y) @ eta - wt @ mu), mu
+
+    def fast_weights(self, eta, mu, y, wt, base):
+        w = wt * mu
+        return w, w * base + wt * (y - mu)
+
+    @property
+    def latent_needs_mean(self):
+        return self.link.name == "log"
+
+    def latent_variance(self, lam=None):
+        if self.link.name != "log":
+            return super().latent_variance(lam)
+        return float(np.log1p(1 / _need_mean(lam)))
+
 
 class Gaussian(Family):
     name = "gaussian"
@@ -265,6 +389,11 @@ class Gaussian(Family):
 
     def simulate(self, mu, wt, rng):
         return rng.normal(mu, np.sqrt(self.dispersion / wt))
+
+    def latent_variance(self, lam=None):
+        if self.link.name != "identity":
+            return super().latent_variance(lam)
+        return float(self.dispersion)
 
 
 class Gamma(Family):
@@ -300,6 +429,15 @@ class Gamma(Family):
     def simulate(self, mu, wt, rng):
         shape = wt / self.dispersion
         return rng.gamma(shape, mu / shape)
+
+    @property
+    def latent_needs_mean(self):
+        return self.link.name == "log"
+
+    def latent_variance(self, lam=None):
+        if self.link.name != "log":
+            return super().latent_variance(lam)
+        return float(np.log1p(self.dispersion))  # phi = 1 / shape
 
 
 class InverseGaussian(Family):
@@ -379,6 +517,70 @@ class NegativeBinomial2(CountFamily):
         th = self.dispersion
         return rng.negative_binomial(th, th / (th + mu)).astype(float)
 
+    # NB2 in logistic form: with p = mu / (theta + mu) = expit(eta - log theta),
+    #   score = y (1 - p) - theta p,   observed information = (y + theta) p (1 - p),   Fisher = theta p
+    # (the single-cell kernels sum the same terms over a gene's cells: singlecell/kernels.py)
+    @staticmethod
+    def logistic_score(y, p, theta):
+        """d log p(y) / d eta in the logistic form: y (1 - p) - theta p.
+
+        Parameters
+        ----------
+        y, p : numpy.ndarray
+            Counts and p = mu / (theta + mu).
+        theta : float or numpy.ndarray
+            The size.
+
+        Returns
+        -------
+        numpy.ndarray
+            The score per count.
+        """
+        return y * (1 - p) - theta * p
+
+    @staticmethod
+    def logistic_information(y, p, theta, kind: str = "observed"):
+        """-d^2 log p(y) / d eta^2 ("observed": (y + theta) p (1 - p)) or its mean ("expected": theta p).
+
+        Parameters
+        ----------
+        y, p : numpy.ndarray
+            Counts and p = mu / (theta + mu).
+        theta : float or numpy.ndarray
+            The size.
+        kind : {"observed", "expected"}
+            Which information.
+
+        Returns
+        -------
+        numpy.ndarray
+            The information per count.
+        """
+        return (y + theta) * p * (1 - p) if kind == "observed" else theta * p
+
+    @property
+    def fast_path(self):
+        return "nb2"
+
+    def fast_kernel(self, eta, y, wt):
+        th = self.dispersion
+        mu = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-300)
+        return float((wt * y) @ eta - (wt * (th + y)) @ np.log(th + mu)), mu
+
+    def fast_weights(self, eta, mu, y, wt, base):
+        # the observed information (always positive for NB2-log): PIRLS takes true Newton steps
+        th = self.dispersion
+        p = mu / (th + mu)
+        w = wt * self.logistic_information(y, p, th)
+        return w, w * base + wt * self.logistic_score(y, p, th)
+
+    @property
+    def latent_needs_mean(self):
+        return True
+
+    def latent_variance(self, lam=None):
+        return float(np.log1p(1 / _need_mean(lam) + 1 / self.dispersion))
+
 
 class NegativeBinomial1(CountFamily):
     """NB1 (glmmTMB's nbinom1): var = mu (1 + phi); y ~ NB(size = mu / phi, mean mu).
@@ -436,6 +638,19 @@ class NegativeBinomial1(CountFamily):
         phi = self.dispersion
         return rng.negative_binomial(mu / phi, 1 / (1 + phi)).astype(float)
 
+    @property
+    def latent_needs_mean(self):
+        return True
+
+    def latent_variance(self, lam=None):
+        return float(np.log1p((1 + self.dispersion) / _need_mean(lam)))  # var = mu (1 + phi)
+
+
+
+def _need_mean(lam) -> float:
+    if lam is None or not np.isfinite(lam) or lam <= 0:
+        raise InputError(f"the latent-scale variance of a log-link count family needs the null model's mean, got {lam!r}")
+    return float(lam)
 
 
 def _label(rows, i):

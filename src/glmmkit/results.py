@@ -224,34 +224,8 @@ class Fit(InformationCriteria):
         return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
 
     def _b_and_condvar(self):
-        st = self._structure
-        b_layout = st.b_blocks(self.theta, self._u)
-        f = self._ranef_factor
-        out_b, out_v = [None] * len(st.terms), [None] * len(st.terms)
-        thetas = st.split_theta(self.theta)
-        tail_inv = f.inverse_tail() if st.Qtt else None
-        for pos, (t, th) in enumerate(zip(st.terms, thetas)):
-            if pos == 0 and st.first is not None:
-                vu = f.inverse_diag_blocks_first(t.k)
-            else:
-                o = st.tail_off[pos - (1 if st.first is not None else 0)]
-                blk = tail_inv[o : o + t.size, o : o + t.size]
-                if t.is_known:
-                    lam = t.cov.dense_lambda(th)
-                    vb = np.einsum("ij,jk,ik->i", lam, blk, lam)[:, None, None]
-                    out_b[pos], out_v[pos] = b_layout[pos], vb
-                    continue
-                idx = np.arange(t.size).reshape(t.q, t.k)
-                vu = blk[idx[:, :, None], idx[:, None, :]]
-            T = t.cov.template(th)
-            out_b[pos] = b_layout[pos]
-            out_v[pos] = np.einsum("ij,qjk,lk->qil", T, vu, T)
-        # back to the formula's order
-        b = [None] * len(st.terms)
-        v = [None] * len(st.terms)
-        for pos, i in enumerate(st.order):
-            b[i], v[i] = out_b[pos] * self._b_scale, out_v[pos] * self._b_scale ** 2
-        return b, v
+        b, v = self._structure.ranef_condvar(self.theta, self._u, self._ranef_factor)
+        return [bb * self._b_scale for bb in b], [vv * self._b_scale ** 2 for vv in v]
 
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
@@ -435,10 +409,10 @@ class Fit(InformationCriteria):
                 X = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
                 if t.is_known:
                     raise InputError("simulating new levels of a known-covariance term needs the fitted levels")
-            u = rng.standard_normal((q, t.k, k))
             if t.is_known:
-                b = (t.cov.dense_lambda(th) @ u[:, 0, :])[:, None, :]
+                b = t.cov.draw(th, rng, k)[:, None, :]
             else:
+                u = rng.standard_normal((q, t.k, k))
                 b = np.einsum("ij,qjs->qis", t.cov.template(th), u)
             b = b * self._b_scale
             total = total + np.einsum("nr,nrs->ns", X, b[codes])
@@ -612,6 +586,10 @@ def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
         except np.linalg.LinAlgError:
             pass
         opt.messages.append("Hessian not positive definite: standard errors from the PIRLS fit instead")
+    if not st.supports_joint:
+        opt.messages.append(f"no standard errors: the Hessian failed and the {st.name} system has no joint "
+                            "(u, beta) solve to fall back on")
+        return np.full((p, p), np.nan), "not available (Hessian not positive definite)"
     try:
         f = st.factor(st.raw(res.w, spec.X), theta)
         rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]

@@ -19,17 +19,38 @@ import numpy as np
 from scipy import stats
 from ..checks import check_choice, check_int
 from ..errors import FitError, InputError
+from ..protocol import TestResult
 
 
-def pearson_dispersion(fit) -> dict:
-    """Pearson chi-square, residual df, dispersion ratio and the p-value for overdispersion."""
+def pearson_dispersion(fit) -> TestResult:
+    """Pearson chi-square, residual df, dispersion ratio and the chi-square p-value for overdispersion.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model.
+
+    Returns
+    -------
+    TestResult
+        ``chisq``, ``df``, ``ratio``, ``p``.
+    """
     r = fit.residuals("pearson")
     chisq = float(r @ r)
     df = int(fit.df_resid)
-    return {"chisq": chisq, "df": df, "ratio": chisq / df, "p": float(stats.chi2.sf(chisq, df))}
+    return TestResult("Pearson dispersion", {"chisq": chisq, "df": df, "ratio": chisq / df,
+                                             "p": float(stats.chi2.sf(chisq, df))})
 
 
-def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None) -> dict:
+class _PearsonRatio:
+    """The Pearson ratio of a refit (a class, so that it pickles to worker processes)."""
+
+    def __call__(self, fit):
+        return [pearson_dispersion(fit)["ratio"]]
+
+
+def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None, *, workers: int = 1, client=None,
+                    progress_bar: bool = False) -> TestResult:
     """Test for overdispersion: ``"pearson"`` (chi-square) or ``"bootstrap"`` (parametric, calibrated).
 
     Parameters
@@ -41,12 +62,19 @@ def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None) 
     nsim : int
         Bootstrap refits.
     seed : int or None
-        Seed of the simulations.
+        Seed of the simulations (per replicate: inference/bootstrap.py).
+    workers : int
+        Local processes for the refits.
+    client : dask.distributed.Client, optional
+        Spread the refits on a Dask cluster.
+    progress_bar : bool
+        Show a progress bar.
 
     Returns
     -------
-    dict
-        ``method``, ``ratio``, ``p``, ``chisq``, ``df`` (and ``expected_ratio`` for the bootstrap).
+    TestResult
+        ``method``, ``ratio``, ``p``, ``chisq``, ``df`` (and ``expected_ratio``, ``nsim``, ``failed`` for
+        the bootstrap).
     """
     check_choice("method", method, ("bootstrap", "pearson"))
     if not fit.converged:
@@ -55,14 +83,16 @@ def dispersion_test(fit, method: str = "bootstrap", nsim: int = 100, seed=None) 
     nsim = check_int("nsim", nsim, 1)
     obs = pearson_dispersion(fit)
     if method == "pearson":
-        return {"method": "pearson chi-square", **obs}
+        return TestResult("Overdispersion test", {"method": "pearson chi-square", **obs})
     if method != "bootstrap":
         raise InputError(f"method must be 'pearson' or 'bootstrap', got {method!r}")
+    from ..inference.bootstrap import bootstrap
 
-    sims = fit.simulate(nsim, seed=seed).to_numpy()
-    ratios = np.empty(nsim)
-    for j in range(nsim):  # one refit per simulated data set
-        ratios[j] = pearson_dispersion(fit.refit(sims[:, j]))["ratio"]
-    p = (1 + np.sum(ratios >= obs["ratio"])) / (1 + nsim)
-    return {"method": f"parametric bootstrap ({nsim} refits)", "ratio": obs["ratio"],
-            "expected_ratio": float(np.mean(ratios)), "p": float(p), "chisq": obs["chisq"], "df": obs["df"]}
+    reps = bootstrap(fit, nsim, seed, stat=_PearsonRatio(), workers=workers, client=client,
+                     progress_bar=progress_bar)
+    ratios = reps.iloc[:, 0].dropna().to_numpy()
+    p = (1 + np.sum(ratios >= obs["ratio"])) / (1 + len(ratios))
+    return TestResult("Overdispersion test", {
+        "method": f"parametric bootstrap ({len(ratios)} refits)", "ratio": obs["ratio"],
+        "expected_ratio": float(np.mean(ratios)) if len(ratios) else float("nan"), "p": float(p),
+        "chisq": obs["chisq"], "df": obs["df"], "nsim": int(len(ratios)), "failed": int(reps.attrs["failed"])})

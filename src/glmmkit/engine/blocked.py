@@ -80,7 +80,22 @@ class RawSystem:  # noqa: D101
 
 
 class Structure:
-    """Order of the terms and the sparsity patterns, analysed once per model."""
+    """Order of the terms and the sparsity patterns, analysed once per model.
+
+    The engine's default random-effects system (engine/resystem.py states the protocol): u is
+    spherical (b = Lambda u, u ~ N(0, I)), so the penalty is |u|^2, and the joint (u, beta) system of
+    PIRLS's first stage factors in the same blocked way.
+
+    Parameters
+    ----------
+    terms : list of RandomTerm
+        The model's random-effects terms, in the formula's order.
+    """
+
+    #: shown in the optimisation summary
+    name = "blocked Cholesky"
+    #: the joint (u, beta) system can be factored (stage 1, nAGQ = 0, the PIRLS standard errors)
+    supports_joint = True
 
     def __init__(self, terms: list[RandomTerm]):
         order = sorted(range(len(terms)), key=lambda i: -terms[i].q)
@@ -301,6 +316,65 @@ class Structure:
         return L
 
     # ------------------------------------------------------------------
+    def penalty(self, theta, u) -> float:
+        """The prior term of the penalised deviance: |u|^2 (u is spherical).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters (unused: the scale is in Lambda).
+        u : numpy.ndarray
+            Spherical random effects.
+
+        Returns
+        -------
+        float
+            u'u.
+        """
+        return float(u @ u)
+
+    def ranef_condvar(self, theta, u, factor) -> tuple[list, list]:
+        """Conditional modes b and conditional covariances per term, in the formula's order.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+        u : numpy.ndarray
+            Spherical modes.
+        factor : BlockedFactor
+            The factor at the mode (random-effects block only).
+
+        Returns
+        -------
+        tuple
+            (list of (q, k) arrays, list of (q, k, k) arrays), before any residual scale.
+        """
+        b_layout = self.b_blocks(theta, u)
+        out_b, out_v = [None] * len(self.terms), [None] * len(self.terms)
+        thetas = self.split_theta(theta)
+        tail_inv = factor.inverse_tail() if self.Qtt else None
+        for pos, (t, th) in enumerate(zip(self.terms, thetas)):
+            if pos == 0 and self.first is not None:
+                vu = factor.inverse_diag_blocks_first(t.k)
+            else:
+                o = self.tail_off[pos - (1 if self.first is not None else 0)]
+                blk = tail_inv[o : o + t.size, o : o + t.size]
+                if t.is_known:
+                    lam = t.cov.dense_lambda(th)
+                    out_b[pos] = b_layout[pos]
+                    out_v[pos] = np.einsum("ij,jk,ik->i", lam, blk, lam)[:, None, None]
+                    continue
+                idx = np.arange(t.size).reshape(t.q, t.k)
+                vu = blk[idx[:, :, None], idx[:, None, :]]
+            T = t.cov.template(th)
+            out_b[pos] = b_layout[pos]
+            out_v[pos] = np.einsum("ij,qjk,lk->qil", T, vu, T)
+        b, v = [None] * len(self.terms), [None] * len(self.terms)
+        for pos, i in enumerate(self.order):  # back to the formula's order
+            b[i], v[i] = out_b[pos], out_v[pos]
+        return b, v
+
     def zlam_u(self, theta, u) -> np.ndarray:
         """Z Lambda u (n,)."""
         thetas = self.split_theta(theta)

@@ -19,8 +19,12 @@ from ..errors import InputError
 
 
 class CovStructure(ABC):
+    """A term's covariance class: theta's layout, bounds, start and the relative covariance factor."""
+
     k: int = 1
     blockdiag: bool = True
+    #: the random-effects system that carries the term (engine/resystem.py): "blocked" or "tree"
+    system: str = "blocked"
 
     @property
     @abstractmethod
@@ -115,7 +119,17 @@ class KnownMatrix(CovStructure):
         return np.array([[float(theta[0])]])
 
     def dense_lambda(self, theta) -> np.ndarray:
+        """Lambda = theta L over the levels."""
         return float(theta[0]) * self.factor
+
+    def diag_covariance(self) -> np.ndarray:
+        """diag(K) over the levels."""
+        return np.sum(self.factor * self.factor, axis=1)
+
+    def draw(self, theta, rng, k: int) -> np.ndarray:
+        """k draws of b = theta L u, u ~ N(0, I), as (q, k)."""
+        u = rng.standard_normal((self.factor.shape[0], 1, k))
+        return self.dense_lambda(theta) @ u[:, 0, :]
 
     def __repr__(self):
         return f"KnownMatrix(q={self.factor.shape[0]})"

@@ -21,53 +21,41 @@ from __future__ import annotations
 
 import numpy as np
 
-_EPS = float(np.finfo(float).eps)
-
 
 class Kernels:
-    """Per-observation steps for one family: ``kernel`` (objective) and ``weights`` (PIRLS)."""
+    """Per-observation steps for one family: ``kernel`` (objective) and ``weights`` (PIRLS).
+
+    The arithmetic is the family's own (``Family.fast_kernel`` / ``fast_weights`` for canonical and
+    NB2-log links, ``loglik_kernel`` / ``working_weights`` / ``score_eta`` otherwise); this class only
+    chooses the path.
+
+    Parameters
+    ----------
+    family : Family
+        The family (with its link and parameters).
+    fast : bool
+        Use the family's fast path where it has one (False: the general path, for cross-checks).
+    """
 
     def __init__(self, family, fast: bool = True):
         self.family = family
-        key = (family.name, family.link.name)
-        known = {("binomial", "logit"): "logit", ("poisson", "log"): "poisson", ("nbinom2", "log"): "nb2"}.get(key)
-        self.fast = known if fast else None
+        self.fast = family.fast_path if fast else None
         # the information PIRLS steps with: for canonical links expected = observed; NB2-log's observed
         # information is always positive, so PIRLS takes true Newton steps (quadratic convergence)
         self.pirls_kind = "observed" if self.fast in ("logit", "poisson", "nb2") else "expected"
 
     def kernel(self, eta, y, wt):
         """(sum of the mu-dependent log-likelihood kernel, mu)."""
-        if self.fast == "logit":
-            z = np.exp(-np.abs(eta))
-            mu = np.where(eta >= 0, 1.0, z) / (1.0 + z)
-            soft = np.maximum(eta, 0.0) + np.log1p(z)
-            ks = float((y * wt) @ eta - wt @ soft)
-            return ks, np.clip(mu, _EPS, 1 - _EPS)
-        if self.fast == "poisson":
-            mu = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-300)
-            return float((wt * y) @ eta - wt @ mu), mu
-        if self.fast == "nb2":
-            th = self.family.dispersion
-            mu = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-300)
-            return float((wt * y) @ eta - (wt * (th + y)) @ np.log(th + mu)), mu
+        if self.fast:
+            return self.family.fast_kernel(eta, y, wt)
         fam = self.family
         mu = fam.link.inverse(eta)
         return float(np.sum(fam.loglik_kernel(y, mu, wt))), mu
 
     def weights(self, eta, mu, y, wt, base):
         """W and W v with the pseudo-data v = base + score / W (= base + (y - mu) / mu' for GLMs)."""
-        if self.fast == "logit":
-            w = wt * mu * (1.0 - mu)
-            return w, w * base + wt * (y - mu)
-        if self.fast == "poisson":
-            w = wt * mu
-            return w, w * base + wt * (y - mu)
-        if self.fast == "nb2":
-            th = self.family.dispersion
-            r = th / (th + mu)
-            w = wt * mu * r * (th + y) / (th + mu)  # observed information (Newton)
-            return w, w * base + wt * (y - mu) * r
+        if self.fast:
+            return self.family.fast_weights(eta, mu, y, wt, base)
         fam = self.family
         w = fam.working_weights(eta, mu, wt)
         return w, w * base + fam.score_eta(y, eta, mu, wt)

@@ -127,7 +127,7 @@ class GlmmObjective:
             value = self._agq(theta, res, fam)
         else:
             ll = res.kernel_sum + self._loglik_const(fam)
-            value = float(-2 * ll + res.u @ res.u + res.factor.logdet_re())
+            value = float(-2 * ll + self.data.structure.penalty(theta, res.u) + res.factor.logdet_re())
         self.fevals += 1
         return value, res
 

@@ -25,7 +25,7 @@ from .blocked import level_gram
 from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
 from .settings import setting
-from ..errors import FitError
+from ..errors import FitError, InputError
 
 SINGULAR_TOL = 1e-4
 GRAD_TOL = 2e-3
@@ -308,7 +308,22 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
     grad_kind = ("single" if supports_gradient(obj) else "general" if supports_general_gradient(obj) else None)
-    if nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and grad_kind:
+    system = obj.data.structure
+    if not system.supports_joint:
+        # a random-effects system without the joint (u, beta) solve (the tree path): stage 2 starts
+        # from the GLM, its beta coordinates in units of the GLM's Wald standard errors
+        if nagq == 0:
+            raise InputError(f"nagq=0 needs the joint (u, beta) system, which the {system.name} system does not "
+                             "offer; use nagq=1")
+        theta1, psi1 = unpack1(x0)
+        fv1, _ = obj.evaluate(theta1, beta0, psi1)
+        summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x0, fv1, 1,
+                                    f"skipped: the {system.name} system has no joint (u, beta) solve; "
+                                    "stage 2 starts from the GLM"))
+        res1 = None
+        beta1 = np.asarray(beta0, dtype=float)
+        scale = glm_standard_errors(obj, beta0, psi0)
+    elif nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and grad_kind:
         # the gradient path needs only a start: the joint mode at the moment estimate of theta
         theta1, psi1 = unpack1(x0)
         fv1, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
@@ -319,7 +334,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
         theta1, psi1 = unpack1(x1)
         _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
-    if res1 is None:
+    if not system.supports_joint:
+        pass
+    elif res1 is None:
         # the joint (u, beta) system is singular here (e.g. separation in binary data): go on from the
         # GLM start with unit scaling; stage 2 solves for u alone and does not need that system
         summ.messages.append("the joint PIRLS system was singular at the stage-1 optimum (separation?); "
@@ -610,6 +627,33 @@ def _newton_step(f, x, fx, g, H, free, lower):
 def _t(pair):
     theta, psi = pair
     return theta, None, psi
+
+
+def glm_standard_errors(obj, beta0, psi0) -> np.ndarray:
+    """The GLM's Wald standard errors at the start (stage 2's beta units when there is no joint system).
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective (its data and family).
+    beta0 : numpy.ndarray
+        The GLM estimates.
+    psi0 : numpy.ndarray
+        The family's starting parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        Positive scales, 1 where the information is singular.
+    """
+    from .glm import wald_vcov
+
+    d = obj.data
+    fam = d.family.start_family()
+    eta = d.offset + d.X @ np.asarray(beta0, dtype=float)
+    w = fam.working_weights(eta, fam.link.inverse(eta), d.wt)
+    s = np.sqrt(np.diag(wald_vcov(d.X, w)))
+    return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
 
 def _beta_scale(res, obj) -> np.ndarray:

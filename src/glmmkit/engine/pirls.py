@@ -57,7 +57,7 @@ class PirlsResult:
     mu: np.ndarray
     w: np.ndarray
     factor: BlockedFactor
-    pdev: float  # -2 sum loglik kernel + |u|^2 (= deviance / phi + |u|^2 + a constant)
+    pdev: float  # -2 sum loglik kernel + penalty(u) (|u|^2 for the blocked system)
     iterations: int
     converged: bool
     kernel_sum: float = np.nan  # sum of the log-likelihood kernel at the mode
@@ -96,7 +96,7 @@ def pirls(
         eta_ = off + xb + st.zlam_u(theta, u_)
         # -2 (log-likelihood kernel) differs from deviance / phi by a constant in u and beta
         ks, mu_ = kern.kernel(eta_, y, wt)
-        pd_ = -2 * ks + float(u_ @ u_)
+        pd_ = -2 * ks + st.penalty(theta, u_)
         return xb, eta_, mu_, pd_
 
     xb, eta, mu, pd = state(u, beta)
@@ -152,4 +152,4 @@ def pirls(
     if not np.isfinite(pd):
         raise PirlsError("PIRLS did not find a finite penalised deviance")
     return PirlsResult(u, beta, eta, mu, w, factor, pd, it, converged or it < maxit,
-                       kernel_sum=-(pd - float(u @ u)) / 2, gram1=None if joint else raw.G1)
+                       kernel_sum=-(pd - st.penalty(theta, u)) / 2, gram1=None if joint else raw.G1)

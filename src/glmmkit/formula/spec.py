@@ -130,6 +130,7 @@ class ModelSpec:
         na_action: str = "drop",
         lmm: bool = False,
         ziformula: str | None = None,
+        fixed_only: bool = False,
     ) -> "ModelSpec":
         """Build the model from an lme4 formula and a DataFrame.
 
@@ -152,6 +153,8 @@ class ModelSpec:
             Build the linear mixed model (stricter rules on observation-level terms).
         ziformula : str or None
             One-sided zero-inflation formula (count families only).
+        fixed_only : bool
+            Accept a formula without random-effects terms (a GLM's design, for ``engine.glm.glm``).
 
         Returns
         -------
@@ -166,7 +169,7 @@ class ModelSpec:
             raise InputError(f"na_action must be 'drop' or 'raise', got {na_action!r}")
         fam = get_family(family)
         parsed = parse_formula(formula)
-        if not parsed.bars:
+        if not parsed.bars and not fixed_only:
             raise FormulaError(f"formula {formula!r} has no random-effects term such as (1 | group); "
                                "for a model without random effects use a GLM")
         if ziformula is not None:
@@ -301,13 +304,41 @@ class ModelSpec:
         return out
 
     # ---- the public stages after this one -----------------------------
-    def objective(self, nagq: int = 1, laplace: str = "expected"):
-        """The GLMM objective (-2 log L by Laplace or AGQ) for this model."""
+    def random_effects_system(self):
+        """The random-effects system for these terms (engine/resystem.py).
+
+        Returns
+        -------
+        Structure or TreeSystem
+            The blocked Cholesky, or the tree system when a term's covariance class says ``system = "tree"``.
+        """
+        if any(t.cov.system == "tree" for t in self.terms):
+            from ..phylo.sparse import TreeSystem
+
+            return TreeSystem(self.terms)
         from ..engine.blocked import Structure
+
+        return Structure(self.terms)
+
+    def objective(self, nagq: int = 1, laplace: str = "expected"):
+        """The GLMM objective (-2 log L by Laplace or AGQ) for this model.
+
+        Parameters
+        ----------
+        nagq : int
+            Quadrature nodes (1: Laplace; 0: the joint-mode approximation).
+        laplace : {"expected", "observed"}
+            The information in the Laplace log-determinant (lme4's, glmmTMB's).
+
+        Returns
+        -------
+        GlmmObjective
+            The objective, on the random-effects system the terms ask for.
+        """
         from ..engine.objective import GlmmObjective
         from ..engine.pirls import GlmmData
 
-        data = GlmmData(self.y, self.wt, self.offset, self.X, Structure(self.terms), self.family)
+        data = GlmmData(self.y, self.wt, self.offset, self.X, self.random_effects_system(), self.family)
         return GlmmObjective(data, nagq=nagq, laplace=laplace)
 
     def lmm_objective(self, reml: bool = True):

@@ -31,6 +31,8 @@ import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..engine.glm import glm
+from ..families import get_family
 from .tables import Samples
 from ..errors import InputError
 from ..errors import FileFormatError, MissingFileError
@@ -161,39 +163,47 @@ class NullModel:
         return model
 
 
-# ---- families on the working scale ----------------------------------------------------------------
+# ---- families on the working scale: the engine's families ---------------------------------------
+#: the engine family of each trait
+TRAIT_FAMILY = {"binary": "binomial", "count": "poisson", "quantitative": "gaussian"}
+#: means are kept this far inside the family's range: a rare trait with a large tau can push b to where
+#: mu underflows
+MU_FLOOR = 1e-10
+
+
+def trait_family(trait: str):
+    """The engine's family for a GWAS trait (binomial-logit, Poisson-log, Gaussian-identity).
+
+    Parameters
+    ----------
+    trait : {"binary", "count", "quantitative"}
+        The trait.
+
+    Returns
+    -------
+    Family
+        The family with its canonical link.
+    """
+    return get_family(TRAIT_FAMILY[trait])
+
+
 def _family(trait):
+    """(inverse link, dmu/deta as a function of mu, variance) of the trait's engine family, with the means
+    kept MU_FLOOR inside their range."""
+    fam = trait_family(trait)
+    link = fam.link
     if trait == "binary":
-        # kept inside (1e-10, 1 - 1e-10): a rare trait with a large tau can push b to where mu underflows
-        inv = lambda eta: np.clip(1 / (1 + np.exp(-eta)), 1e-10, 1 - 1e-10)  # noqa: E731
-        dmu = lambda mu: mu * (1 - mu)  # noqa: E731  (dmu/deta = V for the canonical link)
-        return inv, dmu, lambda mu: mu * (1 - mu)
-    if trait == "count":
-        return (lambda eta: np.maximum(np.exp(eta), 1e-10)), (lambda mu: mu), (lambda mu: mu)
-    return (lambda eta: eta), (lambda mu: np.ones_like(mu)), (lambda mu: np.ones_like(mu))
+        inv = lambda eta: np.clip(link.inverse(eta), MU_FLOOR, 1 - MU_FLOOR)  # noqa: E731
+    elif trait == "count":
+        inv = lambda eta: np.maximum(link.inverse(eta), MU_FLOOR)  # noqa: E731
+    else:
+        inv = link.inverse
+    return inv, (lambda mu: link.mu_eta(link.link(mu))), fam.variance
 
 
 def _glm_start(y, X, trait):
-    inv, dmu, var = _family(trait)
-    if trait == "binary":
-        eta = np.log((y + 0.5) / (1.5 - y))
-    elif trait == "count":
-        eta = np.log(y + 0.5)
-    else:
-        eta = y.astype(float).copy()
-    beta = np.zeros(X.shape[1])
-    for _ in range(50):
-        mu = inv(eta)
-        d = dmu(mu)
-        w = d * d / var(mu)
-        z = eta + (y - mu) / d
-        new = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * z))
-        eta = X @ new
-        if np.max(np.abs(new - beta)) < 1e-10:
-            beta = new
-            break
-        beta = new
-    return beta
+    """The GLM's estimates (the engine's GLM routine)."""
+    return glm(y, X, np.ones(len(y)), np.zeros(len(y)), trait_family(trait)).beta
 
 
 def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 1e-5, maxit: int = 100,

@@ -16,6 +16,7 @@ from scipy import stats
 from ..parallel import map_tasks
 from ..checks import check_fits, check_int
 from ..errors import FitError, InputError
+from ..protocol import TestResult
 
 
 def _replicate_task(shared, children) -> list:
@@ -31,7 +32,7 @@ def _replicate_chunk(fit, children, stat) -> list:
             y = fit.simulate(1, seed=np.random.default_rng(ss)).iloc[:, 0].to_numpy()
             try:
                 out.append(np.asarray(stat(fit.refit(y)), dtype=float))
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            except (ValueError, RuntimeError, np.linalg.LinAlgError, FloatingPointError):
                 out.append(None)
     return out
 
@@ -47,8 +48,37 @@ def natural_parameters(fit) -> pd.Series:
 
 def bootstrap(fit, nsim: int = 500, seed=None, *, stat=None, workers: int = 1, client=None, chunk: int | None = None,
               progress_bar: bool = True) -> pd.DataFrame:
-    """Refit ``nsim`` simulated responses; one row per replicate of ``stat(fit)`` (default: the natural
-    parameters). Failed refits are rows of NaN, counted in ``attrs["failed"]``."""
+    """The parametric bootstrap: simulate from the fit, refit, collect ``stat`` (lme4's ``bootMer``).
+
+    Every resampling function of glmmkit (bootstrap intervals, the bootstrap LRT, the dispersion test,
+    the heritability interval) runs through this one.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model (any random-effects system: blocked, tree).
+    nsim : int
+        Replicates.
+    seed : int or numpy.random.SeedSequence, optional
+        Replicate r uses the r-th child of ``SeedSequence(seed)``: the same replicates in one process, in
+        local processes or on a cluster.
+    stat : callable, optional
+        ``stat(refit) -> sequence of floats`` (a picklable object for ``workers`` / ``client``); the default
+        is the natural parameters (SDs, correlations, sigma, fixed effects).
+    workers : int
+        Local processes.
+    client : dask.distributed.Client, optional
+        A Dask client to spread the replicates on.
+    chunk : int, optional
+        Replicates per task.
+    progress_bar : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per replicate; a failed refit is a row of NaN, counted in ``attrs["failed"]``.
+    """
     if stat is None:
         names = list(natural_parameters(fit).index)
         stat = _natural_values
@@ -78,10 +108,34 @@ def _natural_values(fit):
 
 def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, parm=None, type: str = "perc",
                  **kw) -> pd.DataFrame:
-    """Bootstrap intervals: ``type="perc"`` percentiles (lme4's default) or ``"bc"`` bias-corrected
-    percentiles (Efron): with z0 = Phi^-1(share of replicates below the estimate) the limits are the
-    Phi(2 z0 +- z_{1-a/2}) quantiles, which undoes the median bias of, e.g., an ML standard deviation.
-    ``bootstrap`` arguments (``workers``, ``client``, ``progress_bar``) pass through."""
+    """Bootstrap intervals of the natural parameters.
+
+    ``type="perc"``: percentiles (lme4's default); ``"bc"``: bias-corrected percentiles (Efron): with
+    z0 = Phi^-1(share of replicates below the estimate) the limits are the Phi(2 z0 +- z_{1-a/2})
+    quantiles, which undoes the median bias of, e.g., an ML standard deviation.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    level : float
+        Confidence level.
+    nsim : int
+        Replicates.
+    seed : int, optional
+        Seed (per replicate, see ``bootstrap``).
+    parm : str or list of str, optional
+        Parameters to keep.
+    type : {"perc", "bc"}
+        Percentile or bias-corrected percentile.
+    **kw
+        ``workers``, ``client``, ``progress_bar`` for ``bootstrap``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``lower`` and ``upper``, one row per parameter; the replicates in ``attrs["replicates"]``.
+    """
     if type not in ("perc", "bc"):
         raise InputError(f"type must be 'perc' or 'bc', got {type!r}")
     reps = bootstrap(fit, nsim, seed, **kw)
@@ -97,7 +151,7 @@ def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, parm=None
             z0 = stats.norm.ppf(np.clip(share, 1 / (len(r) + 1), 1 - 1 / (len(r) + 1)))
             qa, qb = stats.norm.cdf(2 * z0 + stats.norm.ppf(a)), stats.norm.cdf(2 * z0 + stats.norm.ppf(1 - a))
         lo[c], hi[c] = np.quantile(r, qa), np.quantile(r, qb)
-    tab = pd.DataFrame({f"{100 * a:g} %": pd.Series(lo), f"{100 * (1 - a):g} %": pd.Series(hi)})
+    tab = pd.DataFrame({"lower": pd.Series(lo), "upper": pd.Series(hi)})
     tab.attrs["replicates"] = reps
     tab.attrs["failed"] = reps.attrs["failed"]
     return tab
@@ -113,9 +167,29 @@ class _LrStat:
         return [2 * (self.m1.refit(f0.spec.y).loglik - f0.loglik)]
 
 
-def bootstrap_lrt(m0, m1, nsim: int = 200, seed=None, **kw) -> dict:
-    """Parametric-bootstrap likelihood-ratio test of nested fits (as pbkrtest's PBmodcomp): simulate from
-    the null fit m0, refit both models, p = (1 + #{LR* >= LR}) / (1 + nsim)."""
+def bootstrap_lrt(m0, m1, nsim: int = 200, seed=None, **kw) -> TestResult:
+    """Parametric-bootstrap likelihood-ratio test of nested fits (as pbkrtest's PBmodcomp).
+
+    Simulate from the null fit m0, refit both models, p = (1 + #{LR* >= LR}) / (1 + nsim).  Works for
+    every kind of fit (blocked, phylogenetic tree path).
+
+    Parameters
+    ----------
+    m0, m1 : Fit
+        Nested fits to the same data (either order).
+    nsim : int
+        Replicates.
+    seed : int, optional
+        Seed (per replicate).
+    **kw
+        ``workers``, ``client``, ``progress_bar`` for ``bootstrap``.
+
+    Returns
+    -------
+    TestResult
+        ``LR``, ``df``, ``p_chisq``, ``p_bootstrap``, ``nsim`` (usable replicates), ``failed``,
+        ``LR_null_mean``.
+    """
     check_fits((m0, m1), "bootstrap_lrt", at_least=2)
     if m0.n_params >= m1.n_params:
         m0, m1 = m1, m0
@@ -124,6 +198,8 @@ def bootstrap_lrt(m0, m1, nsim: int = 200, seed=None, **kw) -> dict:
     reps = bootstrap(m0, nsim, seed, stat=_LrStat(m1), **kw)
     lrs = np.maximum(reps.iloc[:, 0].dropna().to_numpy(), 0.0)
     df = m1.n_params - m0.n_params
-    return {"LR": lr, "df": df, "p_chisq": float(stats.chi2.sf(lr, df)),
-            "p_bootstrap": float((1 + np.sum(lrs >= lr - 1e-9)) / (1 + len(lrs))), "nsim": len(lrs),
-            "failed": reps.attrs["failed"]}
+    return TestResult("Parametric-bootstrap likelihood-ratio test",
+                      {"LR": lr, "df": df, "p_chisq": float(stats.chi2.sf(lr, df)),
+                       "p_bootstrap": float((1 + np.sum(lrs >= lr - 1e-9)) / (1 + len(lrs))), "nsim": len(lrs),
+                       "failed": int(reps.attrs["failed"]),
+                       "LR_null_mean": float(np.mean(lrs)) if len(lrs) else float("nan")})

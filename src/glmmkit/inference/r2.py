@@ -26,8 +26,7 @@ def _term_variances(fit) -> dict[str, float]:
     scale2 = fit._b_scale ** 2
     for key, t, th in zip(fit._term_keys(), fit.spec.terms, fit._theta_by_term()):
         if t.is_known:
-            K = t.cov.factor @ t.cov.factor.T
-            v = float(th[0] ** 2 * scale2 * np.mean(np.diag(K)[t.codes]))
+            v = float(th[0] ** 2 * scale2 * np.mean(t.cov.diag_covariance()[t.codes]))
         else:
             S = t.cov.covariance(th) * scale2
             v = float(np.mean(np.einsum("ij,jk,ik->i", t.X, S, t.X)))
@@ -35,26 +34,44 @@ def _term_variances(fit) -> dict[str, float]:
     return out
 
 
-def distribution_variance(fit, s2_re: float) -> float:
+def distribution_variance(fit, s2_re: float | None = None) -> float:
+    """The family's latent-scale variance for this fit (``Family.latent_variance``; one definition for
+    R^2, the ICC and the phylogenetic heritability).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    s2_re : float, optional
+        Unused; kept for callers that pass the random-effect variance.
+
+    Returns
+    -------
+    float
+        sigma^2 for an LMM; the family's variance on the link scale otherwise (log-link counts at the
+        null model's mean, as R's performance::r2_nakagawa).
+    """
     if fit.is_lmm:
         return float(fit.sigma ** 2)
-    fam, link = fit.family.name, fit.family.link.name
-    if fam == "binomial":
-        table = {"logit": np.pi ** 2 / 3, "probit": 1.0, "cloglog": np.pi ** 2 / 6}
-        if link in table:
-            return float(table[link])
-    elif link == "log" and fam in ("poisson", "nbinom2", "nbinom1", "Gamma"):
-        lam = float(np.exp(_null_intercept(fit)))
-        if fam == "poisson":
-            return float(np.log1p(1 / lam))
-        if fam == "nbinom2":  # dispersion = theta (size)
-            return float(np.log1p(1 / lam + 1 / fit.family.dispersion))
-        if fam == "nbinom1":  # dispersion = phi, var = mu (1 + phi)
-            return float(np.log1p((1 + fit.family.dispersion) / lam))
-        return float(np.log1p(fit.phi))
-    raise InputError(f"R^2 and the ICC need a distribution-specific variance, which glmmkit has for Gaussian, "
-                     f"binomial (logit, probit, cloglog) and log-link Poisson, NB2, NB1 and Gamma fits; not for "
-                     f"family {fam!r} with link {link!r}")
+    fam = fit.family
+    lam = float(np.exp(_null_intercept(fit))) if fam.latent_needs_mean else None
+    return fam.latent_variance(lam)
+
+
+def term_variances(fit) -> dict[str, float]:
+    """The variance of each random-effects term on the link scale, averaged over the observations.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+
+    Returns
+    -------
+    dict
+        Term key (as in ``fit.varcorr``'s ``group``) to the mean of z_i' Sigma z_i over the rows.
+    """
+    return _term_variances(fit)
 
 
 def _null_intercept(fit) -> float:

@@ -30,7 +30,7 @@ from scipy import stats
 from scipy.special import gammaln, xlogy
 
 from ..api import glmer
-from ..engine.glm import fit_glm
+from ..engine.glm import glm
 from ..engine.optimize import derivatives, minimize
 from ..families import get_family
 from ..inference.profile import ProfileProblem, profile_interval
@@ -206,11 +206,8 @@ def _glm(long, response, family, offset, cols):
     else:
         y, wt = long["ev"].to_numpy(float), np.ones(len(long))
     off = np.zeros(len(long)) if offset is None else offset
-    beta, mu, _, _ = fit_glm(y, X, wt, off, fam)
-    d = fam.link.mu_eta(fam.link.link(mu))
-    w = wt * d * d / fam.variance(mu)
-    vb = np.linalg.pinv((X.T * w) @ X)
-    return beta, vb, float(np.sum(fam.loglik(y, mu, wt)))
+    g = glm(y, X, wt, off, fam)
+    return g.beta, g.vcov, g.loglik
 
 
 def _col(long, c):

@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import warnings
 
-import formulaic
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from ..engine.glm import fit_glm
-from ..families import get_family
+from ..engine.glm import glm
 from ..formula.parse import parse_formula
-from ..formula.spec import _response
+from ..formula.spec import ModelSpec
 from ..errors import InputError
 
 
 def _glm_table(formula: str, data: pd.DataFrame, family) -> pd.DataFrame:
-    """A GLM (no random effects) fitted by IRLS, with Wald standard errors."""
-    fam = get_family(family)
-    pf = parse_formula(formula)
-    y, wt, _ = _response(pf.response, data, fam, None)
-    mm = formulaic.model_matrix(pf.fixed, data, na_action="ignore")
-    X = np.asarray(mm, dtype=float)
-    off = np.zeros(len(y))
-    for expr in pf.offsets:
-        off = off + np.asarray(data.eval(expr, engine="python"), dtype=float)
-    beta, mu, _, _ = fit_glm(y, X, wt, off, fam.start_family())
-    eta = off + X @ beta
-    w = fam.start_family().working_weights(eta, mu, wt)
-    se = np.sqrt(np.diag(np.linalg.inv(X.T @ (w[:, None] * X))))
-    names = ["(Intercept)" if c == "Intercept" else c for c in mm.columns]
-    z = beta / se
-    return pd.DataFrame({"estimate": beta, "std_error": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z))}, index=names)
+    """A GLM (no random effects) with Wald standard errors, by the engine's one GLM routine."""
+    spec = ModelSpec.from_formula(formula, data, family, fixed_only=True)
+    return glm(spec.y, spec.X, spec.wt, spec.offset, spec.family).coef_table(spec.x_names)
 
 
 def compare_naive(formula: str, data: pd.DataFrame, family="binomial", relmat: dict | None = None,

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.covariance import KnownMatrix
+from ..errors import FitError, InputError
 from .tree import Tree
-from ..errors import InputError
 
 
 class TreeAlgebra:
@@ -107,3 +108,195 @@ class TreeFactor:
         for idx in alg.down_levels:
             s[idx] = 1.0 / self.d[idx] + self.lpv[idx] ** 2 * s[alg.parent[idx]]
         return s
+
+
+# ---- the tree as a random-effects system of the engine (engine/resystem.py) -------------------------
+
+#: below this tip SD the phylogenetic term is off (tau = c / theta^2 would overflow): the GLM
+TINY_THETA = 1e-8
+
+
+class TreeCovariance(KnownMatrix):
+    """cov(b) = theta^2 K with K = vcv(tree[, corr]) over the term's levels, held as the tree.
+
+    A known-covariance term (``is_known``) whose matrix is never formed unless asked for (``factor``,
+    for dense uses on small trees): the engine reaches it through ``TreeSystem``.
+
+    Parameters
+    ----------
+    tree : Tree
+        The tree (branch lengths positive).
+    levels : sequence of str
+        The term's levels, each a tip of the tree.
+    corr : bool
+        K = vcv(tree, corr=True) (an ultrametric tree: vcv / height) or the plain vcv.
+    group : str
+        The grouping factor's name (for messages).
+    """
+
+    system = "tree"
+
+    def __init__(self, tree: Tree, levels, corr: bool = True, group: str = "species"):
+        self.k = 1
+        self.tree = tree
+        self.algebra = TreeAlgebra(tree)
+        tips = {name: i for i, name in enumerate(tree.names) if tree.is_tip[i]}
+        missing = [str(lv) for lv in levels if str(lv) not in tips]
+        if missing:
+            raise InputError(f"levels of {group!r} missing from the tree: {missing[:10]}"
+                             + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+        self.level_nodes = np.array([tips[str(lv)] for lv in levels], dtype=np.int64)
+        if corr:
+            if not tree.is_ultrametric():
+                raise InputError("corr=True on the tree path needs an ultrametric tree (vcv(corr=True) then is "
+                                 "vcv / height); use corr=False or glmer(..., relmat={group: vcv(tree, corr=True)})")
+            self.c = float(tree.depth[tree.is_tip].max())
+        else:
+            self.c = 1.0
+        self.corr = corr
+        self._factor = None
+
+    @property
+    def factor(self) -> np.ndarray:
+        """A dense factor L with L L' = K over the levels (formed on first use; O(levels^2) memory)."""
+        if self._factor is None:
+            from ..engine.covariance import factor_psd
+            from .tree import vcv
+
+            K = vcv(self.tree, corr=False).to_numpy() / self.c
+            pos = np.cumsum(self.tree.is_tip) - 1  # node -> tip order
+            idx = pos[self.level_nodes]
+            self._factor = factor_psd(K[np.ix_(idx, idx)], "tree")
+        return self._factor
+
+    def diag_covariance(self) -> np.ndarray:
+        """diag(K) over the levels: root-to-tip depth / c."""
+        return self.tree.depth[self.level_nodes] / self.c
+
+    def draw(self, theta, rng, k: int) -> np.ndarray:
+        """k draws of b over the levels: Brownian motion down the tree with rate theta^2 / c, (q, k)."""
+        alg = self.algebra
+        rate = float(theta[0]) ** 2 / self.c
+        v = np.zeros((alg.m, k))
+        step = rng.standard_normal((alg.m, k)) * np.sqrt(rate * alg.length)[:, None]
+        for idx in alg.down_levels:  # level by level from the root
+            v[idx] = v[alg.parent[idx]] + step[idx]
+        return v[self.level_nodes]
+
+    def __repr__(self):
+        return f"TreeCovariance(tips={self.tree.n_tips}, levels={len(self.level_nodes)}, corr={self.corr})"
+
+
+@dataclass
+class TreeRaw:
+    """The weights summed at each node (the tree system's assembled cross-products)."""
+
+    w_node: np.ndarray
+    G1: None = None  # no level Gram (the analytic gradient does not apply)
+
+
+@dataclass
+class TreeSystemFactor:
+    """P = diag(W at the tips) + tau Q, factored, with the prior's log-determinant."""
+
+    F: TreeFactor | None  # None: the term is off (theta below TINY_THETA)
+    logdet_prior: float
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """x with P x = rhs (zero when the term is off)."""
+        return np.zeros_like(rhs) if self.F is None else self.F.solve(rhs)
+
+    def logdet_re(self) -> float:
+        """log det P - log det(tau Q): the Laplace log-determinant."""
+        return 0.0 if self.F is None else self.F.logdet() - self.logdet_prior
+
+    def inverse_diagonal(self) -> np.ndarray:
+        """diag(P^{-1}) over the nodes (zeros when the term is off)."""
+        return np.zeros(len(self.F.d)) if self.F is None else self.F.inverse_diagonal()
+
+
+class TreeSystem:
+    """Brownian motion on a tree as the engine's random-effects system, in node space.
+
+    u is the vector a of node values (the root fixed at 0), the tips' values enter eta, and the prior
+    precision is tau Q with tau = c / theta^2.  Then
+
+        zlam_u = a[tip of each row],   penalty = tau a'Qa,   P = Z'WZ + tau Q   (tree-structured),
+        logdet_re = log det P - log det(tau Q),
+
+    which is the Laplace value of ``glmer(..., relmat={g: K})`` at O(nodes) per evaluation.  The joint
+    (u, beta) system is not offered (``supports_joint = False``): the optimiser starts stage 2 from the
+    GLM.
+
+    Parameters
+    ----------
+    terms : list of RandomTerm
+        Exactly one term, a scalar intercept whose covariance is a ``TreeCovariance``.
+    """
+
+    name = "tree (node space)"
+    supports_joint = False
+    Qtt = 0
+    Q1 = 0
+    first = None
+    tail_diagonal = False
+
+    def __init__(self, terms):
+        if len(terms) != 1 or not isinstance(terms[0].cov, TreeCovariance) or terms[0].k != 1:
+            raise InputError("the tree path takes one random intercept (1 | group) whose levels are the tips; "
+                             "for a tree beside other random-effects terms use glmer(..., relmat={group: "
+                             "vcv(tree, corr=True)}) (the dense path)")
+        self.terms = list(terms)
+        self.order = [0]
+        t = terms[0]
+        self.alg = t.cov.algebra
+        self.level_nodes = t.cov.level_nodes
+        self.node = self.level_nodes[t.codes]
+        self.c = t.cov.c
+        self.Q = self.alg.m
+
+    def _orig_terms(self):
+        return self.terms
+
+    def split_theta(self, theta) -> list[np.ndarray]:
+        """theta per term (one term)."""
+        return [np.asarray(theta, dtype=float)]
+
+    def _tau(self, theta) -> float:
+        return self.c / float(theta[0]) ** 2
+
+    def zlam_u(self, theta, u) -> np.ndarray:
+        """The tip values of the rows, a[tip]."""
+        return u[self.node]
+
+    def lam_zt(self, theta, v) -> np.ndarray:
+        """v summed at each node."""
+        return np.bincount(self.node, weights=v, minlength=self.alg.m)
+
+    def penalty(self, theta, u) -> float:
+        """tau a'Qa (0 at a = 0 when the term is off, infinite elsewhere)."""
+        if float(theta[0]) < TINY_THETA:
+            return 0.0 if not np.any(u) else np.inf
+        return self._tau(theta) * self.alg.quad(u)
+
+    def raw(self, w, D) -> TreeRaw:
+        """The weights summed at each node (D must be None: no joint system)."""
+        if D is not None:
+            raise FitError("the tree system has no joint (u, beta) solve")
+        return TreeRaw(np.bincount(self.node, weights=w, minlength=self.alg.m))
+
+    def factor(self, raw: TreeRaw, theta) -> TreeSystemFactor:
+        """LDL' of P = diag(w at the tips) + tau Q."""
+        if float(theta[0]) < TINY_THETA:
+            return TreeSystemFactor(None, 0.0)
+        tau = self._tau(theta)
+        F = self.alg.factor(raw.w_node, tau)
+        return TreeSystemFactor(F, (self.alg.m - 1) * np.log(tau) + self.alg.logdet_q)
+
+    def ranef_condvar(self, theta, u, factor) -> tuple[list, list]:
+        """The tip modes and their conditional variances (the diagonal of P^{-1})."""
+        if factor.F is None:
+            q = len(self.level_nodes)
+            return [np.zeros((q, 1))], [np.zeros((q, 1, 1))]
+        v = factor.inverse_diagonal()[self.level_nodes]
+        return [u[self.level_nodes][:, None]], [v[:, None, None]]

@@ -12,7 +12,8 @@ the scalar  zeta = x_s' beta + sigma u_s:  mu_i = exp(o_i + zeta)  for its cells
 
 NB2 per cell, with p = mu / (theta + mu) = expit(zeta - kappa + o):
     log f = lgamma(y+theta) - lgamma(theta) - lgamma(y+1) + y(o+zeta) - y(kappa + softplus) - theta softplus
-    score = y(1-p) - theta p,   observed info = (y+theta) p(1-p),   Fisher info = theta p.
+    score = y(1-p) - theta p,   observed info = (y+theta) p(1-p),   Fisher info = theta p
+(the family's own formulas, ``NegativeBinomial2.logistic_score`` / ``logistic_information``).
 A zero count contributes only through theta * softplus-terms, which summed over a subject's cells are the
 tabulated a_s^(r) (softplus.py); the nonzero counts add their own sums.
 """
@@ -57,9 +58,9 @@ class NB2Kernel:
         b = self.b
         x = zeta - kappa[:, None]
         th = np.exp(kappa)[:, None]
-        Syp, Syq = nnz_sums(b, x, 2)
+        Sys, Syq = nnz_sums(b, x, 2)
         A = self.a(x, orders=(1, 2))
-        l1 = b.Y - Syp - th * A[1]
+        l1 = Sys - th * A[1]
         wobs = Syq + th * A[2]
         return l1, wobs
 
@@ -69,10 +70,10 @@ class NB2Kernel:
         th_g = np.exp(kappa)
         th = th_g[:, None]
         sums = nnz_sums(b, x, 4 if grad else 3)
-        Syp, Syq, Sysp = sums[:3]
+        Sys, Syq, Sysp = sums[:3]
         orders = (0, 1, 2, 3) if grad else (0, 1, 2)
         A = self.a(x, orders=orders)
-        l1 = b.Y - Syp - th * A[1]
+        l1 = Sys - th * A[1]
         wobs = Syq + th * A[2]
         l_pair = b.Y * zeta + b.YO - b.Y * kappa[:, None] - Sysp - th * A[0]
         thd = th_g[b.dist_gene]
@@ -87,7 +88,7 @@ class NB2Kernel:
             else:
                 t.W1 = Syr + th * A[3]
                 t.Wk = th * (A[2] - A[3]) - Syr
-            lk_pair = -(b.Y - Syp) - th * A[0] + th * A[1]
+            lk_pair = -Sys - th * A[0] + th * A[1]
             t.lk_gene = th_g * b.per_gene_distinct(digamma(b.dist_y + thd) - digamma(thd)) + lk_pair.sum(axis=1)
             t.l1k = Syq - th * A[1] + th * A[2]
         return t

@@ -1,0 +1,78 @@
+"""The random-effects system protocol: what PIRLS, the Laplace/AGQ objective and the optimiser ask of
+the random effects, so that one engine drives every algebra.
+
+A system owns the random-effects vector u (its meaning is the system's own) and answers:
+
+    assemble   raw = system.raw(w, D)            weighted cross-products of [Z, D] (D: X for the joint
+                                                 system, or None)
+    factor     F = system.factor(raw, theta)     the penalised system  P = Lambda'Z'WZLambda + prior
+    solve      F.solve(rhs)                      P x = rhs
+    logdet     F.logdet_re()                     log det P - log det(prior precision): the Laplace term
+    selected   system.ranef_condvar(theta, u, F) conditional modes and variances per term
+    inverse
+    and        system.zlam_u(theta, u)           the random part of eta
+               system.lam_zt(theta, v)           its transpose applied to v (the right-hand side)
+               system.penalty(theta, u)          the prior's quadratic form in u
+
+so that the Laplace value is  -2 sum log p(y | u-hat) + penalty(u-hat) + logdet_re, whatever the system.
+
+Implementations:
+
+* ``engine.blocked.Structure``: the blocked Cholesky (u spherical, penalty |u|^2, prior log det 0).
+* ``phylo.sparse.TreeSystem``: Brownian motion on a tree in node space (u = the node values a, penalty
+  tau a'Qa, P tree-structured and factored leaves-first with no fill-in).
+* ``gwas.null``'s sparse-GRM solver answers the same questions for the score-test null model by
+  conjugate gradients (``_SparseSigma``: solve by PCG, log det not needed by PQL/AI-REML).
+
+A system also says what it supports: ``supports_joint`` (the joint (u, beta) system of PIRLS's first
+stage; without it the optimiser starts stage 2 from the GLM) and, through ``engine.gradient``'s tests,
+the analytic gradient.  ``ModelSpec.random_effects_system()`` chooses the system from the terms'
+covariance classes: a covariance class names its system with ``system = "tree"``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class SystemFactor(Protocol):
+    """A factored penalised system."""
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """x with P x = rhs."""
+
+    def logdet_re(self) -> float:
+        """log det P minus the log det of the prior precision (the Laplace log-determinant)."""
+
+
+class RandomEffectsSystem(Protocol):
+    """What the engine asks of the random effects (see the module's docstring)."""
+
+    name: str
+    supports_joint: bool
+    terms: list
+    Q: int
+    Qtt: int
+
+    def raw(self, w: np.ndarray, D: np.ndarray | None):
+        """Weighted cross-products for ``factor``."""
+
+    def factor(self, raw, theta: np.ndarray) -> SystemFactor:
+        """The factored penalised system at theta."""
+
+    def zlam_u(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The random part of the linear predictor."""
+
+    def lam_zt(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The transpose of ``zlam_u`` applied to v."""
+
+    def penalty(self, theta: np.ndarray, u: np.ndarray) -> float:
+        """The prior's quadratic form in u."""
+
+    def ranef_condvar(self, theta: np.ndarray, u: np.ndarray, factor) -> tuple[list, list]:
+        """Conditional modes (q, k) and variances (q, k, k) per term, in the formula's order."""
+
+    def _orig_terms(self) -> list:
+        """The terms in the formula's order (their covariance classes give theta's layout)."""
