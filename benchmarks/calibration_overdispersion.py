@@ -53,7 +53,7 @@ def main():
             fp = gk.glmer("y ~ x + (1 | g)", d, "poisson")
             pear = gk.pearson_dispersion(fp)["p"]
             boot = gk.dispersion_test(fp, method="bootstrap", nsim=args.nboot, seed=r)["p"]
-            sim = gk.simulate_residuals(fp, n_sim=args.nsim, seed=r, conditional=True).test_dispersion()["p"]
+            sim = gk.simulate_residuals(fp, nsim=args.nsim, seed=r, conditional=True).test_dispersion()["p"]
             rows[label].append((pear < 0.05, boot < 0.05, sim < 0.05))
             if size is not None:
                 fn = gk.glmer("y ~ x + (1 | g)", d, "nbinom2")

@@ -43,7 +43,7 @@ def scenario_a(tmp, n_fam, m, seed):
     fits["mixed model"] = gwas.null(info["bfile"], **kw)
     fits["mixed model, LOCO"] = gwas.null(info["bfile"], loco=True, **kw)
     for name, model in fits.items():
-        r = gwas.test(info["bfile"], model, progress_bar=False)
+        r = gwas.test(info["bfile"], model, progress_bar=False).table
         null_var = ~r["ID"].isin(info["causal"])
         lam = gwas.lambda_gc(r.loc[null_var, "P"])
         rows.append([name, f"{model.tau:.3f}", int(null_var.sum()), f"{lam:.3f}",
@@ -58,7 +58,7 @@ def scenario_b(tmp, n_fam, m, seed):
                                 freq_range=(0.005, 0.05))
     model = gwas.null(info["bfile"], info["pheno"], "y", info["covar"], ["sex", "age"], trait="binary",
                       fix_tau=0.0, K=np.eye(info["n"]), progress_bar=False)
-    r = gwas.test(info["bfile"], model, progress_bar=False, min_mac=3, exact=False)
+    r = gwas.test(info["bfile"], model, progress_bar=False, min_mac=3, exact=False).table
     nv = ~r["ID"].isin(info["causal"]) & r["P"].notna()
     maf = np.minimum(r["A1_FREQ"], 1 - r["A1_FREQ"])
     rows = []
@@ -84,8 +84,8 @@ def scenario_c(tmp, n_fam, m, seed):
               trait="binary", progress_bar=False)
     g = gwas.Genotypes.open(info["bfile"])
     s = gwas.match(g, gwas.read_table(kw["pheno"]), "y", gwas.read_table(info["covar"]), ["sex", "age"], "binary")
-    lr = gwas.test(info["bfile"], gwas.null(info["bfile"], fix_tau=0.0, K=np.eye(s.n), **kw), progress_bar=False)
-    mm = gwas.test(info["bfile"], gwas.null(info["bfile"], **kw), progress_bar=False)
+    lr = gwas.test(info["bfile"], gwas.null(info["bfile"], fix_tau=0.0, K=np.eye(s.n), **kw), progress_bar=False).table
+    mm = gwas.test(info["bfile"], gwas.null(info["bfile"], **kw), progress_bar=False).table
     plink = shutil.which("plink2")
     if plink is None:
         return None, s.n

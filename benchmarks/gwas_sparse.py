@@ -40,7 +40,7 @@ def _dense_grm(bfile, threshold, out):
     t0 = time.perf_counter()
     K, m = gwas.grm(bfile, progress_bar=False)
     t = time.perf_counter() - t0
-    Ks = gwas.sparse_grm(K, threshold)
+    Ks = gwas.threshold_grm(K, threshold)
     import scipy.sparse as sp
 
     sp.save_npz(out, Ks)
@@ -49,7 +49,7 @@ def _dense_grm(bfile, threshold, out):
 
 def _strip_grm(bfile, threshold, memory, out=None):
     t0 = time.perf_counter()
-    Ks, m = gwas.grm_sparse(bfile, threshold, memory=memory, progress_bar=False)
+    Ks, m = gwas.sparse_grm(bfile, threshold, memory=memory, progress_bar=False)
     t = time.perf_counter() - t0
     if out is not None:
         import scipy.sparse as sp
@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--variants", type=int, default=20000)
     ap.add_argument("--large-families", type=int, default=10000)
     ap.add_argument("--threshold", type=float, default=0.05)
-    ap.add_argument("--memory", type=float, default=2e9, help="grm_sparse's strip budget in bytes")
+    ap.add_argument("--memory", type=float, default=2e9, help="sparse_grm's strip budget in bytes")
     a = ap.parse_args()
     import scipy.sparse as sp
 
@@ -125,8 +125,8 @@ in a fresh process; its memory peak is the process's maximum resident set (Pytho
 
 | sparse GRM | wall time | memory peak | nonzeros per row |
 |---|---|---|---|
-| `sparse_grm(grm(...))`: dense n x n, then thresholded | {dense['seconds']:.1f} s | {dense['peak']:.2f} GB | {dense['nnz'] / n:.0f} |
-| `grm_sparse(...)`: strips of {b_small:,} rows ({a.memory / 4 / 1e9:.1f} GB budget), {-(-n // b_small)} passes over the genotypes | {strips['seconds']:.1f} s | {strips['peak']:.2f} GB | {strips['nnz'] / n:.0f} |
+| `threshold_grm(grm(...))`: dense n x n, then thresholded | {dense['seconds']:.1f} s | {dense['peak']:.2f} GB | {dense['nnz'] / n:.0f} |
+| `sparse_grm(...)`: strips of {b_small:,} rows ({a.memory / 4 / 1e9:.1f} GB budget), {-(-n // b_small)} passes over the genotypes | {strips['seconds']:.1f} s | {strips['peak']:.2f} GB | {strips['nnz'] / n:.0f} |
 
 Same matrix: {'the same nonzeros' if same else 'DIFFERENT nonzeros'}, largest difference {diff:.1e}.
 
@@ -146,7 +146,7 @@ factorise an {N:,} x {N:,} matrix every iteration.  By strips:
 
 | step | wall time | memory peak |
 |---|---|---|
-| `grm_sparse(...)`: strips of {b_big:,} rows ({a.memory / 1e9:.1f} GB budget), {-(-N // b_big)} passes; {big_grm['nnz'] / N:.0f} nonzeros per row | {big_grm['seconds']:.1f} s | {big_grm['peak']:.2f} GB |
+| `sparse_grm(...)`: strips of {b_big:,} rows ({a.memory / 1e9:.1f} GB budget), {-(-N // b_big)} passes; {big_grm['nnz'] / N:.0f} nonzeros per row | {big_grm['seconds']:.1f} s | {big_grm['peak']:.2f} GB |
 | `null(..., sparse={a.threshold})`, all of step 1 (GRM by strips, PQL by conjugate gradients, variance ratio) | {big_null['seconds']:.1f} s | {big_null['peak']:.2f} GB |
 
 tau = {big_null['tau']:.3f} after {big_null['iterations']} iterations; variance ratio {big_null['vr']:.3f}.

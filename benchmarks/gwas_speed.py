@@ -74,10 +74,10 @@ def main():
         del K
         rss1 = rss_gb()
         t0 = time.perf_counter()
-        res = gwas.test(prefix, model, out=Path(d) / "res.tsv.gz", chunk=a.chunk)
+        res = gwas.test(prefix, model, out=Path(d) / "res.tsv.gz", chunk=a.chunk).table
         t_test = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res2 = gwas.test(prefix, model, chunk=a.chunk, workers=2)
+        res2 = gwas.test(prefix, model, chunk=a.chunk, workers=2).table
         t_test2 = time.perf_counter() - t0
         same = bool(np.allclose(res["P"], res2["P"], equal_nan=True, rtol=0, atol=0))
         lam = gwas.lambda_gc(res.loc[~res["ID"].isin(info["causal"]), "P"])
@@ -117,7 +117,7 @@ def bolt_side_by_side(prefix: Path, info: dict, geno, sel, a, n: int) -> str:
     t_null = time.perf_counter() - t0
     del K
     t0 = time.perf_counter()
-    ours = gwas.test(prefix, model, chunk=a.chunk, workers=2)
+    ours = gwas.test(prefix, model, chunk=a.chunk, workers=2).table
     t_test = time.perf_counter() - t0
     bim = pd.read_csv(prefix.with_suffix(".bim"), sep=r"\s+", header=None, usecols=[1], dtype=str)[1]
     (d / "model.snps").write_text("\n".join(bim.iloc[sel]) + "\n")

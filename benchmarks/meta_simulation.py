@@ -72,7 +72,7 @@ def main():
                 t0 = time.perf_counter()
                 try:
                     f = fn(d)
-                    est, l, u = f.estimate, f.coef.ci_lb.iloc[0], f.coef.ci_ub.iloc[0]
+                    est, l, u = f.estimate, f.coef.lower.iloc[0], f.coef.upper.iloc[0]
                     ok = np.isfinite(est) and np.isfinite(f.se)
                 except (ValueError, np.linalg.LinAlgError):
                     ok = False

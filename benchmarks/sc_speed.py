@@ -104,7 +104,7 @@ def main():
         r = tmb[g]
         rows.append([g, f"{tab.loc[g, 'mean_count']:.3g}", f"{r['beta']:.5f}", f"{obs.loc[g, 'log_fc']:.5f}",
                      f"{abs(obs.loc[g, 'log_fc'] - r['beta']) / max(abs(r['beta']), r['se']):.1e}",
-                     f"{obs.loc[g, 'se'] / r['se'] - 1:+.1e}", f"{r['sd']:.4f}", f"{obs.loc[g, 'subject_sd']:.4f}",
+                     f"{obs.loc[g, 'std_error'] / r['se'] - 1:+.1e}", f"{r['sd']:.4f}", f"{obs.loc[g, 'subject_sd']:.4f}",
                      f"{r['theta']:.4g}", f"{obs.loc[g, 'theta']:.4g}", f"{r['time']:.2f}"])
     acc = pd.DataFrame(rows, columns=["gene", "mean count", "glmmTMB beta", "glmmkit beta", "rel. diff (beta)",
                                       "SE ratio - 1", "glmmTMB SD", "glmmkit SD", "glmmTMB theta", "glmmkit theta",

@@ -403,7 +403,7 @@ def case_gwas(data) -> tuple[str, str]:
                 lines = lines[::-1] if damage == "fam_order" else lines[:-3]
                 fam.write_text("\n".join(lines) + "\n")
             return gk.gwas.test(c["bfile"], str(folder / "step1"), progress_bar=False,
-                                chunk=data.draw(st.sampled_from([7, 1000, 0])))
+                                chunk=data.draw(st.sampled_from([7, 1000, 0]))).table
 
         return classify(run)
 

@@ -63,7 +63,7 @@ def test_grm_and_gcta_round_trip(cohort, tmp_path):
     K2, ids, N = gwas.read_gcta(tmp_path / "k")
     np.testing.assert_allclose(K2, K, atol=1e-6)
     assert list(ids["IID"]) == list(g.samples["IID"]) and np.all(N == m)
-    Ks = gwas.sparse_grm(K, 0.05)
+    Ks = gwas.threshold_grm(K, 0.05)
     assert Ks.nnz < K.size and np.allclose(Ks.diagonal(), np.diag(K))
     bad = K.copy()
     bad[0, 1] = bad[1, 0] = 5.0
@@ -72,22 +72,22 @@ def test_grm_and_gcta_round_trip(cohort, tmp_path):
 
 
 def test_sparse_grm_by_strips_equals_thresholded_dense(cohort):
-    """grm_sparse never holds n x n: strips of rows (here 64 of 400 samples, 7 strips; and one strip) give the
+    """sparse_grm never holds n x n: strips of rows (here 64 of 400 samples, 7 strips; and one strip) give the
     thresholded dense GRM, in a sample order that is not the file's."""
     g = gwas.Genotypes.open(cohort["bfile"])
     rows = np.random.default_rng(1).permutation(g.n_samples)[:400]
     for precision, tol in (("double", 1e-12), ("single", 1e-6)):
         K, m = gwas.grm(g, rows=rows, chunk=400, progress_bar=False, precision=precision)
-        dense = gwas.sparse_grm(K, 0.05)
+        dense = gwas.threshold_grm(K, 0.05)
         for memory in (1e4, 1e9):
-            S, m2 = gwas.grm_sparse(g, 0.05, rows=rows, chunk=400, memory=memory, progress_bar=False,
+            S, m2 = gwas.sparse_grm(g, 0.05, rows=rows, chunk=400, memory=memory, progress_bar=False,
                                     precision=precision)
             assert m2 == m and S.nnz == dense.nnz and (S != S.T).nnz == 0
             assert abs(S - dense).max() <= tol
             np.testing.assert_allclose(S.diagonal(), np.diag(K), atol=tol)
     assert 400 < dense.nnz < 400 * 400 / 4  # families kept, unrelated pairs dropped
     with pytest.raises(ValueError, match="threshold"):
-        gwas.grm_sparse(g, 0.0)
+        gwas.sparse_grm(g, 0.0)
 
 
 def test_sparse_sigma_solves_in_lockstep_on_threads(monkeypatch):
@@ -125,8 +125,8 @@ def test_sparse_grm_by_strips_fills_missing_calls_with_all_samples_means(tmp_pat
         w.write(G, var)
     g = gwas.Genotypes.open(tmp_path / "miss")
     K, _ = gwas.grm(g, chunk=150, progress_bar=False, precision="double")
-    S, _ = gwas.grm_sparse(g, 0.1, chunk=150, memory=1e4, progress_bar=False, precision="double")
-    dense = gwas.sparse_grm(K, 0.1)
+    S, _ = gwas.sparse_grm(g, 0.1, chunk=150, memory=1e4, progress_bar=False, precision="double")
+    dense = gwas.threshold_grm(K, 0.1)
     assert S.nnz == dense.nnz > n and abs(S - dense).max() < 1e-12
 
 
@@ -219,19 +219,19 @@ def test_two_steps_save_load_loco_and_scale_out(cohort, tmp_path):
     assert set(m.loco) == {"1", "2", "3"} and m.variance_ratio > 0
     m.save(tmp_path / "step1")
     out = tmp_path / "res.tsv.gz"
-    r1 = gwas.test(info["bfile"], tmp_path / "step1", out=out, progress_bar=False, chunk=300)
-    r0 = gwas.test(info["bfile"], m, progress_bar=False, chunk=700)
+    r1 = gwas.test(info["bfile"], tmp_path / "step1", out=out, progress_bar=False, chunk=300).table
+    r0 = gwas.test(info["bfile"], m, progress_bar=False, chunk=700).table
     pd.testing.assert_frame_equal(r0, r1)
     back = pd.read_csv(out, sep="\t")
     assert list(back.columns[:12]) == ["CHR", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_STAT", "P",
                                       "P_NORMAL"]
     assert r1.nsmallest(1, "P")["ID"].iloc[0] == "rs1"  # the planted hit
-    r2 = gwas.test(info["bfile"], m, progress_bar=False, chunk=300, workers=2)
+    r2 = gwas.test(info["bfile"], m, progress_bar=False, chunk=300, workers=2).table
     pd.testing.assert_frame_equal(r1, r2)
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
                                   dashboard_address=None) as cl, distributed.Client(cl) as client:
-        r3 = gwas.test(info["bfile"], m, progress_bar=False, chunk=300, client=client)
+        r3 = gwas.test(info["bfile"], m, progress_bar=False, chunk=300, client=client).table
     pd.testing.assert_frame_equal(r1, r3)
     assert 0.5 < gwas.lambda_gc(r1["P"]) < 2
 
@@ -271,7 +271,7 @@ def test_cli_gwas(cohort, tmp_path, capsys):
                  "--sparse-only", "--memory", "1e5"]) == 0
     K, _, _ = gwas.read_gcta(tmp_path / "k")
     S = sparse.load_npz(tmp_path / "ks.sparse.npz")
-    assert S.nnz == gwas.sparse_grm(K, 0.05).nnz and not (tmp_path / "ks.grm.bin").exists()
+    assert S.nnz == gwas.threshold_grm(K, 0.05).nnz and not (tmp_path / "ks.grm.bin").exists()
     assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "kx"), "--sparse-only"]) == 2
     assert "--sparse-only needs --sparse" in capsys.readouterr().err
     assert main(["gwas", "null", "--bfile", info["bfile"], "--pheno", info["pheno"], "--pheno-name", "y",
@@ -311,7 +311,7 @@ def test_sparse_grm_null_by_conjugate_gradients(cohort):
 
     g, s = _samples(cohort)
     K, _ = gwas.grm(g, rows=s.rows, progress_bar=False)
-    Ks = gwas.sparse_grm(K, 0.05)
+    Ks = gwas.threshold_grm(K, 0.05)
     sp_fit = gwas.fit_null(s, Ks, exact_max=0)
     de_fit = gwas.fit_null(s, Ks.toarray(), exact_max=0, keep_P=False)
     assert sparse.issparse(Ks) and sp_fit.P is None and sp_fit.converged
@@ -319,7 +319,7 @@ def test_sparse_grm_null_by_conjugate_gradients(cohort):
     np.testing.assert_allclose(sp_fit.beta, de_fit.beta, rtol=1e-5, atol=1e-7)
     m = gwas.null(cohort["bfile"], cohort["pheno"], "y", cohort["covar"], ["sex", "age"], sparse=0.05,
                   progress_bar=False)
-    r = gwas.test(cohort["bfile"], m, progress_bar=False)
+    r = gwas.test(cohort["bfile"], m, progress_bar=False).table
     assert m.variance_ratio > 0 and r["P"].notna().all()
     assert r.nsmallest(1, "P")["ID"].iloc[0] == "rs1"
     with pytest.raises(ValueError, match="loco=True is not available with a sparse GRM"):

@@ -26,7 +26,7 @@ def _close(fit, r, *, se_rel=0.01, i2=True):
     est = np.atleast_1d(r["estimate"])
     se = np.atleast_1d(r["se"])
     assert fit.coef["estimate"].to_numpy() == pytest.approx(est, abs=1e-3)
-    assert fit.coef["se"].to_numpy() == pytest.approx(se, rel=se_rel)
+    assert fit.coef["std_error"].to_numpy() == pytest.approx(se, rel=se_rel)
     assert fit.tau2 == pytest.approx(r["tau2"], rel=0.02, abs=1e-4)
     if i2:
         assert fit.I2 == pytest.approx(r["I2"], abs=0.5)

@@ -83,7 +83,7 @@ def test_pearson_dispersion_and_simulated_residuals(sal):
     d = gk.pearson_dispersion(fit)
     assert d["ratio"] == pytest.approx(np.sum(fit.residuals("pearson") ** 2) / fit.df_resid)
     assert d["ratio"] > 2 and d["p"] < 1e-10
-    res = gk.simulate_residuals(fit, n_sim=200, seed=1, conditional=True)
+    res = gk.simulate_residuals(fit, nsim=200, seed=1, conditional=True)
     assert res.scaled.min() >= 0 and res.scaled.max() <= 1
     t = res.tests()
     assert list(t.index) == ["uniformity (KS)", "dispersion", "zero inflation", "outliers"]
@@ -98,14 +98,14 @@ def test_simulated_residuals_are_uniform_under_the_true_model():
     x = rng.normal(size=g.size)
     y = rng.poisson(np.exp(0.3 + 0.5 * x + rng.normal(0, 0.5, 40)[g]))
     fit = gk.glmer("y ~ x + (1 | g)", pd.DataFrame({"y": y, "x": x, "g": g}), "poisson")
-    t = gk.simulate_residuals(fit, n_sim=250, seed=2).tests()
+    t = gk.simulate_residuals(fit, nsim=250, seed=2).tests()
     assert t.loc["uniformity (KS)", "p"] > 0.01 and t.loc["dispersion", "p"] > 0.01
 
 
 def test_residual_plot_is_written(sal, tmp_path):
     pytest.importorskip("matplotlib")
     fit = gk.glmer("count ~ mined + (1 | site)", sal, "poisson")
-    fig = gk.simulate_residuals(fit, n_sim=50, seed=1).plot(tmp_path / "res.png")
+    fig = gk.simulate_residuals(fit, nsim=50, seed=1).plot(tmp_path / "res.png")
     assert (tmp_path / "res.png").stat().st_size > 10_000 and len(fig.axes) == 2
 
 
@@ -155,7 +155,7 @@ def test_bootstrap_dispersion_test():
 
 
 def test_overdispersion_report(sal):
-    rep = gk.overdispersion_report("count ~ mined + spp + (1 | site)", sal, n_sim=100, n_boot=20)
+    rep = gk.overdispersion_report("count ~ mined + spp + (1 | site)", sal, nsim=100, nsim_bootstrap=20)
     assert list(rep.table.index) == ["poisson", "poisson + OLRE", "nbinom2", "nbinom1"]
     assert "overdispersed" in rep.verdict and "nbinom1" in rep.verdict
     assert "Models compared" in str(rep)
@@ -175,7 +175,7 @@ def test_nb_simulation_recovers_dispersion():
         fp = fit.family_params.loc["theta"]
         thetas.append(fp["estimate"])
         slopes.append(fit.fixef["x"])
-        covered += fp["ci_low"] < theta < fp["ci_high"]
+        covered += fp["lower"] < theta < fp["upper"]
     assert np.mean(thetas) == pytest.approx(theta, rel=0.1)
     assert abs(np.mean(slopes) - 0.4) < 3 * np.std(slopes, ddof=1) / np.sqrt(8)
     assert covered >= 6

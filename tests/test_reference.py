@@ -114,7 +114,7 @@ def test_dispersion(case):
     fp = fit.family_params
     assert len(fp) == 1
     assert fp["estimate"].iloc[0] == pytest.approx(ref["dispersion"], rel=1e-2)
-    assert fp["ci_low"].iloc[0] < fp["estimate"].iloc[0] < fp["ci_high"].iloc[0]
+    assert fp["lower"].iloc[0] < fp["estimate"].iloc[0] < fp["upper"].iloc[0]
 
 
 def test_counts_and_ic(case):

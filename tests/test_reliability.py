@@ -150,7 +150,7 @@ def test_truncated_saved_null_model(tmp_path):
     npz = tmp_path / "s1.null.npz"
     npz.write_bytes(npz.read_bytes()[:200])
     with pytest.raises(gk.FileFormatError, match="damaged or truncated"):
-        gk.gwas.test(c["bfile"], str(tmp_path / "s1"), progress_bar=False)
+        gk.gwas.test(c["bfile"], str(tmp_path / "s1"), progress_bar=False).table
     (tmp_path / "s1.null.json").unlink()
     with pytest.raises(gk.MissingFileError, match="no null model"):
         gk.gwas.NullModel.load(tmp_path / "s1")
@@ -238,7 +238,7 @@ def gwas_step1(tmp_path_factory):
     c = gwas_cohort(folder, n=60, m=30, seed=4)
     model = gk.gwas.null(c["bfile"], c["pheno"], "y", c["covar"], progress_bar=False, vr_variants=5, min_mac=1)
     model.save(folder / "s1")
-    ref = gk.gwas.test(c["bfile"], str(folder / "s1"), progress_bar=False, spa=True)
+    ref = gk.gwas.test(c["bfile"], str(folder / "s1"), progress_bar=False, spa=True).table
     return c, folder, ref
 
 
@@ -261,21 +261,21 @@ def test_step2_matches_samples_by_id_not_position(gwas_step1):
     c, folder, ref = gwas_step1
     n = len(c["samples"])
     rev = _rewrite(c, folder, "reordered", list(range(n))[::-1])
-    out = gk.gwas.test(rev, str(folder / "s1"), progress_bar=False)
+    out = gk.gwas.test(rev, str(folder / "s1"), progress_bar=False).table
     np.testing.assert_allclose(out["P"], ref["P"], rtol=1e-10)
     sup = _rewrite(c, folder, "superset", list(range(n)) + [n, n + 1, n + 2])
     with pytest.warns(gk.DroppedRowsWarning, match="3 samples of .* are not in the null model"):
-        out = gk.gwas.test(sup, str(folder / "s1"), progress_bar=False)
+        out = gk.gwas.test(sup, str(folder / "s1"), progress_bar=False).table
     np.testing.assert_allclose(out["P"], ref["P"], rtol=1e-10)
     sub = _rewrite(c, folder, "subset", list(range(n - 5)))
     with pytest.raises(gk.SampleMismatchError, match="5 of the null model's 60 samples are not in"):
-        gk.gwas.test(sub, str(folder / "s1"), progress_bar=False)
+        gk.gwas.test(sub, str(folder / "s1"), progress_bar=False).table
     other = folder / "other"
     for suffix in (".bed", ".bim"):
         Path(str(other) + suffix).write_bytes(Path(c["bfile"] + suffix).read_bytes())
     Path(str(other) + ".fam").write_text("".join(f"Z{i} Z{i} 0 0 0 -9\n" for i in range(n)))  # same size
     with pytest.raises(gk.SampleMismatchError, match="60 of the null model's 60 samples are not in"):
-        gk.gwas.test(str(other), str(folder / "s1"), progress_bar=False)
+        gk.gwas.test(str(other), str(folder / "s1"), progress_bar=False).table
     dup = folder / "dup"
     for suffix in (".bed", ".bim"):
         Path(str(dup) + suffix).write_bytes(Path(c["bfile"] + suffix).read_bytes())
@@ -283,7 +283,7 @@ def test_step2_matches_samples_by_id_not_position(gwas_step1):
     lines[1] = lines[0]
     Path(str(dup) + ".fam").write_text("\n".join(lines) + "\n")
     with pytest.raises(gk.SampleMismatchError, match="appears more than once"):
-        gk.gwas.test(str(dup), str(folder / "s1"), progress_bar=False)
+        gk.gwas.test(str(dup), str(folder / "s1"), progress_bar=False).table
 
 
 def test_an_all_heterozygous_variant_has_no_test(gwas_step1):
@@ -509,7 +509,7 @@ def test_more_hostile_calls_get_typed_errors(df, tmp_path):
     with pytest.raises(gk.InputError, match="data must be a pandas DataFrame"):
         gk.add_olre("y ~ x", [1, 2])
     with pytest.raises(gk.InputError, match="a GRM must be square"):
-        gk.gwas.sparse_grm(np.ones((3, 4)), 0.1)
+        gk.gwas.threshold_grm(np.ones((3, 4)), 0.1)
     with pytest.raises(gk.InputError, match="reml must be True or False"):
         gk.lmer("x ~ 1 + (1 | g)", df, reml="yes")
     with pytest.raises(gk.InputError, match="relmat must be a dict"):

@@ -249,7 +249,7 @@ def test_de_table_every_gene_accounted_for(adata):
     res = gk.singlecell.de(adata, "subject", "condition", progress_bar=False, cell_glm=True)
     t = res.table
     assert list(t.index) == list(adata.var_names)
-    for c in ("log_fc", "log2_fc", "se", "z", "stat", "p", "fdr", "subject_sd", "theta", "dispersion", "mean_count",
+    for c in ("log_fc", "log2_fc", "std_error", "z", "stat", "p", "fdr", "subject_sd", "theta", "dispersion", "mean_count",
               "frac_expressed", "converged", "method"):
         assert c in t.columns
     filt = t["method"] == "filtered"

@@ -2,7 +2,7 @@
 
     import glmmkit as gk
     fit = gk.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", data=df, family="binomial")
-    fit.summary()
+    print(fit.summary())
 """
 
 from . import datasets, errors, families, gwas, links, meta, phylo, plots, singlecell

@@ -197,7 +197,7 @@ def cmd_gwas(args) -> int:
             raise CliError("--sparse-only needs --sparse THRESHOLD")
         geno = gwas.Genotypes.open(args.bfile)
         if args.sparse_only:
-            S, m = gwas.grm_sparse(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf, memory=args.memory)
+            S, m = gwas.sparse_grm(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf, memory=args.memory)
             _save_sparse(args.out + ".sparse.npz", S)
             print(f"sparse GRM of {geno.n_samples} samples over {m} variants (|K| >= {args.sparse}), built by "
                   f"strips: {S.nnz} entries, {args.out}.sparse.npz")
@@ -206,7 +206,7 @@ def cmd_gwas(args) -> int:
         gwas.write_gcta(args.out, K, geno.samples, m)
         print(f"GRM of {geno.n_samples} samples over {m} variants written to {args.out}.grm.bin/.grm.N.bin/.grm.id")
         if args.sparse is not None:
-            S = gwas.sparse_grm(K, args.sparse)
+            S = gwas.threshold_grm(K, args.sparse)
             _save_sparse(args.out + ".sparse.npz", S)
             print(f"sparse GRM (|K| >= {args.sparse}): {S.nnz} entries, {args.out}.sparse.npz")
         return 0
@@ -238,13 +238,14 @@ def cmd_gwas(args) -> int:
             from distributed import Client
 
             client = Client(args.dask_scheduler)
-        res = gwas.test(args.bfile, args.null, out=args.out, chunk=args.chunk, spa=not args.no_spa,
-                        exact=True if args.exact else (False if args.variance_ratio else None),
-                        min_mac=args.min_mac, workers=args.workers, client=client)
+        scan = gwas.test(args.bfile, args.null, out=args.out, chunk=args.chunk, spa=not args.no_spa,
+                         exact=True if args.exact else (False if args.variance_ratio else None),
+                         min_mac=args.min_mac, workers=args.workers, client=client)
+        res = scan.table
     finally:
         if client is not None:
             client.close()
-    print(f"{len(res)} variants tested; lambda_GC = {gwas.lambda_gc(res['P']):.3f}; wrote {args.out}")
+    print(f"{len(res)} variants, {scan.n_tested} tested; lambda_GC = {scan.lambda_gc:.3f}; wrote {args.out}")
     with pd.option_context("display.width", 160):
         print(gwas.top_hits(res, 10).to_string(index=False))
     if args.manhattan:
@@ -337,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reference", default=None, help="reference level of the condition (default: first in order)")
     c.add_argument("--layer", default=None, help="layer with the raw counts (default: X)")
     c.add_argument("--libsize", default=None, help="obs column with library sizes (default: each cell's total)")
-    c.add_argument("--family", default="nb2", choices=["nb2", "poisson"])
+    c.add_argument("--family", default="nbinom2", choices=["nbinom2", "nb2", "poisson"],
+                   help="nbinom2 (negative binomial, var = mu + mu^2/theta; nb2 is the same) or poisson")
     c.add_argument("--laplace", default="expected", choices=["expected", "observed"])
     c.add_argument("--pvalue", default="t", choices=["t", "z"],
                    help="t: REML-scaled Wald on between-subject df (default); z: Wald z")

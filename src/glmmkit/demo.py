@@ -47,7 +47,7 @@ def story_birds(out: Path) -> dict:
     t0 = time.perf_counter()
     fit = glmer("attack ~ testosterone + season + (1 | bird)", d, "binomial")
     el = time.perf_counter() - t0
-    fit.summary()
+    print(fit.summary())
     ct = fit.coef_table
     b, se = ct.loc["testosterone", "estimate"], ct.loc["testosterone", "std_error"]
     orat, lo, hi = np.exp(b), np.exp(b - 1.96 * se), np.exp(b + 1.96 * se)
@@ -100,7 +100,7 @@ def story_clinics(out: Path) -> dict:
     t0 = time.perf_counter()
     fit = glmer("sessions ~ training + offset(log(opportunities)) + (1 | clinic/clinician)", d, "poisson")
     el = time.perf_counter() - t0
-    fit.summary()
+    print(fit.summary())
     ct = fit.coef_table
     key = [k for k in ct.index if k.startswith("training")][0]
     b, se = ct.loc[key, "estimate"], ct.loc[key, "std_error"]
@@ -150,7 +150,7 @@ def story_mating(out: Path) -> dict:
           f"{100 * (d.matings == 0).mean():.0f}% zeros, the top 10% of male-seasons have "
           f"{100 * d.matings.nlargest(len(d) // 10).sum() / d.matings.sum():.0f}% of all matings.")
     t0 = time.perf_counter()
-    rep = overdispersion_report("matings ~ ornament + (1 | male)", d, n_sim=250, seed=3)
+    rep = overdispersion_report("matings ~ ornament + (1 | male)", d, nsim=250, seed=3)
     el = time.perf_counter() - t0
     print()
     print(rep)
@@ -175,7 +175,7 @@ def story_mating(out: Path) -> dict:
     try:
         for name in ("poisson", "nbinom2"):
             path = out / f"mating_residuals_{name}.png"
-            simulate_residuals(rep.fits[name], n_sim=250, seed=4, conditional=True).plot(
+            simulate_residuals(rep.fits[name], nsim=250, seed=4, conditional=True).plot(
                 path, title=f"Mating success, {name} GLMM: simulated (DHARMa-style) residuals")
             figs.append(str(path))
         print(f"  Residual plots: {', '.join(figs)}")
@@ -199,9 +199,9 @@ def story_isolates(out: Path) -> dict:
     t0 = time.perf_counter()
     cmp = phylo.compare_naive("disease ~ gene + (1 | isolate)", d, "binomial", relmat={"isolate": K}, terms=["gene"])
     fit = glmer("disease ~ gene + (1 | isolate)", d, "binomial", relmat={"isolate": K})
-    h2 = phylo.heritability(fit, "isolate", nboot=100, seed=2)
+    h2 = phylo.heritability(fit, "isolate", nsim=100, seed=2)
     el = time.perf_counter() - t0
-    fit.summary()
+    print(fit.summary())
     r = cmp.loc["gene"]
     print()
     print("The gene's association with disease (log odds ratio):")
@@ -210,10 +210,10 @@ def story_isolates(out: Path) -> dict:
     print("Answer: the naive model 'finds' the gene; once the isolates' shared ancestry is modelled the")
     print("  association is not distinguishable from history (the gene marks a clade whose members share their")
     print(f"  risk). Phylogenetic heritability of disease on the latent scale H^2 = {h2.H2:.2f} "
-          f"(bootstrap 95% interval {h2.ci_low:.2f} to {h2.ci_high:.2f}).")
+          f"(bootstrap 95% interval {h2.lower:.2f} to {h2.upper:.2f}).")
     print(f"  (fits and 100 bootstrap refits in {el:.1f} s)")
     return {"naive_p": float(r.naive_p), "phylo_p": float(r.phylo_p), "H2": float(h2.H2),
-            "H2_ci": [float(h2.ci_low), float(h2.ci_high)]}
+            "H2_ci": [float(h2.lower), float(h2.upper)]}
 
 
 def story_cells(out: Path) -> dict:
@@ -308,11 +308,11 @@ def story_trials(out: Path) -> dict:
     print()
     print("Every method on the same trials (log odds ratio; truth -0.70, tau 0.35):")
     with pd.option_context("display.width", 140, "display.float_format", lambda v: f"{v: .3f}"):
-        print(table[["k", "estimate", "se", "ci_lb", "ci_ub", "p", "tau2"]].to_string())
+        print(table[["k", "estimate", "std_error", "lower", "upper", "p", "tau2"]].to_string())
     iv = table.loc["inverse variance, REML"]
     print()
     print(f"Answer: prophylaxis cuts the odds of infection to {np.exp(fit.estimate):.2f} "
-          f"(95% CI {np.exp(fit.coef.ci_lb.iloc[0]):.2f} to {np.exp(fit.coef.ci_ub.iloc[0]):.2f}) in the GLMM, which")
+          f"(95% CI {np.exp(fit.coef.lower.iloc[0]):.2f} to {np.exp(fit.coef.upper.iloc[0]):.2f}) in the GLMM, which")
     print("  takes the zero-event arms as they are. The inverse-variance method needs +0.5 in every cell of")
     print(f"  a trial with a zero, which pulls the small trials towards no effect: odds ratio {np.exp(iv.estimate):.2f}, "
           f"and tau^2 {iv.tau2:.2f} against the GLMM's {fit.tau2:.2f}.")
@@ -355,8 +355,8 @@ def story_gwas(out: Path) -> dict:
     glm = gwas.null(info["bfile"], fix_tau=0.0, K=np.eye(n), **kw)
     mm = gwas.null(info["bfile"], loco=True, **kw)
     mm.save(folder / "step1")
-    r_glm = gwas.test(info["bfile"], glm, progress_bar=False)
-    r_mm = gwas.test(info["bfile"], folder / "step1", out=folder / "results.tsv.gz", progress_bar=False)
+    r_glm = gwas.test(info["bfile"], glm, progress_bar=False).table
+    r_mm = gwas.test(info["bfile"], folder / "step1", out=folder / "results.tsv.gz", progress_bar=False).table
     el = time.perf_counter() - t0
     null_var = ~r_mm["ID"].isin(info["causal"])
     lam_glm, lam_mm = gwas.lambda_gc(r_glm.loc[null_var, "P"]), gwas.lambda_gc(r_mm.loc[null_var, "P"])

@@ -83,7 +83,7 @@ class Family(ABC):
         return mu
 
     def param_table(self, psi, cov_psi):
-        """Rows (name, estimate, std_error, ci_low, ci_high) for the family's parameters (95% Wald on psi)."""
+        """Rows (name, estimate, std_error, lower, upper) for the family's parameters (95% Wald on psi)."""
         rows = []
         if self.dispersion_name:
             sd = float(np.sqrt(cov_psi[0, 0])) if cov_psi is not None else np.nan
@@ -693,7 +693,9 @@ FAMILIES: dict[str, type[Family]] = {
     "inverse_gaussian": InverseGaussian,
     "nbinom2": NegativeBinomial2,
     "negative_binomial": NegativeBinomial2,
+    "nb2": NegativeBinomial2,
     "nbinom1": NegativeBinomial1,
+    "nb1": NegativeBinomial1,
 }
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from .engine.blocked import Structure
+from .protocol import Result
 from .engine.optimize import OptSummary
 from .fitting import optimize
 from .formula.spec import ModelSpec
@@ -45,7 +46,7 @@ class InformationCriteria:
         return -2 * self.loglik + np.log(self.nobs) * self.n_params
 
 
-class Fit(InformationCriteria):
+class Fit(InformationCriteria, Result):
     """A fitted mixed model.
 
     Attributes (all pandas where tabular): ``fixef``, ``vcov``, ``coef_table``,
@@ -271,7 +272,7 @@ class Fit(InformationCriteria):
     def family_params(self) -> pd.DataFrame:
         """The family's own parameters (NB theta or phi, a dispersion, zero-inflation coefficients)
         with standard errors from the Hessian and 95% Wald intervals (on the log scale for positive ones)."""
-        cols = ["estimate", "std_error", "ci_low", "ci_high"]
+        cols = ["estimate", "std_error", "lower", "upper"]
         if self.is_lmm or not len(self._psi):
             return pd.DataFrame(columns=cols)
         nt, p = len(self.theta), len(self._beta)
@@ -443,8 +444,7 @@ class Fit(InformationCriteria):
         hi = pd.Series(np.nan, index=names)
         se = np.sqrt(np.diag(self.vcov.to_numpy()))
         lo[self.fixef.index], hi[self.fixef.index] = self._beta - z * se, self._beta + z * se
-        a = 100 * (1 - level) / 2
-        out = pd.DataFrame({f"{a:g} %": lo, f"{100 - a:g} %": hi})
+        out = pd.DataFrame({"lower": lo, "upper": hi})
         if parm is None:
             return out
         want = [parm] if isinstance(parm, str) else list(parm)
@@ -485,11 +485,17 @@ class Fit(InformationCriteria):
 
     # ---- reporting ---------------------------------------------------------------
     def summary(self) -> str:
+        """lme4's summary as text (``print(fit.summary())`` or ``print(fit)`` shows it).
+
+        Returns
+        -------
+        str
+            The report: formula, family, method, information criteria, random effects, fixed effects,
+            convergence messages.
+        """
         from .summary import format_summary
 
-        text = format_summary(self)
-        print(text)
-        return text
+        return format_summary(self)
 
     def __repr__(self) -> str:
         kind = "LMM" if self.is_lmm else f"GLMM {self.family.name}({self.family.link.name})"

@@ -15,7 +15,8 @@ import pandas as pd
 
 from .dispersion import dispersion_test, pearson_dispersion
 from .simres import simulate_residuals
-from ..checks import check_fits
+from ..checks import check_fits, check_int
+from ..protocol import Result
 from ..errors import InputError
 
 
@@ -39,21 +40,63 @@ def compare(*fits, names: list[str] | None = None) -> pd.DataFrame:
 
 
 @dataclass
-class OverdispersionReport:
+class OverdispersionReport(Result):
+    """Poisson, Poisson + OLRE, NB2 and NB1 compared, the dispersion tests and a verdict."""
+
     table: pd.DataFrame
     tests: pd.DataFrame
     verdict: str
     fits: dict = field(default_factory=dict)
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The comparison, the tests and the verdict as text.
+
+        Returns
+        -------
+        str
+            The report.
+        """
         with pd.option_context("display.width", 120, "display.float_format", lambda v: f"{v: .4g}"):
             return ("Models compared:\n" + self.table.to_string() + "\n\nDispersion of the Poisson GLMM:\n"
                     + self.tests.to_string() + "\n\n" + self.verdict)
 
+    def _as_dict(self) -> dict:
+        return {"models": self.table.reset_index(names="model").to_dict(orient="records"),
+                "tests": self.tests.reset_index(names="test").to_dict(orient="records"),
+                "verdict": self.verdict}
 
-def overdispersion_report(formula: str, data: pd.DataFrame, *, offset=None, weights=None, n_sim: int = 250,
-                          n_boot: int = 100, seed: int = 1) -> OverdispersionReport:
-    """Fit Poisson, Poisson + OLRE, NB2 and NB1 GLMMs of ``formula`` and say which describes the data."""
+
+def overdispersion_report(formula: str, data: pd.DataFrame, *, offset=None, weights=None, nsim: int = 250,
+                          nsim_bootstrap: int = 100, seed: int = 1, workers: int = 1,
+                          client=None) -> OverdispersionReport:
+    """Fit Poisson, Poisson + OLRE, NB2 and NB1 GLMMs of ``formula`` and say which describes the data.
+
+    Parameters
+    ----------
+    formula : str
+        The Poisson model's formula (counts on the left).
+    data : pandas.DataFrame
+        The data.
+    offset, weights : optional
+        As for ``glmer``.
+    nsim : int
+        Simulations for the DHARMa-style residual tests.
+    nsim_bootstrap : int
+        Refits of the bootstrap dispersion test (0: the chi-square test only).
+    seed : int
+        Seed.
+    workers : int
+        Local processes for the bootstrap refits.
+    client : dask.distributed.Client, optional
+        Spread the bootstrap refits on a Dask cluster.
+
+    Returns
+    -------
+    OverdispersionReport
+        ``table`` (the four models by AIC), ``tests``, ``verdict`` and the ``fits``.
+    """
+    nsim = check_int("nsim", nsim, 1)
+    nsim_bootstrap = check_int("nsim_bootstrap", nsim_bootstrap, 0)
     from ..api import add_olre, glmer
 
     fits = {}
@@ -67,11 +110,12 @@ def overdispersion_report(formula: str, data: pd.DataFrame, *, offset=None, weig
     table = compare(*fits.values(), names=list(fits))
     pois = fits["poisson"]
     pd_ = pearson_dispersion(pois)
-    sim = simulate_residuals(pois, n_sim=n_sim, seed=seed, conditional=True)
-    boot = dispersion_test(pois, method="bootstrap", nsim=n_boot, seed=seed) if n_boot else None
+    sim = simulate_residuals(pois, nsim=nsim, seed=seed, conditional=True)
+    boot = (dispersion_test(pois, method="bootstrap", nsim=nsim_bootstrap, seed=seed, workers=workers, client=client)
+            if nsim_bootstrap else None)
     tests = pd.DataFrame([
         {"test": "Pearson chi-square / df", "statistic": pd_["ratio"], "p": pd_["p"]},
-        *([{"test": f"Pearson ratio, parametric bootstrap ({n_boot} refits)", "statistic": boot["ratio"],
+        *([{"test": f"Pearson ratio, parametric bootstrap ({nsim_bootstrap} refits)", "statistic": boot["ratio"],
             "p": boot["p"]}] if boot else []),
         *[dict(r) for r in [sim.test_dispersion(), sim.test_zero_inflation(), sim.test_uniformity()]],
     ]).set_index("test")

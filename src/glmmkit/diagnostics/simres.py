@@ -1,6 +1,6 @@
 """Simulation-based quantile residuals, in the way of R's DHARMa.
 
-Simulate ``n_sim`` responses from the fitted model (new random effects each time, as DHARMa does
+Simulate ``nsim`` responses from the fitted model (new random effects each time, as DHARMa does
 with lme4 by default, or conditional on the fitted ones), and scale each observation by where it falls among its own simulations:
 
     r_i = F_i(y_i-) + U (F_i(y_i) - F_i(y_i-)),   U ~ Uniform(0, 1)
@@ -14,7 +14,7 @@ Tests (each returns a statistic and a p-value):
   for the simulations (ratio > 1: overdispersion), two-sided from the simulated distribution;
 * zero inflation: the observed number of zeros against the simulated numbers, two-sided;
 * outliers: observations outside the range of all their simulations, against the binomial
-  expectation 2 / (n_sim + 1) per observation.
+  expectation 2 / (nsim + 1) per observation.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..checks import check_int
+from ..protocol import Result
+
 
 def _two_sided(sim_stats: np.ndarray, obs: float) -> float:
     n = len(sim_stats)
@@ -34,15 +37,35 @@ def _two_sided(sim_stats: np.ndarray, obs: float) -> float:
 
 
 @dataclass
-class SimulatedResiduals:
+class SimulatedResiduals(Result):
+    """DHARMa-style scaled residuals and their tests (``summary()``, ``to_dict()``, ``tests()``)."""
+
     observed: np.ndarray  # (n,)
-    simulated: np.ndarray  # (n, n_sim)
+    simulated: np.ndarray  # (n, nsim)
     scaled: np.ndarray  # (n,) in [0, 1]
     fitted: np.ndarray  # (n,) the fit's mean prediction
 
     @property
-    def n_sim(self) -> int:
+    def nsim(self) -> int:
+        """The number of simulations."""
         return self.simulated.shape[1]
+
+    def summary(self) -> str:
+        """The four tests as text.
+
+        Returns
+        -------
+        str
+            One line per test with its statistic and p-value.
+        """
+        t = self.tests()
+        lines = [f"Simulated (DHARMa-style) residuals: {len(self.observed)} observations, {self.nsim} simulations"]
+        lines += [f"  {name:<16} statistic {r['statistic']:.4g}   p = {r['p']:.4g}" for name, r in t.iterrows()]
+        return "\n".join(lines)
+
+    def _as_dict(self) -> dict:
+        return {"nobs": len(self.observed), "nsim": self.nsim,
+                "tests": {name: {"statistic": r["statistic"], "p": r["p"]} for name, r in self.tests().iterrows()}}
 
     def test_uniformity(self) -> dict:
         res = stats.kstest(self.scaled, "uniform")
@@ -63,7 +86,7 @@ class SimulatedResiduals:
     def test_outliers(self) -> dict:
         out = (self.observed < self.simulated.min(axis=1)) | (self.observed > self.simulated.max(axis=1))
         k, n = int(out.sum()), len(self.observed)
-        p_exp = 2 / (self.n_sim + 1)
+        p_exp = 2 / (self.nsim + 1)
         res = stats.binomtest(k, n, p_exp)
         return {"test": "outliers", "statistic": k / (n * p_exp), "p": float(res.pvalue)}
 
@@ -83,15 +106,30 @@ class SimulatedResiduals:
         return plot_simulated_residuals(self, path=path, title=title)
 
 
-def simulate_residuals(fit, n_sim: int = 250, seed=None, conditional: bool = False) -> SimulatedResiduals:
+def simulate_residuals(fit, nsim: int = 250, seed=None, conditional: bool = False) -> SimulatedResiduals:
     """DHARMa-style scaled residuals of a fit (see the module docstring).
 
-    ``conditional=False`` draws new random effects for each simulation (DHARMa's default for lme4);
-    ``conditional=True`` keeps the fitted conditional modes, which makes the dispersion test more
-    powerful when the random effects are large (DHARMa's advice for GLMMs).
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    nsim : int
+        Simulations.
+    seed : int, optional
+        Seed.
+    conditional : bool
+        False draws new random effects for each simulation (DHARMa's default for lme4); True keeps the
+        fitted conditional modes, which makes the dispersion test more powerful when the random effects
+        are large (DHARMa's advice for GLMMs).
+
+    Returns
+    -------
+    SimulatedResiduals
+        The scaled residuals, with ``tests()``, ``plot()``, ``summary()`` and ``to_dict()``.
     """
+    nsim = check_int("nsim", nsim, 1)
     rng = np.random.default_rng(seed)
-    sims = fit.simulate(n_sim, seed=rng, re_form=None if conditional else "~0").to_numpy()
+    sims = fit.simulate(nsim, seed=rng, re_form=None if conditional else "~0").to_numpy()
     y = np.asarray(fit.spec.y, dtype=float)
     if not fit.is_lmm and fit.family.name == "binomial":  # compare counts of successes
         sims = sims * fit.spec.wt[:, None]

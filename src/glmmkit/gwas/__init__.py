@@ -10,7 +10,7 @@
 Needs ``glmmkit[gwas]`` (bed-reader).  See docs/gwas.md.
 """
 
-from .grm import check_psd, grm, grm_sparse, read_gcta, sparse_grm, write_gcta
+from .grm import check_psd, grm, read_gcta, sparse_grm, threshold_grm, write_gcta
 from .null import NullModel, fit_null
 from .plink import BedWriter, Genotypes
 from .scan import lambda_gc, null, test, top_hits
@@ -18,6 +18,6 @@ from .score import ScoreTester, spa_pvalue
 from .simulate import simulate_cohort
 from .tables import Samples, match, read_table
 
-__all__ = ["grm", "grm_sparse", "check_psd", "sparse_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
+__all__ = ["grm", "sparse_grm", "check_psd", "threshold_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
            "Genotypes", "BedWriter", "null", "test", "lambda_gc", "top_hits", "ScoreTester", "spa_pvalue", "simulate_cohort",
            "Samples", "match", "read_table"]

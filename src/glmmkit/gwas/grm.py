@@ -7,7 +7,7 @@ chunk with one BLAS syrk per chunk (one triangle: half a general product's flops
 sum (float64), an n x n float32 buffer for the single-precision products, and one chunk.
 
 The sparse GRM (fastGWA's: off-diagonal entries below a threshold set to 0) is built without the n x n
-matrix: ``grm_sparse`` forms K by strips of rows, K[r, r0:] for a block r = r0..r1-1, thresholds each strip
+matrix: ``sparse_grm`` forms K by strips of rows, K[r, r0:] for a block r = r0..r1-1, thresholds each strip
 and keeps only what survives, so memory is one strip (``memory`` bytes) and the nonzeros; the genotypes
 are streamed once per strip.
 """
@@ -84,10 +84,10 @@ def _standardise(G: np.ndarray, min_maf: float, p: np.ndarray | None = None) -> 
     return (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
 
 
-def grm_sparse(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray | None = None,
+def sparse_grm(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray | None = None,
                variants: np.ndarray | None = None, chunk: int | None = None, min_maf: float = 0.01,
                memory: float = 2e9, progress_bar: bool = True, precision: str = "single") -> tuple[sp.csr_matrix, int]:
-    """(K_sparse, m): ``sparse_grm(grm(...)[0], threshold)`` without ever holding the n x n GRM.
+    """(K_sparse, m): ``threshold_grm(grm(...)[0], threshold)`` without ever holding the n x n GRM.
 
     Rows are taken in strips of b = ``memory`` / (12 n) samples (a float64 strip and a float32 buffer);
     for each strip the genotypes of its rows and those after it are streamed and K[r0:r1, r0:] accumulated
@@ -201,7 +201,7 @@ def check_psd(K: np.ndarray, tol: float = 1e-4) -> None:
                          "samples?") from None
 
 
-def sparse_grm(K: np.ndarray, threshold: float = 0.05) -> sp.csr_matrix:
+def threshold_grm(K: np.ndarray, threshold: float = 0.05) -> sp.csr_matrix:
     """fastGWA's sparse GRM: entries below ``threshold`` off the diagonal set to zero.
 
     Parameters

@@ -37,6 +37,7 @@ from .tables import Samples
 from ..errors import InputError
 from ..errors import FileFormatError, MissingFileError
 from ..output import atomic_paths, dumps_strict
+from ..protocol import Result
 from ..readers import read_text_table, require_file
 
 
@@ -44,8 +45,10 @@ from ..readers import read_text_table, require_file
 TAU_MAX = 50.0
 
 
-@dataclass
-class NullModel:
+@dataclass(repr=False)
+class NullModel(Result):
+    """Step 1 of a GWAS: the null GLMM's estimates and the pieces the score tests need."""
+
     trait: str
     ids: pd.DataFrame
     y: np.ndarray
@@ -86,6 +89,13 @@ class NullModel:
         return (self.y - self.mu) / self.phi
 
     def summary(self) -> str:
+        """The null model as text.
+
+        Returns
+        -------
+        str
+            Trait, method, n, tau (and phi), convergence, the fixed effects and the variance ratio.
+        """
         lines = [f"Null GLMM ({self.trait}, {self.method}): n = {self.n}, tau = {self.tau:.4g}"
                  + (f", phi = {self.phi:.4g}" if self.trait == "quantitative" else "")
                  + f", {'converged' if self.converged else 'NOT converged'} in {self.iterations} iterations"]
@@ -94,6 +104,16 @@ class NullModel:
         if self.variance_ratio is not None:
             lines.append(f"  variance ratio {self.variance_ratio:.4f} (from {self.vr_detail.get('n_variants', 0)} variants)")
         return "\n".join(lines)
+
+    def _as_dict(self) -> dict:
+        return {"trait": self.trait, "method": self.method, "n": self.n, "tau": self.tau, "phi": self.phi,
+                "fixef": dict(zip(map(str, self.x_names), map(float, self.beta))), "converged": self.converged,
+                "iterations": self.iterations, "variance_ratio": self.variance_ratio, "vr_detail": self.vr_detail,
+                "report": self.report, "loco": sorted(self.loco) if self.loco else []}
+
+    def __repr__(self) -> str:
+        return (f"<glmmkit NullModel {self.trait} ({self.method}): n={self.n}, tau={self.tau:.4g}, "
+                f"{'converged' if self.converged else 'NOT converged'}>")
 
     # ---- save / load (step 1 -> step 2) ------------------------------------------------------------
     def save(self, prefix) -> None:

@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..parallel import map_tasks
-from .grm import check_psd, grm, grm_sparse, read_gcta, sparse_grm
+from .results import ScanResult
+from .grm import check_psd, grm, read_gcta, sparse_grm, threshold_grm
 from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
 from .score import ScoreTester
@@ -52,7 +53,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
 
     ``sparse``: threshold the GRM (fastGWA's sparse GRM, entries below ``sparse`` set to 0) and fit the null
     model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised, and when the GRM is
-    built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``grm_sparse``: by strips)."""
+    built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``sparse_grm``: by strips)."""
     if sparse is not None and loco:
         raise InputError("loco=True is not available with a sparse GRM")
     if loco and (K is not None or grm_prefix is not None):
@@ -73,11 +74,11 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
     elif K is None and sparse is not None:
-        K, _ = grm_sparse(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
+        K, _ = sparse_grm(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     if sparse is not None:
-        K = sparse_grm(np.asarray(K, dtype=float), sparse) if not sp.issparse(K) else K
+        K = threshold_grm(np.asarray(K, dtype=float), sparse) if not sp.issparse(K) else K
     else:
         K = np.asarray(K, dtype=float)
         check_psd(K)
@@ -178,9 +179,37 @@ def _test_task(shared, item):
 
 
 def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exact: bool | None = None,
-         spa: bool = True, min_mac: float = 1, workers: int = 1, client=None, progress_bar: bool = True) -> pd.DataFrame:
-    """Step 2: the score test of every variant.  Variants with minor-allele count below ``min_mac`` get NaN
-    statistics (kept in the table)."""
+         spa: bool = True, min_mac: float = 1, workers: int = 1, client=None, progress_bar: bool = True) -> ScanResult:
+    """Step 2: the score test of every variant.
+
+    Parameters
+    ----------
+    bfile : str
+        The PLINK .bed/.bim/.fam prefix.
+    null_model : NullModel or str
+        The step-1 model, or the prefix it was saved under.
+    out : str or path, optional
+        Write the per-variant table there (TSV; ``.gz`` compresses), atomically.
+    chunk : int
+        Variants per task.
+    exact : bool, optional
+        The exact variance g'Pg (default: where the null model kept P).
+    spa : bool
+        Saddlepoint-corrected p-values (binary traits).
+    min_mac : float
+        Variants with a smaller minor-allele count get NaN statistics (kept in the table).
+    workers : int
+        Local processes.
+    client : dask.distributed.Client, optional
+        Spread the chunks on a Dask cluster.
+    progress_bar : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ScanResult
+        ``table`` (PLINK 2's columns), ``summary()``, ``to_dict()``, ``lambda_gc``, ``top()``.
+    """
     chunk = check_int("chunk", chunk, 1)
     workers = check_int("workers", workers, 1)
     if out is not None:
@@ -209,7 +238,7 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     df.loc[low, ["BETA", "SE", "T_STAT", "P"] + (["P_NORMAL"] if tester.spa else [])] = np.nan
     if out is not None:
         write_table(df, out, sep="\t", index=False, float_format="%.6g")
-    return df
+    return ScanResult(df, trait=model.trait, min_mac=float(min_mac), spa=bool(tester.spa), loco=bool(model.loco))
 
 
 def match_null_samples(model: NullModel, geno: Genotypes) -> np.ndarray:

@@ -270,8 +270,7 @@ def confint_profile(fit, parm=None, level: float = 0.95) -> pd.DataFrame:
     rows = {}
     for i in _select(prob, parm):
         rows[prob.names[i]] = prob.interval(i, level)
-    pct = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"{pct[0]:g} %", f"{pct[1]:g} %"])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
 
 
 def profile_deviance(fit, j: int, value: float) -> float:

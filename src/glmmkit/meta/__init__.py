@@ -1,7 +1,7 @@
 """Meta-analysis: binomial- and Poisson-normal GLMMs over the arms of all studies, beside the classic methods.
 
     fit = gk.meta.glmm(df, ai="ai", bi="bi", ci="ci", di="di", model="UM.FS")
-    fit.summary(); fit.forest("forest.png")
+    print(fit.summary()); fit.forest("forest.png")
     gk.meta.compare(df, ai="ai", bi="bi", ci="ci", di="di")    # GLMMs, IV (DL, REML), MH, Peto side by side
 """
 

@@ -120,8 +120,8 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str | None = None, m
     vt = typical_variance(es.vi.to_numpy()[ok], table.X.to_numpy()[ok]) if ok.sum() > p else np.nan
     tau2 = core["tau2"]
     crit = stats.norm.ppf(0.5 + level / 2)
-    studies = pd.DataFrame({"yi": es.yi, "vi": es.vi, "ci_lb": es.yi - crit * np.sqrt(es.vi),
-                            "ci_ub": es.yi + crit * np.sqrt(es.vi)})
+    studies = pd.DataFrame({"yi": es.yi, "vi": es.vi, "lower": es.yi - crit * np.sqrt(es.vi),
+                            "upper": es.yi + crit * np.sqrt(es.vi)})
     w = np.where(ok, 1 / (es.vi.to_numpy() + tau2), 0.0)
     studies["weight"] = 100 * w / w.sum()  # approximate: inverse variance of the corrected estimates
     if core.get("blup") is not None:

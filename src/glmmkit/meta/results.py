@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from ..checks import check_level
+from ..protocol import Result
 from .measures import LOG, NATURAL
 
 
@@ -30,18 +31,18 @@ def wald_table(b: np.ndarray, vb: np.ndarray, names, level: float) -> pd.DataFra
     Returns
     -------
     pandas.DataFrame
-        Columns ``estimate``, ``se``, ``z``, ``p``, ``ci_lb``, ``ci_ub``; one row per coefficient.
+        Columns ``estimate``, ``std_error``, ``z``, ``p``, ``lower``, ``upper``; one row per coefficient.
     """
     level = check_level(level)
     se = np.sqrt(np.maximum(np.diag(vb), 0))
     z = b / se
     crit = stats.norm.ppf(0.5 + level / 2)
-    return pd.DataFrame({"estimate": b, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
-                         "ci_lb": b - crit * se, "ci_ub": b + crit * se}, index=pd.Index(list(names), name="term"))
+    return pd.DataFrame({"estimate": b, "std_error": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+                         "lower": b - crit * se, "upper": b + crit * se}, index=pd.Index(list(names), name="term"))
 
 
 @dataclass
-class MetaFit:
+class MetaFit(Result):
     """One pooled analysis. ``coef`` is on the log scale (``natural()`` back-transforms it)."""
 
     method: str  # e.g. "GLMM UM.FS (ML)", "inverse variance REML", "Mantel-Haenszel"
@@ -58,7 +59,7 @@ class MetaFit:
     moderators: pd.DataFrame | None = None  # omnibus test of the moderators (QM)
     loglik: float | None = None
     n_params: int | None = None
-    studies: pd.DataFrame | None = None  # yi vi ci_lb ci_ub weight ...
+    studies: pd.DataFrame | None = None  # yi vi lower upper weight ...
     level: float = 0.95
     dropped: list = field(default_factory=list)
     messages: list = field(default_factory=list)
@@ -74,7 +75,7 @@ class MetaFit:
 
     @property
     def se(self) -> float:
-        return float(self.coef["se"].iloc[0])
+        return float(self.coef["std_error"].iloc[0])
 
     @property
     def aic(self) -> float | None:
@@ -82,7 +83,7 @@ class MetaFit:
 
     def natural(self) -> pd.DataFrame:
         """Estimates and intervals back on the natural scale (exp; the inverse logit for PLO's intercept)."""
-        out = self.coef[["estimate", "ci_lb", "ci_ub"]].copy()
+        out = self.coef[["estimate", "lower", "upper"]].copy()
         f = (lambda x: 1 / (1 + np.exp(-x))) if self.measure == "PLO" else np.exp
         return out.apply(f)
 
@@ -95,13 +96,33 @@ class MetaFit:
     def to_row(self) -> dict:
         """One line for a comparison table."""
         lo, hi = self.prediction_interval()
-        return {"method": self.method, "k": self.k, "estimate": self.estimate, "se": self.se,
-                "ci_lb": self.coef["ci_lb"].iloc[0], "ci_ub": self.coef["ci_ub"].iloc[0],
+        return {"method": self.method, "k": self.k, "estimate": self.estimate, "std_error": self.se,
+                "lower": self.coef["lower"].iloc[0], "upper": self.coef["upper"].iloc[0],
                 "p": self.coef["p"].iloc[0], "tau2": self.tau2, "I2": self.I2,
-                "pi_lb": lo if self.tau2 > 0 else np.nan, "pi_ub": hi if self.tau2 > 0 else np.nan}
+                "pi_lower": lo if self.tau2 > 0 else np.nan, "pi_upper": hi if self.tau2 > 0 else np.nan}
 
     # -- report ---------------------------------------------------------------------------
+    def _as_dict(self) -> dict:
+        def records(df, key):
+            return None if df is None else df.reset_index(names=key).to_dict(orient="records")
+
+        return {"method": self.method, "measure": self.measure, "k": self.k, "level": self.level,
+                "coef": records(self.coef, "term"), "tau2": self.tau2,
+                "tau2_ci": list(self.tau2_ci) if self.tau2_ci is not None else None, "se_tau2": self.se_tau2,
+                "I2": self.I2, "H2": self.H2, "sigma2": self.sigma2,
+                "heterogeneity": records(self.heterogeneity, "test"), "moderators": records(self.moderators, "test"),
+                "loglik": self.loglik, "aic": self.aic, "n_params": self.n_params,
+                "studies": records(self.studies, "study"), "dropped": [str(d) for d in self.dropped],
+                "converged": self.converged, "messages": list(self.messages), "time_s": self.time_s}
+
     def summary(self) -> str:
+        """The pooled analysis as text (metafor's print).
+
+        Returns
+        -------
+        str
+            Method, heterogeneity, tests, the model table and the pooled effect on the natural scale.
+        """
         pct = int(round(self.level * 100))
         lines = [f"Meta-analysis: {self.method}; measure {self.measure} ({LOG[self.measure]}), k = {self.k} studies"]
         if self.dropped:
@@ -135,8 +156,8 @@ class MetaFit:
         if len(self.coef) == 1:
             nat = self.natural().iloc[0]
             lines.append("")
-            lines.append(f"Pooled {NATURAL[self.measure]}: {nat['estimate']:.4f} ({pct}% CI {nat['ci_lb']:.4f} to "
-                         f"{nat['ci_ub']:.4f})")
+            lines.append(f"Pooled {NATURAL[self.measure]}: {nat['estimate']:.4f} ({pct}% CI {nat['lower']:.4f} to "
+                         f"{nat['upper']:.4f})")
             if self.tau2 > 0:
                 lo, hi = self.prediction_interval()
                 f = (lambda x: 1 / (1 + np.exp(-x))) if self.measure == "PLO" else np.exp
@@ -146,7 +167,7 @@ class MetaFit:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return self.summary()
+        return f"<glmmkit MetaFit {self.method}: {self.measure}, k={self.k}, estimate {self.estimate:.4g}>"
 
     # -- figures --------------------------------------------------------------------------
     def forest(self, path=None, title: str = ""):

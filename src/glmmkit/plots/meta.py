@@ -21,13 +21,13 @@ def forest_plot(fit, path=None, title: str = ""):
     ok = s["yi"].notna().to_numpy()
     w = s["weight"].fillna(0).to_numpy()
     size = 20 + 180 * w / max(w.max(), 1e-12)
-    ax.hlines(ys[ok], s["ci_lb"][ok], s["ci_ub"][ok], color="k", lw=1)
+    ax.hlines(ys[ok], s["lower"][ok], s["upper"][ok], color="k", lw=1)
     ax.scatter(s["yi"][ok], ys[ok], s=size[ok], marker="s", color="k", zorder=3)
     if "model_estimate" in s.columns:
         ax.scatter(s["model_estimate"], ys, s=14, marker="o", facecolors="none", edgecolors="tab:blue", zorder=4,
                    label="study estimate from the model")
         ax.legend(loc="lower right", fontsize=7, frameon=False)
-    est, lo, hi = fit.estimate, fit.coef["ci_lb"].iloc[0], fit.coef["ci_ub"].iloc[0]
+    est, lo, hi = fit.estimate, fit.coef["lower"].iloc[0], fit.coef["upper"].iloc[0]
     ax.fill([lo, est, hi, est], [0.9, 1.2, 0.9, 0.6], color="tab:red", zorder=3)
     if fit.tau2 > 0:
         plo, phi = fit.prediction_interval()
@@ -37,7 +37,7 @@ def forest_plot(fit, path=None, title: str = ""):
     ax.set_yticks(list(ys) + [0.9])
     ax.set_yticklabels([str(x) for x in s.index] + ["pooled"], fontsize=8)
     ax.set_ylim(0, k + 2.5)
-    lim = np.nanmax(np.abs(np.r_[s["ci_lb"][ok], s["ci_ub"][ok], lo, hi]))
+    lim = np.nanmax(np.abs(np.r_[s["lower"][ok], s["upper"][ok], lo, hi]))
     ax.set_xlim(-lim * 1.05, lim * 1.05)
     f = (lambda x: 1 / (1 + np.exp(-x))) if fit.measure == "PLO" else np.exp
     if fit.measure == "PLO":

@@ -18,7 +18,7 @@ from scipy import stats
 from ..parallel import map_tasks
 from .block import GeneBlock
 from .data import CellData, expressed_cells, gene_totals, prepare
-from .fastpath import BlockFit, Design, fit_block
+from .fastpath import BlockFit, Design, fit_block, sc_family
 from .prior import VariancePrior, donor_share, fit_prior, subject_noise
 from .results import DEResult, bh_fdr
 from ..errors import InputError
@@ -39,7 +39,7 @@ def _general_task(shared, item):
 
     formula, family, laplace, tested, subject = shared
     df = item
-    fam = "nbinom2" if family == "nb2" else "poisson"
+    fam = family
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -47,7 +47,7 @@ def _general_task(shared, item):
         ct = f.coef_table
         vc = f.varcorr
         sd = float(vc.loc[(vc["group"] == subject) & vc["sd"].notna(), "sd"].iloc[0])
-        theta = float(f.family.dispersion) if family == "nb2" else np.inf
+        theta = float(f.family.dispersion) if family == "nbinom2" else np.inf
         return (float(ct.loc[tested, "estimate"]), float(ct.loc[tested, "std_error"]), sd, theta,
                 float(-2 * f.loglik), bool(f.optsummary.converged))
     except Exception as e:  # noqa: BLE001 -- a gene the engine cannot fit is reported, not raised
@@ -55,7 +55,7 @@ def _general_task(shared, item):
 
 
 def de(data, subject: str, condition: str, covariates=(), *, layer: str | None = None, libsize: str | None = None,
-       reference=None, family: str = "nb2", laplace: str = "expected", min_cells: int = 10,
+       reference=None, family: str = "nbinom2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
        prior: str | None = "eb", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
        client=None, progress_bar: bool = True) -> DEResult:
@@ -66,7 +66,7 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
     data : AnnData or path of an ``.h5ad`` file; raw counts in ``X`` or ``layer``.
     subject, condition, covariates : columns of ``obs``; the condition has two levels (``reference`` first).
     libsize : column with library sizes or size factors; absent: each cell's total count.  Offset log(libsize).
-    family : ``"nb2"`` (default) or ``"poisson"``.  laplace : ``"expected"`` (lme4) or ``"observed"`` (glmmTMB).
+    family : ``"nbinom2"`` (default; ``"nb2"`` is the same) or ``"poisson"``.  laplace : ``"expected"`` (lme4) or ``"observed"`` (glmmTMB).
     min_cells : genes with a positive count in fewer cells are not tested (status ``filtered``).
     random_terms : extra random terms, e.g. ``"(1 | subject:celltype)"`` (general engine for every gene).
     engine : ``"auto"`` (fast path where the design allows), ``"fast"``, ``"general"``.
@@ -90,7 +90,7 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
 
 
 def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
-             libsize: str | None = None, reference=None, family: str = "nb2", min_cells: int = 10,
+             libsize: str | None = None, reference=None, family: str = "nbinom2", min_cells: int = 10,
              block_size: int = 256, workers: int | None = None, client=None, progress_bar: bool = True) -> pd.DataFrame:
     """The cell-level NB GLM (the same model without the subject effect): what pseudoreplication looks like.
     Same table as ``de``; p-values against N(0, 1) as a GLM gives them."""
@@ -102,6 +102,7 @@ def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | 
 
 def _run(data, subject, condition, covariates, *, layer, libsize, reference, family, laplace, min_cells, random_terms,
          engine, fallback, pvalue, prior, random, cell_glm, block_size, workers, client, progress_bar) -> DEResult:
+    family = sc_family(family)
     cd = prepare(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference)
     if engine not in ("auto", "fast", "general"):
         raise InputError(f"engine must be 'auto', 'fast' or 'general', got {engine!r}")
@@ -270,7 +271,7 @@ def _table(cd: CellData, cols, converged, method, note, n_expr, totals, df, stat
     p = 2 * np.where(np.isfinite(df), stats.t.sf(np.abs(stat), np.where(np.isfinite(df), df, 1.0)),
                      stats.norm.sf(np.abs(stat)))
     out = pd.DataFrame({
-        "log_fc": cols["log_fc"], "log2_fc": cols["log_fc"] / LOG2, "se": cols["se"], "z": z, "stat": stat,
+        "log_fc": cols["log_fc"], "log2_fc": cols["log_fc"] / LOG2, "std_error": cols["se"], "z": z, "stat": stat,
         "df": df, "p": p,
         "fdr": bh_fdr(p), "subject_sd": cols["subject_sd"], "theta": cols["theta"],
         "dispersion": 1.0 / cols["theta"], "mean_count": totals / cd.n_cells,

@@ -18,6 +18,7 @@ from .newton import NewtonResult, newton
 from .softplus import SoftplusSums
 from .laplace import _rows_times
 from ..errors import InputError
+from ..families import get_family
 
 
 @dataclass
@@ -31,13 +32,31 @@ class BlockFit:
     iterations: np.ndarray
 
 
+def sc_family(family) -> str:
+    """The single-cell family's canonical name: "nbinom2" or "poisson" (any name ``get_family`` knows for them).
+
+    Parameters
+    ----------
+    family : str or Family
+        ``"nbinom2"`` (also ``"nb2"``, ``"negative_binomial"``) or ``"poisson"``.
+
+    Returns
+    -------
+    str
+        ``"nbinom2"`` or ``"poisson"``; InputError for any other family.
+    """
+    name = get_family(family).name
+    if name not in ("nbinom2", "poisson"):
+        raise InputError(f"the single-cell path fits 'nbinom2' or 'poisson' (log link), got {family!r}")
+    return name
+
+
 class Design:
     """What every block shares: subject-level design, offsets, tabulated softplus sums."""
 
     def __init__(self, Xs: np.ndarray, offset: np.ndarray, subject: np.ndarray, n_subjects: int,
-                 family: str = "nb2", laplace: str = "expected", exact: bool = False):
-        if family not in ("nb2", "poisson"):
-            raise InputError(f"family must be 'nb2' or 'poisson', got {family!r}")
+                 family: str = "nbinom2", laplace: str = "expected", exact: bool = False):
+        family = sc_family(family)
         if laplace not in ("expected", "observed"):
             raise InputError(f"laplace must be 'expected' or 'observed', got {laplace!r}")
         self.Xs = np.asarray(Xs, dtype=float)
@@ -47,18 +66,18 @@ class Design:
         self.family, self.laplace = family, laplace
         self.lib = np.bincount(self.subject, weights=np.exp(self.offset), minlength=self.S)
         self.lib2 = np.bincount(self.subject, weights=np.exp(2 * self.offset), minlength=self.S)
-        self.sums = SoftplusSums(self.offset, self.subject, self.S, exact=exact) if family == "nb2" else None
+        self.sums = SoftplusSums(self.offset, self.subject, self.S, exact=exact) if family == "nbinom2" else None
         self._pinv = np.linalg.pinv(self.Xs)
 
     def kernel(self, block: GeneBlock):
-        if self.family == "nb2":
+        if self.family == "nbinom2":
             return NB2Kernel(block, self.sums, self.laplace)
         return PoissonKernel(block, self.lib)
 
     def start(self, block: GeneBlock) -> tuple[np.ndarray, np.ndarray | None]:
         """beta from subject totals; log theta by the method of moments (clipped to [0.05, 1e4])."""
         beta = _rows_times(np.log((block.Y + 0.5) / self.lib), self._pinv.T)
-        if self.family != "nb2":
+        if self.family != "nbinom2":
             return beta, None
         em = np.exp(beta @ self.Xs.T)  # (G, S): per-unit-library mean of each subject
         s_mu = em * self.lib  # sum_i mu_i
@@ -116,7 +135,7 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
         beta0, v0, theta0 = (np.asarray(a, dtype=float) for a in start)
         if prior is not None:
             v0 = np.maximum(v0, 0.25 * np.asarray(prior[1]))
-        kappa0 = np.log(np.clip(theta0, np.exp(KAPPA_MIN), np.exp(KAPPA_MAX))) if design.family == "nb2" else None
+        kappa0 = np.log(np.clip(theta0, np.exp(KAPPA_MIN), np.exp(KAPPA_MAX))) if design.family == "nbinom2" else None
         prob = LaplaceProblem(kern, design.Xs, random=True, prior=prior)
         res = newton(prob, _pack(beta0, v0, kappa0), tol=tol, maxit=maxit)
         return _as_fit(res, prob, p), None
@@ -127,7 +146,7 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
         g = newton(glm_prob, _pack(beta, None, kappa), tol=tol, maxit=maxit)
         glm_fit = _as_fit(g, glm_prob, p)
         beta = g.x[:, :p]
-        kappa = g.x[:, p] if design.family == "nb2" else None
+        kappa = g.x[:, p] if design.family == "nbinom2" else None
     if not random:
         return None, glm_fit
     # moment start for v: spread of the subject totals around the fixed effects beyond Poisson noise

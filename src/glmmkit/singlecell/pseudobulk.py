@@ -52,7 +52,7 @@ def pseudobulk(data, subject: str, condition: str, covariates=(), *, layer=None,
         _nbglm(cd, counts[:, idx], idx, res)
     else:
         raise InputError(f"method must be 'deseq2' or 'nbglm', got {method!r}")
-    out = pd.DataFrame({"log_fc": res["log_fc"], "log2_fc": res["log_fc"] / LOG2, "se": res["se"], "z": res["z"],
+    out = pd.DataFrame({"log_fc": res["log_fc"], "log2_fc": res["log_fc"] / LOG2, "std_error": res["se"], "z": res["z"],
                         "p": res["p"], "fdr": bh_fdr(res["p"]), "mean_count": gene_totals(cd.counts) / cd.n_cells,
                         "frac_expressed": n_expr / cd.n_cells,
                         "method": np.where(tested, f"pseudobulk {method}", "filtered")},

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..output import write_table
+from ..protocol import Result
 
 
 def bh_fdr(p: np.ndarray) -> np.ndarray:
@@ -34,8 +35,10 @@ def power_at_fdp(p: np.ndarray, truth: np.ndarray, q: float = 0.05) -> float:
     return float(truth[o][: good.max() + 1].sum() / truth.sum()) if len(good) and truth.any() else 0.0
 
 
-@dataclass
-class DEResult:
+@dataclass(repr=False)
+class DEResult(Result):
+    """Differential expression, one row per gene in ``table`` (the GLMM) and ``cell_glm`` (no subject effect)."""
+
     table: pd.DataFrame                 # GLMM, one row per gene (filtered genes kept, with NaN statistics)
     cell_glm: pd.DataFrame | None       # the same model without the subject effect
     data: object = field(repr=False)    # the CellData the run used
@@ -54,7 +57,27 @@ class DEResult:
         t = self.table
         return t[t["fdr"] <= fdr].sort_values("p")
 
+    def _as_dict(self) -> dict:
+        t = self.table
+        return {"model": self.model, "genes": len(t), "tested": self.n_tested, "filtered": self.n_filtered,
+                "min_cells": self.min_cells, "pvalue": self.pvalue, "df": self.df,
+                "significant_fdr_0.05": int((t["fdr"] <= 0.05).sum()),
+                "not_converged": int((~t["converged"] & t["p"].notna()).sum()),
+                "genes_table": t.reset_index().to_dict(orient="records")}
+
     def summary(self, fdr: float = 0.05) -> str:
+        """The run as text.
+
+        Parameters
+        ----------
+        fdr : float
+            The false-discovery rate for the counts of significant genes.
+
+        Returns
+        -------
+        str
+            Genes tested and filtered, methods, convergence, the p-value reference and the discoveries.
+        """
         t = self.table
         m = t["method"].value_counts()
         lines = [
@@ -76,7 +99,7 @@ class DEResult:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return self.summary()
+        return f"<glmmkit DEResult {self.model}: {len(self.table)} genes, {self.n_tested} tested>"
 
     def to_tsv(self, path) -> None:
         """Write the per-gene table as TSV, atomically.
