@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 import glmmkit as gk
-from glmmkit.engine import optimize as opt_mod
 from glmmkit.engine.gradient import laplace_gradient, supports_gradient
 
 
@@ -55,11 +54,11 @@ def test_gradient_path_not_used_where_it_does_not_apply():
     assert not supports_gradient(spec.objective(nagq=5))
 
 
-def test_gradient_and_derivative_free_paths_agree(monkeypatch):
+def test_gradient_and_derivative_free_paths_agree():
     d = _data(2)
     fit = gk.glmer("yb ~ x + (1 + x | g)", d, "binomial")
-    monkeypatch.setattr(opt_mod, "USE_GRADIENT", False)
-    ref = gk.glmer("yb ~ x + (1 + x | g)", d, "binomial")
+    ref = gk.glmer("yb ~ x + (1 + x | g)", d, "binomial", control=gk.Control(gradient=False))
+    assert not ref.optsummary.control.gradient and fit.optsummary.control.gradient
     assert ref.optsummary.stages[1].optimizer == "bobyqa"
     assert fit.optsummary.stages[1].optimizer.startswith("L-BFGS-B")
     assert fit.loglik >= ref.loglik - 1e-6
@@ -90,28 +89,24 @@ def test_general_gradient_matches_central_differences(family, y, re):
     _assert_matches_central_differences(obj, theta, beta, laplace_gradient_general)
 
 
-def test_crossed_fit_by_gradient_matches_derivative_free(monkeypatch):
+def test_crossed_fit_by_gradient_matches_derivative_free():
     d = _crossed(3)
     fit = gk.glmer("yb ~ x + (1 + x | g) + (1 | h)", d, "binomial")
     assert fit.optsummary.stages[1].optimizer.startswith("L-BFGS-B")
-    monkeypatch.setattr(opt_mod, "USE_GRADIENT", False)
-    ref = gk.glmer("yb ~ x + (1 + x | g) + (1 | h)", d, "binomial")
+    ref = gk.glmer("yb ~ x + (1 + x | g) + (1 | h)", d, "binomial", control={"gradient": False})
     assert fit.loglik >= ref.loglik - 1e-6
     assert fit.fixef.to_numpy() == pytest.approx(ref.fixef.to_numpy(), rel=1e-3, abs=1e-4)
     assert fit.coef_table["std_error"].to_numpy() == pytest.approx(ref.coef_table["std_error"].to_numpy(), rel=2e-3)
     assert fit.varcorr["sd"].dropna().to_numpy() == pytest.approx(ref.varcorr["sd"].dropna().to_numpy(), rel=2e-3)
 
 
-def test_quadratic_stop_in_pirls_changes_nothing(monkeypatch):
+def test_quadratic_stop_in_pirls_changes_nothing():
     """PIRLS stops after a full Newton step that moved u by < 1e-5 (the next would move it by ~1e-10);
     the fit is the same as with the strict stop."""
-    from glmmkit.engine import pirls as pirls_mod
-
     d = _crossed(5)
     fits = {}
     for q in (1e-5, 0.0):
-        monkeypatch.setattr(pirls_mod, "QUAD_STOP", q)
-        fits[q] = [gk.glmer(f, d, fam) for f, fam in (("yb ~ x + (1 + x | g)", "binomial"),
+        fits[q] = [gk.glmer(f, d, fam, control=gk.Control(quad_stop=q)) for f, fam in (("yb ~ x + (1 + x | g)", "binomial"),
                                                       ("yp ~ x + (1 | g) + (1 | h)", "poisson"))]
     for a, b in zip(fits[1e-5], fits[0.0]):
         assert a.loglik == pytest.approx(b.loglik, abs=1e-7)

@@ -10,7 +10,6 @@ from scipy import optimize, stats
 from scipy.special import gammaln
 
 import glmmkit as gk
-import glmmkit.engine.optimize as engine_opt
 from glmmkit.singlecell.block import GeneBlock
 from glmmkit.singlecell.fastpath import Design, fit_block
 from glmmkit.singlecell.laplace import LaplaceProblem
@@ -143,11 +142,10 @@ def test_noise_inflation():
 
 
 @pytest.mark.parametrize("laplace", ["expected", "observed"])
-def test_fast_path_is_the_general_engines_model(toy, monkeypatch, laplace):
+def test_fast_path_is_the_general_engines_model(toy, laplace):
     """Per gene: fixed effects, SEs, subject SD within 1e-3 relative of gk.glmer's full Laplace fit
     (its tolerances tightened, so that both sit at the optimum); -2 log L never higher."""
-    monkeypatch.setattr(engine_opt, "FTOL2", 1e-12)
-    monkeypatch.setattr(engine_opt, "XTOL2", 1e-10)
+    tight = gk.Control(ftol2=1e-12, xtol2=1e-10)
     Y, subj, cond, o, Xs = toy
     S = Xs.shape[0]
     des = Design(Xs, o, subj, S, laplace=laplace)
@@ -158,7 +156,8 @@ def test_fast_path_is_the_general_engines_model(toy, monkeypatch, laplace):
         df["y"] = Y[g]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f = gk.glmer("y ~ cond + offset(o) + (1 | subject)", data=df, family="nbinom2", laplace=laplace)
+            f = gk.glmer("y ~ cond + offset(o) + (1 | subject)", data=df, family="nbinom2", laplace=laplace,
+                         control=tight)
         ct = f.coef_table
         se = np.sqrt(np.diag(fit.vcov[g]))
         scale = np.maximum(np.abs(ct["estimate"].to_numpy()), ct["std_error"].to_numpy())
@@ -193,9 +192,8 @@ def test_newton_stopped_early_reports_every_gene(toy):
         assert not np.any(fit.converged & (full.iterations > maxit))
 
 
-def test_poisson_fast_path_matches_the_general_engine(toy, monkeypatch):
-    monkeypatch.setattr(engine_opt, "FTOL2", 1e-12)
-    monkeypatch.setattr(engine_opt, "XTOL2", 1e-10)
+def test_poisson_fast_path_matches_the_general_engine(toy):
+    tight = gk.Control(ftol2=1e-12, xtol2=1e-10)
     Y, subj, cond, o, Xs = toy
     S = Xs.shape[0]
     fit, _ = fit_block(Design(Xs, o, subj, S, family="poisson"), GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S),
@@ -203,7 +201,7 @@ def test_poisson_fast_path_matches_the_general_engine(toy, monkeypatch):
     df = pd.DataFrame({"subject": [f"s{s}" for s in subj], "cond": cond[subj], "o": o})
     for g in range(3):
         df["y"] = Y[g]
-        f = gk.glmer("y ~ cond + offset(o) + (1 | subject)", data=df, family="poisson")
+        f = gk.glmer("y ~ cond + offset(o) + (1 | subject)", data=df, family="poisson", control=tight)
         np.testing.assert_allclose(fit.beta[g], f.fixef.to_numpy(), rtol=1e-3, atol=1e-4)
         np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov[g])), f.coef_table["std_error"], rtol=1e-3)
         np.testing.assert_allclose(fit.sigma[g], f.theta[0], rtol=1e-3)

@@ -9,6 +9,7 @@ from . import datasets, errors, families, gwas, links, meta, phylo, plots, singl
 from .api import add_olre, glmer, lmer, optimize, refit
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
 from .inference import anova, bootstrap_lrt
+from .engine.control import Control
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
 from .results import Fit, lme4_name
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
-    "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
+    "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "Control", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning", "ModelChangeWarning",
     "CostWarning", "DataWarning", "DroppedStudiesWarning", "errors", "GlmmkitError", "InputError", "FormulaError", "FileFormatError", "MissingFileError",
     "SampleMismatchError", "OutputPathError", "FitError",

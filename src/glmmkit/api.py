@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .engine.control import as_control
 from .fitting import optimize
 from .families import Family, get_family
 from .formula.spec import ModelSpec
@@ -104,28 +105,49 @@ def glmer(
     olre: bool = False,
     ziformula: str | None = None,
     calc_derivs: bool = True,
+    control=None,
 ) -> Fit:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or adaptive Gauss-Hermite).
 
     Parameters
     ----------
-    formula : lme4 formula, e.g. ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"``.
-    data : DataFrame with the columns the formula names.
-    family : ``"binomial"``, ``"poisson"``, ``"nbinom2"``, ``"nbinom1"``, ``"Gamma"``, ``"inverse.gaussian"``,
+    formula : str
+        lme4 formula, e.g. ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"``.
+    data : pandas.DataFrame
+        The columns the formula names.
+    family : str or Family
+        ``"binomial"``, ``"poisson"``, ``"nbinom2"``, ``"nbinom1"``, ``"Gamma"``, ``"inverse.gaussian"``,
         ``"gaussian"`` or a family object.
-    link : link name overriding the family's default (``"probit"``, ``"cloglog"``, ...).
-    nagq : 1 for the Laplace approximation, up to 25 for adaptive Gauss-Hermite quadrature
-        (single scalar random-effect term only), 0 for the fast joint-mode approximation.
-    weights : prior weights (number of trials for a binomial proportion) as a column name or array.
-    offset : an offset (column name or array) added to the linear predictor, beside ``offset()`` terms.
-    relmat : ``{grouping factor: K}`` known covariance (up to a variance) of that factor's levels.
-    na_action : ``"drop"`` (rows with missing values dropped and counted) or ``"raise"``.
-    olre : add an observation-level random intercept ``(1 | obs)`` (see ``add_olre``).
-    ziformula : zero-inflation model for poisson / nbinom2, e.g. ``"~1"`` or ``"~ mined"`` (glmmTMB's ``zi=``):
+    link : str, optional
+        A link overriding the family's default (``"probit"``, ``"cloglog"``, ...).
+    nagq : int
+        1 for the Laplace approximation, up to 25 for adaptive Gauss-Hermite quadrature (single scalar
+        random-effect term only), 0 for the fast joint-mode approximation.
+    weights : str or array, optional
+        Prior weights (number of trials for a binomial proportion) as a column name or array.
+    offset : str or array, optional
+        An offset added to the linear predictor, beside ``offset()`` terms.
+    relmat : dict, optional
+        ``{grouping factor: K}`` known covariance (up to a variance) of that factor's levels.
+    na_action : {"drop", "raise"}
+        Rows with missing values dropped and counted, or refused.
+    laplace : {"expected", "observed"}, optional
+        Fisher information in the log-determinant (lme4) or the Hessian of the log-likelihood (glmmTMB);
+        identical for canonical links. The default is the family's: expected, except NB1 (observed).
+    olre : bool
+        Add an observation-level random intercept ``(1 | obs)`` (see ``add_olre``).
+    ziformula : str, optional
+        Zero-inflation model for poisson / nbinom2, e.g. ``"~1"`` or ``"~ mined"`` (glmmTMB's ``zi=``):
         logit P(structural zero) = X_zi gamma.
-    laplace : ``"expected"`` (Fisher information in the log-determinant, as lme4) or ``"observed"``
-        (the Hessian of the log-likelihood, as glmmTMB); identical for canonical links. The default is
-        the family's: expected, except NB1 (observed, its only well-defined choice).
+    calc_derivs : bool
+        Compute the Hessian at the optimum (convergence check, standard errors).
+    control : Control or dict, optional
+        The optimiser's switches and tolerances (``gk.Control``), recorded as ``fit.optsummary.control``.
+
+    Returns
+    -------
+    Fit
+        The fitted model.
     """
     t0 = time.perf_counter()
     fam = get_family(family, link)
@@ -143,12 +165,15 @@ def glmer(
         if nagq != 1:
             raise InputError("nagq is for GLMMs: a gaussian model with the identity link is a linear mixed model, "
                              "fitted exactly (use lmer(..., reml=False))")
-        return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action)
+        return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
+                    control=control)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, ziformula=ziformula)
     laplace = laplace or spec.family.default_laplace
+    control = as_control(control)
     with _fit_failures(spec):
-        opt = optimize(spec.objective(nagq=nagq, laplace=laplace), calc_derivs=calc_derivs)
+        opt = optimize(spec.objective(nagq=nagq, laplace=laplace, quad_stop=control.quad_stop),
+                       calc_derivs=calc_derivs, control=control)
         fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)
     return fit
@@ -163,15 +188,39 @@ def lmer(
     offset=None,
     relmat: dict | None = None,
     na_action: str = "drop",
+    control=None,
 ) -> Fit:
-    """Fit a linear mixed model by REML (default) or ML, with the closed-form profiled deviance."""
+    """Fit a linear mixed model by REML (default) or ML, with the closed-form profiled deviance.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame
+        The columns the formula names.
+    reml : bool
+        REML (default) or maximum likelihood.
+    weights, offset : str or array, optional
+        Precision weights and an offset, as column names or arrays.
+    relmat : dict, optional
+        ``{grouping factor: K}`` known covariance of that factor's levels.
+    na_action : {"drop", "raise"}
+        Rows with missing values dropped and counted, or refused.
+    control : Control or dict, optional
+        Recorded on the fit (``maxfev`` bounds the search).
+
+    Returns
+    -------
+    Fit
+        The fitted model.
+    """
     t0 = time.perf_counter()
     if not isinstance(reml, (bool, np.bool_)):
         raise InputError(f"reml must be True or False, got {reml!r}")
     spec = ModelSpec.from_formula(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, lmm=True)
     with _fit_failures(spec):
-        opt = optimize(spec.lmm_objective(reml=reml))
+        opt = optimize(spec.lmm_objective(reml=reml), control=control)
         fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)
     return fit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from threadpoolctl import threadpool_limits
 
+from .engine.control import Control, as_control
 from .engine.glm import fit_glm
 from .engine.objective import GlmmObjective, LmmObjective
 from .engine.optimize import OptSummary, optimize_glmm, optimize_lmm
@@ -21,7 +22,7 @@ from .engine.optimize import OptSummary, optimize_glmm, optimize_lmm
 SMALL_TAIL = 1500
 
 
-def optimize(obj: GlmmObjective | LmmObjective, *, calc_derivs: bool = True) -> OptSummary:
+def optimize(obj: GlmmObjective | LmmObjective, *, calc_derivs: bool = True, control: Control | None = None) -> OptSummary:
     """Optimise an objective made by ``ModelSpec.objective()`` or ``ModelSpec.lmm_objective()``.
 
     Parameters
@@ -30,17 +31,20 @@ def optimize(obj: GlmmObjective | LmmObjective, *, calc_derivs: bool = True) -> 
         The objective.
     calc_derivs : bool
         Compute the gradient and Hessian at the optimum (convergence check, standard errors).
+    control : Control, dict or None
+        Switches and tolerances (the defaults when None); recorded as ``OptSummary.control``.
 
     Returns
     -------
     OptSummary
         How the optimum was found, with the objective and (GLMM) the PIRLS result at it.
     """
+    control = as_control(control)
     st = obj.structure if isinstance(obj, LmmObjective) else obj.data.structure
     if st.Qtt + obj_p(obj) < SMALL_TAIL:
         with threadpool_limits(limits=1, user_api="blas"):
-            return _optimize(obj, calc_derivs)
-    return _optimize(obj, calc_derivs)
+            return _optimize(obj, calc_derivs, control)
+    return _optimize(obj, calc_derivs, control)
 
 
 def obj_p(obj) -> int:
@@ -48,15 +52,15 @@ def obj_p(obj) -> int:
     return obj.p if isinstance(obj, LmmObjective) else obj.data.p
 
 
-def _optimize(obj, calc_derivs: bool) -> OptSummary:
+def _optimize(obj, calc_derivs: bool, control: Control) -> OptSummary:
     if isinstance(obj, LmmObjective):
-        opt = optimize_lmm(obj, calc_derivs=calc_derivs)
+        opt = optimize_lmm(obj, calc_derivs=calc_derivs, control=control)
         opt.kind, opt.reml, opt.objective = "lmm", obj.reml, obj
         return opt
     d = obj.data
     fam = d.family
     beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.start_family())
     psi0 = fam.params_start(d.y, mu0, d.wt)
-    opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs)
+    opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs, control=control)
     opt.kind, opt.nagq, opt.objective, opt.result = "glmm", obj.nagq, obj, res
     return opt

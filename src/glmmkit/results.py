@@ -124,11 +124,13 @@ class Fit(InformationCriteria, Result):
         spec = dataclasses.replace(self.spec, y=y)
         spec._kept_cols = self.spec._kept_cols
         t0 = time.perf_counter()
+        control = self.optsummary.control
         if self.is_lmm:
-            opt = optimize(spec.lmm_objective(reml=self.reml), calc_derivs=calc_derivs)
+            opt = optimize(spec.lmm_objective(reml=self.reml), calc_derivs=calc_derivs, control=control)
         else:
             laplace = self.optsummary.objective.laplace
-            opt = optimize(spec.objective(nagq=self.nagq, laplace=laplace), calc_derivs=calc_derivs)
+            opt = optimize(spec.objective(nagq=self.nagq, laplace=laplace, quad_stop=control.quad_stop),
+                           calc_derivs=calc_derivs, control=control)
         return type(self)(spec, opt, time_s=time.perf_counter() - t0)
 
     @property

@@ -42,10 +42,11 @@ _LOG2PI = np.log(2 * np.pi)
 class GlmmObjective:
     """-2 log L of a GLMM, with warm-started PIRLS; counts and logs every evaluation."""
 
-    def __init__(self, data: GlmmData, nagq: int = 1, laplace: str = "expected"):
+    def __init__(self, data: GlmmData, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5):
         if laplace not in ("expected", "observed"):
             raise InputError(f"laplace must be 'expected' (lme4) or 'observed' (glmmTMB), got {laplace!r}")
         self.data = data
+        self.quad_stop = float(quad_stop)  # Control.quad_stop: PIRLS's shortcut after a full Newton step
         self.nagq = check_int("nagq", nagq, 0, 25)
         self.laplace = laplace
         st = data.structure
@@ -99,7 +100,7 @@ class GlmmObjective:
         try:
             try:
                 res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
-                            laplace=self.laplace if not joint else "expected")
+                            laplace=self.laplace if not joint else "expected", quad_stop=self.quad_stop)
             except PirlsError:
                 # the warm start (the last mode, the last beta) can sit where this theta's linear predictor
                 # leaves the link's domain: start cold, from u = 0 and the GLM's beta
@@ -107,7 +108,7 @@ class GlmmObjective:
                     beta = self._beta_start
                 try:
                     res = pirls(self.data, theta, beta, np.zeros(self.data.structure.Q), fam, joint=joint,
-                                laplace=self.laplace if not joint else "expected")
+                                laplace=self.laplace if not joint else "expected", quad_stop=self.quad_stop)
                 except PirlsError:
                     if not joint:
                         raise

@@ -24,29 +24,14 @@ import numpy as np
 from .blocked import level_gram
 from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
-from .settings import setting
+from .control import Control, DEFAULT_CONTROL
 from ..errors import FitError, InputError
 
 SINGULAR_TOL = 1e-4
 GRAD_TOL = 2e-3
-# stage-2 stopping rules (-2 log L units; relative step in scaled coordinates); the gradient check
-# and Newton polish after it catch a search that stops short
-FTOL2 = setting("FTOL2", 1e-7)
-XTOL2 = setting("XTOL2", 1e-6)
-# stage 2's initial trust region: relative on theta, in stage-1 standard errors on beta
-STEP2_THETA = setting("STEP2_THETA", 0.1)
-STEP2_BETA = setting("STEP2_BETA", 0.25)
-MOMENT_START = setting("MOMENT_START", True)
-# stage 2 with the analytic Laplace gradient (canonical links, Laplace; engine/gradient.py): L-BFGS-B
-USE_GRADIENT = setting("GRADIENT", True)
-SKIP_STAGE1 = setting("SKIP_STAGE1", True)
-SCALE_THETA = setting("SCALE_THETA", True)
-WARM_U = setting("WARM_U", True)
-GTOL_GRAD = setting("GTOL", 1e-4)
-STAGE1_FIX_PSI = setting("STAGE1_FIX_PSI", False)
-# stage 1 only has to come close: stage 2 starts from it
-FTOL1 = setting("FTOL1", 1e-4)
-XTOL1 = setting("XTOL1", 1e-3)
+# the tolerances and switches of one fit are its Control (engine/control.py): stage 1 only has to come
+# close (stage 2 starts from it); the gradient check and Newton polish after stage 2 catch a search that
+# stops short
 
 _RC = {
     1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached", 5: "maxeval reached",
@@ -90,6 +75,7 @@ class OptSummary:
     kind: str = "glmm"  # "glmm" or "lmm"
     reml: bool = False
     nagq: int = 1
+    control: Control = DEFAULT_CONTROL  # the switches and tolerances this fit was optimised with
     objective: object = field(default=None, repr=False)  # the objective optimised (for profiles, refits)
     result: object = field(default=None, repr=False)  # the PIRLS result at the optimum (GLMMs)
     _scale: np.ndarray | None = field(default=None, repr=False)  # beta = beta1 + _scale * x in stage 2
@@ -107,6 +93,7 @@ class OptSummary:
             "vcov_method": self.vcov_method,
             "messages": list(self.messages),
             "max_abs_gradient": None if self.gradient is None else float(np.max(np.abs(self.gradient), initial=0)),
+            "control": self.control.to_dict(),
         }
 
 
@@ -225,7 +212,7 @@ def gradient_derivatives(fg, x, h, lower):
     return g, H, free
 
 
-def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0):
+def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0, control: Control = DEFAULT_CONTROL):
     """L-BFGS-B with the analytic gradient (scipy); returns (x, fval, nevals, message).
 
     beta is already in standard-error units (curvature of -2 log L about 2 in each coordinate); the
@@ -260,9 +247,9 @@ def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0):
         return v, g * S
 
     lo = (lower - x0) / S
-    # stop when a step gains less than FTOL2 / 10 in -2 log L (scipy's ftol is relative), or when the
-    # gradient in these unit-curvature coordinates is below GTOL_GRAD (a Newton step of about GTOL_GRAD / 2)
-    opts = {"maxiter": 1000, "ftol": 0.1 * FTOL2 / max(abs(f0), 1.0), "gtol": GTOL_GRAD, "maxcor": 20}
+    # stop when a step gains less than ftol2 / 10 in -2 log L (scipy's ftol is relative), or when the
+    # gradient in these unit-curvature coordinates is below gtol (a Newton step of about gtol / 2)
+    opts = {"maxiter": 1000, "ftol": 0.1 * control.ftol2 / max(abs(f0), 1.0), "gtol": control.gtol, "maxcor": 20}
     r = sp_minimize(scaled, np.zeros(len(x0)), jac=True, method="L-BFGS-B",
                     bounds=[(b if np.isfinite(b) else None, None) for b in lo], options=opts)
     x = x0 + S * np.asarray(r.x, dtype=float)
@@ -283,15 +270,33 @@ def _diag_theta_mask(obj) -> np.ndarray:
 
 
 def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, nagq: int = 1,
-                  calc_derivs: bool = True) -> tuple[OptSummary, object]:
-    """Fit theta, beta (and the family's parameters psi) of a GLMM; returns the summary and the PIRLS result."""
+                  calc_derivs: bool = True, control: Control = DEFAULT_CONTROL) -> tuple[OptSummary, object]:
+    """Fit theta, beta (and the family's parameters psi) of a GLMM.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective (on any random-effects system).
+    beta0, psi0 : numpy.ndarray
+        The GLM start and the family's starting parameters.
+    nagq : int
+        Quadrature nodes (0: stop at the joint mode).
+    calc_derivs : bool
+        Compute the gradient and Hessian at the optimum (convergence check, standard errors).
+    control : Control
+        Switches and tolerances.
+
+    Returns
+    -------
+    tuple
+        (OptSummary, the PIRLS result at the optimum).
+    """
     t0 = time.perf_counter()
-    summ = OptSummary()
+    summ = OptSummary(control=control)
     nt, p = obj.n_theta, obj.data.p
     m = obj.n_psi
     psi0 = np.asarray(psi0, dtype=float)
-
-    m1 = 0 if STAGE1_FIX_PSI else m  # family parameters searched in stage 1
+    m1 = m  # family parameters searched in stage 1
 
     # theta is searched as theta / ts: its steps, its bound tests and the singularity threshold are then
     # relative to the scale of the linear predictor (ts = 1 for logit, probit, cloglog and log links)
@@ -303,7 +308,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     # ---- stage 1: theta [, psi], beta inside PIRLS --------------------------------
     obj.reset(beta=beta0)
-    x0 = np.concatenate([(moment_theta(obj, beta0, psi0) if MOMENT_START else obj.theta0) / ts, psi0[:m1]])
+    x0 = np.concatenate([(moment_theta(obj, beta0, psi0) if control.moment_start else obj.theta0) / ts, psi0[:m1]])
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
@@ -323,14 +328,15 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         res1 = None
         beta1 = np.asarray(beta0, dtype=float)
         scale = glm_standard_errors(obj, beta0, psi0)
-    elif nagq == 1 and SKIP_STAGE1 and USE_GRADIENT and grad_kind:
+    elif nagq == 1 and control.skip_stage1 and control.gradient and grad_kind:
         # the gradient path needs only a start: the joint mode at the moment estimate of theta
         theta1, psi1 = unpack1(x0)
         fv1, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
         summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x0, fv1, 1,
                                     "skipped: analytic gradient in stage 2"))
     else:
-        x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=FTOL1, xtol_rel=XTOL1, log=summ.log)
+        x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=control.ftol1, xtol_rel=control.xtol1,
+                                    maxeval=control.maxfev, log=summ.log)
         summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
         theta1, psi1 = unpack1(x1)
         _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
@@ -366,8 +372,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     f2 = lambda x: obj.evaluate(*unpack2(x))[0]  # noqa: E731
     x20 = np.concatenate([theta1 / ts, np.zeros(p), psi1 if m else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
-    step2 = np.concatenate([np.maximum(STEP2_THETA * np.abs(theta1 / ts), 0.05), np.full(p, STEP2_BETA), np.full(m, 0.1)])
-    use_grad = USE_GRADIENT and nagq <= 1 and grad_kind is not None
+    step2 = np.concatenate([np.maximum(control.step2_theta * np.abs(theta1 / ts), 0.05), np.full(p, control.step2_beta),
+                            np.full(m, 0.1)])
+    use_grad = control.gradient and nagq <= 1 and grad_kind is not None
 
     last = {}
 
@@ -377,7 +384,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         if "fg" in last and np.array_equal(x, last["fg"][0]):  # asked again at the same point
             return last["fg"][1], last["fg"][2].copy()
         theta, beta, _ = unpack2(x)
-        if WARM_U and "J" in last:
+        if "J" in last:
             obj.reset(u=last["u"] + last["J"] @ (x - last["x"]))
         val, res = obj.evaluate(theta, beta)
         if res is None or not np.isfinite(val):
@@ -396,10 +403,11 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         return val, grad
 
     if use_grad:
-        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log, n_theta=nt if SCALE_THETA else 0)
+        x2, fv2, n2, rc2 = _minimize_gradient(fg, x20, lower2, summ.log, n_theta=nt, control=control)
         summ.stages.append(OptStage("stage 2 (theta, beta)", "L-BFGS-B, analytic gradient", x20, x2, fv2, n2, rc2))
     else:
-        x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
+        x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=control.ftol2, xtol_rel=control.xtol2,
+                                    maxeval=control.maxfev, log=summ.log)
         summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
 
     on_bound = x2[:nt][obj.theta_lower == 0] <= SINGULAR_TOL
@@ -409,10 +417,11 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         # search once more from lme4's start and keep the better optimum
         x2b0 = np.concatenate([obj.theta0, np.zeros(p), psi1 if m else []])
         if use_grad:
-            x2b, fv2b, n2b, rc2b = _minimize_gradient(fg, x2b0, lower2, summ.log, n_theta=nt if SCALE_THETA else 0)
+            x2b, fv2b, n2b, rc2b = _minimize_gradient(fg, x2b0, lower2, summ.log, n_theta=nt, control=control)
             how = "L-BFGS-B, analytic gradient"
         else:
-            x2b, fv2b, n2b, rc2b = minimize(f2, x2b0, lower2, step2, ftol_abs=FTOL2, xtol_rel=XTOL2, log=summ.log)
+            x2b, fv2b, n2b, rc2b = minimize(f2, x2b0, lower2, step2, ftol_abs=control.ftol2, xtol_rel=control.xtol2,
+                                            maxeval=control.maxfev, log=summ.log)
             how = "bobyqa"
         summ.stages.append(OptStage("stage 2 from lme4's theta0 (boundary reached)", how, x2b0, x2b, fv2b, n2b, rc2b))
         if np.isfinite(fv2b) and fv2b < fv2 - 1e-8:
@@ -456,7 +465,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         if _bad(sg):
             # ... and if that fails, Nelder-Mead
             x3, fv3, n3, rc3 = minimize(f2, x2, lower2, step2 * 0.5, ftol_abs=1e-10, xtol_rel=1e-10,
-                                        algorithm="neldermead", log=summ.log)
+                                        maxeval=control.maxfev, algorithm="neldermead", log=summ.log)
             summ.stages.append(OptStage("restart", "neldermead", x2, x3, fv3, n3, rc3))
             summ.messages.append(
                 f"scaled gradient {'NA' if sg is None else f'{np.max(np.abs(sg)):.3g}'} after the first search; "
@@ -670,12 +679,28 @@ def _beta_scale(res, obj) -> np.ndarray:
     return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
 
-def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True) -> OptSummary:
+def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control = DEFAULT_CONTROL) -> OptSummary:
+    """Fit theta of a linear mixed model on the profiled (RE)ML deviance (BOBYQA, then a gradient check).
+
+    Parameters
+    ----------
+    obj : LmmObjective
+        The profiled objective.
+    calc_derivs : bool
+        Compute the gradient and Hessian at the optimum.
+    control : Control
+        Recorded on the summary (``maxfev`` bounds the searches; the LMM's tolerances are fixed, 1e-10).
+
+    Returns
+    -------
+    OptSummary
+        How the optimum was found.
+    """
     t0 = time.perf_counter()
-    summ = OptSummary()
+    summ = OptSummary(control=control)
     x0 = obj.theta0
     x, fv, n, rc = minimize(obj, x0, obj.theta_lower, np.full(len(x0), 0.25), ftol_abs=1e-10,
-                            xtol_rel=1e-10, log=summ.log)
+                            xtol_rel=1e-10, maxeval=control.maxfev, log=summ.log)
     summ.stages.append(OptStage("theta", "bobyqa", x0, x, fv, n, rc))
     summ.param_names = [f"theta{i + 1}" for i in range(len(x))]
     if calc_derivs:

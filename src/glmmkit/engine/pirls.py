@@ -25,7 +25,6 @@ import numpy as np
 from ..families import Family
 from .blocked import BlockedFactor, Structure
 from .kernels import Kernels
-from .settings import setting
 from ..errors import FitError
 
 
@@ -64,10 +63,6 @@ class PirlsResult:
     gram1: np.ndarray | None = None  # term 1's level Gram sums of the final weights (for the gradient)
 
 
-# stop PIRLS when a full Newton step (canonical link) moved u by less than this: the next would move it
-# by about its square; 0 turns the shortcut off
-QUAD_STOP = setting("QUAD_STOP", 1e-5)
-
 
 class PirlsError(FitError):
     pass
@@ -84,7 +79,35 @@ def pirls(
     u_tol: float = 1e-9,
     maxit: int = 100,
     laplace: str = "expected",
+    quad_stop: float = 1e-5,
 ) -> PirlsResult:
+    """The conditional mode of u (and beta, with ``joint``) by penalised IRLS (see the module docstring).
+
+    Parameters
+    ----------
+    data : GlmmData
+        Response, weights, offset, X, the random-effects system and the family.
+    theta, beta, u : numpy.ndarray
+        Variance parameters, fixed effects and the starting mode.
+    family : Family
+        The family with its parameters.
+    joint : bool
+        Solve for (u, beta) together (stage 1).
+    tol, u_tol : float
+        Stop when the penalised deviance changes by less than tol (relative) and u by less than u_tol.
+    maxit : int
+        Most iterations.
+    laplace : {"expected", "observed"}
+        The information of the final factor.
+    quad_stop : float
+        Stop after a full Newton step on a canonical link that moved u by less than this (the next would
+        move it by about its square); 0 turns the shortcut off (``Control.quad_stop``).
+
+    Returns
+    -------
+    PirlsResult
+        The mode, the linear predictor, weights, factor and penalised deviance.
+    """
     st, y, wt, off, X = data.structure, data.y, data.wt, data.offset, data.X
     kern = Kernels(family)
     quadratic = kern.fast in ("logit", "poisson") and not joint
@@ -136,7 +159,7 @@ def pirls(
         if change < tol * (abs(pd) + 1.0) and moved < u_tol:
             converged = True
             break
-        if QUAD_STOP and quadratic and step == 1.0 and moved < QUAD_STOP:
+        if quad_stop and quadratic and step == 1.0 and moved < quad_stop:
             # a full Newton step on a canonical link converges quadratically: the next step would move
             # u by about moved^2, below u_tol; take the mode as found, refactor there (below)
             converged = True

@@ -320,7 +320,7 @@ class ModelSpec:
 
         return Structure(self.terms)
 
-    def objective(self, nagq: int = 1, laplace: str = "expected"):
+    def objective(self, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5):
         """The GLMM objective (-2 log L by Laplace or AGQ) for this model.
 
         Parameters
@@ -329,6 +329,8 @@ class ModelSpec:
             Quadrature nodes (1: Laplace; 0: the joint-mode approximation).
         laplace : {"expected", "observed"}
             The information in the Laplace log-determinant (lme4's, glmmTMB's).
+        quad_stop : float
+            PIRLS's shortcut after a full Newton step (``Control.quad_stop``).
 
         Returns
         -------
@@ -339,7 +341,7 @@ class ModelSpec:
         from ..engine.pirls import GlmmData
 
         data = GlmmData(self.y, self.wt, self.offset, self.X, self.random_effects_system(), self.family)
-        return GlmmObjective(data, nagq=nagq, laplace=laplace)
+        return GlmmObjective(data, nagq=nagq, laplace=laplace, quad_stop=quad_stop)
 
     def lmm_objective(self, reml: bool = True):
         """The profiled LMM deviance (ML) or REML criterion."""

@@ -16,6 +16,7 @@ import time
 
 import pandas as pd
 
+from ..engine.control import as_control
 from ..errors import InputError
 from ..fitting import optimize
 from ..formula.spec import ModelSpec
@@ -25,7 +26,7 @@ from .tree import Tree, as_tree
 
 
 def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group: str | None = None,
-                  corr: bool = True, laplace: str | None = None, weights=None, offset=None) -> Fit:
+                  corr: bool = True, laplace: str | None = None, weights=None, offset=None, control=None) -> Fit:
     """Fit ``y ~ ... + (1 | group)`` with cov(group effect) = theta^2 vcv(tree[, corr]) on the tree path.
 
     Parameters
@@ -47,6 +48,8 @@ def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group
         The Laplace information (the family's default).
     weights, offset : optional
         As for ``glmer``.
+    control : Control or dict, optional
+        The optimiser's settings (``gk.Control``).
 
     Returns
     -------
@@ -64,5 +67,6 @@ def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group
     if group is not None and term.group != group:
         raise InputError(f"the formula's grouping factor is {term.group!r}, not {group!r}")
     spec.terms = [dataclasses.replace(term, cov=TreeCovariance(tree, term.levels, corr=corr, group=term.group))]
-    obj = spec.objective(laplace=laplace or spec.family.default_laplace)
-    return Fit(spec, optimize(obj), time_s=time.perf_counter() - t0)
+    control = as_control(control)
+    obj = spec.objective(laplace=laplace or spec.family.default_laplace, quad_stop=control.quad_stop)
+    return Fit(spec, optimize(obj, control=control), time_s=time.perf_counter() - t0)
