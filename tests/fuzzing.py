@@ -85,7 +85,7 @@ def judge(res) -> tuple[str, str]:
             return NAN_CONVERGED, f"converged=True with non-finite values: {res!r}"
         return OK, "fit" if res.converged else "fit flagged not converged"
     if hasattr(res, "converged") and hasattr(res, "coef"):  # MetaFit
-        vals = res.coef[["estimate", "se"]].to_numpy().ravel()
+        vals = res.coef[["estimate", "std_error"]].to_numpy().ravel()
         if res.converged and not np.all(np.isfinite(vals)):
             return NAN_CONVERGED, "meta fit converged=True with non-finite estimate or SE"
         return OK, "meta fit"

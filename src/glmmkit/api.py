@@ -75,10 +75,24 @@ def _warn(fit: Fit) -> None:
 
 
 def add_olre(formula: str, data: pd.DataFrame, name: str = "obs") -> tuple[str, pd.DataFrame]:
-    """Add an observation-level random intercept: returns (formula + (1 | name), data with that column).
+    """Add an observation-level random intercept.
 
     An existing column of that name is used only if it has one level per row; otherwise a free name
     (``obs_``, ``obs__``, ...) is taken.
+
+    Parameters
+    ----------
+    formula : str
+        The model's formula.
+    data : pandas.DataFrame
+        The data.
+    name : str
+        The observation factor's name.
+
+    Returns
+    -------
+    tuple
+        (formula + ``(1 | name)``, data with that column).
     """
     if not isinstance(data, pd.DataFrame):
         raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")

@@ -54,6 +54,18 @@ def _check_outputs(*pairs) -> None:
 
 
 def cmd_fit(args) -> int:
+    """``glmmkit fit``: fit a GLMM or LMM from a table and print its summary (and write the report or JSON).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The exit status: 0 usable, 1 not usable (not converged), 2 bad input.
+    """
     import glmmkit as gk
     from .formula.spec import _idents
     from .output import write_json
@@ -99,6 +111,18 @@ def _summary_text(fit) -> str:
 
 
 def cmd_meta(args) -> int:
+    """``glmmkit meta``: a meta-analysis of a table of 2x2 tables or rates.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     import glmmkit as gk
 
     _check_outputs(("--forest", args.forest))
@@ -132,6 +156,18 @@ def cmd_meta(args) -> int:
 
 
 def cmd_sc_de(args) -> int:
+    """``glmmkit sc-de``: single-cell differential expression from an .h5ad file.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The exit status (1 when no gene could be tested).
+    """
     import glmmkit as gk
 
     _check_outputs(("--out", args.out), ("--volcano", args.volcano))
@@ -187,6 +223,18 @@ def _save_sparse(path: str, S) -> None:
 
 
 def cmd_gwas(args) -> int:
+    """``glmmkit gwas grm | null | test``: the GRM, the null model (step 1) and the score tests (step 2).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     import glmmkit as gk
     from glmmkit import gwas
 
@@ -264,6 +312,18 @@ def _sibling(path: str, tag: str) -> str:
 
 
 def cmd_demo(args) -> int:
+    """``glmmkit demo``: run the stories of the README on bundled and simulated data.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     from .demo import run_demo
 
     run_demo(out_dir=args.out)
@@ -271,6 +331,18 @@ def cmd_demo(args) -> int:
 
 
 def cmd_datasets(args) -> int:
+    """``glmmkit datasets``: list the bundled datasets (or describe one).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     from . import datasets
 
     for name in datasets.list_datasets():
@@ -279,6 +351,13 @@ def cmd_datasets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (subcommands fit, meta, sc-de, gwas, demo, datasets).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser.
+    """
     ap = argparse.ArgumentParser(prog="glmmkit", description="Generalized linear mixed models with lme4 formulas",
                                  epilog="Exit status: 0 a usable result, 1 a result that is not usable (not "
                                         "converged, nothing tested) or an internal error, 2 bad input.")

@@ -56,34 +56,113 @@ class Family(ABC):
         return self.dispersion if (self.dispersion_name and self.dispersion_scales) else 1.0
 
     def with_dispersion(self, value: float) -> "Family":
+        """A copy with the dispersion parameter set.
+
+        Parameters
+        ----------
+        value : float
+            The new value (sigma^2, phi, NB2's theta, NB1's phi).
+
+        Returns
+        -------
+        Family
+            The copy.
+        """
         fam = copy.copy(self)
         fam.dispersion = float(value)
         return fam
 
     def dispersion_start(self, y, mu, wt) -> float:
-        """Moment estimate of the dispersion (mean squared Pearson residual)."""
+        """Moment estimate of the dispersion (mean squared Pearson residual).
+
+        Parameters
+        ----------
+        y, mu, wt : numpy.ndarray
+            Response, the GLM's means and prior weights.
+
+        Returns
+        -------
+        float
+            The starting value.
+        """
         return float(np.sum(wt * (y - mu) ** 2 / self.variance(mu)) / len(y))
 
     # --- the family's parameters in the outer optimisation (unconstrained scale) ---------
     def param_names(self) -> list[str]:
+        """Names of the family's parameters in the outer optimisation (on their unconstrained scale).
+
+        Returns
+        -------
+        list of str
+            E.g. ``["log(theta)"]``; empty for fixed-dispersion families.
+        """
         return [f"log({self.dispersion_name})"] if self.dispersion_name else []
 
     @property
     def params(self) -> np.ndarray:
+        """The family's parameters on the unconstrained scale (psi)."""
         return np.log([self.dispersion]) if self.dispersion_name else np.zeros(0)
 
     def params_start(self, y, mu, wt) -> np.ndarray:
+        """Starting psi from the GLM's fit.
+
+        Parameters
+        ----------
+        y, mu, wt : numpy.ndarray
+            Response, the GLM's means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            psi (empty for fixed-dispersion families).
+        """
         return np.log([self.dispersion_start(y, mu, wt)]) if self.dispersion_name else np.zeros(0)
 
     def with_params(self, psi) -> "Family":
+        """A copy with the family's parameters set from psi.
+
+        Parameters
+        ----------
+        psi : numpy.ndarray
+            The unconstrained parameters (``param_names``' order).
+
+        Returns
+        -------
+        Family
+            The copy (self when there are none).
+        """
         return self.with_dispersion(float(np.exp(psi[0]))) if self.dispersion_name else self
 
     def response_mean(self, mu):
-        """E[y] given the linear predictor's mean (differs from mu only for zero-inflated families)."""
+        """E[y] given the linear predictor's mean (differs from mu only for zero-inflated families).
+
+        Parameters
+        ----------
+        mu : numpy.ndarray
+            The conditional means g^{-1}(eta).
+
+        Returns
+        -------
+        numpy.ndarray
+            The response's expectation.
+        """
         return mu
 
     def param_table(self, psi, cov_psi):
-        """Rows (name, estimate, std_error, lower, upper) for the family's parameters (95% Wald on psi)."""
+        """Rows for the family's parameters with 95% Wald intervals on the psi scale.
+
+        Parameters
+        ----------
+        psi : numpy.ndarray
+            The estimates on the unconstrained scale.
+        cov_psi : numpy.ndarray or None
+            Their covariance (None: no standard errors).
+
+        Returns
+        -------
+        list of tuple
+            (name, estimate, std_error, lower, upper) on the natural scale.
+        """
         rows = []
         if self.dispersion_name:
             sd = float(np.sqrt(cov_psi[0, 0])) if cov_psi is not None else np.nan
@@ -93,63 +172,202 @@ class Family(ABC):
         return rows
 
     def start_family(self) -> "Family":
-        """The family used for the GLM that gives starting values."""
+        """The family used for the GLM that gives starting values.
+
+        Returns
+        -------
+        Family
+            This family with unit dispersion (families without a dispersion: itself).
+        """
         return self.with_dispersion(1.0) if self.dispersion_name else self
 
     # --- what subclasses provide ----------------------------------------
     @abstractmethod
     def variance(self, mu: np.ndarray) -> np.ndarray:
-        ...
+        """The variance function V(mu) (the variance is phi V(mu) / wt).
+
+        Parameters
+        ----------
+        mu : numpy.ndarray
+            Means.
+
+        Returns
+        -------
+        numpy.ndarray
+            V(mu).
+        """
 
     @abstractmethod
     def variance_deriv(self, mu: np.ndarray) -> np.ndarray:
-        """dV/dmu."""
-        ...
+        """dV/dmu.
+
+        Parameters
+        ----------
+        mu : numpy.ndarray
+            Means.
+
+        Returns
+        -------
+        numpy.ndarray
+            The derivative of the variance function.
+        """
 
     @abstractmethod
     def unit_deviance(self, y, mu, wt) -> np.ndarray:
-        """Deviance residuals squared, d_i (their sum is the deviance at phi = 1)."""
-        ...
+        """Deviance residuals squared, d_i (their sum is the deviance at phi = 1).
+
+        Parameters
+        ----------
+        y, mu, wt : numpy.ndarray
+            Response, means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            d_i per observation.
+        """
 
     @abstractmethod
     def loglik_kernel(self, y, mu, wt) -> np.ndarray:
-        """The part of log p(y_i | mu_i, phi) that depends on mu (the hot path)."""
-        ...
+        """The part of log p(y_i | mu_i, phi) that depends on mu (the hot path).
+
+        Parameters
+        ----------
+        y, mu, wt : numpy.ndarray
+            Response, means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            Per observation.
+        """
 
     @abstractmethod
     def loglik_const(self, y, wt) -> np.ndarray:
-        """The part of log p(y_i | mu_i, phi) that does not depend on mu (cached by the engine)."""
-        ...
+        """The part of log p(y_i | mu_i, phi) that does not depend on mu (cached by the engine).
+
+        Parameters
+        ----------
+        y, wt : numpy.ndarray
+            Response and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            Per observation.
+        """
 
     def loglik(self, y, mu, wt) -> np.ndarray:
-        """log p(y_i | mu_i, phi), per observation."""
+        """log p(y_i | mu_i, phi), per observation.
+
+        Parameters
+        ----------
+        y, mu, wt : numpy.ndarray
+            Response, means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            The log-likelihood of each observation.
+        """
         return self.loglik_kernel(y, mu, wt) + self.loglik_const(y, wt)
 
     def loglik_const_sum(self, y, wt, unique=None) -> float:
-        """sum_i loglik_const(y_i, wt_i). ``unique = (values, summed weights)`` of y lets families whose
-        constant is wt times a function of y alone (Poisson, NB2) work on the distinct values only."""
+        """sum_i loglik_const(y_i, wt_i).
+
+        Parameters
+        ----------
+        y, wt : numpy.ndarray
+            Response and prior weights.
+        unique : tuple, optional
+            (distinct values of y, their summed weights): families whose constant is wt times a function
+            of y alone (Poisson, NB2) then work on the distinct values only.
+
+        Returns
+        -------
+        float
+            The sum.
+        """
         return float(np.sum(self.loglik_const(y, wt)))
 
     def validate(self, y: np.ndarray, wt: np.ndarray, column: str, rows=None) -> None:
+        """Refuse a response outside the family's support (InputError naming the row).
+
+        Parameters
+        ----------
+        y, wt : numpy.ndarray
+            Response and prior weights.
+        column : str
+            The response's name, for the message.
+        rows : array-like, optional
+            The data's row labels, for the message.
+        """
         bad = np.flatnonzero(~np.isfinite(y))
         if bad.size:
             raise InputError(f"response {column!r} has a non-finite value at row {_label(rows, bad[0])!r}")
 
     def mustart(self, y, wt) -> np.ndarray:
+        """Starting means of the GLM (R's ``mustart``).
+
+        Parameters
+        ----------
+        y, wt : numpy.ndarray
+            Response and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            Means inside the family's range.
+        """
         return y + 0.1 * (np.mean(y) - y)
 
     @abstractmethod
     def simulate(self, mu, wt, rng: np.random.Generator) -> np.ndarray:
-        """Draw responses with means mu (on the scale of y: proportions for the binomial)."""
+        """Draw responses with means mu (on the scale of y: proportions for the binomial).
+
+        Parameters
+        ----------
+        mu, wt : numpy.ndarray
+            Means and prior weights (any shape; broadcast together).
+        rng : numpy.random.Generator
+            The random generator.
+
+        Returns
+        -------
+        numpy.ndarray
+            Draws of the shape of mu.
+        """
 
     # --- derived quantities used by the engine ---------------------------
     def working_weights(self, eta, mu, wt) -> np.ndarray:
-        """W = wt (dmu/deta)^2 / (phi V(mu)): Fisher-scoring weights."""
+        """W = wt (dmu/deta)^2 / (phi V(mu)): Fisher-scoring weights.
+
+        Parameters
+        ----------
+        eta, mu, wt : numpy.ndarray
+            Linear predictor, means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            The weights.
+        """
         d = self.link.mu_eta(eta)
         return wt * d * d / (self.variance(mu) * self.scale)
 
     def score_eta(self, y, eta, mu, wt) -> np.ndarray:
-        """d log p(y | eta) / d eta: wt (y - mu) mu' / (phi V(mu)) for exponential families."""
+        """d log p(y | eta) / d eta: wt (y - mu) mu' / (phi V(mu)) for exponential families.
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Response, linear predictor, means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            The score in eta per observation.
+        """
         d = self.link.mu_eta(eta)
         return wt * (y - mu) * d / (self.variance(mu) * self.scale)
 
@@ -157,6 +375,16 @@ class Family(ABC):
         """-d^2 log p(y | eta) / d eta^2: the observed information (equals W for canonical links).
 
         W_obs = wt / phi [mu'^2 / V - (y - mu)(mu'' / V - mu'^2 V' / V^2)].
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Response, linear predictor, means and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            The observed information per observation.
         """
         d, d2 = self.link.mu_eta(eta), self.link.mu_eta2(eta)
         v = self.variance(mu)
@@ -660,6 +888,17 @@ def _label(rows, i):
 
 
 def check_positive(y: np.ndarray, column: str, family: str, rows=None) -> None:
+    """A response that must be positive (Gamma, inverse Gaussian): InputError naming the first bad row.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        The response.
+    column, family : str
+        Names for the message.
+    rows : array-like, optional
+        The data's row labels.
+    """
     bad = np.flatnonzero(y <= 0)
     if bad.size:
         raise InputError(f"{family} response {column!r} must be positive; row {_label(rows, bad[0])!r} "
@@ -671,7 +910,17 @@ MAX_COUNT = 2.0 ** 53
 
 
 def check_counts(y: np.ndarray, column: str, family: str, rows=None) -> None:
-    """Counts must be non-negative integers."""
+    """Counts must be non-negative whole numbers that double precision holds exactly (InputError otherwise).
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        The response.
+    column, family : str
+        Names for the message.
+    rows : array-like, optional
+        The data's row labels.
+    """
     bad = np.flatnonzero(y < 0)
     if bad.size:
         raise InputError(f"{family} response {column!r} must be non-negative counts; row {_label(rows, bad[0])!r} has {float(y[bad[0]]):g}")
@@ -700,7 +949,21 @@ FAMILIES: dict[str, type[Family]] = {
 
 
 def get_family(family: str | Family, link: str | None = None) -> Family:
-    """A family object from a name (``"binomial"``, ``"poisson"``, ``"Gamma"``...) or pass one through."""
+    """A family object from a name, or one passed through (every entry point resolves names here).
+
+    Parameters
+    ----------
+    family : str, Family or Family subclass
+        ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``, ``"inverse.gaussian"``, ``"nbinom2"``
+        (also ``"nb2"``, ``"negative_binomial"``), ``"nbinom1"`` (also ``"nb1"``); case does not matter.
+    link : str, optional
+        A link other than the family's default.
+
+    Returns
+    -------
+    Family
+        The family; InputError names the families there are.
+    """
     if isinstance(family, Family):
         return family
     if isinstance(family, type) and issubclass(family, Family):

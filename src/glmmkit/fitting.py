@@ -48,7 +48,18 @@ def optimize(obj: GlmmObjective | LmmObjective, *, calc_derivs: bool = True, con
 
 
 def obj_p(obj) -> int:
-    """The number of fixed effects of an objective."""
+    """The number of fixed effects of an objective.
+
+    Parameters
+    ----------
+    obj : GlmmObjective or LmmObjective
+        The objective.
+
+    Returns
+    -------
+    int
+        p.
+    """
     return obj.p if isinstance(obj, LmmObjective) else obj.data.p
 
 

@@ -17,24 +17,73 @@ _TINY = 1e-300
 
 
 class Link(ABC):
+    """A link function g(mu) = eta, its inverse and the inverse's first two derivatives.
+
+    Subclasses set ``name`` and write the four methods; inverses keep mu inside the family's range
+    (probabilities in (eps, 1 - eps), positive means at least 1e-300).
+    """
+
     name: str = "link"
 
     @abstractmethod
     def link(self, mu: np.ndarray) -> np.ndarray:
-        ...
+        """eta = g(mu).
+
+        Parameters
+        ----------
+        mu : numpy.ndarray
+            Means.
+
+        Returns
+        -------
+        numpy.ndarray
+            The linear predictor.
+        """
 
     @abstractmethod
     def inverse(self, eta: np.ndarray) -> np.ndarray:
-        ...
+        """mu = g^{-1}(eta).
+
+        Parameters
+        ----------
+        eta : numpy.ndarray
+            Linear predictor.
+
+        Returns
+        -------
+        numpy.ndarray
+            Means, kept inside the family's range.
+        """
 
     @abstractmethod
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
-        ...
+        """d mu / d eta.
+
+        Parameters
+        ----------
+        eta : numpy.ndarray
+            Linear predictor.
+
+        Returns
+        -------
+        numpy.ndarray
+            The derivative of the inverse link.
+        """
 
     @abstractmethod
     def mu_eta2(self, eta: np.ndarray) -> np.ndarray:
-        """Second derivative d^2 mu / d eta^2 (for the observed-information Laplace)."""
-        ...
+        """d^2 mu / d eta^2 (for the observed-information Laplace).
+
+        Parameters
+        ----------
+        eta : numpy.ndarray
+            Linear predictor.
+
+        Returns
+        -------
+        numpy.ndarray
+            The second derivative of the inverse link.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -168,7 +217,18 @@ LINKS: dict[str, type[Link]] = {
 
 
 def get_link(link: str | Link) -> Link:
-    """Return a link object from its name (``"logit"``, ``"log"``, ...) or pass one through."""
+    """A link object from its name, or one passed through.
+
+    Parameters
+    ----------
+    link : str or Link
+        ``"identity"``, ``"log"``, ``"logit"``, ``"probit"``, ``"cloglog"``, ``"inverse"``, ``"1/mu^2"``.
+
+    Returns
+    -------
+    Link
+        The link; InputError names the links there are.
+    """
     if isinstance(link, Link):
         return link
     try:

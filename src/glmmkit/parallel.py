@@ -21,6 +21,32 @@ def _call(fn, shared, item):
 
 def map_tasks(fn: Callable[[Any, Any], Any], items: Iterable, *, shared: Any = None, workers: int = 1,
               client=None, desc: str = "", progress_bar: bool = True, total: int | None = None) -> list:
+    """Call ``fn(shared, item)`` for every item, here, in local processes or on a Dask cluster.
+
+    Parameters
+    ----------
+    fn : callable
+        A picklable function of (shared, item).
+    items : iterable
+        The items (a generator is consumed lazily in a process pool).
+    shared : object, optional
+        What every call needs (sent to each Dask worker once).
+    workers : int
+        Local processes (1: this process).
+    client : dask.distributed.Client, optional
+        A Dask client (takes precedence over ``workers``).
+    desc : str
+        The progress bar's label.
+    progress_bar : bool
+        Show a progress bar.
+    total : int, optional
+        The number of items, for the bar.
+
+    Returns
+    -------
+    list
+        The results in the order of ``items``.
+    """
     if workers > 1 and client is None:
         return _pool(fn, items, shared, workers, desc, progress_bar, total)
     if client is None:

@@ -26,7 +26,24 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def write_report(fit, path, *, intervals: str = "profile", title: str | None = None) -> Path:
-    """Write the report; ``intervals`` is "profile", "wald" or "boot" (``fit.confint``'s method)."""
+    """Write the HTML report of a fit, atomically.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    path : str or path-like
+        The HTML file.
+    intervals : {"profile", "wald", "boot"}
+        ``fit.confint``'s method for the interval table.
+    title : str, optional
+        The page's title.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written (a failed interval is reported in the page, not raised).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)

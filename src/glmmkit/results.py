@@ -27,7 +27,18 @@ from .formula.coding import coded_matrix
 
 
 def lme4_name(name: str) -> str:
-    """formulaic coefficient name -> lme4's: ``period[T.2]`` -> ``period2``, ``Intercept`` -> ``(Intercept)``."""
+    """A formulaic coefficient name as lme4 writes it: ``period[T.2]`` -> ``period2``, ``Intercept`` -> ``(Intercept)``.
+
+    Parameters
+    ----------
+    name : str
+        The coefficient's name in glmmkit (formulaic's coding).
+
+    Returns
+    -------
+    str
+        R's name for the same coefficient.
+    """
     if name in ("Intercept", "(Intercept)"):
         return "(Intercept)"
     # treatment coding (``period[T.2]``) and full-rank coding without an intercept (``study[t01]``)
@@ -39,10 +50,12 @@ class InformationCriteria:
 
     @property
     def aic(self) -> float:
+        """Akaike's criterion, -2 log L + 2 (number of parameters)."""
         return -2 * self.loglik + 2 * self.n_params
 
     @property
     def bic(self) -> float:
+        """Schwarz's criterion, -2 log L + log(n) (number of parameters)."""
         return -2 * self.loglik + np.log(self.nobs) * self.n_params
 
 
@@ -174,14 +187,17 @@ class Fit(InformationCriteria, Result):
     # ---- fixed effects --------------------------------------------------------
     @property
     def fixef(self) -> pd.Series:
+        """The fixed-effects estimates (a Series named by coefficient)."""
         return pd.Series(self._beta, index=self.spec.x_names, name="estimate")
 
     @property
     def vcov(self) -> pd.DataFrame:
+        """The fixed effects' covariance matrix (a DataFrame; ``vcov_method`` says how it was obtained)."""
         return pd.DataFrame(self._vcov, index=self.spec.x_names, columns=self.spec.x_names)
 
     @property
     def coef_table(self) -> pd.DataFrame:
+        """Estimates, standard errors and Wald statistics: ``estimate``, ``std_error`` and ``t`` (LMM) or ``z`` and ``p`` (GLMM)."""
         se = np.sqrt(np.diag(self._vcov))
         z = self._beta / se
         out = pd.DataFrame({"estimate": self._beta, "std_error": se}, index=self.spec.x_names)
@@ -250,7 +266,13 @@ class Fit(InformationCriteria, Result):
         }
 
     def ranef_table(self) -> pd.DataFrame:
-        """Long table: group, level, term, estimate (conditional mode), condsd."""
+        """The conditional modes in one long table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``group``, ``level``, ``term``, ``estimate`` (conditional mode) and ``condsd``.
+        """
         b, v = self._b_and_condvar()
         frames = []
         for key, t, bb, vv in zip(self._term_keys(), self.spec.terms, b, v):
@@ -263,10 +285,12 @@ class Fit(InformationCriteria, Result):
     # ---- likelihood summaries ----------------------------------------------------
     @property
     def loglik(self) -> float:
+        """The maximised log-likelihood (Laplace or AGQ for GLMMs; the REML criterion's value for REML fits)."""
         return -0.5 * self.fval
 
     @property
     def n_params(self) -> int:
+        """Parameters counted for AIC: variance parameters, fixed effects and the family's (or sigma)."""
         extra = 1 if self.is_lmm else len(self._psi)
         return len(self.theta) + len(self._beta) + extra
 
@@ -301,14 +325,17 @@ class Fit(InformationCriteria, Result):
 
     @property
     def df_resid(self) -> int:
+        """Residual degrees of freedom, nobs - n_params (lme4's ``df.residual``)."""
         return self.nobs - self.n_params
 
     @property
     def nobs(self) -> int:
+        """The number of observations used (rows dropped for missing values are not counted)."""
         return self.spec.n
 
     @property
     def ngroups(self) -> dict[str, int]:
+        """The number of levels of each grouping factor (keys as in ``varcorr``'s ``group``)."""
         return {key: t.q for key, t in zip(self._term_keys(), self.spec.terms)}
 
     # ---- fitted values, residuals, prediction --------------------------------------
@@ -318,6 +345,18 @@ class Fit(InformationCriteria, Result):
         return np.asarray(self._mu) if self.is_lmm else np.asarray(self.family.response_mean(self._mu))
 
     def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Residuals at the conditional modes.
+
+        Parameters
+        ----------
+        type : {"deviance", "pearson", "response"}
+            Signed square roots of the unit deviances, (y - mu) / sqrt(V(mu) / wt), or y - mu.
+
+        Returns
+        -------
+        numpy.ndarray
+            One residual per observation.
+        """
         y, mu, wt = self.spec.y, self._mu, self.spec.wt
         if type == "response":
             return y - self.fitted
@@ -334,10 +373,25 @@ class Fit(InformationCriteria, Result):
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None, type: str = "response",
                 allow_new_levels: bool = False, offset=None) -> np.ndarray:
-        """Predictions: ``re_form=None`` conditional on all random effects, ``"~0"`` population level.
+        """Predictions, with or without the random effects.
 
-        New levels of a grouping factor get b = 0 when ``allow_new_levels=True``
-        (otherwise a ValueError names them).  ``type`` is "link" or "response".
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New rows (coded as the fitted data); None: the fitted rows.
+        re_form : {None, "~0"}
+            None conditions on all random effects, ``"~0"`` gives the population level.
+        type : {"response", "link"}
+            The scale of the predictions.
+        allow_new_levels : bool
+            Give b = 0 to levels not seen in the fit (otherwise an InputError names them).
+        offset : array-like, optional
+            An offset added to the new rows' linear predictor.
+
+        Returns
+        -------
+        numpy.ndarray
+            One prediction per row.
         """
         if type not in ("link", "response"):
             raise InputError(f"type must be 'link' or 'response', got {type!r}")
@@ -367,9 +421,22 @@ class Fit(InformationCriteria, Result):
                  re_form: str | None = "~0") -> pd.DataFrame:
         """Simulate responses from the fitted model, one column per simulation.
 
-        ``re_form="~0"`` (the default, as lme4's ``simulate``) draws new random effects for every
-        simulation (unconditional); ``re_form=None`` conditions on the fitted conditional modes.
-        Binomial responses come back on the scale of the fit (proportions of ``weights`` trials).
+        Parameters
+        ----------
+        nsim : int
+            Simulations.
+        seed : int or numpy.random.Generator, optional
+            Seed.
+        newdata : pandas.DataFrame, optional
+            Simulate for new rows (prior weights 1).
+        re_form : {"~0", None}
+            ``"~0"`` (the default, as lme4's ``simulate``) draws new random effects for every simulation
+            (Brownian motion on the tree for a tree term); None conditions on the fitted modes.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_nsim``; binomial responses on the fit's scale (proportions of ``weights``).
         """
         nsim = check_int("nsim", nsim, 1)
         rng = np.random.default_rng(seed)
@@ -425,9 +492,22 @@ class Fit(InformationCriteria, Result):
     def confint(self, method: str = "wald", level: float = 0.95, parm=None, **kwargs) -> pd.DataFrame:
         """Confidence intervals on lme4's scale (SDs, correlations, sigma, fixed effects).
 
-        ``"wald"``: fixed effects from ``vcov`` (variance parameters NaN, as lme4); ``"profile"``: likelihood
-        profiles (LMMs on the ML deviance, as lme4); ``"boot"``: parametric-bootstrap percentiles
-        (``nsim``, ``seed``, ``workers`` (local processes) or ``client`` (Dask) pass through).
+        Parameters
+        ----------
+        method : {"wald", "profile", "boot"}
+            Wald intervals of the fixed effects (variance parameters NaN, as lme4), likelihood profiles (LMMs
+            on the ML deviance, as lme4) or parametric-bootstrap percentiles.
+        level : float
+            Confidence level.
+        parm : str or list of str, optional
+            The parameters to return (names as the table's index).
+        **kwargs
+            For ``"boot"``: ``nsim``, ``seed``, ``workers``, ``client``, ``type``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``lower`` and ``upper``, one row per parameter.
         """
         from .inference.bootstrap import confint_boot, natural_parameters
         from .inference.profile import confint_profile
@@ -456,31 +536,84 @@ class Fit(InformationCriteria, Result):
         return out.loc[want]
 
     def profile(self, parm=None) -> pd.DataFrame:
-        """The likelihood profile: parameter, value, zeta (draw it with ``gk.plots.profile_plot``)."""
+        """The likelihood profile of the parameters.
+
+        Parameters
+        ----------
+        parm : str or list of str, optional
+            Parameters to profile (default: all but the family's).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``parameter``, ``value``, ``zeta`` (draw it with ``gk.plots.profile_plot``).
+        """
         from .inference.profile import profile
 
         return profile(self, parm)
 
     def r2(self) -> pd.Series:
-        """Marginal and conditional R^2 (Nakagawa & Schielzeth) with the variance components."""
+        """Marginal and conditional R^2 (Nakagawa & Schielzeth) with the variance components.
+
+        Returns
+        -------
+        pandas.Series
+            ``R2_marginal``, ``R2_conditional``, ``var_fixed``, ``var_random``, ``var_distribution``.
+        """
         from .inference.r2 import r2
 
         return r2(self)
 
     def icc(self) -> pd.Series:
-        """Adjusted intra-class correlation (overall, and per grouping factor when there are several)."""
+        """Adjusted intra-class correlation (overall, and per grouping factor when there are several).
+
+        Returns
+        -------
+        pandas.Series
+            ``ICC`` and ``ICC[group]`` for each grouping factor.
+        """
         from .inference.r2 import icc
 
         return icc(self)
 
     def predict_interval(self, newdata: pd.DataFrame, nsim: int = 1000, level: float = 0.95, **kwargs) -> pd.DataFrame:
-        """Prediction intervals by simulation (fixed effects, random effects and the response drawn)."""
+        """Prediction intervals by simulation (fixed effects, random effects and the response drawn).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            The rows to predict.
+        nsim : int
+            Simulations.
+        level : float
+            Interval level.
+        **kwargs
+            ``re_form``, ``which`` ("observation" or "mean"), ``type``, ``seed``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``fit``, ``lower``, ``upper`` and ``mean``, one row per new row.
+        """
         from .inference.prediction import predict_interval
 
         return predict_interval(self, newdata, nsim, level, **kwargs)
 
     def report(self, path, **kwargs):
-        """Write a self-contained HTML report (tables, intervals, figures) to ``path``."""
+        """Write a self-contained HTML report (tables, intervals, figures), atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The HTML file.
+        **kwargs
+            ``intervals`` ("profile", "wald" or "boot") and ``title``.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+        """
         from .report import write_report
 
         return write_report(self, path, **kwargs)

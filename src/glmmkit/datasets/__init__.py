@@ -43,17 +43,47 @@ _INFO = {
 
 
 def list_datasets() -> list[str]:
+    """The names of the bundled datasets.
+
+    Returns
+    -------
+    list of str
+        Names for ``load``.
+    """
     return sorted(_INFO)
 
 
 def describe(name: str) -> str:
+    """What a bundled dataset is: its source, rows and columns.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``list_datasets()``.
+
+    Returns
+    -------
+    str
+        The description.
+    """
     if name not in _INFO:
         raise InputError(f"unknown dataset {name!r}; available: {list_datasets()}")
     return _INFO[name][0]
 
 
 def load(name: str) -> pd.DataFrame:
-    """Load a bundled dataset by name (see ``list_datasets()``)."""
+    """Load a bundled dataset by name (see ``list_datasets()``).
+
+    Parameters
+    ----------
+    name : str
+        A name from ``list_datasets()`` (an unknown name is an InputError listing them).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The data.
+    """
     if name not in _INFO:
         raise InputError(f"unknown dataset {name!r}; available: {list_datasets()}")
     path = resources.files(__package__).joinpath("data", f"{name}.csv")
@@ -66,7 +96,18 @@ def load(name: str) -> pd.DataFrame:
 
 
 def tree_text(name: str) -> str:
-    """The Newick tree bundled with a dataset (``isolates``)."""
+    """The Newick tree bundled with a dataset (``isolates``).
+
+    Parameters
+    ----------
+    name : str
+        The dataset.
+
+    Returns
+    -------
+    str
+        Newick text.
+    """
     path = resources.files(__package__).joinpath("data", f"{name}.nwk")
     if not path.is_file():
         raise InputError(f"dataset {name!r} has no tree")

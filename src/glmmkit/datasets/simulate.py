@@ -11,6 +11,18 @@ def birds(n_birds: int = 60, trials: int = 12, seed: int = 20261124) -> pd.DataF
 
     logit P(attack) = -0.4 + 0.8 * testosterone (standardised, measured per trial) + b_bird,
     b_bird ~ N(0, 1.1^2) (each bird's own boldness).
+
+    Parameters
+    ----------
+    n_birds, trials : int
+        Birds and trials per bird.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``bird``, ``trial``, ``season``, ``testosterone``, ``attack``.
     """
     rng = np.random.default_rng(seed)
     bird = np.repeat(np.arange(n_birds), trials)
@@ -33,6 +45,18 @@ def clinics(n_clinics: int = 25, per_clinic: int = 6, months: int = 12, seed: in
 
     log E[sessions] = log(opportunities) - 1.2 + 0.25 * training + b_clinic + b_clinician:clinic,
     b_clinic ~ N(0, 0.4^2), b_clinician ~ N(0, 0.3^2); training is a clinician-level yes/no.
+
+    Parameters
+    ----------
+    n_clinics, per_clinic, months : int
+        Clinics, clinicians per clinic and months.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per clinician-month: ``clinic``, ``clinician``, ``training``, ``opportunities``, ``sessions``.
     """
     rng = np.random.default_rng(seed)
     clinic = np.repeat(np.arange(n_clinics), per_clinic)
@@ -61,6 +85,18 @@ def mating(n_males: int = 80, seasons: int = 6, seed: int = 31) -> pd.DataFrame:
     log E[matings] = 0.2 + 0.35 * ornament + b_male, b_male ~ N(0, 0.4^2); the ornament (standardised)
     varies mostly from season to season within a male (SD 0.8 within, 0.6 between);
     matings ~ negative binomial with size 0.4 (variance mu + mu^2 / 0.4: far above the mean).
+
+    Parameters
+    ----------
+    n_males, seasons : int
+        Males and seasons.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``male``, ``season``, ``ornament``, ``matings``.
     """
     rng = np.random.default_rng(seed)
     male = np.repeat(np.arange(n_males), seasons)
@@ -82,7 +118,20 @@ def _len(x: float) -> str:
 
 
 def coalescent_newick(n: int, rng: np.random.Generator) -> str:
-    """A Kingman coalescent tree with n tips (labels iso001...), as a Newick string."""
+    """A Kingman coalescent tree with n tips (labels iso001...), as a Newick string.
+
+    Parameters
+    ----------
+    n : int
+        Tips.
+    rng : numpy.random.Generator
+        The random generator.
+
+    Returns
+    -------
+    str
+        Newick text.
+    """
     nodes = [(f"iso{i + 1:03d}", 0.0) for i in range(n)]  # (subtree text, height)
     t = 0.0
     while len(nodes) > 1:
@@ -99,7 +148,20 @@ def coalescent_newick(n: int, rng: np.random.Generator) -> str:
 def isolates(n: int = 200, seed: int = 5) -> tuple[str, pd.DataFrame]:
     """Bacterial isolates on a coalescent tree: a gene carried by one clade, and disease risk that follows
     the tree (Brownian motion, variance 1.5 at the tips, plus a shift of 1.2 on the branch into the gene's
-    clade). The gene itself has no effect: logit P(disease) = -0.6 + a(isolate)."""
+    clade). The gene itself has no effect: logit P(disease) = -0.6 + a(isolate).
+
+    Parameters
+    ----------
+    n : int
+        Isolates (tips).
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    tuple
+        (Newick text, DataFrame with ``isolate``, ``gene``, ``disease``).
+    """
     from ..phylo.tree import read_tree
 
     rng = np.random.default_rng(seed)
@@ -127,6 +189,20 @@ def antibiotic_trials(k: int = 24, log_or: float = -0.7, tau: float = 0.35, seed
 
     Per trial: control risk logit^-1(N(-3.4, 0.6^2)), log odds ratio N(-0.7, 0.35^2), arm sizes 20 to 300
     (log-uniform); infections binomial. Many arms have no infection at all; a few trials none in either arm.
+
+    Parameters
+    ----------
+    k : int
+        Trials.
+    log_or, tau : float
+        The mean log odds ratio and its between-trial SD.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per trial: ``trial``, ``ai``, ``n1i``, ``ci``, ``n2i``.
     """
     rng = np.random.default_rng(seed)
     n1 = np.round(np.exp(rng.uniform(np.log(20), np.log(300), k))).astype(int)

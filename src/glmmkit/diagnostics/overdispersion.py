@@ -27,7 +27,20 @@ def _name(fit) -> str:
 
 
 def compare(*fits, names: list[str] | None = None) -> pd.DataFrame:
-    """One row per fit: logLik, df, AIC, BIC, Pearson dispersion ratio, delta AIC to the best."""
+    """One row per fit: logLik, df, AIC, BIC, Pearson dispersion ratio, delta AIC to the best.
+
+    Parameters
+    ----------
+    *fits : Fit
+        Fits to the same data.
+    names : list of str, optional
+        Row names (default: the families).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The comparison, sorted as given.
+    """
     check_fits(fits, "compare")
     rows = []
     for i, f in enumerate(fits):

@@ -68,22 +68,50 @@ class SimulatedResiduals(Result):
                 "tests": {name: {"statistic": r["statistic"], "p": r["p"]} for name, r in self.tests().iterrows()}}
 
     def test_uniformity(self) -> dict:
+        """Kolmogorov-Smirnov test of the scaled residuals against U(0, 1).
+
+        Returns
+        -------
+        dict
+            ``test``, ``statistic`` (KS D), ``p``.
+        """
         res = stats.kstest(self.scaled, "uniform")
         return {"test": "uniformity (KS)", "statistic": float(res.statistic), "p": float(res.pvalue)}
 
     def test_dispersion(self) -> dict:
+        """Observed against simulated variance about the simulated means (two-sided, simulation p-value).
+
+        Returns
+        -------
+        dict
+            ``test``, ``statistic`` (observed / expected), ``p``.
+        """
         m = self.simulated.mean(axis=1)
         obs = float(np.sum((self.observed - m) ** 2))
         sims = np.sum((self.simulated - m[:, None]) ** 2, axis=0)
         return {"test": "dispersion", "statistic": obs / float(np.mean(sims)), "p": _two_sided(sims, obs)}
 
     def test_zero_inflation(self) -> dict:
+        """Observed against simulated number of zeros (two-sided, simulation p-value).
+
+        Returns
+        -------
+        dict
+            ``test``, ``statistic`` (observed / expected zeros), ``p``.
+        """
         obs = float(np.sum(self.observed == 0))
         sims = np.sum(self.simulated == 0, axis=0).astype(float)
         ratio = obs / np.mean(sims) if np.mean(sims) > 0 else np.inf
         return {"test": "zero inflation", "statistic": float(ratio), "p": _two_sided(sims, obs)}
 
     def test_outliers(self) -> dict:
+        """Observations outside every simulated value, against their expectation 2 / (nsim + 1) (binomial test).
+
+        Returns
+        -------
+        dict
+            ``test``, ``statistic`` (observed / expected outliers), ``p``.
+        """
         out = (self.observed < self.simulated.min(axis=1)) | (self.observed > self.simulated.max(axis=1))
         k, n = int(out.sum()), len(self.observed)
         p_exp = 2 / (self.nsim + 1)
@@ -91,16 +119,41 @@ class SimulatedResiduals(Result):
         return {"test": "outliers", "statistic": k / (n * p_exp), "p": float(res.pvalue)}
 
     def tests(self) -> pd.DataFrame:
-        """All four tests as a table (statistic: KS D, or observed / expected)."""
+        """All four tests as a table (statistic: KS D, or observed / expected).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by test: ``statistic``, ``p``.
+        """
         rows = [self.test_uniformity(), self.test_dispersion(), self.test_zero_inflation(), self.test_outliers()]
         return pd.DataFrame(rows).set_index("test")
 
     def table(self) -> pd.DataFrame:
-        """One row per observation: observed, fitted, scaled residual."""
+        """One row per observation: observed, fitted, scaled residual.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``observed``, ``fitted``, ``scaled_residual``.
+        """
         return pd.DataFrame({"observed": self.observed, "fitted": self.fitted, "scaled_residual": self.scaled})
 
     def plot(self, path=None, title: str = ""):
-        """QQ plot against U(0, 1) and scaled residuals against the (rank of the) prediction."""
+        """QQ plot against U(0, 1) and scaled residuals against the (rank of the) prediction.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Save the figure there (atomically).
+        title : str
+            The figure's title.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+        """
         from ..plots.residuals import plot_simulated_residuals
 
         return plot_simulated_residuals(self, path=path, title=title)

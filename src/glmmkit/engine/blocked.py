@@ -21,6 +21,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .resystem import RandomEffectsSystem, SystemFactor
 from .reterm import RandomTerm
 from ..errors import InputError
 
@@ -46,6 +47,18 @@ class PairPattern:
         self.cols = np.concatenate(cols)
 
     def values(self, w: np.ndarray) -> np.ndarray:
+        """The weighted cross-products of the two terms' columns at the observed level pairs.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            (n,) weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            sum over rows of w x_a x_b per (pair, coefficient pair), in the order of ``rows`` / ``cols``.
+        """
         xa, xb = self.ta.X, self.tb.X
         return np.concatenate(
             [
@@ -57,7 +70,20 @@ class PairPattern:
 
 
 def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
-    """(q, k, k): sum over the rows of each level of w x x'."""
+    """The per-level Gram matrices of a term: sum over the rows of each level of w x x'.
+
+    Parameters
+    ----------
+    term : RandomTerm
+        The term (its codes and columns).
+    w : numpy.ndarray
+        (n,) weights.
+
+    Returns
+    -------
+    numpy.ndarray
+        (q, k, k).
+    """
     q, k, X = term.q, term.k, term.X
     g = np.empty((q, k, k))
     for r in range(k):
@@ -79,7 +105,7 @@ class RawSystem:  # noqa: D101
     DD: np.ndarray  # (m, m)
 
 
-class Structure:
+class Structure(RandomEffectsSystem):
     """Order of the terms and the sparsity patterns, analysed once per model.
 
     The engine's default random-effects system (engine/resystem.py states the protocol): u is
@@ -146,7 +172,20 @@ class Structure:
 
     # ------------------------------------------------------------------
     def raw(self, w: np.ndarray, D: np.ndarray | None) -> RawSystem:
-        """Cross-products of [Z, D] weighted by w (D: n x m dense columns, or None)."""
+        """Cross-products of [Z, D] weighted by w (the system's "assemble" step).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            (n,) weights.
+        D : numpy.ndarray or None
+            (n, m) dense columns (X for the joint system, [X, y] for an LMM), or None.
+
+        Returns
+        -------
+        RawSystem
+            The unscaled blocks, ready for ``factor``.
+        """
         m = 0 if D is None else D.shape[1]
         wD = None if D is None else D * w[:, None]
         G1 = C1t = C1D = None
@@ -185,7 +224,18 @@ class Structure:
 
     # ------------------------------------------------------------------
     def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
-        """theta (in the order of ``terms`` as given to the model) -> per layout term."""
+        """theta (in the formula's order of terms) split per term in the layout order.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            All variance parameters.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            One array per layout term.
+        """
         sizes = [t.cov.n_theta for t in self._orig_terms()]
         parts = np.split(np.asarray(theta, dtype=float), np.cumsum(sizes)[:-1])
         return [parts[i] for i in self.order]
@@ -197,6 +247,18 @@ class Structure:
         return out
 
     def tail_lambda_sparse(self, thetas: list[np.ndarray]) -> sp.spmatrix:
+        """Lambda of the trailing terms as one sparse block-diagonal matrix.
+
+        Parameters
+        ----------
+        thetas : list of numpy.ndarray
+            theta per layout term.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            (Qtt, Qtt).
+        """
         off = 1 if self.first is not None else 0
         blocks = []
         for t, th in zip(self.tail, thetas[off:]):
@@ -209,7 +271,20 @@ class Structure:
         return sp.block_diag(blocks, format="csr")
 
     def scale_tail_rows(self, thetas, A: np.ndarray) -> np.ndarray:
-        """Lambda_t' A for a (Qtt, m) array."""
+        """Lambda_t' A for a (Qtt, m) array.
+
+        Parameters
+        ----------
+        thetas : list of numpy.ndarray
+            theta per layout term.
+        A : numpy.ndarray
+            (Qtt, m) rows of the trailing block.
+
+        Returns
+        -------
+        numpy.ndarray
+            The scaled rows.
+        """
         off = 1 if self.first is not None else 0
         out = np.empty_like(A)
         for j, (t, th) in enumerate(zip(self.tail, thetas[off:])):
@@ -221,7 +296,22 @@ class Structure:
         return out
 
     def factor(self, raw: RawSystem, theta: np.ndarray, eps_jitter: float = 0.0) -> "BlockedFactor":
-        """Scale the raw system by Lambda(theta), add I on the random-effects block, and factor it."""
+        """Scale the raw system by Lambda(theta), add I on the random-effects block, and factor it.
+
+        Parameters
+        ----------
+        raw : RawSystem
+            From ``raw``.
+        theta : numpy.ndarray
+            Variance parameters.
+        eps_jitter : float
+            Added to the trailing block's diagonal (0: none).
+
+        Returns
+        -------
+        BlockedFactor
+            L with L L' the penalised system.
+        """
         thetas = self.split_theta(theta)
         m = raw.DD.shape[0]
         L11 = L11inv = None
@@ -376,7 +466,20 @@ class Structure:
         return b, v
 
     def zlam_u(self, theta, u) -> np.ndarray:
-        """Z Lambda u (n,)."""
+        """Z Lambda u: the random part of the linear predictor.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+        u : numpy.ndarray
+            (Q,) spherical random effects.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,).
+        """
         thetas = self.split_theta(theta)
         out = 0.0
         for pos, (t, th) in enumerate(zip(self.terms, thetas)):
@@ -389,7 +492,20 @@ class Structure:
         return out
 
     def lam_zt(self, theta, v) -> np.ndarray:
-        """Lambda' Z' v (Q,)."""
+        """Lambda' Z' v.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+        v : numpy.ndarray
+            (n,) values.
+
+        Returns
+        -------
+        numpy.ndarray
+            (Q,).
+        """
         thetas = self.split_theta(theta)
         parts = []
         for t, th in zip(self.terms, thetas):
@@ -397,7 +513,20 @@ class Structure:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def b_blocks(self, theta, u) -> list[np.ndarray]:
-        """b = Lambda u per layout term, as (q, k) arrays."""
+        """b = Lambda u per layout term.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+        u : numpy.ndarray
+            (Q,) spherical random effects.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            (q, k) per layout term.
+        """
         thetas = self.split_theta(theta)
         out = []
         for pos, (t, th) in enumerate(zip(self.terms, thetas)):
@@ -410,7 +539,7 @@ class Structure:
 
 
 @dataclass
-class BlockedFactor:
+class BlockedFactor(SystemFactor):
     """L = [[L11, 0], [M', Lt]] with L11 block-diagonal."""
 
     L11: np.ndarray | None
@@ -423,7 +552,13 @@ class BlockedFactor:
     m: int
 
     def logdet_re(self) -> float:
-        """log det of the random-effects block (L11 and the leading Qtt rows of Lt), squared."""
+        """log det of the random-effects block (L11 and the leading Qtt rows of Lt), squared.
+
+        Returns
+        -------
+        float
+            The Laplace log-determinant (the prior's is 0 for spherical u).
+        """
         s = 0.0
         if self.L11 is not None:
             s += 2 * np.sum(np.log(np.diagonal(self.L11, axis1=1, axis2=2)))
@@ -432,6 +567,18 @@ class BlockedFactor:
         return float(s)
 
     def logdet_tail(self, start: int, stop: int) -> float:
+        """log det of a range of the dense columns' block (R_X for REML).
+
+        Parameters
+        ----------
+        start, stop : int
+            The range among the dense columns.
+
+        Returns
+        -------
+        float
+            2 sum log diag(Lt) over the range.
+        """
         return float(2 * np.sum(np.log(np.diag(self.Lt)[self.Qtt + start : self.Qtt + stop])))
 
     def _m_t(self, c1: np.ndarray) -> np.ndarray:
@@ -459,7 +606,18 @@ class BlockedFactor:
         return np.einsum(sub, self.L11inv, r).ravel()
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """Solve A x = rhs with A = L L'."""
+        """Solve A x = rhs with A = L L'.
+
+        Parameters
+        ----------
+        rhs : numpy.ndarray
+            (Q [+ m],) right-hand side.
+
+        Returns
+        -------
+        numpy.ndarray
+            x.
+        """
         r1, rt = rhs[: self.Q1], rhs[self.Q1 :]
         c1 = self._l11_solve(r1) if self.Q1 else r1
         ct = rt - self._m_t(c1) if self.Q1 else rt
@@ -474,8 +632,13 @@ class BlockedFactor:
     def solve_last_column(self) -> np.ndarray:
         """For a system whose last D column is y: the solution of the system without y, rhs = its y column.
 
-        With L the factor of [[A, a],[a', y'y]], the first block's solution is
-        L_A^{-T} l where l is the last row of L without its diagonal.
+        With L the factor of [[A, a],[a', y'y]], the first block's solution is L_A^{-T} l where l is the last
+        row of L without its diagonal.
+
+        Returns
+        -------
+        numpy.ndarray
+            (u, beta) of an LMM at theta.
         """
         nt = self.Qtt + self.m - 1
         ly = self.Lt[-1, :-1]
@@ -492,7 +655,18 @@ class BlockedFactor:
         return self.MD[:, -1]
 
     def inverse_diag_blocks_first(self, k1: int) -> np.ndarray:
-        """Diagonal k x k blocks of A^{-1} for term 1: L11^{-T}(I + V V')L11^{-1}, V = M Lt^{-T}."""
+        """Diagonal k x k blocks of A^{-1} for term 1: L11^{-T}(I + V V')L11^{-1}, V = M Lt^{-T}.
+
+        Parameters
+        ----------
+        k1 : int
+            Term 1's coefficients per level.
+
+        Returns
+        -------
+        numpy.ndarray
+            (q1, k1, k1).
+        """
         q = self.L11inv.shape[0]
         V = np.zeros((self.Q1, 0))
         if self.Qtt + self.m:
@@ -507,7 +681,13 @@ class BlockedFactor:
         return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
 
     def inverse_tail(self) -> np.ndarray:
-        """The trailing block of A^{-1}: (Lt Lt')^{-1}."""
+        """The trailing block of A^{-1}: (Lt Lt')^{-1}.
+
+        Returns
+        -------
+        numpy.ndarray
+            Dense (Qtt + m, Qtt + m).
+        """
         n = self.Lt.shape[0]
         if not n:
             return np.zeros((0, 0))

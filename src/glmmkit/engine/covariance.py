@@ -29,21 +29,60 @@ class CovStructure(ABC):
     @property
     @abstractmethod
     def n_theta(self) -> int:
+        """The number of variance parameters of the term."""
         ...
 
     @abstractmethod
     def lower(self) -> np.ndarray:
+        """Lower bounds of theta (0 for standard deviations, -inf for off-diagonal factors).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_theta,).
+        """
         ...
 
     @abstractmethod
     def theta0(self) -> np.ndarray:
+        """lme4's starting theta (identity factor).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_theta,).
+        """
         ...
 
     @abstractmethod
     def template(self, theta: np.ndarray) -> np.ndarray:
+        """The relative covariance factor T of one level (b_l = T u_l).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The term's parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            (k, k).
+        """
         ...
 
     def covariance(self, theta: np.ndarray) -> np.ndarray:
+        """The relative covariance T T' of one level's coefficients.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The term's parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            (k, k).
+        """
         t = self.template(theta)
         return t @ t.T
 
@@ -119,15 +158,47 @@ class KnownMatrix(CovStructure):
         return np.array([[float(theta[0])]])
 
     def dense_lambda(self, theta) -> np.ndarray:
-        """Lambda = theta L over the levels."""
+        """Lambda = theta L over the levels.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            (1,) the SD multiplier.
+
+        Returns
+        -------
+        numpy.ndarray
+            (q, q).
+        """
         return float(theta[0]) * self.factor
 
     def diag_covariance(self) -> np.ndarray:
-        """diag(K) over the levels."""
+        """diag(K) over the levels.
+
+        Returns
+        -------
+        numpy.ndarray
+            (q,).
+        """
         return np.sum(self.factor * self.factor, axis=1)
 
     def draw(self, theta, rng, k: int) -> np.ndarray:
-        """k draws of b = theta L u, u ~ N(0, I), as (q, k)."""
+        """k draws of b = theta L u, u ~ N(0, I).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            (1,) the SD multiplier.
+        rng : numpy.random.Generator
+            The random generator.
+        k : int
+            Draws.
+
+        Returns
+        -------
+        numpy.ndarray
+            (q, k).
+        """
         u = rng.standard_normal((self.factor.shape[0], 1, k))
         return self.dense_lambda(theta) @ u[:, 0, :]
 
@@ -136,7 +207,21 @@ class KnownMatrix(CovStructure):
 
 
 def factor_psd(K: np.ndarray, name: str) -> np.ndarray:
-    """A factor L with L L' = K for a symmetric positive semi-definite K (Cholesky when possible)."""
+    """A factor L with L L' = K for a symmetric positive semi-definite K (Cholesky when possible).
+
+    Parameters
+    ----------
+    K : numpy.ndarray
+        The matrix.
+    name : str
+        The grouping factor's name, for messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        L (the eigen-factor when K is singular); InputError when K is not square, symmetric, finite or
+        positive semi-definite.
+    """
     K = np.asarray(K, dtype=float)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise InputError(f"relationship matrix for {name!r} must be square, got shape {K.shape}")

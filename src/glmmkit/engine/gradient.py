@@ -27,7 +27,18 @@ CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 
 
 def supports_gradient(obj) -> bool:
-    """The fast analytic gradient applies: one non-known term, no trailing block, canonical link, Laplace."""
+    """Whether the fast analytic gradient applies: one non-known term, no trailing block, canonical link, Laplace.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective.
+
+    Returns
+    -------
+    bool
+        True when ``laplace_gradient`` may be used.
+    """
     d = obj.data
     st = d.structure
     fam = d.family
@@ -43,8 +54,24 @@ def _w_prime(fam, mu, wt):
 
 
 def laplace_gradient(obj, theta, beta, res, du: bool = False):
-    """(dD/dtheta, dD/dbeta) at the PIRLS result ``res`` of ``obj.evaluate(theta, beta)``; with ``du=True``
-    also d u-hat / d(theta, beta) as a (Q, n_theta + p) matrix (a first-order warm start for PIRLS)."""
+    """The analytic gradient of the Laplace -2 log L for one scalar or vector term.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective (``supports_gradient(obj)``).
+    theta, beta : numpy.ndarray
+        The point.
+    res : PirlsResult
+        The result of ``obj.evaluate(theta, beta)``.
+    du : bool
+        Also return d u-hat / d(theta, beta) (a first-order warm start for PIRLS).
+
+    Returns
+    -------
+    tuple
+        (dD/dtheta, dD/dbeta[, (Q, n_theta + p) Jacobian of u-hat]).
+    """
     d = obj.data
     fam = d.family
     t = d.structure.terms[0]
@@ -112,8 +139,19 @@ MAX_CROSS_INVERSE = 4_000_000  # Q1 x Qtt entries of the selected inverse held d
 
 
 def supports_general_gradient(obj) -> bool:
-    """The analytic gradient through the blocked factor: canonical link, Laplace, no known-covariance
-    term, a block-diagonal term 1 and a trailing block small enough to invert densely."""
+    """Whether the analytic gradient through the blocked factor applies: canonical link, Laplace, no
+    known-covariance term, a block-diagonal term 1 and a trailing block small enough to invert densely.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective.
+
+    Returns
+    -------
+    bool
+        True when ``laplace_gradient_general`` may be used.
+    """
     d = obj.data
     st = d.structure
     fam = d.family
@@ -139,9 +177,26 @@ def _entries(st, thetas):
 
 
 def laplace_gradient_general(obj, theta, beta, res):
-    """(dD/dtheta, dD/dbeta) for several terms; the same three parts as the single-term gradient, with
-    A^-1 restricted to the coordinates each row touches: term 1's diagonal blocks, the cross block
-    P_1t = -L11^-T V Lt^-1 (V = M Lt^-T) and the trailing block P_tt = (Lt Lt')^-1."""
+    """The analytic gradient of the Laplace -2 log L for several terms.
+
+    The same three parts as the single-term gradient, with A^-1 restricted to the coordinates each row
+    touches: term 1's diagonal blocks, the cross block P_1t = -L11^-T V Lt^-1 (V = M Lt^-T) and the trailing
+    block P_tt = (Lt Lt')^-1.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective (``supports_general_gradient(obj)``).
+    theta, beta : numpy.ndarray
+        The point.
+    res : PirlsResult
+        The result of ``obj.evaluate(theta, beta)``.
+
+    Returns
+    -------
+    tuple
+        (dD/dtheta, dD/dbeta).
+    """
     import scipy.linalg as sla
 
     d = obj.data

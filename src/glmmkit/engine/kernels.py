@@ -45,7 +45,18 @@ class Kernels:
         self.pirls_kind = "observed" if self.fast in ("logit", "poisson", "nb2") else "expected"
 
     def kernel(self, eta, y, wt):
-        """(sum of the mu-dependent log-likelihood kernel, mu)."""
+        """The summed log-likelihood kernel and the means.
+
+        Parameters
+        ----------
+        eta, y, wt : numpy.ndarray
+            Linear predictor, response and prior weights.
+
+        Returns
+        -------
+        tuple
+            (float, numpy.ndarray).
+        """
         if self.fast:
             return self.family.fast_kernel(eta, y, wt)
         fam = self.family
@@ -53,7 +64,20 @@ class Kernels:
         return float(np.sum(fam.loglik_kernel(y, mu, wt))), mu
 
     def weights(self, eta, mu, y, wt, base):
-        """W and W v with the pseudo-data v = base + score / W (= base + (y - mu) / mu' for GLMs)."""
+        """W and W v with the pseudo-data v = base + score / W (= base + (y - mu) / mu' for GLMs).
+
+        Parameters
+        ----------
+        eta, mu, y, wt : numpy.ndarray
+            Linear predictor, means, response and prior weights.
+        base : numpy.ndarray
+            The part of eta the PIRLS step solves for.
+
+        Returns
+        -------
+        tuple
+            (W, W v).
+        """
         if self.fast:
             return self.family.fast_weights(eta, mu, y, wt, base)
         fam = self.family
@@ -61,11 +85,35 @@ class Kernels:
         return w, w * base + fam.score_eta(y, eta, mu, wt)
 
     def steps_with(self, kind: str) -> bool:
-        """Whether PIRLS's own weights are the information ``kind`` (both, for canonical links)."""
+        """Whether PIRLS's own weights are the information ``kind`` (both, for canonical links).
+
+        Parameters
+        ----------
+        kind : {"expected", "observed"}
+            The information.
+
+        Returns
+        -------
+        bool
+            True when the last PIRLS factor can serve the Laplace log-determinant.
+        """
         return self.fast in ("logit", "poisson") or self.pirls_kind == kind
 
     def final_weights(self, kind, eta, mu, y, wt):
-        """Weights for the Laplace log-determinant: expected (lme4) or observed (glmmTMB) information."""
+        """Weights for the Laplace log-determinant: expected (lme4) or observed (glmmTMB) information.
+
+        Parameters
+        ----------
+        kind : {"expected", "observed"}
+            The information.
+        eta, mu, y, wt : numpy.ndarray
+            Linear predictor, means, response and prior weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            The weights.
+        """
         fam = self.family
         if kind == "observed":
             return fam.observed_weights(y, eta, mu, wt)

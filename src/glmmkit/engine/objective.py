@@ -82,7 +82,18 @@ class GlmmObjective:
         self.log: list[tuple[np.ndarray, float]] = []
 
     def family_at(self, psi) -> Family:
-        """The family with its own parameters (dispersion, zero-inflation) set to psi."""
+        """The family with its own parameters (dispersion, zero-inflation) set to psi.
+
+        Parameters
+        ----------
+        psi : numpy.ndarray or None
+            The family's parameters on their unconstrained scale.
+
+        Returns
+        -------
+        Family
+            The family (cached for repeated psi).
+        """
         fam = self.data.family
         if not self.n_psi or psi is None:
             return fam
@@ -93,6 +104,26 @@ class GlmmObjective:
         return self._fam_cache[1]
 
     def evaluate(self, theta, beta=None, psi=None, joint=False, nagq=None) -> tuple[float, PirlsResult]:
+        """-2 log L at (theta, beta, psi) by Laplace or AGQ, with PIRLS warm-started at the last mode.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+        beta : numpy.ndarray, optional
+            Fixed effects (default: the last joint mode's, or zeros).
+        psi : numpy.ndarray, optional
+            The family's parameters.
+        joint : bool
+            Find the joint mode of (u, beta) (stage 1; the value is then the joint-mode approximation).
+        nagq : int, optional
+            Override the objective's quadrature nodes.
+
+        Returns
+        -------
+        tuple
+            (value, PirlsResult); (inf, None) where there is no finite value (the search treats it as infeasible).
+        """
         theta = np.asarray(theta, dtype=float)
         fam = self.family_at(psi)
         if beta is None:
@@ -156,6 +187,15 @@ class GlmmObjective:
         return float(-2 * np.sum(log_i))
 
     def reset(self, u=None, beta=None):
+        """Set the warm start: the mode u (zeros by default) and the GLM start of the joint searches.
+
+        Parameters
+        ----------
+        u : numpy.ndarray, optional
+            The mode to start the next PIRLS from.
+        beta : numpy.ndarray, optional
+            The fixed effects of the next joint search (and its cold-restart start).
+        """
         self._u = np.zeros(self.data.structure.Q) if u is None else np.array(u, dtype=float)
         self._beta = None if beta is None else np.array(beta, dtype=float)
         if beta is not None:
@@ -180,6 +220,18 @@ class LmmObjective:
         self.log: list[tuple[np.ndarray, float]] = []
 
     def factor(self, theta):
+        """The blocked factor of the LMM's system at theta.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+
+        Returns
+        -------
+        BlockedFactor
+            The factor of [Lambda'Z'WZLambda + I, ...; ..., [X y]'W[X y]].
+        """
         return self.structure.factor(self.raw, np.asarray(theta, dtype=float))
 
     def __call__(self, theta) -> float:
@@ -191,6 +243,18 @@ class LmmObjective:
         return self.value_from_factor(f)
 
     def value_from_factor(self, f) -> float:
+        """The profiled deviance (ML) or REML criterion from a factor.
+
+        Parameters
+        ----------
+        f : BlockedFactor
+            From ``factor``.
+
+        Returns
+        -------
+        float
+            -2 log L (ML) or the REML criterion.
+        """
         r2 = f.Lt[-1, -1] ** 2
         ld = f.logdet_re()
         nr = self.n
@@ -200,7 +264,18 @@ class LmmObjective:
         return float(ld + nr * (1 + np.log(2 * np.pi * r2 / nr)) - self._logw)
 
     def estimates(self, theta):
-        """beta, u (spherical, y-units), sigma^2, vcov(beta) at theta."""
+        """The LMM's estimates at theta.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Variance parameters.
+
+        Returns
+        -------
+        tuple
+            (beta, u in y-units, sigma^2, vcov(beta), factor).
+        """
         f = self.factor(theta)
         sol = f.solve_last_column()
         Q = self.structure.Q

@@ -82,6 +82,13 @@ class OptSummary:
     _free: np.ndarray | None = field(default=None, repr=False)  # coordinates off their bounds at the optimum
 
     def to_dict(self) -> dict:
+        """The summary as plain values (stages, evaluations, convergence, messages, the Control).
+
+        Returns
+        -------
+        dict
+            JSON-ready values.
+        """
         return {
             "stages": [
                 {"name": s.name, "optimizer": s.optimizer, "fval": s.fval, "fevals": s.fevals,
@@ -99,7 +106,30 @@ class OptSummary:
 
 def minimize(f, x0, lower, step, *, upper=None, ftol_abs=1e-8, xtol_rel=1e-8, maxeval=20000, algorithm="bobyqa",
              log=None):
-    """Minimise f with nlopt; returns (x, fval, nevals, return-code text). Tracks the best point seen."""
+    """Minimise f with nlopt, tracking the best point seen.
+
+    Parameters
+    ----------
+    f : callable
+        f(x) -> float (a non-finite value counts as infeasible).
+    x0, lower, step : numpy.ndarray
+        Start, lower bounds and initial steps.
+    upper : numpy.ndarray, optional
+        Upper bounds.
+    ftol_abs, xtol_rel : float
+        Stopping rules.
+    maxeval : int
+        Most evaluations.
+    algorithm : {"bobyqa", "neldermead", "sbplx"}
+        The nlopt algorithm.
+    log : list, optional
+        Appended with every (x, f(x)).
+
+    Returns
+    -------
+    tuple
+        (x, f(x), evaluations, return-code text).
+    """
     x0 = np.asarray(x0, dtype=float)
     step = np.asarray(step, dtype=float)
     lower = np.asarray(lower, dtype=float)
@@ -149,9 +179,23 @@ def minimize(f, x0, lower, step, *, upper=None, ftol_abs=1e-8, xtol_rel=1e-8, ma
 
 
 def finite_or_inf(f, x) -> float:
-    """f(x), or +inf where the objective has no finite value there (PIRLS finds no finite mode: with an
-    inverse-type link the linear predictor left the link's domain).  The searches treat such a point as
-    infeasible instead of failing."""
+    """f(x), or +inf where the objective has no finite value there.
+
+    PIRLS finds no finite mode where an inverse-type link's linear predictor left the link's domain; the
+    searches treat such a point as infeasible instead of failing.
+
+    Parameters
+    ----------
+    f : callable
+        The objective.
+    x : numpy.ndarray
+        The point.
+
+    Returns
+    -------
+    float
+        f(x) or inf.
+    """
     try:
         v = float(f(x))
     except (FitError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError):
@@ -162,8 +206,21 @@ def finite_or_inf(f, x) -> float:
 def derivatives(f, x, h, lower):
     """Central-difference gradient and Hessian; coordinates on their lower bound are held fixed.
 
-    A step whose probe has no finite objective (it left the link's domain) is shrunk tenfold, up to
-    four times, for that coordinate."""
+    A step whose probe has no finite objective (it left the link's domain) is shrunk tenfold, up to four
+    times, for that coordinate.
+
+    Parameters
+    ----------
+    f : callable
+        The objective.
+    x, h, lower : numpy.ndarray
+        The point, the steps and the lower bounds.
+
+    Returns
+    -------
+    tuple
+        (gradient, Hessian, mask of free coordinates).
+    """
     x = np.asarray(x, dtype=float)
     h = np.array(h, dtype=float)
     d = len(x)
@@ -193,9 +250,23 @@ def derivatives(f, x, h, lower):
 
 
 def gradient_derivatives(fg, x, h, lower):
-    """Gradient (analytic) and Hessian by forward differences of the gradient, symmetrised: d evaluations
-    (the gradient is exact, so the step's error is O(h) in the Hessian, 1e-3 relative on theta and 0.01
-    standard errors on beta; central differences gave the same standard errors to 4 digits)."""
+    """Gradient (analytic) and Hessian by forward differences of the gradient, symmetrised.
+
+    d evaluations (the gradient is exact, so the step's error is O(h) in the Hessian, 1e-3 relative on theta
+    and 0.01 standard errors on beta; central differences gave the same standard errors to 4 digits).
+
+    Parameters
+    ----------
+    fg : callable
+        fg(x) -> (value, gradient).
+    x, h, lower : numpy.ndarray
+        The point, the steps and the lower bounds.
+
+    Returns
+    -------
+    tuple
+        (gradient, Hessian, mask of free coordinates).
+    """
     x = np.asarray(x, dtype=float)
     d = len(x)
     free = ~(x - h <= lower)
@@ -541,9 +612,21 @@ def theta_scale(obj, beta0) -> float:
 def moment_theta(obj, beta0, psi0) -> np.ndarray:
     """Starting theta: for each scalar intercept term, a moment estimate from the GLM start.
 
-    With the GLM's working residuals r = (y - mu) / mu' and weights w, the weighted mean of r over a
-    level estimates b_l plus noise of variance 1 / sum(w); so
-    sd(b) ~ sqrt(max(var(level means) - mean(1 / sum w), 0)). Other terms start at lme4's theta0.
+    With the GLM's working residuals r = (y - mu) / mu' and weights w, the weighted mean of r over a level
+    estimates b_l plus noise of variance 1 / sum(w); so sd(b) ~ sqrt(max(var(level means) - mean(1 / sum w),
+    0)).  Vector terms start from per-level regressions; other terms at lme4's theta0.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective.
+    beta0, psi0 : numpy.ndarray
+        The GLM start and the family's parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        theta.
     """
     d = obj.data
     fam = obj.family_at(psi0 if obj.n_psi else None)
@@ -598,9 +681,29 @@ def _bad(sg) -> bool:
 def newton_polish(f, x, fx, derivs, lower, check, steps: int = 4, on_accept=None):
     """Damped Newton steps on finite-difference derivatives until the scaled-gradient check passes.
 
-    ``derivs`` = (g, H, free, scaled gradient) at x; ``check(x)`` recomputes them. ``on_accept`` is
-    called after each accepted step (to keep the warm-start state that goes with the new point).
-    Returns (x, f(x), derivs).
+    Parameters
+    ----------
+    f : callable
+        The objective.
+    x : numpy.ndarray
+        The start.
+    fx : float
+        f(x).
+    derivs : tuple
+        (g, H, free, scaled gradient) at x.
+    lower : numpy.ndarray
+        Lower bounds.
+    check : callable
+        check(x) recomputes ``derivs``.
+    steps : int
+        Most Newton steps.
+    on_accept : callable, optional
+        Called after each accepted step (to keep the warm-start state that goes with the new point).
+
+    Returns
+    -------
+    tuple
+        (x, f(x), derivs).
     """
     for _ in range(steps):
         g, H, free, _sg = derivs

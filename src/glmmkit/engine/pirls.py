@@ -41,10 +41,12 @@ class GlmmData:
 
     @property
     def n(self) -> int:
+        """The number of observations."""
         return len(self.y)
 
     @property
     def p(self) -> int:
+        """The number of fixed effects."""
         return self.X.shape[1]
 
 

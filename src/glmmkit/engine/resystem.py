@@ -41,10 +41,27 @@ class SystemFactor(Protocol):
     """A factored penalised system."""
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """x with P x = rhs."""
+        """x with P x = rhs.
+
+        Parameters
+        ----------
+        rhs : numpy.ndarray
+            Right-hand side.
+
+        Returns
+        -------
+        numpy.ndarray
+            x.
+        """
 
     def logdet_re(self) -> float:
-        """log det P minus the log det of the prior precision (the Laplace log-determinant)."""
+        """log det P minus the log det of the prior precision (the Laplace log-determinant).
+
+        Returns
+        -------
+        float
+            The value.
+        """
 
 
 class RandomEffectsSystem(Protocol):
@@ -57,22 +74,94 @@ class RandomEffectsSystem(Protocol):
     Qtt: int
 
     def raw(self, w: np.ndarray, D: np.ndarray | None):
-        """Weighted cross-products for ``factor``."""
+        """Weighted cross-products for ``factor`` (assemble).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            (n,) weights.
+        D : numpy.ndarray or None
+            Dense columns for the joint system, or None.
+
+        Returns
+        -------
+        object
+            The system's assembled form.
+        """
 
     def factor(self, raw, theta: np.ndarray) -> SystemFactor:
-        """The factored penalised system at theta."""
+        """The factored penalised system at theta.
+
+        Parameters
+        ----------
+        raw : object
+            From ``raw``.
+        theta : numpy.ndarray
+            Variance parameters.
+
+        Returns
+        -------
+        SystemFactor
+            With ``solve`` and ``logdet_re``.
+        """
 
     def zlam_u(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """The random part of the linear predictor."""
+        """The random part of the linear predictor.
+
+        Parameters
+        ----------
+        theta, u : numpy.ndarray
+            Variance parameters and random effects.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,).
+        """
 
     def lam_zt(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """The transpose of ``zlam_u`` applied to v."""
+        """The transpose of ``zlam_u`` applied to v.
+
+        Parameters
+        ----------
+        theta, v : numpy.ndarray
+            Variance parameters and (n,) values.
+
+        Returns
+        -------
+        numpy.ndarray
+            (Q,).
+        """
 
     def penalty(self, theta: np.ndarray, u: np.ndarray) -> float:
-        """The prior's quadratic form in u."""
+        """The prior's quadratic form in u.
+
+        Parameters
+        ----------
+        theta, u : numpy.ndarray
+            Variance parameters and random effects.
+
+        Returns
+        -------
+        float
+            The penalty of the penalised deviance.
+        """
 
     def ranef_condvar(self, theta: np.ndarray, u: np.ndarray, factor) -> tuple[list, list]:
-        """Conditional modes (q, k) and variances (q, k, k) per term, in the formula's order."""
+        """Conditional modes (q, k) and variances (q, k, k) per term, in the formula's order.
+
+        Parameters
+        ----------
+        theta, u : numpy.ndarray
+            Variance parameters and the mode.
+        factor : SystemFactor
+            The factor at the mode.
+
+        Returns
+        -------
+        tuple
+            (list of modes, list of conditional covariances).
+        """
 
     def _orig_terms(self) -> list:
         """The terms in the formula's order (their covariance classes give theta's layout)."""

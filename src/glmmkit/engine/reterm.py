@@ -30,22 +30,37 @@ class RandomTerm:
 
     @property
     def q(self) -> int:
+        """The number of levels."""
         return len(self.levels)
 
     @property
     def k(self) -> int:
+        """The number of coefficients per level."""
         return self.X.shape[1]
 
     @property
     def size(self) -> int:
+        """q k: the term's columns of Z."""
         return self.q * self.k
 
     @property
     def is_known(self) -> bool:
+        """Whether the term has a known covariance (relmat, tree)."""
         return isinstance(self.cov, KnownMatrix)
 
     def labels_in(self, newdata) -> np.ndarray:
-        """The term's level label of each row of new data ("a:b" for an interaction of factors)."""
+        """The term's level label of each row of new data ("a:b" for an interaction of factors).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            Rows with the grouping columns.
+
+        Returns
+        -------
+        numpy.ndarray
+            One label per row (InputError when a grouping column is missing).
+        """
         parts = [p.strip() for p in self.group.split(":")]
         for p in parts:
             if p not in newdata.columns:
@@ -57,11 +72,18 @@ class RandomTerm:
 
     @property
     def label(self) -> str:
+        """The term as lme4 writes it, e.g. ``(1 + x | g)`` or ``(1 + x || g)``."""
         bar = "|" if not self.cov.__class__.__name__ == "Diagonal" else "||"
         return f"({' + '.join(self.columns)} {bar} {self.group})"
 
     def csr(self) -> sp.csr_matrix:
-        """Z (n x q k) as CSR; fixed once the model is built."""
+        """Z (n x q k) as CSR; fixed once the model is built.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            The term's model matrix.
+        """
         if self._csr is None:
             n, k = self.X.shape
             indices = (self.codes[:, None] * k + np.arange(k)[None, :]).ravel()
@@ -71,7 +93,18 @@ class RandomTerm:
 
     # ---- Lambda applied to vectors -------------------------------------------------
     def zb(self, b: np.ndarray) -> np.ndarray:
-        """Z b for b given as (q, k)."""
+        """Z b.
+
+        Parameters
+        ----------
+        b : numpy.ndarray
+            (q, k) coefficients per level.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,).
+        """
         b = b.reshape(self.q, self.k)
         out = self.X[:, 0] * np.ascontiguousarray(b[:, 0])[self.codes]
         for r in range(1, self.k):  # per-column gathers beat a 2-D gather + einsum
@@ -79,7 +112,18 @@ class RandomTerm:
         return out
 
     def zt(self, v: np.ndarray) -> np.ndarray:
-        """Z' v as (q, k) (raw, without Lambda)."""
+        """Z' v (raw, without Lambda).
+
+        Parameters
+        ----------
+        v : numpy.ndarray
+            (n,) values.
+
+        Returns
+        -------
+        numpy.ndarray
+            (q, k).
+        """
         if self.k == 1:
             return np.bincount(self.codes, weights=self.X[:, 0] * v, minlength=self.q)[:, None]
         return np.stack(
@@ -87,7 +131,20 @@ class RandomTerm:
         )
 
     def lambda_t(self, theta: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        """Lambda' applied to a (q k,) or (q k, m) array of raw Z' products."""
+        """Lambda' applied to raw Z' products.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The term's parameters.
+        raw : numpy.ndarray
+            (q k,) or (q k, m).
+
+        Returns
+        -------
+        numpy.ndarray
+            The same shape, scaled.
+        """
         if self.is_known:
             return self.cov.dense_lambda(theta).T @ raw
         t = self.cov.template(theta)

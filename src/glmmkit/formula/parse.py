@@ -68,7 +68,20 @@ def _strip_parens(term: str) -> str | None:
 
 
 def expand_group(group: str) -> list[str]:
-    """``a/b/c`` -> ``[a, b:a, c:b:a]`` (lme4's names); ``a:b`` and ``a`` stay as they are."""
+    """Expand a nested grouping factor into lme4's terms.
+
+    ``a/b/c`` -> ``[a, b:a, c:b:a]``; ``a:b`` and ``a`` stay as they are.
+
+    Parameters
+    ----------
+    group : str
+        The grouping expression.
+
+    Returns
+    -------
+    list of str
+        The grouping factors.
+    """
     parts = [p.strip() for p in group.split("/")]
     if any(not p for p in parts):
         raise FormulaError(f"empty grouping factor in {group!r}")

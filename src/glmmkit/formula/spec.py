@@ -41,7 +41,22 @@ def _idents(expr: str) -> set[str]:
 
 
 def evaluate(expr: str, data: pd.DataFrame, what: str) -> pd.Series:
-    """A column, or an arithmetic expression of columns (``size - incidence``, ``log(n)``)."""
+    """A column, or an arithmetic expression of columns (``size - incidence``, ``log(n)``).
+
+    Parameters
+    ----------
+    expr : str
+        The expression (checked: no code).
+    data : pandas.DataFrame
+        The data.
+    what : str
+        What the expression is for, in messages.
+
+    Returns
+    -------
+    pandas.Series
+        One value per row.
+    """
     expr = expr.strip()
     if expr in data.columns:
         return data[expr]
@@ -58,7 +73,20 @@ def evaluate(expr: str, data: pd.DataFrame, what: str) -> pd.Series:
 
 
 def group_codes(group: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and labels of a grouping factor ``g`` or an interaction ``a:b``."""
+    """Codes and labels of a grouping factor ``g`` or an interaction ``a:b``.
+
+    Parameters
+    ----------
+    group : str
+        The grouping factor.
+    data : pandas.DataFrame
+        The data.
+
+    Returns
+    -------
+    tuple
+        (codes per row, level labels in code order).
+    """
     parts = [p.strip() for p in group.split(":")]
     for p in parts:
         if p not in data.columns:
@@ -110,10 +138,12 @@ class ModelSpec:
 
     @property
     def n(self) -> int:
+        """The number of observations used."""
         return len(self.y)
 
     @property
     def p(self) -> int:
+        """The number of fixed effects (after aliased columns were dropped)."""
         return self.X.shape[1]
 
     # ------------------------------------------------------------------
@@ -344,17 +374,51 @@ class ModelSpec:
         return GlmmObjective(data, nagq=nagq, laplace=laplace, quad_stop=quad_stop)
 
     def lmm_objective(self, reml: bool = True):
-        """The profiled LMM deviance (ML) or REML criterion."""
+        """The profiled LMM deviance (ML) or REML criterion.
+
+        Parameters
+        ----------
+        reml : bool
+            REML (True) or ML.
+
+        Returns
+        -------
+        LmmObjective
+            The objective on the blocked system.
+        """
         from ..engine.blocked import Structure
         from ..engine.objective import LmmObjective
 
         return LmmObjective(self.y, self.X, self.wt, self.offset, Structure(self.terms), reml)
 
     def new_fixed_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
-        """X for new data, coded exactly like the fitted data."""
+        """X for new data, coded exactly like the fitted data.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            New rows (unseen factor levels are an InputError).
+
+        Returns
+        -------
+        numpy.ndarray
+            (rows, p).
+        """
         return np.asarray(coded_matrix(self.x_spec, newdata, "the fixed effects"), dtype=float)[:, self._kept_cols]
 
     def new_offset(self, newdata: pd.DataFrame) -> np.ndarray:
+        """The formula's ``offset()`` terms evaluated on new data.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            New rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            One offset per row (zeros without offset terms).
+        """
         off = np.zeros(len(newdata))
         for expr in self.offset_exprs:
             off = off + np.asarray(evaluate(expr, newdata, "offset"), dtype=float)

@@ -38,7 +38,30 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
 
     ``precision="single"`` (default) forms each chunk's product in float32 -- three times faster with
     OpenBLAS -- and adds it to the float64 sum, so entries are accurate to ~1e-6 (GCTA's binary GRM stores
-    float32; the sampling noise of an entry is ~1/sqrt(m)); ``"double"`` does it all in float64."""
+    float32; the sampling noise of an entry is ~1/sqrt(m)); ``"double"`` does it all in float64.
+
+    Parameters
+    ----------
+    geno : Genotypes or str
+        The genotypes or their .bed prefix.
+    rows : numpy.ndarray, optional
+        Sample rows (indices into .fam).
+    variants : numpy.ndarray, optional
+        Variant indices.
+    chunk : int
+        Variants per product.
+    min_maf : float
+        Variants with a smaller minor-allele frequency are left out.
+    progress_bar : bool
+        Show a progress bar.
+    precision : {"single", "double"}
+        The chunk products' precision.
+
+    Returns
+    -------
+    tuple
+        (K, m): the n x n GRM and the number of variants used.
+    """
     check_choice("precision", precision, ("single", "double"))
     chunk = check_int("chunk", chunk, 1)
     check_real("min_maf", min_maf, 0, 0.5, open_hi=True)
@@ -96,7 +119,32 @@ def sparse_grm(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
     diagonal) and kept as triplets; the lower triangle is the mirror.  The first pass reads every sample and
     keeps each variant's mean (its frequency, and the value of a missing call); the later passes read only
     the rows they need.  Cost: the dense GRM's flops (one triangle) and n / b passes over the genotypes;
-    memory: one strip, one chunk (``chunk`` variants, default sized to ``memory`` / 4) and the nonzeros."""
+    memory: one strip, one chunk (``chunk`` variants, default sized to ``memory`` / 4) and the nonzeros.
+
+    Parameters
+    ----------
+    geno : Genotypes or str
+        The genotypes or their .bed prefix.
+    threshold : float
+        Off-diagonal entries with |K_ij| below it are dropped (positive).
+    rows, variants : numpy.ndarray, optional
+        Sample rows and variant indices.
+    chunk : int, optional
+        Variants per product (default from ``memory``).
+    min_maf : float
+        Minor-allele-frequency filter.
+    memory : float
+        The strip budget in bytes.
+    progress_bar : bool
+        Show a progress bar.
+    precision : {"single", "double"}
+        The chunk products' precision.
+
+    Returns
+    -------
+    tuple
+        (K_sparse as CSR, m variants used).
+    """
     check_choice("precision", precision, ("single", "double"))
     check_real("threshold", threshold, 0, None, open_lo=True)
     check_real("memory", memory, 0, None, open_lo=True)
@@ -184,7 +232,15 @@ def check_psd(K: np.ndarray, tol: float = 1e-4) -> None:
     of K + tol * mean(diag K) I (a third of an eigendecomposition's cost); the eigenvalues only for the message.
     A standardised GRM is singular by construction (centred variants: K 1 = 0), and float32 -- GCTA's files,
     ``grm``'s single-precision products -- moves that zero eigenvalue by ~1e-6 either way; ``tol`` lets such
-    rounding through and still stops a matrix of the wrong samples."""
+    rounding through and still stops a matrix of the wrong samples.
+
+    Parameters
+    ----------
+    K : numpy.ndarray
+        The GRM.
+    tol : float
+        Relative tolerance.
+    """
     import scipy.linalg as sla
 
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
@@ -228,7 +284,21 @@ def threshold_grm(K: np.ndarray, threshold: float = 0.05) -> sp.csr_matrix:
 # ---- GCTA's binary format -------------------------------------------------------------------------
 def write_gcta(prefix, K: np.ndarray, ids: pd.DataFrame, m: int | np.ndarray) -> None:
     """``prefix.grm.bin`` (lower triangle with diagonal, row by row, float32), ``prefix.grm.N.bin`` (variants
-    used per pair, float32) and ``prefix.grm.id`` (FID IID, tab-separated)."""
+    used per pair, float32) and ``prefix.grm.id`` (FID IID, tab-separated).
+
+    Every file is written atomically.
+
+    Parameters
+    ----------
+    prefix : str or path-like
+        The files' prefix.
+    K : numpy.ndarray
+        The GRM.
+    ids : pandas.DataFrame
+        FID and IID of its rows.
+    m : int or numpy.ndarray
+        Variants used (per pair, or one number).
+    """
     prefix = str(prefix)
     n = K.shape[0]
     il = np.tril_indices(n)
@@ -241,7 +311,18 @@ def write_gcta(prefix, K: np.ndarray, ids: pd.DataFrame, m: int | np.ndarray) ->
 
 
 def read_gcta(prefix) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """(K, ids, N) from GCTA's binary GRM files."""
+    """(K, ids, N) from GCTA's binary GRM files.
+
+    Parameters
+    ----------
+    prefix : str or path-like
+        The prefix of ``.grm.bin``, ``.grm.N.bin`` and ``.grm.id``.
+
+    Returns
+    -------
+    tuple
+        (K, ids with FID and IID, N variants per pair); FileFormatError for a damaged set.
+    """
     prefix = str(prefix)
     require_file(prefix + ".grm.bin", "GCTA GRM")
     ids = read_text_table(prefix + ".grm.id", "GCTA GRM id file", sep=r"\s+", header=None, dtype=str, usecols=[0, 1])

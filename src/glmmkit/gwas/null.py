@@ -71,7 +71,18 @@ class NullModel(Result):
     loco: dict | None = field(default=None, repr=False)  # chromosome -> {"mu", "W", "b", "P"?}: leave-one-chromosome-out
 
     def for_chromosome(self, chrom: str) -> "NullModel":
-        """The null model whose random effects were predicted without chromosome ``chrom`` (LOCO)."""
+        """The null model whose random effects were predicted without chromosome ``chrom`` (LOCO).
+
+        Parameters
+        ----------
+        chrom : str
+            The chromosome.
+
+        Returns
+        -------
+        NullModel
+            The LOCO model (self when there is none for ``chrom``).
+        """
         if not self.loco or str(chrom) not in self.loco:
             return self
         d = self.loco[str(chrom)]
@@ -81,6 +92,7 @@ class NullModel(Result):
 
     @property
     def n(self) -> int:
+        """The number of samples."""
         return len(self.y)
 
     @property
@@ -117,6 +129,13 @@ class NullModel(Result):
 
     # ---- save / load (step 1 -> step 2) ------------------------------------------------------------
     def save(self, prefix) -> None:
+        """Write the model as ``prefix.null.json``, ``.null.npz`` and ``.null.ids.tsv``, renamed into place together.
+
+        Parameters
+        ----------
+        prefix : str or path-like
+            The files' prefix (``gwas test --null`` reads it back with ``NullModel.load``).
+        """
         prefix = str(prefix)
         meta = {k: getattr(self, k) for k in ("trait", "x_names", "tau", "phi", "method", "converged", "iterations",
                                              "variance_ratio", "vr_detail", "report")}
@@ -231,7 +250,36 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
              fix_tau: float | None = None, fix_phi: float | None = None) -> NullModel:
     """Fit the null GLMM of ``samples`` (from ``tables.match``) with relationship matrix ``K`` (n x n, in the
     samples' order).  ``fix_tau`` (and for a Gaussian trait ``fix_phi``): hold the variance there (tau = 0
-    gives the GLM: the classic score test)."""
+    gives the GLM: the classic score test).
+
+    Parameters
+    ----------
+    samples : Samples
+        The matched samples (response, covariates, IDs).
+    K : numpy.ndarray or scipy.sparse matrix
+        The GRM in the samples' order (sparse: conjugate gradients, PQL only).
+    method : {"pql", "laplace"}
+        PQL with AI-REML, or the core engine's Laplace ML.
+    tol : float
+        Relative change of beta and tau that ends the iterations.
+    maxit : int
+        Most iterations.
+    exact_max : int
+        Exact traces (and the projection P kept) up to this many samples.
+    keep_P : bool, optional
+        Keep the projection for exact score variances (default: n <= exact_max).
+    seed : int
+        Seed of the trace estimator.
+    tau0 : float, optional
+        Starting genetic variance.
+    fix_tau, fix_phi : float, optional
+        Hold the variances there.
+
+    Returns
+    -------
+    NullModel
+        The fitted null model.
+    """
     n = samples.n
     if K.shape != (n, n):
         raise InputError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "

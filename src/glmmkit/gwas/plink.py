@@ -34,6 +34,18 @@ class Genotypes:
 
     @classmethod
     def open(cls, path) -> "Genotypes":
+        """Open a PLINK .bed/.bim/.fam set (sizes and the .bed's magic checked against .fam and .bim).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The prefix (or any of the three files).
+
+        Returns
+        -------
+        Genotypes
+            The genotypes, read lazily.
+        """
         prefix = _prefix(path)
         missing = [str(prefix.with_suffix(s)) for s in (".bed", ".bim", ".fam") if not prefix.with_suffix(s).exists()]
         if missing:
@@ -72,14 +84,17 @@ class Genotypes:
 
     @property
     def n_samples(self) -> int:
+        """The number of samples in the .fam."""
         return len(self.samples)
 
     @property
     def n_variants(self) -> int:
+        """The number of variants in the .bim."""
         return len(self.variants)
 
     @property
     def bed_file(self) -> BedFile:
+        """A picklable handle on the .bed for worker processes."""
         return BedFile(self.prefix.with_suffix(".bed"), self.n_samples, self.n_variants)
 
     def _bed(self):
@@ -90,7 +105,20 @@ class Genotypes:
                         num_threads=None)
 
     def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n_missing): variants start..stop-1 for the sample rows (indices into .fam), mean-imputed."""
+        """(G, n_missing): variants start..stop-1 for the sample rows (indices into .fam), mean-imputed.
+
+        Parameters
+        ----------
+        start, stop : int
+            The variant range.
+        rows : numpy.ndarray, optional
+            Sample rows (default: all).
+
+        Returns
+        -------
+        tuple
+            (G as samples x variants float64, missing calls per variant).
+        """
         with self._bed() as bed:
             G = bed.read(index=(rows if rows is not None else np.s_[:], np.s_[start:stop]), dtype="float64")
         return impute(G)
@@ -99,7 +127,22 @@ class Genotypes:
                fill: np.ndarray | None = None):
         """Yield (variant indices, G, n_missing) for consecutive chunks of ``variants`` (default: all).
         Missing calls take the mean of the rows read, or ``fill`` (one value per variant of ``variants``:
-        the means over a larger sample set, when ``rows`` is part of it)."""
+        the means over a larger sample set, when ``rows`` is part of it).
+
+        Parameters
+        ----------
+        size : int
+            Variants per chunk.
+        rows, variants : numpy.ndarray, optional
+            Sample rows and variant indices.
+        fill : numpy.ndarray, optional
+            The value of a missing call per variant.
+
+        Yields
+        ------
+        tuple
+            (variant indices, G, missing calls per variant).
+        """
         idx = np.arange(self.n_variants) if variants is None else np.asarray(variants)
         with self._bed() as bed:
             for c in range(0, len(idx), size):
@@ -134,7 +177,20 @@ def check_unique_ids(ids: pd.DataFrame, source) -> None:
 def impute(G: np.ndarray, fill: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Replace missing calls (NaN) by the variant's mean over the called samples (or by ``fill``, one value
     per variant); count them per variant.  One pass finds the variants with a missing call (their column
-    sum is NaN); only those are searched."""
+    sum is NaN); only those are searched.
+
+    Parameters
+    ----------
+    G : numpy.ndarray
+        Samples x variants, NaN for a missing call (filled in place).
+    fill : numpy.ndarray, optional
+        One value per variant.
+
+    Returns
+    -------
+    tuple
+        (G, missing calls per variant).
+    """
     miss = np.zeros(G.shape[1], dtype=np.int64)
     bad = np.flatnonzero(np.isnan(G.sum(axis=0)))
     if len(bad):
@@ -159,7 +215,20 @@ class BedFile:
     n_variants: int
 
     def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n_missing) of variants start..stop-1 for the sample ``rows`` (indices into .fam), mean-imputed."""
+        """(G, n_missing) of variants start..stop-1 for the sample ``rows`` (indices into .fam), mean-imputed.
+
+        Parameters
+        ----------
+        start, stop : int
+            The variant range.
+        rows : numpy.ndarray, optional
+            Sample rows.
+
+        Returns
+        -------
+        tuple
+            (G, missing calls per variant).
+        """
         from bed_reader import open_bed
 
         with open_bed(self.path, iid_count=self.n_samples, sid_count=self.n_variants) as bed:
@@ -190,7 +259,15 @@ class BedWriter:
         self._bim = open(self._tmp[2], "w")
 
     def write(self, G: np.ndarray, variants: pd.DataFrame) -> None:
-        """G: samples x variants of A1 counts (0, 1, 2; NaN or -1 missing); variants: CHR, POS, ID, A1, A2."""
+        """G: samples x variants of A1 counts (0, 1, 2; NaN or -1 missing); variants: CHR, POS, ID, A1, A2.
+
+        Parameters
+        ----------
+        G : numpy.ndarray
+            Samples x variants.
+        variants : pandas.DataFrame
+            Their .bim columns.
+        """
         n, m = G.shape
         code = np.where(np.isnan(G) | (G < 0), 3, G).astype(np.uint8) if G.dtype.kind == "f" else np.where(G < 0, 3, G).astype(np.uint8)
         bits = _CODE[code]  # (n, m)
@@ -205,7 +282,13 @@ class BedWriter:
         lines.to_csv(self._bim, sep="\t", header=False, index=False)
 
     def close(self, error: BaseException | None = None):
-        """Finish the set: rename the three files into place (or, after ``error``, remove them)."""
+        """Finish the set: rename the three files into place (or, after ``error``, remove them).
+
+        Parameters
+        ----------
+        error : BaseException, optional
+            The error that ended the writing (the files are then removed).
+        """
         self._bed.close()
         self._bim.close()
         if error is None:

@@ -53,7 +53,52 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
 
     ``sparse``: threshold the GRM (fastGWA's sparse GRM, entries below ``sparse`` set to 0) and fit the null
     model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised, and when the GRM is
-    built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``sparse_grm``: by strips)."""
+    built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``sparse_grm``: by strips).
+
+    Parameters
+    ----------
+    bfile : str
+        The PLINK prefix.
+    pheno : str or pandas.DataFrame
+        The phenotype table (FID, IID, trait).
+    pheno_col : str, optional
+        The trait's column (default: the first after FID and IID).
+    covar : str or pandas.DataFrame, optional
+        The covariate table.
+    covar_cols : list of str, optional
+        Covariates to use (default: all).
+    trait : {"binary", "count", "quantitative"}
+        The trait's kind (binomial-logit, Poisson-log or Gaussian).
+    grm_prefix : str, optional
+        A GCTA GRM to use.
+    K : numpy.ndarray, optional
+        A GRM in the samples' order.
+    method : {"pql", "laplace"}
+        How the null model is fitted.
+    exact_max : int
+        Exact variances up to this many samples.
+    vr_variants : int
+        Random variants for the variance ratio.
+    min_mac : int
+        Their minimum minor-allele count.
+    seed : int
+        Seed.
+    progress_bar : bool
+        Show progress bars.
+    fix_tau : float, optional
+        Hold the genetic variance (0: the GLM).
+    loco : bool
+        Leave one chromosome out.
+    loco_exact_max : int
+        Exact LOCO projections up to this many samples.
+    sparse : float, optional
+        Threshold a sparse GRM there and fit by conjugate gradients.
+
+    Returns
+    -------
+    NullModel
+        Step 1's model (``.save(prefix)`` for the command line's step 2).
+    """
     if sparse is not None and loco:
         raise InputError("loco=True is not available with a sparse GRM")
     if loco and (K is not None or grm_prefix is not None):
@@ -283,12 +328,38 @@ def match_null_samples(model: NullModel, geno: Genotypes) -> np.ndarray:
 
 
 def lambda_gc(p) -> float:
-    """Genomic-control lambda: median chi-square(1) of the p-values over its null median (0.4549)."""
+    """Genomic-control lambda: median chi-square(1) of the p-values over its null median (0.4549).
+
+    Parameters
+    ----------
+    p : array-like
+        p-values (non-finite ones are ignored).
+
+    Returns
+    -------
+    float
+        lambda_GC.
+    """
     p = np.asarray(p, dtype=float)
     p = p[np.isfinite(p)]
     return float(np.median(stats.chi2.isf(p, 1)) / stats.chi2.ppf(0.5, 1))
 
 
 def top_hits(results: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    return results.nsmallest(n, "P")
+    """The variants with the smallest p-values.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or ScanResult
+        Step 2's table (or its result).
+    n : int
+        How many.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows.
+    """
+    table = results.table if isinstance(results, ScanResult) else results
+    return table.nsmallest(n, "P")
 

@@ -62,7 +62,18 @@ class ScoreTester:
 
     def scores(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(column sums of G, U, g~'W~g~ per variant, X'W~G, g'Wg): the scores and the GLM-type variance,
-        without relatedness, and the unadjusted weighted square it came from."""
+        without relatedness, and the unadjusted weighted square it came from.
+
+        Parameters
+        ----------
+        G : numpy.ndarray
+            Samples x variants.
+
+        Returns
+        -------
+        tuple
+            (column sums of G, U, g~'W~g~, X'W~G, g'Wg), each per variant.
+        """
         Z = G.T @ self.RWX
         gsum, U, XWG = Z[:, 0], Z[:, 1], Z[:, 2:].T
         gwg = _weighted_squares(G, self.w)
@@ -184,6 +195,21 @@ def _tail(s, Gt, mu):
 
 
 def spa_pvalue(q: np.ndarray, Gt: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Two-sided saddle-point p-values of observed scores q (one per column of the adjusted genotypes Gt)."""
+    """Two-sided saddle-point p-values of observed scores q (one per column of the adjusted genotypes Gt).
+
+    Parameters
+    ----------
+    q : numpy.ndarray
+        Observed scores.
+    Gt : numpy.ndarray
+        Covariate-adjusted genotypes (samples x variants).
+    mu : numpy.ndarray
+        The null model's means.
+
+    Returns
+    -------
+    numpy.ndarray
+        p-values.
+    """
     a = np.abs(q)
     return np.minimum(1.0, _tail(a, Gt, mu) + _tail(-a, Gt, mu))

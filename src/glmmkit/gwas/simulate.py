@@ -27,7 +27,42 @@ def simulate_cohort(prefix, n_families: int = 400, mean_children: float = 2.0, n
                     progress_bar: bool = False) -> dict:
     """Writes ``prefix``.bed/.bim/.fam, ``prefix``.pheno.tsv (FID IID y liability), ``prefix``.covar.tsv
     (FID IID sex age); returns the paths and the truth.  ``causal_extra``: the first variant also gets this
-    additional effect on the liability scale (a detectable hit)."""
+    additional effect on the liability scale (a detectable hit).
+
+    Parameters
+    ----------
+    prefix : str or path-like
+        Where to write.
+    n_families : int
+        Families (two founders and their children).
+    mean_children : float
+        Mean children per family (Poisson).
+    n_variants, n_causal : int
+        Variants and causal variants.
+    h2, c2 : float
+        Heritability and the shared-environment share of the liability.
+    fst, pop_shift : float
+        Population structure: allele-frequency divergence and the liability shift of the second population.
+    prevalence : float
+        The binary trait's prevalence.
+    chunk : int
+        Variants written per chunk.
+    seed : int
+        Seed.
+    n_chromosomes : int
+        Chromosomes.
+    causal_extra : float, optional
+        Extra effect of the first variant.
+    freq_range : tuple
+        Allele frequencies' range.
+    progress_bar : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``bfile``, ``pheno``, ``covar`` paths and the truth (causal variants, effects).
+    """
     rng = np.random.default_rng(seed)
     prefix = Path(prefix)
     kids = (1 + rng.poisson(max(mean_children - 1, 0), n_families)) if mean_children > 0 else np.zeros(n_families, int)

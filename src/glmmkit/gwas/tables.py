@@ -17,7 +17,18 @@ from ..readers import read_text_table
 
 
 def read_table(path) -> pd.DataFrame:
-    """A whitespace- or tab-separated table with a header naming FID and IID (``#FID`` accepted)."""
+    """A whitespace- or tab-separated table with a header naming FID and IID (``#FID`` accepted).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table (FileFormatError names a file without FID and IID).
+    """
     df = read_text_table(path, "sample table", sep=r"\s+", dtype={0: str, 1: str})
     df.columns = [str(c).lstrip("#") for c in df.columns]
     for c in ("FID", "IID"):
@@ -40,12 +51,36 @@ class Samples:
 
     @property
     def n(self) -> int:
+        """The number of samples analysed."""
         return len(self.rows)
 
 
 def match(geno: Genotypes, pheno: pd.DataFrame, pheno_col: str | None = None, covar: pd.DataFrame | None = None,
           covar_cols=None, trait: str = "binary") -> Samples:
-    """The samples with genotypes, phenotype and every covariate, in .fam order."""
+    """The samples with genotypes, phenotype and every covariate, in .fam order.
+
+    Samples without a phenotype or a covariate are dropped and counted in ``report``.
+
+    Parameters
+    ----------
+    geno : Genotypes
+        The genotypes (their .fam order is kept).
+    pheno : pandas.DataFrame
+        FID, IID and the trait.
+    pheno_col : str, optional
+        The trait's column.
+    covar : pandas.DataFrame, optional
+        FID, IID and covariates.
+    covar_cols : list of str, optional
+        Covariates to use.
+    trait : {"binary", "count", "quantitative"}
+        The trait's kind (checked against the values).
+
+    Returns
+    -------
+    Samples
+        Response, design, IDs, .fam rows and the report.
+    """
     if trait not in ("binary", "quantitative", "count"):
         raise InputError(f"trait must be 'binary', 'quantitative' or 'count', got {trait!r}")
     cols = [c for c in pheno.columns if c not in ("FID", "IID")]

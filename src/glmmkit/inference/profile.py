@@ -200,37 +200,30 @@ class ProfileProblem:
         tab.insert(0, "parameter", self.names[i])
         return tab.reset_index(drop=True)
 
-    def interval(self, i: int, level: float = 0.95, table: pd.DataFrame | None = None) -> tuple[float, float]:
-        """Profile interval of parameter i: interpolate the profile, then refine each limit by secant steps."""
-        crit = stats.norm.ppf(0.5 + level / 2)
-        tab = self.profile_one(i, zmax=crit + 0.4) if table is None else table
-        out = []
-        for target in (-crit, crit):
-            side = tab[(np.sign(tab.zeta) == np.sign(target)) | (tab.zeta == 0)]
-            if abs(side.zeta).max() < crit:  # never reached: the bound
-                out.append(self.lower[i] if target < 0 else self.upper[i])
-                continue
-            mono = tab.sort_values("zeta").drop_duplicates("zeta")
-            zs, vs = mono.zeta.to_numpy(), mono.value.to_numpy()
-            if len(zs) > 2 and np.all(np.diff(vs) > 0):
-                v = float(interpolate.PchipInterpolator(zs, vs)(target))
-            else:
-                v = float(np.interp(target, zs, vs))
-            # secant refinement on zeta(v) = target from the two nearest grid points
-            near = side.iloc[(side.zeta - target).abs().argsort()[:2]]
-            pts = list(zip(near.value, near.zeta))
-            for _ in range(4):
-                zt, _ = self.zeta(i, v)
-                if abs(zt - target) < 1e-4:
-                    break
-                pts.append((v, zt))
-                (v1, z1), (v2, z2) = sorted(pts, key=lambda q: abs(q[1] - target))[:2]
-                if z1 == z2:
-                    break
-                v = v1 + (target - z1) * (v2 - v1) / (z2 - z1)
-                v = float(np.clip(v, self.lower[i], self.upper[i]))
-            out.append(v)
-        return out[0], out[1]
+    def interval(self, i: int, level: float = 0.95) -> tuple[float, float]:
+        """Profile interval of parameter i by the one profile-interval routine (``profile_interval``).
+
+        Parameters
+        ----------
+        i : int
+            The parameter's position in ``names``.
+        level : float
+            Confidence level.
+
+        Returns
+        -------
+        tuple
+            (lower, upper) on the natural scale; a limit not reached before the parameter's bound is the bound.
+        """
+        state = {"z": self.z_hat.copy()}
+
+        def dev(v):
+            d, z = self.minimise_with(i, v, state["z"])
+            state["z"] = z  # warm start the next point from this one
+            return d
+
+        return profile_interval(dev, float(self.z_hat[i]), self.dev_min, level, lower=float(self.lower[i]),
+                                upper=float(self.upper[i]), step=float(self.scale[i]))
 
 
 def _refit_ml(fit):
@@ -281,21 +274,64 @@ def profile_deviance(fit, j: int, value: float) -> float:
 
 
 def profile_interval(dev, x_hat: float, dev_hat: float, level: float = 0.95, lower: float = 0.0,
-                     upper_guess: float | None = None) -> tuple[float, float]:
-    """Roots of dev(x) - dev_hat = chi2_1(level) on each side of x_hat (``lower`` if not reached there)."""
+                     upper: float = np.inf, step: float | None = None) -> tuple[float, float]:
+    """The profile-likelihood interval of one parameter: the roots of dev(x) - dev_hat = chi2_1(level).
+
+    The one profile-interval routine of glmmkit (``Fit.confint(method="profile")``, the meta-analysis'
+    tau interval): from x_hat, steps grow outward (the first at the quadratic approximation's limit) until
+    the profile deviance passes the critical value (a bracket), then Brent's method finds the root to 1e-4
+    steps; a side whose bound is reached first gives the bound.
+
+    Parameters
+    ----------
+    dev : callable
+        dev(x): -2 log L minimised over the other parameters with this one held at x.
+    x_hat : float
+        The estimate.
+    dev_hat : float
+        The minimum of -2 log L.
+    level : float
+        Confidence level.
+    lower, upper : float
+        The parameter's bounds (0 for an SD, -inf / inf for a coefficient).
+    step : float, optional
+        The parameter's scale, about one standard error (default: max(|x_hat|, 0.5)).
+
+    Returns
+    -------
+    tuple
+        (lower limit, upper limit).
+    """
     from scipy import optimize
 
     crit = stats.chi2.ppf(level, 1)
     g = lambda x: dev(x) - dev_hat - crit  # noqa: E731
-    lo = lower
-    if x_hat > lower and g(lower) > 0:
-        lo = optimize.brentq(g, lower, x_hat, xtol=1e-6 * max(x_hat, 1e-3))
-    hi_try = upper_guess if upper_guess is not None else max(2 * x_hat, x_hat + 0.5)
-    for _ in range(40):
-        if g(hi_try) > 0:
+    step = float(step) if step else max(abs(x_hat), 0.5)
+    # step is about one standard error: the first probe sits near the quadratic approximation's limit, and
+    # the root is found to 1e-4 standard errors (a zeta error of about 1e-4)
+    tol = 1e-4 * step
+    out = []
+    for direction, bound in ((-1, lower), (1, upper)):
+        inner, s = x_hat, np.sqrt(crit) * step
+        limit = None
+        for _ in range(40):
+            outer = x_hat + direction * s
+            at_bound = (outer <= bound) if direction < 0 else (outer >= bound)
+            if at_bound:
+                outer = bound
+                if not np.isfinite(bound) or not g(bound) > 0:  # the profile never reaches the value
+                    limit = bound
+                    break
+            else:
+                gv = g(outer)
+                if not gv > 0:
+                    # not there yet: step to where the quadratic through this probe reaches the value
+                    rise = gv + crit
+                    grow = 1.15 * np.sqrt(crit / rise) if rise > 0 else 2.0
+                    inner, s = outer, s * float(np.clip(grow, 1.2, 4.0))
+                    continue
+            a, b = sorted((inner, outer))
+            limit = optimize.brentq(g, a, b, xtol=tol)
             break
-        hi_try = 2 * hi_try + 0.1
-    else:
-        return lo, np.inf
-    hi = optimize.brentq(g, max(x_hat, lower), hi_try, xtol=1e-6 * max(x_hat, 1e-3))
-    return lo, hi
+        out.append(bound if limit is None else float(limit))
+    return out[0], out[1]

@@ -24,8 +24,28 @@ def compare_naive(formula: str, data: pd.DataFrame, family="binomial", relmat: d
                   terms: list[str] | None = None, **kwargs) -> pd.DataFrame:
     """Fit ``formula`` with its known-covariance (phylogenetic) terms and without them, side by side.
 
-    Returns one row per fixed effect (or per name in ``terms``): estimate, SE, z, p of the naive model
-    and of the phylogenetic GLMM. Without other random effects the naive model is a plain GLM.
+    Without other random effects the naive model is a plain GLM (the engine's GLM routine).
+
+    Parameters
+    ----------
+    formula : str
+        The phylogenetic model's formula.
+    data : pandas.DataFrame
+        The data.
+    family : str or Family
+        The family.
+    relmat : dict
+        ``{group: K}`` of the phylogenetic terms (dropped from the naive model).
+    terms : list of str, optional
+        The fixed effects to show (default: all).
+    **kwargs
+        Passed to ``glmer``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fixed effect: ``naive_estimate``, ``naive_se``, ``naive_p``, ``phylo_estimate``,
+        ``phylo_se``, ``phylo_p`` and ``se_ratio``.
     """
     from ..api import glmer
 

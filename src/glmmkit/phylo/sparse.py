@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.covariance import KnownMatrix
+from ..engine.resystem import RandomEffectsSystem, SystemFactor
 from ..errors import FitError, InputError
 from .tree import Tree
 
@@ -57,12 +58,36 @@ class TreeAlgebra:
         self.tip_nodes = np.flatnonzero(tree.is_tip)
 
     def quad(self, a: np.ndarray) -> float:
-        """a'Qa with a[0] = 0 at the root."""
+        """a'Qa with a[0] = 0 at the root.
+
+        Parameters
+        ----------
+        a : numpy.ndarray
+            (m,) node values.
+
+        Returns
+        -------
+        float
+            The quadratic form.
+        """
         diff = a[1:] - a[self.parent[1:]]
         return float(diff @ (diff * self.inv_len[1:]))
 
     def factor(self, w_node: np.ndarray, tau: float) -> "TreeFactor":
-        """LDL' of P = diag(w_node) + tau Q over the non-root nodes."""
+        """LDL' of P = diag(w_node) + tau Q over the non-root nodes.
+
+        Parameters
+        ----------
+        w_node : numpy.ndarray
+            (m,) weights at the nodes (zero at internal nodes).
+        tau : float
+            The prior precision's scale.
+
+        Returns
+        -------
+        TreeFactor
+            The pivots and the off-diagonal factor entries.
+        """
         pdiag = w_node + tau * self.q_diag
         poff = -tau * self.inv_len  # P_{parent(v), v}
         d = np.zeros(self.m)
@@ -84,10 +109,28 @@ class TreeFactor:
     lpv: np.ndarray  # (m,) L_{parent(v), v}
 
     def logdet(self) -> float:
+        """log det P.
+
+        Returns
+        -------
+        float
+            The sum of the log pivots.
+        """
         return float(np.sum(np.log(self.d[1:])))
 
     def solve(self, r: np.ndarray) -> np.ndarray:
-        """x with P x = r (r, x over all nodes; the root entry is ignored and returned as 0)."""
+        """x with P x = r (r, x over all nodes; the root entry is ignored and returned as 0).
+
+        Parameters
+        ----------
+        r : numpy.ndarray
+            (m,) right-hand side.
+
+        Returns
+        -------
+        numpy.ndarray
+            (m,) solution.
+        """
         alg = self.alg
         z = np.zeros(alg.m)
         acc = np.zeros(alg.m)
@@ -102,7 +145,13 @@ class TreeFactor:
         return x
 
     def inverse_diagonal(self) -> np.ndarray:
-        """diag(P^{-1}) (0 at the root)."""
+        """diag(P^{-1}) (0 at the root).
+
+        Returns
+        -------
+        numpy.ndarray
+            (m,).
+        """
         alg = self.alg
         s = np.zeros(alg.m)
         for idx in alg.down_levels:
@@ -196,7 +245,7 @@ class TreeRaw:
 
 
 @dataclass
-class TreeSystemFactor:
+class TreeSystemFactor(SystemFactor):
     """P = diag(W at the tips) + tau Q, factored, with the prior's log-determinant."""
 
     F: TreeFactor | None  # None: the term is off (theta below TINY_THETA)
@@ -215,7 +264,7 @@ class TreeSystemFactor:
         return np.zeros(len(self.F.d)) if self.F is None else self.F.inverse_diagonal()
 
 
-class TreeSystem:
+class TreeSystem(RandomEffectsSystem):
     """Brownian motion on a tree as the engine's random-effects system, in node space.
 
     u is the vector a of node values (the root fixed at 0), the tips' values enter eta, and the prior

@@ -29,13 +29,27 @@ class Tree:
 
     @property
     def n_tips(self) -> int:
+        """The number of tips."""
         return int(self.is_tip.sum())
 
     @property
     def tip_labels(self) -> list[str]:
+        """The tips' names in tip order."""
         return [self.names[i] for i in np.flatnonzero(self.is_tip)]
 
     def is_ultrametric(self, rtol: float = 1e-4) -> bool:
+        """Whether every root-to-tip distance is the same.
+
+        Parameters
+        ----------
+        rtol : float
+            Relative tolerance.
+
+        Returns
+        -------
+        bool
+            True for an ultrametric tree.
+        """
         d = self.depth[self.is_tip]
         return bool(np.ptp(d) <= rtol * max(np.max(d), 1e-300))
 
@@ -195,10 +209,21 @@ def _parse_newick(text: str) -> tuple[np.ndarray, list, list]:
 def vcv(tree: Tree, corr: bool = False):
     """Brownian-motion covariance of the tips (ape's ``vcv``): C[i, j] = depth of the MRCA of i and j.
 
-    ``corr=True`` divides by the square roots of the diagonal, as ``vcv(tree, corr = TRUE)``; on a tree
-    that is not ultrametric that changes the model (tips get equal variance although their root-to-tip
-    distances differ), which is said in a warning.
-    Returns a labelled DataFrame (rows and columns in the tree's tip order).
+    ``corr=True`` divides by the square roots of the diagonal, as ``vcv(tree, corr = TRUE)``; on a tree that
+    is not ultrametric that changes the model (tips get equal variance although their root-to-tip distances
+    differ), which is said in a warning.
+
+    Parameters
+    ----------
+    tree : Tree, str or path
+        The tree, Newick text or a Newick file.
+    corr : bool
+        The correlation matrix instead of the covariance.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Labelled rows and columns in the tree's tip order.
     """
     import pandas as pd
 
@@ -233,7 +258,20 @@ def vcv(tree: Tree, corr: bool = False):
 
 
 def pagel_lambda(C, lam: float):
-    """Pagel's lambda: off-diagonal covariances multiplied by lam (0 = no signal, 1 = Brownian motion)."""
+    """Pagel's lambda: off-diagonal covariances multiplied by lam (0 = no signal, 1 = Brownian motion).
+
+    Parameters
+    ----------
+    C : pandas.DataFrame or numpy.ndarray
+        A covariance of the tips.
+    lam : float
+        In [0, 1].
+
+    Returns
+    -------
+    pandas.DataFrame or numpy.ndarray
+        The transformed covariance (labels kept).
+    """
     import pandas as pd
 
     if not 0 <= lam <= 1:
@@ -245,7 +283,25 @@ def pagel_lambda(C, lam: float):
 
 
 def relmat_for(tree_or_matrix, levels, group: str = "species", corr: bool = True):
-    """The covariance for a grouping factor's levels, checking names in both directions."""
+    """The covariance for a grouping factor's levels, checking names in both directions.
+
+    Parameters
+    ----------
+    tree_or_matrix : Tree, str, path or pandas.DataFrame
+        A tree (or Newick) or a labelled covariance.
+    levels : array-like
+        The grouping factor's values.
+    group : str
+        Its name, for messages.
+    corr : bool
+        For a tree: the correlation matrix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The labelled matrix (a level missing from it is an InputError; tips without data are counted in a
+        warning).
+    """
     import pandas as pd
 
     if isinstance(tree_or_matrix, (Tree, str, Path)):
