@@ -13,6 +13,18 @@ def _fmt(x, digits=4):
 
 
 def format_summary(fit) -> str:
+    """lme4's ``summary`` of a fit as text.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+
+    Returns
+    -------
+    str
+        The report.
+    """
     lines = []
     if fit.is_lmm:
         lines.append(f"Linear mixed model fit by {'REML' if fit.reml else 'maximum likelihood'} (glmmkit)")

@@ -80,9 +80,22 @@ class ZeroInflated(Family):
 
     @property
     def pi(self) -> np.ndarray:
+        """P(structural zero) of each fitted row, expit(X_zi gamma)."""
         return special.expit(self.X_zi @ self.gamma)
 
     def pi_new(self, newdata) -> np.ndarray:
+        """P(structural zero) for new rows.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            Rows with the zero-inflation formula's columns.
+
+        Returns
+        -------
+        numpy.ndarray
+            One probability per row.
+        """
         X = np.asarray(coded_matrix(self.zi_spec, newdata, "the zero-inflation formula"), dtype=float)
         return special.expit(X @ self.gamma)
 

@@ -38,7 +38,18 @@ def _replicate_chunk(fit, children, stat) -> list:
 
 
 def natural_parameters(fit) -> pd.Series:
-    """SDs, correlations, sigma (LMM) and fixed effects on lme4's ``confint`` scale."""
+    """The fit's parameters on lme4's ``confint`` scale: SDs, correlations, sigma (LMM) and fixed effects.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+
+    Returns
+    -------
+    pandas.Series
+        Named as ``confint``'s rows.
+    """
     from .profile import ProfileProblem
 
     prob = ProfileProblem.__new__(ProfileProblem)

@@ -24,7 +24,19 @@ def _label(fit) -> str:
 
 
 def anova(*fits) -> pd.DataFrame:
-    """Sequential likelihood-ratio tests of nested fits, smallest first."""
+    """Sequential likelihood-ratio tests of nested fits, smallest first.
+
+    Parameters
+    ----------
+    *fits : Fit
+        Two or more nested fits to the same data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model (index ``model``), by number of parameters: ``npar``, ``AIC``, ``BIC``,
+        ``logLik``, ``deviance``, ``Chisq``, ``Df``, ``p`` and the boundary-corrected ``p_boundary``.
+    """
     check_fits(fits, "anova", at_least=2)
     if any(f.reml for f in fits):
         raise InputError("compare LMMs fitted by ML (reml=False): REML criteria of different fixed effects "

@@ -17,7 +17,32 @@ from ..formula.coding import coded_matrix
 
 def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float = 0.95, *, re_form=None,
                      which: str = "observation", type: str = "response", seed=None) -> pd.DataFrame:
-    """Columns ``fit`` (the plug-in prediction), ``lower``, ``upper`` (and ``mean`` of the draws) per row."""
+    """Columns ``fit`` (the plug-in prediction), ``lower``, ``upper`` (and ``mean`` of the draws) per row.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    newdata : pandas.DataFrame
+        The rows to predict.
+    nsim : int
+        Simulations.
+    level : float
+        Interval level.
+    re_form : {None, "~0"}
+        Condition on the fitted random effects of known levels (None) or draw new ones ("~0").
+    which : {"observation", "mean"}
+        An interval for a new observation or for its mean.
+    type : {"response", "link"}
+        The scale.
+    seed : int, optional
+        Seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fit``, ``lower``, ``upper``, ``mean`` per row.
+    """
     if which not in ("observation", "mean"):
         raise InputError("which must be 'observation' (a new response) or 'mean' (its expected value)")
     if type not in ("link", "response"):

@@ -106,6 +106,18 @@ class ProfileProblem:
         return np.concatenate([vc, [fit.sigma] if self.is_lmm else [], np.asarray(fit._beta, dtype=float), self.psi])
 
     def theta(self, z) -> np.ndarray | None:
+        """theta from the natural-scale parameters.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            SDs, correlations (and sigma) in ``names``' order.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            theta, or None when the correlations give no valid covariance.
+        """
         s = z[self.n_vc] if self.is_lmm else 1.0
         out, i = [], 0
         for t in self.terms:
@@ -132,6 +144,18 @@ class ProfileProblem:
         return np.concatenate(out) if out else np.zeros(0)
 
     def deviance(self, z) -> float:
+        """-2 log L at the natural-scale parameters z (the others' optimum for an LMM's beta and sigma).
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            SDs, correlations, sigma and fixed effects in ``names``' order.
+
+        Returns
+        -------
+        float
+            -2 log L (inf outside the parameter space).
+        """
         z = np.asarray(z, dtype=float)
         theta = self.theta(z)
         if theta is None:
@@ -154,7 +178,22 @@ class ProfileProblem:
 
     # -- profiling -----------------------------------------------------------------------
     def minimise_with(self, i: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
-        """min over the other parameters of the deviance with parameter i held at ``value``."""
+        """min over the other parameters of the deviance with parameter i held at ``value``.
+
+        Parameters
+        ----------
+        i : int
+            The parameter held.
+        value : float
+            Its value.
+        start : numpy.ndarray
+            Where the search starts (the last profile point).
+
+        Returns
+        -------
+        tuple
+            (the minimum, the parameters there).
+        """
         free = np.array([j for j in range(len(self.names)) if j != i])
 
         def full(x):
@@ -172,12 +211,43 @@ class ProfileProblem:
         return fv, full(x)
 
     def zeta(self, i: int, value: float, start=None) -> tuple[float, np.ndarray]:
+        """The signed square root of the profile deviance's rise: sign(value - estimate) sqrt(dev - dev_min).
+
+        Parameters
+        ----------
+        i : int
+            The parameter.
+        value : float
+            Its value.
+        start : numpy.ndarray, optional
+            The search's start.
+
+        Returns
+        -------
+        tuple
+            (zeta, the parameters at the profile point).
+        """
         dev, z = self.minimise_with(i, value, self.z_hat if start is None else start)
         d = max(dev - self.dev_min, 0.0)
         return float(np.sign(value - self.z_hat[i]) * np.sqrt(d)), z
 
     def profile_one(self, i: int, zmax: float = 2.6, max_points: int = 12) -> pd.DataFrame:
-        """zeta on a grid of values on both sides of the estimate, until |zeta| > zmax or a bound."""
+        """zeta on a grid of values on both sides of the estimate, until |zeta| > zmax or a bound.
+
+        Parameters
+        ----------
+        i : int
+            The parameter.
+        zmax : float
+            How far to go.
+        max_points : int
+            Most points per side.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``value`` and ``zeta``, sorted by value.
+        """
         rows = [(self.z_hat[i], 0.0)]
         for direction in (-1, 1):
             v, z = self.z_hat[i], self.z_hat.copy()
@@ -252,13 +322,43 @@ def _select(prob: ProfileProblem, parm) -> list[int]:
 
 
 def profile(fit, parm=None, zmax: float = 2.6) -> pd.DataFrame:
-    """The profile table: parameter, value, zeta (lme4's ``profile``), for every parameter or ``parm``."""
+    """The profile table: parameter, value, zeta (lme4's ``profile``), for every parameter or ``parm``.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    parm : str or list of str, optional
+        Parameters.
+    zmax : float
+        How far each profile goes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``parameter``, ``value``, ``zeta``.
+    """
     prob = ProfileProblem(fit)
     return pd.concat([prob.profile_one(i, zmax=zmax) for i in _select(prob, parm)], ignore_index=True)
 
 
 def confint_profile(fit, parm=None, level: float = 0.95) -> pd.DataFrame:
-    """Profile-likelihood intervals (lme4's ``confint(method = "profile")``)."""
+    """Profile-likelihood intervals (lme4's ``confint(method = "profile")``).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model (an LMM is profiled on its ML deviance, as lme4).
+    parm : str or list of str, optional
+        Parameters (``"beta_"``, ``"theta_"`` or names).
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``lower`` and ``upper`` per parameter.
+    """
     prob = ProfileProblem(fit)
     rows = {}
     for i in _select(prob, parm):
@@ -267,7 +367,22 @@ def confint_profile(fit, parm=None, level: float = 0.95) -> pd.DataFrame:
 
 
 def profile_deviance(fit, j: int, value: float) -> float:
-    """min over the other parameters of -2 log L with the j-th SD/correlation held at ``value``."""
+    """min over the other parameters of -2 log L with the j-th parameter held at ``value``.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    j : int
+        The parameter's position.
+    value : float
+        Its value.
+
+    Returns
+    -------
+    float
+        The profile deviance.
+    """
     prob = ProfileProblem(fit)
     dev, _ = prob.minimise_with(j, value, prob.z_hat)
     return dev

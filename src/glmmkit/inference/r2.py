@@ -95,7 +95,18 @@ def _null_intercept(fit) -> float:
 
 
 def r2(fit) -> pd.Series:
-    """Marginal and conditional R^2 with their variance components (a Series)."""
+    """Marginal and conditional R^2 with their variance components (a Series).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+
+    Returns
+    -------
+    pandas.Series
+        ``R2_marginal``, ``R2_conditional``, ``var_fixed``, ``var_random``, ``var_distribution``.
+    """
     re = _term_variances(fit)
     s2_re = sum(re.values())
     s2_f = float(np.var(fit.spec.X @ fit._beta, ddof=1))
@@ -106,7 +117,18 @@ def r2(fit) -> pd.Series:
 
 
 def icc(fit) -> pd.Series:
-    """Adjusted ICC: the share of the random effects in the non-fixed variance, overall and per group."""
+    """Adjusted ICC: the share of the random effects in the non-fixed variance, overall and per group.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+
+    Returns
+    -------
+    pandas.Series
+        ``ICC`` and, with several grouping factors, ``ICC[group]``.
+    """
     re = _term_variances(fit)
     s2_re = sum(re.values())
     s2_d = distribution_variance(fit, s2_re)

@@ -37,12 +37,41 @@ def _proj(X, w):
 
 
 def typical_variance(vi: np.ndarray, X: np.ndarray) -> float:
-    """metafor's 'typical' within-study variance (k - p) / tr(P_0), the denominator of I^2 and H^2."""
+    """metafor's 'typical' within-study variance (k - p) / tr(P_0), the denominator of I^2 and H^2.
+
+    Parameters
+    ----------
+    vi : numpy.ndarray
+        Within-study variances.
+    X : numpy.ndarray
+        The design.
+
+    Returns
+    -------
+    float
+        The typical variance.
+    """
     _, P0 = _proj(X, 1 / vi)
     return (len(vi) - X.shape[1]) / np.trace(P0)
 
 
 def reml_loglik(tau2: float, y, v, X) -> float:
+    """The restricted log-likelihood of the random-effects model at tau^2.
+
+    Parameters
+    ----------
+    tau2 : float
+        Between-study variance.
+    y, v : numpy.ndarray
+        Per-study estimates and their variances.
+    X : numpy.ndarray
+        The design.
+
+    Returns
+    -------
+    float
+        The REML log-likelihood.
+    """
     w = 1 / (v + tau2)
     Ainv, P = _proj(X, w)
     k, p = X.shape
@@ -51,6 +80,22 @@ def reml_loglik(tau2: float, y, v, X) -> float:
 
 
 def ml_loglik(tau2: float, y, v, X) -> float:
+    """The log-likelihood of the random-effects model at tau^2 (beta at its GLS estimate).
+
+    Parameters
+    ----------
+    tau2 : float
+        Between-study variance.
+    y, v : numpy.ndarray
+        Per-study estimates and their variances.
+    X : numpy.ndarray
+        The design.
+
+    Returns
+    -------
+    float
+        The log-likelihood.
+    """
     w = 1 / (v + tau2)
     Ainv = np.linalg.inv((X.T * w) @ X)
     b = Ainv @ (X.T * w) @ y
@@ -76,6 +121,32 @@ def rma(data: pd.DataFrame, *, measure: str = "OR", method: str = "REML", mods: 
     ``method``: ``"REML"`` (default), ``"DL"`` (DerSimonian-Laird) or ``"FE"`` (common effect). Zero cells
     get ``add`` in every cell of the study (``to="only0"``; studies with no events in both arms stay in,
     corrected, as metafor's default does). Columns as in ``gk.meta.glmm``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per study.
+    measure : {"OR", "IRR", "PLO"}
+        The effect measure.
+    method : {"REML", "DL", "FE"}
+        The estimator of tau^2.
+    mods : str, optional
+        Moderators, e.g. ``"~ year"``.
+    study : str, optional
+        The study labels' column.
+    add : float
+        The continuity correction.
+    to : {"only0", "all", "none"}
+        Where it is added.
+    level : float
+        Confidence level.
+    **cols
+        The count columns (``ai``, ``bi``, ``ci``, ``di``, ... as in ``glmm``).
+
+    Returns
+    -------
+    MetaFit
+        The pooled analysis.
     """
     t0 = time.perf_counter()
     table = read_table(data, measure, study=study, mods=mods, **cols)
@@ -84,6 +155,28 @@ def rma(data: pd.DataFrame, *, measure: str = "OR", method: str = "REML", mods: 
 
 def rma_table(table: StudyTable, *, method: str = "REML", add: float = 0.5, to: str = "only0",
               level: float = 0.95, t0: float | None = None) -> MetaFit:
+    """Inverse-variance meta-analysis of a checked study table (``rma``'s work).
+
+    Parameters
+    ----------
+    table : StudyTable
+        The studies.
+    method : {"REML", "DL", "FE"}
+        The estimator of tau^2.
+    add : float
+        The continuity correction.
+    to : {"only0", "all", "none"}
+        Where it is added.
+    level : float
+        Confidence level.
+    t0 : float, optional
+        The start time (for ``time_s``).
+
+    Returns
+    -------
+    MetaFit
+        The pooled analysis.
+    """
     if method not in ("REML", "DL", "FE"):
         raise InputError(f"method must be 'REML', 'DL' or 'FE', got {method!r}")
     t0 = time.perf_counter() if t0 is None else t0
@@ -164,7 +257,28 @@ def _cochran_about(table: StudyTable, b: float, add: float, to: str):
 
 def mantel_haenszel(data: pd.DataFrame, *, measure: str = "OR", study=None, add: float = 0.5, to: str = "only0",
                     level: float = 0.95, **cols) -> MetaFit:
-    """Mantel-Haenszel common effect (metafor's ``rma.mh``); zero cells need no correction."""
+    """Mantel-Haenszel common effect (metafor's ``rma.mh``); zero cells need no correction.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per study.
+    measure : {"OR", "IRR"}
+        The effect measure.
+    study : str, optional
+        The study labels' column.
+    add, to : float, str
+        The continuity correction of the per-study estimates shown beside the fit.
+    level : float
+        Confidence level.
+    **cols
+        The count columns.
+
+    Returns
+    -------
+    MetaFit
+        The common-effect analysis.
+    """
     t0 = time.perf_counter()
     table = read_table(data, measure, study=study, **cols)
     _two_arm(table, "Mantel-Haenszel")
@@ -192,7 +306,26 @@ def mantel_haenszel(data: pd.DataFrame, *, measure: str = "OR", study=None, add:
 
 
 def peto(data: pd.DataFrame, *, study=None, add: float = 0.5, to: str = "only0", level: float = 0.95, **cols) -> MetaFit:
-    """Peto's one-step odds ratio (metafor's ``rma.peto``)."""
+    """Peto's one-step odds ratio (metafor's ``rma.peto``).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per study.
+    study : str, optional
+        The study labels' column.
+    add, to : float, str
+        The continuity correction of the per-study estimates shown beside the fit.
+    level : float
+        Confidence level.
+    **cols
+        The count columns.
+
+    Returns
+    -------
+    MetaFit
+        The common-effect analysis.
+    """
     t0 = time.perf_counter()
     table = read_table(data, "OR", study=study, **cols)
     _two_arm(table, "Peto's method")

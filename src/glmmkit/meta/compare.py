@@ -18,6 +18,28 @@ def compare(data: pd.DataFrame, *, measure: str = "OR", models=("UM.FS", "UM.RS"
     The GLMMs (``models``; ``"PLO"`` data take the single binomial-normal model) and the classic
     methods (``"REML"``, ``"DL"``, ``"FE"`` inverse variance with the 0.5 continuity correction;
     ``"MH"`` Mantel-Haenszel; ``"Peto"``). Columns as in ``gk.meta.glmm``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per study.
+    measure : {"OR", "IRR"}
+        The effect measure.
+    models : tuple of str
+        The GLMMs (``gk.meta.glmm``'s models).
+    classic : tuple of str
+        The classic methods (``"REML"``, ``"DL"``, ``"MH"``, ``"Peto"``).
+    study : str, optional
+        The study labels' column.
+    level : float
+        Confidence level.
+    **cols
+        The count columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method (``MetaFit.to_row``).
     """
     rows = []
     with warnings.catch_warnings():

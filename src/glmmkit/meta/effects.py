@@ -20,7 +20,22 @@ from ..errors import InputError
 
 
 def escalc(table: StudyTable, add: float = 0.5, to: str = "only0") -> pd.DataFrame:
-    """Columns ``yi`` and ``vi`` (NaN where undefined), one row per study, indexed by study label."""
+    """Columns ``yi`` and ``vi`` (NaN where undefined), one row per study, indexed by study label.
+
+    Parameters
+    ----------
+    table : StudyTable
+        The studies.
+    add : float
+        The continuity correction.
+    to : {"only0", "all", "none"}
+        Where it is added.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``yi`` and ``vi``.
+    """
     if to not in ("only0", "all", "none"):
         raise InputError(f"to must be 'only0', 'all' or 'none', got {to!r}")
     c = table.counts

@@ -72,6 +72,11 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str | None = None, m
     tau2_ci : compute the profile-likelihood interval of tau^2.
     add, to : the continuity correction of the per-study estimates shown beside the fit (never used in
         the GLMM's likelihood).
+
+    Returns
+    -------
+    MetaFit
+        The pooled analysis, with the underlying engine fit in ``fit`` where there is one.
     """
     t0 = time.perf_counter()
     check_choice("measure", measure, ("OR", "IRR", "PLO"))

@@ -42,6 +42,7 @@ class HypergeometricTables:
 
     @property
     def k(self) -> int:
+        """The number of tables."""
         return len(self.a)
 
     def _z(self, theta):
@@ -51,14 +52,36 @@ class HypergeometricTables:
         return self.logc[:, None, :] + self.y[:, None, :] * theta[:, :, None]
 
     def logpmf(self, theta):
-        """log P(a_i | theta_i); theta (k,) or (k, Q)."""
+        """log P(a_i | theta_i); theta (k,) or (k, Q).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Log odds ratio per table (or per table and node).
+
+        Returns
+        -------
+        numpy.ndarray
+            log P(a_i | margins, theta).
+        """
         theta = np.asarray(theta, dtype=float)
         a = self.a if theta.ndim == 1 else self.a[:, None]
         c = self.logc_a if theta.ndim == 1 else self.logc_a[:, None]
         return c + a * theta - logsumexp(self._z(theta), axis=-1)
 
     def moments(self, theta):
-        """Conditional mean and variance of a given theta (the score is a - E, the information Var)."""
+        """Conditional mean and variance of a given theta (the score is a - E, the information Var).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Log odds ratio per table.
+
+        Returns
+        -------
+        tuple
+            (mean, variance) of a_i.
+        """
         z = self._z(theta)
         p = np.exp(z - logsumexp(z, axis=-1, keepdims=True))
         y = self.y if theta.ndim == 1 else self.y[:, None, :]
@@ -68,7 +91,22 @@ class HypergeometricTables:
 
     # -- the common-effect and the saturated model ---------------------------------------
     def fit_fixed(self, X, b0=None, iters: int = 100):
-        """ML of theta_i = X b by Newton (concave): returns b, -log L, information X'VX."""
+        """ML of theta_i = X b by Newton (concave): returns b, -log L, information X'VX.
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            (k, p) design.
+        b0 : numpy.ndarray, optional
+            Start.
+        iters : int
+            Most Newton steps.
+
+        Returns
+        -------
+        tuple
+            (b, negative log-likelihood, information matrix).
+        """
         b = np.zeros(X.shape[1]) if b0 is None else np.array(b0, dtype=float)
         nll = -np.sum(self.logpmf(X @ b))
         for _ in range(iters):
@@ -91,7 +129,13 @@ class HypergeometricTables:
         return b, nll, (X.T * v) @ X
 
     def saturated(self):
-        """Each study's own theta: the MLE where finite, and the maximum log-likelihood (0 at the bounds)."""
+        """Each study's own theta: the MLE where finite, and the maximum log-likelihood (0 at the bounds).
+
+        Returns
+        -------
+        tuple
+            (theta per table, its variance, whether it is finite, the saturated log-likelihood).
+        """
         inner = ~self.at_bound
         theta = np.zeros(self.k)
         # Newton on each interior study at once, from the empirical log odds ratio
@@ -108,7 +152,22 @@ class HypergeometricTables:
 
     # -- the random-effects likelihood ---------------------------------------------------
     def marginal_loglik(self, eta, tau: float, nagq: int = 21):
-        """log of int P(a_i | eta_i + tau z) phi(z) dz for every study (adaptive Gauss-Hermite)."""
+        """log of int P(a_i | eta_i + tau z) phi(z) dz for every study (adaptive Gauss-Hermite).
+
+        Parameters
+        ----------
+        eta : numpy.ndarray
+            X b per table.
+        tau : float
+            The SD of the random effect.
+        nagq : int
+            Gauss-Hermite nodes.
+
+        Returns
+        -------
+        numpy.ndarray
+            The marginal log-likelihood per table.
+        """
         eta = np.asarray(eta, dtype=float)
         if tau <= 0:
             return self.logpmf(eta)

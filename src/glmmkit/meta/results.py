@@ -71,30 +71,57 @@ class MetaFit(Result):
     # -- the pooled effect ---------------------------------------------------------------
     @property
     def estimate(self) -> float:
+        """The pooled effect on the log (logit) scale."""
         return float(self.coef["estimate"].iloc[0])
 
     @property
     def se(self) -> float:
+        """Its standard error."""
         return float(self.coef["std_error"].iloc[0])
 
     @property
     def aic(self) -> float | None:
+        """Akaike's criterion (None without a likelihood)."""
         return None if self.loglik is None else -2 * self.loglik + 2 * self.n_params
 
     def natural(self) -> pd.DataFrame:
-        """Estimates and intervals back on the natural scale (exp; the inverse logit for PLO's intercept)."""
+        """Estimates and intervals back on the natural scale (exp; the inverse logit for PLO's intercept).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate``, ``lower``, ``upper``.
+        """
         out = self.coef[["estimate", "lower", "upper"]].copy()
         f = (lambda x: 1 / (1 + np.exp(-x))) if self.measure == "PLO" else np.exp
         return out.apply(f)
 
     def prediction_interval(self, level: float | None = None) -> tuple[float, float]:
-        """Where the effect of a new study is expected: b +- z sqrt(se^2 + tau^2) (as metafor's ``predict``)."""
+        """Where the effect of a new study is expected: b +- z sqrt(se^2 + tau^2) (as metafor's ``predict``).
+
+        Parameters
+        ----------
+        level : float, optional
+            The level (default: the fit's).
+
+        Returns
+        -------
+        tuple
+            (lower, upper) on the log scale.
+        """
         crit = stats.norm.ppf(0.5 + (level or self.level) / 2)
         s = np.sqrt(self.se ** 2 + self.tau2)
         return self.estimate - crit * s, self.estimate + crit * s
 
     def to_row(self) -> dict:
-        """One line for a comparison table."""
+        """One line for a comparison table.
+
+        Returns
+        -------
+        dict
+            ``method``, ``k``, ``estimate``, ``std_error``, ``lower``, ``upper``, ``p``, ``tau2``, ``I2`` and the
+            prediction interval.
+        """
         lo, hi = self.prediction_interval()
         return {"method": self.method, "k": self.k, "estimate": self.estimate, "std_error": self.se,
                 "lower": self.coef["lower"].iloc[0], "upper": self.coef["upper"].iloc[0],
@@ -171,13 +198,39 @@ class MetaFit(Result):
 
     # -- figures --------------------------------------------------------------------------
     def forest(self, path=None, title: str = ""):
-        """Forest plot: per-study estimates and CIs, the pooled diamond, the prediction interval."""
+        """Forest plot: per-study estimates and CIs, the pooled diamond, the prediction interval.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Save there (atomically).
+        title : str
+            The figure's title.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+        """
         from ..plots.meta import forest_plot
 
         return forest_plot(self, path=path, title=title)
 
     def funnel(self, path=None, title: str = ""):
-        """Funnel plot: per-study estimates against their standard errors, with pseudo-confidence limits."""
+        """Funnel plot: per-study estimates against their standard errors, with pseudo-confidence limits.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Save there (atomically).
+        title : str
+            The figure's title.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+        """
         from ..plots.meta import funnel_plot
 
         return funnel_plot(self, path=path, title=title)

@@ -34,9 +34,22 @@ class StudyTable:
 
     @property
     def k(self) -> int:
+        """The number of studies."""
         return len(self.study)
 
     def subset(self, keep: np.ndarray) -> StudyTable:
+        """The table restricted to some studies.
+
+        Parameters
+        ----------
+        keep : numpy.ndarray
+            A boolean mask over the studies.
+
+        Returns
+        -------
+        StudyTable
+            The subset.
+        """
         keep = np.asarray(keep, dtype=bool)
         return StudyTable(self.measure, self.study[keep], self.counts[keep].reset_index(drop=True),
                           self.X[keep].reset_index(drop=True), self.dropped + list(self.study[~keep]))
@@ -54,7 +67,26 @@ def _column(data: pd.DataFrame, name, role: str) -> tuple[str, np.ndarray]:
 
 
 def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None = None, **cols) -> StudyTable:
-    """Check and collect the counts of each study. Errors name the study and the column."""
+    """Check and collect the counts of each study. Errors name the study and the column.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per study.
+    measure : {"OR", "IRR", "PLO"}
+        The effect measure.
+    study : str, optional
+        The study labels' column.
+    mods : str, optional
+        Moderators.
+    **cols
+        The count columns.
+
+    Returns
+    -------
+    StudyTable
+        The checked counts, labels and design.
+    """
     if measure not in MEASURES:
         raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
     if not isinstance(data, pd.DataFrame):
@@ -152,7 +184,22 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
 
 
 def moderator_matrix(data: pd.DataFrame, mods: str | None, labels) -> pd.DataFrame:
-    """The study-level design of a meta-regression: ``"~ year + dose"`` -> intrcpt, year, dose (formulaic)."""
+    """The study-level design of a meta-regression: ``"~ year + dose"`` -> intrcpt, year, dose (formulaic).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The study rows.
+    mods : str or None
+        A one-sided formula such as ``"~ year + dose"``.
+    labels : array-like
+        The study labels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The design (intercept first).
+    """
     if mods is None:
         return pd.DataFrame({"intrcpt": np.ones(len(data))})
     from formulaic import model_matrix
@@ -186,7 +233,18 @@ def moderator_matrix(data: pd.DataFrame, mods: str | None, labels) -> pd.DataFra
 
 
 def no_information(table: StudyTable) -> np.ndarray:
-    """Studies without events in both arms (or only events in both): ``drop00`` candidates."""
+    """Studies without events in both arms (or only events in both): ``drop00`` candidates.
+
+    Parameters
+    ----------
+    table : StudyTable
+        The studies.
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean mask of the studies without information on the effect.
+    """
     c = table.counts
     if table.measure == "OR":
         return ((c.ai == 0) & (c.ci == 0) | (c.bi == 0) & (c.di == 0)).to_numpy()
@@ -196,7 +254,20 @@ def no_information(table: StudyTable) -> np.ndarray:
 
 
 def drop_double_zero(table: StudyTable, drop00: bool) -> StudyTable:
-    """Leave out double-zero studies (metafor's ``drop00=TRUE``) with a warning that names them."""
+    """Leave out double-zero studies (metafor's ``drop00=TRUE``) with a warning that names them.
+
+    Parameters
+    ----------
+    table : StudyTable
+        The studies.
+    drop00 : bool
+        Drop them (otherwise only count them).
+
+    Returns
+    -------
+    StudyTable
+        The studies kept (the dropped ones listed in ``dropped`` and a DroppedStudiesWarning).
+    """
     out = no_information(table)
     if not drop00 or not out.any():
         return table

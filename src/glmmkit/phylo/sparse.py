@@ -260,7 +260,13 @@ class TreeSystemFactor(SystemFactor):
         return 0.0 if self.F is None else self.F.logdet() - self.logdet_prior
 
     def inverse_diagonal(self) -> np.ndarray:
-        """diag(P^{-1}) over the nodes (zeros when the term is off)."""
+        """diag(P^{-1}) over the nodes (zeros when the term is off).
+
+        Returns
+        -------
+        numpy.ndarray
+            (m,).
+        """
         return np.zeros(len(self.F.d)) if self.F is None else self.F.inverse_diagonal()
 
 
@@ -308,7 +314,18 @@ class TreeSystem(RandomEffectsSystem):
         return self.terms
 
     def split_theta(self, theta) -> list[np.ndarray]:
-        """theta per term (one term)."""
+        """theta per term (one term).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The variance parameter.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            ``[theta]``.
+        """
         return [np.asarray(theta, dtype=float)]
 
     def _tau(self, theta) -> float:

@@ -10,10 +10,32 @@ from .figure import finish, plt_module as _plt
 
 
 def manhattan(results: pd.DataFrame, path=None, threshold: float = 5e-8, title: str = "", ax=None):
-    """-log10 P by position, chromosomes side by side in alternating colours; the genome-wide line."""
+    """-log10 P by position, chromosomes side by side in alternating colours; the genome-wide line.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or ScanResult
+        Step 2's table (CHR, POS, P).
+    path : str or path-like, optional
+        Save there (atomically).
+    threshold : float
+        The genome-wide line.
+    title : str
+        The title.
+    ax : matplotlib.axes.Axes, optional
+        Draw there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(10, 3.8))
-    r = results[np.isfinite(results["P"])].copy()
+    from ..gwas.results import ScanResult
+
+    table = results.table if isinstance(results, ScanResult) else results
+    r = table[np.isfinite(table["P"])].copy()
     chrom = r["CHR"].astype(str)
     order = sorted(chrom.unique(), key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
     offset, ticks, x = 0.0, [], np.empty(len(r))
@@ -34,7 +56,26 @@ def manhattan(results: pd.DataFrame, path=None, threshold: float = 5e-8, title: 
 
 
 def qq(p_values, path=None, labels=None, title: str = "", ax=None):
-    """Observed against expected -log10 p (one or several sets), with each set's lambda_GC."""
+    """Observed against expected -log10 p (one or several sets), with each set's lambda_GC.
+
+    Parameters
+    ----------
+    p_values : array-like or list of array-like
+        One or several sets of p-values.
+    path : str or path-like, optional
+        Save there (atomically).
+    labels : list of str, optional
+        The sets' names.
+    title : str
+        The title.
+    ax : matplotlib.axes.Axes, optional
+        Draw there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.8, 4.8))
     sets = p_values if isinstance(p_values, (list, tuple)) else [p_values]

@@ -14,7 +14,26 @@ from ..errors import InputError
 
 
 def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, max_levels: int = 200):
-    """Conditional modes of one grouping factor's random effects, sorted, with +- z x conditional SD."""
+    """Conditional modes of one grouping factor's random effects, sorted, with +- z x conditional SD.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    group : str, optional
+        The grouping factor (default: the first).
+    level : float
+        The intervals' level.
+    path : str or path-like, optional
+        Save there (atomically).
+    max_levels : int
+        Most levels drawn (the extremes kept).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     modes, sds = fit.ranef, fit.ranef_condsd
     group = group or next(iter(modes))
@@ -42,7 +61,24 @@ def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, m
 
 
 def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
-    """Fixed-effect estimates with Wald intervals."""
+    """Fixed-effect estimates with Wald intervals.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    level : float
+        The intervals' level.
+    path : str or path-like, optional
+        Save there (atomically).
+    intercept : bool
+        Draw the intercept too.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     ct = fit.coef_table
     if not intercept and len(ct) > 1:
@@ -60,7 +96,28 @@ def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
 
 def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 60, type: str = "response"):
     """Population-level prediction against one predictor (others at their mean or reference level), with a
-    pointwise confidence band from vcov(beta) on the link scale; the data as points where they fit the scale."""
+    pointwise confidence band from vcov(beta) on the link scale; the data as points where they fit the scale.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    predictor : str
+        A numeric predictor of the fixed effects.
+    level : float
+        The band's level.
+    path : str or path-like, optional
+        Save there (atomically).
+    n : int
+        Points along the predictor.
+    type : {"response", "link"}
+        The scale.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     data = fit.spec.data
     if predictor not in data.columns:
@@ -104,7 +161,20 @@ def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 6
 
 
 def fitted_observed(fit, path=None):
-    """Observed response against the fitted (conditional) mean, with the identity line."""
+    """Observed response against the fitted (conditional) mean, with the identity line.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    path : str or path-like, optional
+        Save there (atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     y, mu = fit.spec.y, np.asarray(fit.fitted)
@@ -118,7 +188,22 @@ def fitted_observed(fit, path=None):
 
 
 def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
-    """zeta against each parameter (lme4's ``xyplot`` of a profile), with the interval's quantiles dashed."""
+    """zeta against each parameter (lme4's ``xyplot`` of a profile), with the interval's quantiles dashed.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``Fit.profile()``'s table.
+    level : float
+        The interval's level.
+    path : str or path-like, optional
+        Save there (atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     params = list(dict.fromkeys(table["parameter"]))
     ncol = min(3, len(params))

@@ -9,9 +9,21 @@ from .figure import finish, plt_module as _plt
 
 
 def forest_plot(fit, path=None, title: str = ""):
-    """Per-study estimates with CIs (square area ~ weight), the pooled diamond and the prediction interval.
+    """Forest plot: per-study estimates and intervals, the pooled diamond, the prediction interval.
 
-    The axis is the log scale, labelled on the natural one (odds or rate ratios; proportions for PLO).
+    Parameters
+    ----------
+    fit : MetaFit
+        The pooled analysis.
+    path : str or path-like, optional
+        Save there (atomically).
+    title : str
+        The title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     plt = _plt()
     s = fit.studies
@@ -59,7 +71,22 @@ def forest_plot(fit, path=None, title: str = ""):
 
 
 def funnel_plot(fit, path=None, title: str = ""):
-    """Per-study estimates against their standard errors (inverted), with 95% pseudo-confidence limits."""
+    """Funnel plot: per-study estimates against their standard errors, with pseudo-confidence limits.
+
+    Parameters
+    ----------
+    fit : MetaFit
+        The pooled analysis.
+    path : str or path-like, optional
+        Save there (atomically).
+    title : str
+        The title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     s = fit.studies.dropna(subset=["yi"])
     se = np.sqrt(s["vi"].to_numpy())

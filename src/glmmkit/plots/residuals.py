@@ -10,7 +10,22 @@ from .figure import finish, plt_module as _plt
 
 
 def plot_simulated_residuals(res, path=None, title: str = ""):
-    """QQ plot of the scaled residuals against U(0, 1), and residuals against the ranked prediction."""
+    """QQ plot of the scaled residuals against U(0, 1), and the residuals against the ranked prediction.
+
+    Parameters
+    ----------
+    res : SimulatedResiduals
+        From ``simulate_residuals``.
+    path : str or path-like, optional
+        Save there (atomically).
+    title : str
+        The title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
     r = np.sort(res.scaled)

@@ -9,7 +9,28 @@ from .figure import finish, plt_module as _plt
 
 
 def volcano(table: pd.DataFrame, ax=None, fdr: float = 0.05, label: int = 10, path=None, title: str = ""):
-    """log2 fold change against -log10 p; genes at FDR <= ``fdr`` coloured, the ``label`` smallest p named."""
+    """log2 fold change against -log10 p; genes at FDR <= ``fdr`` coloured, the ``label`` smallest p named.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A DE table (``log2_fc``, ``p``, ``fdr``).
+    ax : matplotlib.axes.Axes, optional
+        Draw there.
+    fdr : float
+        The colouring threshold.
+    label : int
+        Genes named.
+    path : str or path-like, optional
+        Save there (atomically).
+    title : str
+        The title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4.5))
     t = table[np.isfinite(table["p"])]
@@ -27,7 +48,24 @@ def volcano(table: pd.DataFrame, ax=None, fdr: float = 0.05, label: int = 10, pa
 
 
 def compare_methods(a: pd.DataFrame, b: pd.DataFrame, labels=("GLMM", "pseudobulk"), path=None, truth=None):
-    """Signed -log10 p of two methods on the same genes, and their log fold changes; ``truth``: DE flags."""
+    """Signed -log10 p of two methods on the same genes, and their log fold changes; ``truth``: DE flags.
+
+    Parameters
+    ----------
+    a, b : pandas.DataFrame
+        Two DE tables on the same genes.
+    labels : tuple of str
+        Their names.
+    path : str or path-like, optional
+        Save there (atomically).
+    truth : pandas.Series, optional
+        Which genes are truly DE.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     plt = _plt()
     genes = a.index.intersection(b.index)
     a, b = a.loc[genes], b.loc[genes]

@@ -32,7 +32,24 @@ class GeneBlock:
 
     @classmethod
     def from_csc(cls, counts: sp.csc_matrix, offset: np.ndarray, subject: np.ndarray, n_subjects: int) -> "GeneBlock":
-        """``counts`` cells x genes (CSC, only this block's genes); ``offset``/``subject`` per cell."""
+        """``counts`` cells x genes (CSC, only this block's genes); ``offset``/``subject`` per cell.
+
+        Parameters
+        ----------
+        counts : scipy.sparse.csc_matrix
+            Cells x genes of this block.
+        offset : numpy.ndarray
+            (cells,) log library sizes.
+        subject : numpy.ndarray
+            (cells,) subject codes.
+        n_subjects : int
+            S.
+
+        Returns
+        -------
+        GeneBlock
+            The block's nonzeros sorted by (gene, subject), with its per-pair and per-gene sums.
+        """
         G = counts.shape[1]
         y = counts.data.astype(float)
         cell = counts.indices
@@ -58,7 +75,18 @@ class GeneBlock:
         return cls(y, o, gene, pair, G, S, Y, YO, dist_gene, dist_y, cnt.astype(float), lg, starts, pair[starts])
 
     def subset(self, genes: np.ndarray) -> "GeneBlock":
-        """The block restricted to ``genes`` (local indices, sorted), renumbered 0..len(genes)-1."""
+        """The block restricted to ``genes`` (local indices, sorted), renumbered 0..len(genes)-1.
+
+        Parameters
+        ----------
+        genes : numpy.ndarray
+            Local gene indices, sorted.
+
+        Returns
+        -------
+        GeneBlock
+            The smaller block.
+        """
         genes = np.asarray(genes)
         new = np.full(self.n_genes, -1)
         new[genes] = np.arange(len(genes))
@@ -68,12 +96,34 @@ class GeneBlock:
         return GeneBlock._build(self.y[m], self.o[m], new[self.gene[m]], subj, len(genes), S)
 
     def per_pair(self, w: np.ndarray) -> np.ndarray:
-        """sum over the nonzeros of each (gene, subject) of w, as (G, S)."""
+        """sum over the nonzeros of each (gene, subject) of w, as (G, S).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            A value per nonzero.
+
+        Returns
+        -------
+        numpy.ndarray
+            (G, S).
+        """
         out = np.zeros(self.n_genes * self.n_subjects)
         if len(self.starts):
             out[self.pairs] = np.add.reduceat(w, self.starts)
         return out.reshape(self.n_genes, self.n_subjects)
 
     def per_gene_distinct(self, w: np.ndarray) -> np.ndarray:
-        """sum over the distinct counts of each gene of multiplicity * w, as (G,)."""
+        """sum over the distinct counts of each gene of multiplicity * w, as (G,).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            A value per (gene, distinct count).
+
+        Returns
+        -------
+        numpy.ndarray
+            (G,).
+        """
         return np.bincount(self.dist_gene, weights=self.dist_n * w, minlength=self.n_genes)

@@ -37,23 +37,48 @@ class CellData:
 
     @property
     def n_cells(self) -> int:
+        """The number of cells."""
         return len(self.cells)
 
     @property
     def n_genes(self) -> int:
+        """The number of genes."""
         return len(self.genes)
 
     @property
     def n_subjects(self) -> int:
+        """The number of subjects."""
         return len(self.subjects)
 
     def gene_block(self, start: int, stop: int) -> sp.csc_matrix:
-        """Counts of genes start..stop-1 as CSC (cells x genes)."""
+        """Counts of genes start..stop-1 as CSC (cells x genes).
+
+        Parameters
+        ----------
+        start, stop : int
+            The genes.
+
+        Returns
+        -------
+        scipy.sparse.csc_matrix
+            Cells x genes.
+        """
         m = self.counts[:, start:stop]
         return m.tocsc() if sp.issparse(m) else sp.csc_matrix(m)
 
     def cell_table(self, gene: int) -> pd.DataFrame:
-        """One gene's counts with the cell metadata and the offset (for the general engine)."""
+        """One gene's counts with the cell metadata and the offset (for the general engine).
+
+        Parameters
+        ----------
+        gene : int
+            The gene's index.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per cell: ``y``, ``offset``, subject, condition and covariates.
+        """
         col = self.gene_block(gene, gene + 1).toarray().ravel()
         cols = [self.subject_col, self.condition, *self.covariates]
         df = self.obs[list(dict.fromkeys(cols))].copy()
@@ -111,7 +136,28 @@ def _check_counts(X, genes, cells, where):
 
 def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
             libsize: str | None = None, reference=None) -> CellData:
-    """Read and check the input; build the subject-level design ``~ condition + covariates``."""
+    """Read and check the input; build the subject-level design ``~ condition + covariates``.
+
+    Parameters
+    ----------
+    data : anndata.AnnData or str
+        The cells, or an ``.h5ad`` path.
+    subject, condition : str
+        Columns of ``obs``.
+    covariates : sequence of str
+        Subject-level covariates.
+    layer : str, optional
+        The counts' layer (default ``X``).
+    libsize : str, optional
+        Library sizes or size factors (default: each cell's total count).
+    reference : optional
+        The condition's reference level.
+
+    Returns
+    -------
+    CellData
+        The checked counts, offsets, subject codes and design.
+    """
     adata, X, where = _load(data, layer)
     obs = adata.obs
     genes = pd.Index(adata.var_names.astype(str))
@@ -193,7 +239,18 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
 
 
 def expressed_cells(X) -> np.ndarray:
-    """Number of cells with a positive count, per gene."""
+    """Number of cells with a positive count, per gene.
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix or numpy.ndarray
+        Cells x genes counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        (genes,).
+    """
     if sp.issparse(X):
         X = sp.csc_matrix(X)
         return np.diff(X.indptr) - np.bincount(
@@ -202,4 +259,16 @@ def expressed_cells(X) -> np.ndarray:
 
 
 def gene_totals(X) -> np.ndarray:
+    """The summed count of each gene.
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix or numpy.ndarray
+        Cells x genes counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        (genes,).
+    """
     return np.asarray(X.sum(axis=0)).ravel().astype(float)

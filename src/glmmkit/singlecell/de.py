@@ -82,6 +82,11 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
     cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
     workers, client : local processes (default: every core when the data are large -- above 2 million
         nonzero counts -- else one), or a ``dask.distributed.Client``; results are identical.
+
+    Returns
+    -------
+    DEResult
+        One row per gene in ``table`` (filtered genes kept, with NaN statistics), ``summary()``, ``to_dict()``.
     """
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
                 laplace=laplace, min_cells=min_cells, random_terms=random_terms, engine=engine, fallback=fallback,
@@ -93,7 +98,36 @@ def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | 
              libsize: str | None = None, reference=None, family: str = "nbinom2", min_cells: int = 10,
              block_size: int = 256, workers: int | None = None, client=None, progress_bar: bool = True) -> pd.DataFrame:
     """The cell-level NB GLM (the same model without the subject effect): what pseudoreplication looks like.
-    Same table as ``de``; p-values against N(0, 1) as a GLM gives them."""
+    Same table as ``de``; p-values against N(0, 1) as a GLM gives them.
+
+    Parameters
+    ----------
+    data : anndata.AnnData or str
+        The cells, or an ``.h5ad`` path.
+    subject, condition : str
+        Columns of ``obs``.
+    covariates : sequence of str
+        Covariates.
+    layer, libsize, reference : optional
+        As for ``de``.
+    family : {"nbinom2", "poisson"}
+        The family.
+    min_cells : int
+        Genes expressed in fewer cells are not tested.
+    block_size : int
+        Genes per block.
+    workers : int, optional
+        Local processes.
+    client : dask.distributed.Client, optional
+        A Dask client.
+    progress_bar : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene, as ``DEResult.table``.
+    """
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
                 laplace="expected", min_cells=min_cells, random_terms=None, engine="fast", fallback=False,
                 pvalue="z", prior=None, random=False, cell_glm=True, block_size=block_size, workers=workers,

@@ -70,12 +70,35 @@ class Design:
         self._pinv = np.linalg.pinv(self.Xs)
 
     def kernel(self, block: GeneBlock):
+        """The likelihood kernel of a block for this design's family.
+
+        Parameters
+        ----------
+        block : GeneBlock
+            The genes.
+
+        Returns
+        -------
+        NB2Kernel or PoissonKernel
+            The kernel.
+        """
         if self.family == "nbinom2":
             return NB2Kernel(block, self.sums, self.laplace)
         return PoissonKernel(block, self.lib)
 
     def start(self, block: GeneBlock) -> tuple[np.ndarray, np.ndarray | None]:
-        """beta from subject totals; log theta by the method of moments (clipped to [0.05, 1e4])."""
+        """beta from subject totals; log theta by the method of moments (clipped to [0.05, 1e4]).
+
+        Parameters
+        ----------
+        block : GeneBlock
+            The genes.
+
+        Returns
+        -------
+        tuple
+            (beta (G, p), log theta (G,) or None for Poisson).
+        """
         beta = _rows_times(np.log((block.Y + 0.5) / self.lib), self._pinv.T)
         if self.family != "nbinom2":
             return beta, None
@@ -128,7 +151,32 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
     """(GLMM fit, GLM fit) of every gene in ``block``.  With ``glm`` the cell-level GLM is fitted first and
     starts the GLMM; without, the GLMM starts from the moment estimates.  ``prior`` = (d0, s0^2) per gene
     puts the empirical-Bayes penalty on v (``prior.py``); ``start`` = (beta, v, theta) per gene, a first fit,
-    starts it (no GLM then)."""
+    starts it (no GLM then).
+
+    Parameters
+    ----------
+    design : Design
+        What the blocks share.
+    block : GeneBlock
+        The genes.
+    random : bool
+        Fit the GLMM.
+    glm : bool
+        Fit the cell-level GLM (and start the GLMM from it).
+    tol : float
+        Newton decrement that ends the iterations.
+    maxit : int
+        Most iterations.
+    prior : tuple, optional
+        (d0, s0^2) per gene.
+    start : tuple, optional
+        (beta, v, theta) per gene.
+
+    Returns
+    -------
+    tuple
+        (GLMM BlockFit or None, GLM BlockFit or None).
+    """
     kern = design.kernel(block)
     p = design.Xs.shape[1]
     if start is not None:

@@ -52,9 +52,35 @@ class NB2Kernel:
         self.b, self.a, self.laplace = block, sums, laplace
 
     def restrict(self, genes) -> "NB2Kernel":
+        """The kernel of some of the block's genes.
+
+        Parameters
+        ----------
+        genes : numpy.ndarray
+            Local gene indices.
+
+        Returns
+        -------
+        NB2Kernel
+            The smaller kernel.
+        """
         return NB2Kernel(self.b.subset(genes), self.a, self.laplace)
 
     def mode_terms(self, zeta, kappa):
+        """The score and observed information in zeta per (gene, subject), for the modes' Newton steps.
+
+        Parameters
+        ----------
+        zeta : numpy.ndarray
+            (G, S) subject linear predictors.
+        kappa : numpy.ndarray
+            (G,) log theta.
+
+        Returns
+        -------
+        tuple
+            (l1, wobs), each (G, S).
+        """
         b = self.b
         x = zeta - kappa[:, None]
         th = np.exp(kappa)[:, None]
@@ -65,6 +91,22 @@ class NB2Kernel:
         return l1, wobs
 
     def terms(self, zeta, kappa, grad: bool) -> Terms:
+        """Every sum the Laplace value (and, with ``grad``, its gradient) needs.
+
+        Parameters
+        ----------
+        zeta : numpy.ndarray
+            (G, S) subject linear predictors.
+        kappa : numpy.ndarray
+            (G,) log theta.
+        grad : bool
+            Also the derivatives for the gradient.
+
+        Returns
+        -------
+        Terms
+            The sums.
+        """
         b = self.b
         x = zeta - kappa[:, None]
         th_g = np.exp(kappa)
@@ -103,13 +145,55 @@ class PoissonKernel:
         self.b, self.lib = block, lib  # lib: (S,) sum of exp(o_i) over the subject's cells
 
     def restrict(self, genes) -> "PoissonKernel":
+        """The kernel of some of the block's genes.
+
+        Parameters
+        ----------
+        genes : numpy.ndarray
+            Local gene indices.
+
+        Returns
+        -------
+        PoissonKernel
+            The smaller kernel.
+        """
         return PoissonKernel(self.b.subset(genes), self.lib)
 
     def mode_terms(self, zeta, kappa=None):
+        """The score and information in zeta per (gene, subject).
+
+        Parameters
+        ----------
+        zeta : numpy.ndarray
+            (G, S) subject linear predictors.
+        kappa : None
+            Unused (no dispersion).
+
+        Returns
+        -------
+        tuple
+            (l1, wobs), each (G, S).
+        """
         mu = np.exp(zeta) * self.lib
         return self.b.Y - mu, mu
 
     def terms(self, zeta, kappa, grad: bool) -> Terms:
+        """Every sum the Laplace value (and its gradient) needs.
+
+        Parameters
+        ----------
+        zeta : numpy.ndarray
+            (G, S) subject linear predictors.
+        kappa : None
+            Unused.
+        grad : bool
+            Also the derivatives for the gradient.
+
+        Returns
+        -------
+        Terms
+            The sums.
+        """
         b = self.b
         mu = np.exp(zeta) * self.lib
         t = Terms(b.Y * zeta + b.YO - mu, -b.lgamma_y1, b.Y - mu, mu, mu)

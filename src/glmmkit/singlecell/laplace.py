@@ -32,7 +32,20 @@ KAPPA_MIN, KAPPA_MAX = np.log(1e-4), np.log(1e6)
 
 def prior_penalty(v: np.ndarray, d0: np.ndarray, s2: np.ndarray) -> np.ndarray:
     """d0 (log v + s0^2 / v): the variance prior's share of -2 log L (``prior.py``); 0 where d0 = 0,
-    +inf where v <= 0."""
+    +inf where v <= 0.
+
+    Parameters
+    ----------
+    v : numpy.ndarray
+        Subject variances.
+    d0, s2 : numpy.ndarray
+        The prior's degrees of freedom and scale per gene.
+
+    Returns
+    -------
+    numpy.ndarray
+        The penalty per gene.
+    """
     on = d0 > 0
     vp = np.where(on, v, 1.0)
     with np.errstate(divide="ignore"):
@@ -55,19 +68,62 @@ class LaplaceProblem:
         self.u = np.zeros((G, S))
 
     def restrict(self, genes) -> "LaplaceProblem":
+        """The problem for some of its genes (warm-start state kept).
+
+        Parameters
+        ----------
+        genes : numpy.ndarray
+            Local gene indices.
+
+        Returns
+        -------
+        LaplaceProblem
+            The smaller problem.
+        """
         prior = None if self.prior is None else tuple(a[genes] for a in self.prior)
         new = LaplaceProblem(self.k.restrict(genes), self.Xs, self.random, prior)
         new.u = self.u[genes]
         return new
 
     def unpack(self, x):
+        """Split the parameters.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (G, d).
+
+        Returns
+        -------
+        tuple
+            (beta (G, p), v (G,), kappa (G,) or None).
+        """
         beta = x[:, : self.p]
         v = x[:, self.iv] if self.random else np.zeros(len(x))
         kappa = x[:, self.ik] if self.ik is not None else None
         return beta, v, kappa
 
     def solve_modes(self, m, v, kappa, tol: float = 1e-10, maxit: int = 60):
-        """u solving u = sigma l1(m + sigma u) for every (gene, subject): safeguarded Newton."""
+        """u solving u = sigma l1(m + sigma u) for every (gene, subject): safeguarded Newton.
+
+        Parameters
+        ----------
+        m : numpy.ndarray
+            (G, S) fixed part of zeta.
+        v : numpy.ndarray
+            (G,) subject variances.
+        kappa : numpy.ndarray or None
+            (G,) log theta.
+        tol : float
+            Step size that ends the iterations.
+        maxit : int
+            Most iterations.
+
+        Returns
+        -------
+        numpy.ndarray
+            (G, S) modes u.
+        """
         sig = np.sqrt(v)[:, None]
         if not self.random or not np.any(sig > 0):
             self.u[:] = 0.0
@@ -95,7 +151,20 @@ class LaplaceProblem:
         return u
 
     def evaluate(self, x, grad: bool = True):
-        """-2 log L per gene (G,) and, with grad, its gradient (G, d)."""
+        """-2 log L per gene (G,) and, with grad, its gradient (G, d).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (G, d) parameters per gene.
+        grad : bool
+            Also the gradient.
+
+        Returns
+        -------
+        tuple
+            (values (G,), gradient (G, d) or None).
+        """
         beta, v, kappa = self.unpack(x)
         m = _rows_times(beta, self.Xs.T)
         u = self.solve_modes(m, v, kappa)
@@ -122,6 +191,18 @@ class LaplaceProblem:
         return D, g
 
     def project(self, x):
+        """Parameters moved into their bounds (v >= 0, kappa within its limits).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (G, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            The projected parameters.
+        """
         if self.random:
             floor = 0.0 if self.prior is None else np.where(self.prior[0] > 0, 1e-6 * self.prior[1], 0.0)
             x[:, self.iv] = np.maximum(x[:, self.iv], floor)
@@ -130,6 +211,18 @@ class LaplaceProblem:
         return x
 
     def steps(self, x):
+        """Finite-difference steps per coordinate.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (G, d) parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            (G, d).
+        """
         h = np.full(x.shape, 1e-5)
         h[:, : self.p] = 1e-5 * np.maximum(1.0, np.abs(x[:, : self.p]))
         if self.random:
@@ -139,7 +232,18 @@ class LaplaceProblem:
         return h
 
     def hessian(self, x, g):
-        """Forward differences of the analytic gradient (d more evaluations, modes warm-started)."""
+        """Forward differences of the analytic gradient (d more evaluations, modes warm-started).
+
+        Parameters
+        ----------
+        x, g : numpy.ndarray
+            Parameters and gradient, (G, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            (G, d, d), symmetrised.
+        """
         u0 = self.u.copy()
         h = self.steps(x)
         H = np.empty((len(x), self.d, self.d))
@@ -152,7 +256,18 @@ class LaplaceProblem:
         return 0.5 * (H + H.transpose(0, 2, 1))
 
     def free(self, x, g):
-        """Parameters moved by the next step: v (or kappa) at a bound with the gradient pushing out stays."""
+        """Parameters moved by the next step: v (or kappa) at a bound with the gradient pushing out stays.
+
+        Parameters
+        ----------
+        x, g : numpy.ndarray
+            Parameters and gradient, (G, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            (G, d) mask of the coordinates that move.
+        """
         f = np.ones(x.shape, dtype=bool)
         if self.random:
             f[:, self.iv] = ~((x[:, self.iv] <= 0) & (g[:, self.iv] >= 0))

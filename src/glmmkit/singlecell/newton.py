@@ -39,7 +39,26 @@ def _newton_step(H, g, free, max_step=3.0):
 
 def newton(prob, x0: np.ndarray, tol: float = 1e-9, maxit: int = 50, max_halvings: int = 30) -> NewtonResult:
     """Newton with finite-difference Hessians of the analytic gradient, to Newton decrement ``tol``.
-    (BFGS updates in place of the finite differences were tried: more iterations, slower overall.)"""
+    (BFGS updates in place of the finite differences were tried: more iterations, slower overall.)
+
+    Parameters
+    ----------
+    prob : LaplaceProblem
+        The per-gene problems (evaluate, hessian, free, project).
+    x0 : numpy.ndarray
+        (G, d) start.
+    tol : float
+        Newton decrement that ends a gene's iterations.
+    maxit : int
+        Most iterations.
+    max_halvings : int
+        Most step halvings per iteration.
+
+    Returns
+    -------
+    NewtonResult
+        Parameters, values, convergence and iterations per gene.
+    """
     return _iterate(prob, x0, tol, maxit, max_halvings)
 
 

@@ -42,19 +42,48 @@ class VariancePrior:
 
     @property
     def active(self) -> bool:
+        """Whether the prior has weight (d0 > 0)."""
         return self.d0 > 0
 
 
 def subject_noise(beta: np.ndarray, theta: np.ndarray, Xs: np.ndarray, lib: np.ndarray, lib2: np.ndarray) -> np.ndarray:
     """(G, S) variance of log(sum of a subject's counts) given its random effect, by the delta method:
-    1 / sum_i mu_i + sum_i mu_i^2 / (theta (sum_i mu_i)^2)  (the second term 0 for Poisson, theta = inf)."""
+    1 / sum_i mu_i + sum_i mu_i^2 / (theta (sum_i mu_i)^2)  (the second term 0 for Poisson, theta = inf).
+
+    Parameters
+    ----------
+    beta : numpy.ndarray
+        (G, p) fixed effects.
+    theta : numpy.ndarray
+        (G,) NB sizes (inf for Poisson).
+    Xs : numpy.ndarray
+        (S, p) subject design.
+    lib, lib2 : numpy.ndarray
+        (S,) sums of exp(offset) and exp(2 offset) over each subject's cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        (G, S).
+    """
     m = np.einsum("gp,sp->gs", beta, Xs)
     inv_theta = np.where(np.isfinite(theta), 1.0 / theta, 0.0)
     return np.exp(-m) / lib + inv_theta[:, None] * (lib2 / lib ** 2)
 
 
 def trigamma_inverse(y: float) -> float:
-    """x with psi'(x) = y (limma's Newton iteration)."""
+    """x with psi'(x) = y (limma's Newton iteration).
+
+    Parameters
+    ----------
+    y : float
+        A positive value.
+
+    Returns
+    -------
+    float
+        x.
+    """
     if y > 1e7:
         return 1.0 / np.sqrt(y)
     if y < 1e-6:
@@ -71,7 +100,20 @@ def trigamma_inverse(y: float) -> float:
 
 def noise_inflation(noise: np.ndarray, v: float) -> np.ndarray:
     """Var(log v^) with within-subject noise over its value without, per gene: S / sum_s (v / (v + n_s))^2.
-    ``noise`` is (G, S) per subject, or (G,) for subjects alike (then (1 + n / v)^2)."""
+    ``noise`` is (G, S) per subject, or (G,) for subjects alike (then (1 + n / v)^2).
+
+    Parameters
+    ----------
+    noise : numpy.ndarray
+        (G, S) or (G,).
+    v : float
+        The subject variance.
+
+    Returns
+    -------
+    numpy.ndarray
+        (G,) inflation factors.
+    """
     n = np.asarray(noise, dtype=float)
     n = n[:, None] if n.ndim == 1 else n
     return 1.0 / np.mean((v / (v + n)) ** 2, axis=1)
@@ -79,7 +121,26 @@ def noise_inflation(noise: np.ndarray, v: float) -> np.ndarray:
 
 def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: float) -> VariancePrior:
     """Fit (d0, s0^2) to the ML estimates ``v_ml`` (scaled to REML's by S / d) of the genes ``ok``;
-    ``noise``: the within-subject noise, (G, S) from ``subject_noise`` or (G,) for subjects alike."""
+    ``noise``: the within-subject noise, (G, S) from ``subject_noise`` or (G,) for subjects alike.
+
+    Parameters
+    ----------
+    v_ml : numpy.ndarray
+        (G,) ML subject variances.
+    noise : numpy.ndarray
+        Within-subject noise.
+    ok : numpy.ndarray
+        Genes that inform the prior.
+    S : int
+        Subjects.
+    d : float
+        Residual degrees of freedom between subjects.
+
+    Returns
+    -------
+    VariancePrior
+        d0, s0^2 and how many genes it was fitted to.
+    """
     v = np.asarray(v_ml, dtype=float) * S / d
     noise = np.asarray(noise, dtype=float)
     typical = noise if noise.ndim == 1 else noise.mean(axis=1)  # ranks the genes by how well they are measured
@@ -106,7 +167,24 @@ def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: fl
 
 def donor_share(v: np.ndarray, noise: np.ndarray, Xs: np.ndarray, j: int) -> np.ndarray:
     """The share of Var(beta_j) that the subject variance makes: v dVar/dv / Var with the subjects weighted
-    as in the Laplace information, w_s = 1 / (v + noise_s):  Var = [(X'WX)^-1]_jj."""
+    as in the Laplace information, w_s = 1 / (v + noise_s):  Var = [(X'WX)^-1]_jj.
+
+    Parameters
+    ----------
+    v : numpy.ndarray
+        (G,) subject variances.
+    noise : numpy.ndarray
+        (G, S) within-subject noise.
+    Xs : numpy.ndarray
+        (S, p) subject-level design.
+    j : int
+        The coefficient.
+
+    Returns
+    -------
+    numpy.ndarray
+        (G,) the share.
+    """
     w = 1.0 / (np.asarray(v, dtype=float)[:, None] + noise)
     A = np.einsum("si,gs,sj->gij", Xs, w, Xs)
     Ai = np.linalg.inv(A)

@@ -21,7 +21,18 @@ LOG2 = np.log(2.0)
 
 
 def aggregate(cd) -> np.ndarray:
-    """Subjects x genes summed counts (a sparse indicator product; dense only at S x G)."""
+    """Subjects x genes summed counts (a sparse indicator product; dense only at S x G).
+
+    Parameters
+    ----------
+    cd : CellData
+        The cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        (S, G).
+    """
     S, n = cd.n_subjects, cd.n_cells
     ind = sp.csr_matrix((np.ones(n), (cd.subject, np.arange(n))), shape=(S, n))
     out = ind @ cd.counts
@@ -30,7 +41,32 @@ def aggregate(cd) -> np.ndarray:
 
 def pseudobulk(data, subject: str, condition: str, covariates=(), *, layer=None, libsize=None, reference=None,
                method: str = "deseq2", min_cells: int = 10, n_cpus: int = 1, quiet: bool = True) -> pd.DataFrame:
-    """One row per gene: log_fc (natural), log2_fc, se, z (Wald), p, fdr, method; filtered genes as in ``de``."""
+    """One row per gene: log_fc (natural), log2_fc, se, z (Wald), p, fdr, method; filtered genes as in ``de``.
+
+    Parameters
+    ----------
+    data : anndata.AnnData or str
+        The cells, or an ``.h5ad`` path.
+    subject, condition : str
+        Columns of ``obs``.
+    covariates : sequence of str
+        Covariates.
+    layer, libsize, reference : optional
+        As for ``de``.
+    method : {"deseq2", "nbglm"}
+        PyDESeq2 on the summed counts, or an NB GLM with per-gene dispersion.
+    min_cells : int
+        Genes expressed in fewer cells are not tested.
+    n_cpus : int
+        PyDESeq2's processes.
+    quiet : bool
+        Silence PyDESeq2.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene: ``log_fc``, ``log2_fc``, ``std_error``, ``z``, ``p``, ``fdr``, ``method``.
+    """
     cd = prepare(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference)
     if cd.varying:
         col, subj = next(iter(cd.varying.items()))

@@ -12,7 +12,18 @@ from ..protocol import Result
 
 
 def bh_fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values; NaN stays NaN and is not counted."""
+    """Benjamini-Hochberg adjusted p-values; NaN stays NaN and is not counted.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        p-values.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values.
+    """
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
@@ -27,7 +38,22 @@ def bh_fdr(p: np.ndarray) -> np.ndarray:
 
 def power_at_fdp(p: np.ndarray, truth: np.ndarray, q: float = 0.05) -> float:
     """With known truth (simulations): the share of true positives in the largest top-ranked set of genes
-    (by p) whose false-discovery proportion is at most ``q`` -- power with calibration taken out."""
+    (by p) whose false-discovery proportion is at most ``q`` -- power with calibration taken out.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        p-values.
+    truth : numpy.ndarray
+        Which genes are truly DE.
+    q : float
+        The false-discovery proportion.
+
+    Returns
+    -------
+    float
+        The power.
+    """
     p, truth = np.asarray(p, dtype=float), np.asarray(truth, dtype=bool)
     o = np.argsort(np.where(np.isfinite(p), p, np.inf), kind="stable")
     fdp = np.cumsum(~truth[o]) / np.arange(1, len(p) + 1)
@@ -51,9 +77,22 @@ class DEResult(Result):
 
     @property
     def n_tested(self) -> int:
+        """Genes with a p-value."""
         return int(np.isfinite(self.table["p"]).sum())
 
     def significant(self, fdr: float = 0.05) -> pd.DataFrame:
+        """The genes at or below a false-discovery rate.
+
+        Parameters
+        ----------
+        fdr : float
+            The rate.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows of ``table`` by p-value.
+        """
         t = self.table
         return t[t["fdr"] <= fdr].sort_values("p")
 
@@ -116,7 +155,24 @@ class DEResult(Result):
         write_table(self.table, path, sep="\t", float_format="%.6g")
 
     def volcano(self, path=None, ax=None, fdr: float = 0.05, label: int = 10):
-        """Volcano plot of the GLMM table (``gk.plots.volcano``); saved to ``path`` when given."""
+        """Volcano plot of the GLMM table (``gk.plots.volcano``); saved to ``path`` when given.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Save there (atomically).
+        ax : matplotlib.axes.Axes, optional
+            Draw there.
+        fdr : float
+            The colouring threshold.
+        label : int
+            Genes labelled.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+        """
         from ..plots.singlecell import volcano
 
         return volcano(self.table, ax=ax, fdr=fdr, label=label, path=path)

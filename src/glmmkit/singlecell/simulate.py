@@ -18,7 +18,34 @@ from ..errors import InputError
 def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, frac_de: float = 0.1,
              lfc: float = 0.5, seed: int = 1, mean_lib: float = 4000.0, sd_range=(0.15, 0.5),
              block: int = 500, cells_sd: float = 0.0, progress_bar: bool = False):
-    """An AnnData object: X (cells x genes, CSR integer counts), obs (subject, condition), var (truth)."""
+    """An AnnData object: X (cells x genes, CSR integer counts), obs (subject, condition), var (truth).
+
+    Parameters
+    ----------
+    n_genes, n_cells, n_subjects : int
+        Sizes (half the subjects in each condition).
+    frac_de : float
+        The share of DE genes.
+    lfc : float
+        Their log fold change (natural log).
+    seed : int
+        Seed.
+    mean_lib : float
+        Mean library size.
+    sd_range : tuple
+        Range of the genes' subject SDs.
+    block : int
+        Genes simulated at a time.
+    cells_sd : float
+        SD of the log number of cells per subject (0: equal).
+    progress_bar : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    anndata.AnnData
+        Counts with ``obs`` (subject, condition) and ``var`` (the truth).
+    """
     import anndata
 
     from ..progress import progress

@@ -28,7 +28,20 @@ _K = np.arange(1, 4)
 
 
 def softplus_derivatives(z: np.ndarray, orders: int = N_ORDERS + 1) -> list[np.ndarray]:
-    """softplus(z) and its derivatives up to order ``orders - 1``, elementwise."""
+    """softplus(z) and its derivatives up to order ``orders - 1``, elementwise.
+
+    Parameters
+    ----------
+    z : numpy.ndarray
+        Values.
+    orders : int
+        How many (softplus and orders - 1 derivatives).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        softplus(z), its first derivative, ...
+    """
     p = expit(z)
     q = p * (1 - p)
     out = [np.logaddexp(0.0, z), p, q]
