@@ -73,5 +73,5 @@ def _optimize(obj, calc_derivs: bool, control: Control) -> OptSummary:
     beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.start_family())
     psi0 = fam.params_start(d.y, mu0, d.wt)
     opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs, control=control)
-    opt.kind, opt.nagq, opt.objective, opt.result = "glmm", obj.nagq, obj, res
+    opt.kind, opt.nagq, opt.objective, opt.result, opt.laplace = "glmm", obj.nagq, obj, res, obj.laplace
     return opt

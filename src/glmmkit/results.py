@@ -141,8 +141,7 @@ class Fit(InformationCriteria, Result):
         if self.is_lmm:
             opt = optimize(spec.lmm_objective(reml=self.reml), calc_derivs=calc_derivs, control=control)
         else:
-            laplace = self.optsummary.objective.laplace
-            opt = optimize(spec.objective(nagq=self.nagq, laplace=laplace, quad_stop=control.quad_stop),
+            opt = optimize(spec.objective(nagq=self.nagq, laplace=self.optsummary.laplace, quad_stop=control.quad_stop),
                            calc_derivs=calc_derivs, control=control)
         return type(self)(spec, opt, time_s=time.perf_counter() - t0)
 

@@ -23,8 +23,9 @@ class CovStructure(ABC):
 
     k: int = 1
     blockdiag: bool = True
-    #: the random-effects system that carries the term (engine/resystem.py): "blocked" or "tree"
-    system: str = "blocked"
+    #: the random-effects system that carries the term (engine/resystem.py): None for the engine's blocked
+    #: Cholesky; a covariance class with an algebra of its own names its system class here (the tree's)
+    system = None
 
     @property
     @abstractmethod

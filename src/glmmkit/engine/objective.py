@@ -25,6 +25,8 @@ LMM (Gaussian, identity link), with r^2 the penalised residual sum of squares:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
@@ -37,6 +39,30 @@ from ..checks import check_int
 from ..errors import InputError
 
 _LOG2PI = np.log(2 * np.pi)
+
+
+@dataclass
+class WarmStart:
+    """Where the next PIRLS starts: the explicit warm-start state of a GLMM objective.
+
+    The optimiser moves it (to the first-order move of the mode, to the best point), the profiler starts
+    it from the fit's mode; nothing else reads or writes it.
+    """
+
+    u: np.ndarray  # the mode the next PIRLS starts from
+    beta: np.ndarray | None = None  # the last joint (u, beta) mode's beta, the next joint search's start
+    beta_start: np.ndarray | None = None  # the GLM start: the cold restart of a failed joint search
+
+    def copy(self) -> "WarmStart":
+        """An independent copy.
+
+        Returns
+        -------
+        WarmStart
+            The same state in new arrays.
+        """
+        return WarmStart(self.u.copy(), None if self.beta is None else self.beta.copy(),
+                         None if self.beta_start is None else self.beta_start.copy())
 
 
 class GlmmObjective:
@@ -70,9 +96,7 @@ class GlmmObjective:
             self._indicator = sp.csr_matrix(
                 (np.ones(data.n), (term.codes, np.arange(data.n))), shape=(term.q, data.n)
             )
-        self._u = np.zeros(st.Q)
-        self._beta_start = None  # the GLM start of the joint (u, beta) searches, set by reset(beta=)
-        self._beta: np.ndarray | None = None
+        self.warm = WarmStart(np.zeros(st.Q))
         self._const: dict = {}
         vals, inv = np.unique(data.y, return_inverse=True)
         # distinct responses with their summed weights (count data: a few dozen values)
@@ -127,16 +151,16 @@ class GlmmObjective:
         theta = np.asarray(theta, dtype=float)
         fam = self.family_at(psi)
         if beta is None:
-            beta = self._beta if self._beta is not None else np.zeros(self.data.p)
+            beta = self.warm.beta if self.warm.beta is not None else np.zeros(self.data.p)
         try:
             try:
-                res = pirls(self.data, theta, beta, self._u, fam, joint=joint,
+                res = pirls(self.data, theta, beta, self.warm.u, fam, joint=joint,
                             laplace=self.laplace if not joint else "expected", quad_stop=self.quad_stop)
             except PirlsError:
                 # the warm start (the last mode, the last beta) can sit where this theta's linear predictor
                 # leaves the link's domain: start cold, from u = 0 and the GLM's beta
-                if joint and self._beta_start is not None:
-                    beta = self._beta_start
+                if joint and self.warm.beta_start is not None:
+                    beta = self.warm.beta_start
                 try:
                     res = pirls(self.data, theta, beta, np.zeros(self.data.structure.Q), fam, joint=joint,
                                 laplace=self.laplace if not joint else "expected", quad_stop=self.quad_stop)
@@ -151,9 +175,9 @@ class GlmmObjective:
             self.fevals += 1
             return np.inf, None
         if np.all(np.isfinite(res.u)):
-            self._u = res.u
+            self.warm.u = res.u
             if joint:
-                self._beta = res.beta
+                self.warm.beta = res.beta
         nagq = self.nagq if nagq is None else nagq
         if nagq > 1 and not joint:
             value = self._agq(theta, res, fam)
@@ -196,10 +220,10 @@ class GlmmObjective:
         beta : numpy.ndarray, optional
             The fixed effects of the next joint search (and its cold-restart start).
         """
-        self._u = np.zeros(self.data.structure.Q) if u is None else np.array(u, dtype=float)
-        self._beta = None if beta is None else np.array(beta, dtype=float)
+        self.warm.u = np.zeros(self.data.structure.Q) if u is None else np.array(u, dtype=float)
+        self.warm.beta = None if beta is None else np.array(beta, dtype=float)
         if beta is not None:
-            self._beta_start = self._beta.copy()
+            self.warm.beta_start = self.warm.beta.copy()
 
 
 class LmmObjective:

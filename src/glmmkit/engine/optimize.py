@@ -76,7 +76,8 @@ class OptSummary:
     reml: bool = False
     nagq: int = 1
     control: Control = DEFAULT_CONTROL  # the switches and tolerances this fit was optimised with
-    objective: object = field(default=None, repr=False)  # the objective optimised (for profiles, refits)
+    laplace: str = "expected"  # the Laplace information ("expected" as lme4, "observed" as glmmTMB)
+    objective: object = field(default=None, repr=False)  # the objective optimised (read once, by Fit())
     result: object = field(default=None, repr=False)  # the PIRLS result at the optimum (GLMMs)
     _scale: np.ndarray | None = field(default=None, repr=False)  # beta = beta1 + _scale * x in stage 2
     _free: np.ndarray | None = field(default=None, repr=False)  # coordinates off their bounds at the optimum
@@ -418,7 +419,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         # GLM start with unit scaling; stage 2 solves for u alone and does not need that system
         summ.messages.append("the joint PIRLS system was singular at the stage-1 optimum (separation?); "
                              "stage 2 started from the GLM estimates")
-        beta1 = obj._beta if obj._beta is not None else np.asarray(beta0, dtype=float)
+        beta1 = obj.warm.beta if obj.warm.beta is not None else np.asarray(beta0, dtype=float)
         scale = np.ones(p)
     else:
         beta1 = res1.beta
@@ -507,7 +508,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     summ.param_names = names
     # steps: 1e-3 relative on theta, 0.01 standard errors on beta, 1e-3 on psi
     h = np.concatenate([1e-3 * np.maximum(np.abs(x2[:nt]), 0.1), np.full(p, 1e-2), np.full(m, 1e-3)])
-    best_u = obj._u.copy()
+    best_u = obj.warm.u.copy()
 
     def check(x):
         obj.reset(u=best_u)
@@ -524,7 +525,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
             def keep_mode():
                 nonlocal best_u
-                best_u = obj._u.copy()
+                best_u = obj.warm.u.copy()
 
             x2, fv2, (g, H, free, sg) = newton_polish(f2, x2, fv2, (g, H, free, sg), lower2, check,
                                                       on_accept=keep_mode)
@@ -546,7 +547,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
                 x2, fv2 = x3, fv3
                 obj.reset()
                 obj.evaluate(*unpack2(x2))
-                best_u = obj._u.copy()
+                best_u = obj.warm.u.copy()
             g, H, free, sg = check(x2)
             if _bad(sg):
                 summ.converged = False

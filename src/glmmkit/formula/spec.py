@@ -339,13 +339,13 @@ class ModelSpec:
 
         Returns
         -------
-        Structure or TreeSystem
-            The blocked Cholesky, or the tree system when a term's covariance class says ``system = "tree"``.
+        RandomEffectsSystem
+            The blocked Cholesky, or the system a term's covariance class names (``cov.system``: the tree's
+            for ``phylo.TreeCovariance``).
         """
-        if any(t.cov.system == "tree" for t in self.terms):
-            from ..phylo.sparse import TreeSystem
-
-            return TreeSystem(self.terms)
+        own = [t.cov.system for t in self.terms if t.cov.system is not None]
+        if own:
+            return own[0](self.terms)
         from ..engine.blocked import Structure
 
         return Structure(self.terms)

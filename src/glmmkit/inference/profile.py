@@ -35,7 +35,13 @@ class ProfileProblem:
         if fit.is_lmm and fit.reml:
             fit = _refit_ml(fit)
         self._names(fit)
-        self.obj = fit.optsummary.objective
+        # a fresh objective of the same model: the fit's own is never called back (a Fit is immutable)
+        if fit.is_lmm:
+            self.obj = fit.spec.lmm_objective(reml=False)
+        else:
+            self.obj = fit.spec.objective(nagq=fit.nagq, laplace=fit.optsummary.laplace,
+                                          quad_stop=fit.optsummary.control.quad_stop)
+            self.obj.reset(u=fit._u)
         if self.is_lmm:
             self.n = self.obj.n
         self.z_hat = self._z_from_fit()

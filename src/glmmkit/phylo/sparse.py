@@ -183,8 +183,6 @@ class TreeCovariance(KnownMatrix):
         The grouping factor's name (for messages).
     """
 
-    system = "tree"
-
     def __init__(self, tree: Tree, levels, corr: bool = True, group: str = "species"):
         self.k = 1
         self.tree = tree
@@ -366,3 +364,7 @@ class TreeSystem(RandomEffectsSystem):
             return [np.zeros((q, 1))], [np.zeros((q, 1, 1))]
         v = factor.inverse_diagonal()[self.level_nodes]
         return [u[self.level_nodes][:, None]], [v[:, None, None]]
+
+
+#: a tree term is carried by the tree system (ModelSpec.random_effects_system asks the covariance class)
+TreeCovariance.system = TreeSystem
