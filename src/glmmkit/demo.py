@@ -40,14 +40,21 @@ def _rule(title: str) -> None:
     print("=" * 78)
 
 
-def story_birds(out: Path) -> dict:
-    _rule("1. Birds: testosterone and attacks, with each bird's own baseline (logistic GLMM)")
-    d = datasets.load("birds")
-    print(datasets.describe("birds"))
+def _fit_story(title: str, name: str, formula: str, family: str):
+    """Print the story's title and data description, fit the model, print its summary; (data, fit, seconds)."""
+    _rule(title)
+    d = datasets.load(name)
+    print(datasets.describe(name))
     t0 = time.perf_counter()
-    fit = glmer("attack ~ testosterone + season + (1 | bird)", d, "binomial")
+    fit = glmer(formula, d, family)
     el = time.perf_counter() - t0
     print(fit.summary())
+    return d, fit, el
+
+
+def story_birds(out: Path) -> dict:
+    d, fit, el = _fit_story("1. Birds: testosterone and attacks, with each bird's own baseline (logistic GLMM)",
+                            "birds", "attack ~ testosterone + season + (1 | bird)", "binomial")
     ct = fit.coef_table
     b, se = ct.loc["testosterone", "estimate"], ct.loc["testosterone", "std_error"]
     orat, lo, hi = np.exp(b), np.exp(b - 1.96 * se), np.exp(b + 1.96 * se)
@@ -94,13 +101,9 @@ def story_birds(out: Path) -> dict:
 
 
 def story_clinics(out: Path) -> dict:
-    _rule("2. Clinics: session rates with exposure, clinicians nested in clinics (Poisson GLMM)")
-    d = datasets.load("clinics")
-    print(datasets.describe("clinics"))
-    t0 = time.perf_counter()
-    fit = glmer("sessions ~ training + offset(log(opportunities)) + (1 | clinic/clinician)", d, "poisson")
-    el = time.perf_counter() - t0
-    print(fit.summary())
+    d, fit, el = _fit_story("2. Clinics: session rates with exposure, clinicians nested in clinics (Poisson GLMM)",
+                            "clinics", "sessions ~ training + offset(log(opportunities)) + (1 | clinic/clinician)",
+                            "poisson")
     ct = fit.coef_table
     key = [k for k in ct.index if k.startswith("training")][0]
     b, se = ct.loc[key, "estimate"], ct.loc[key, "std_error"]

@@ -624,7 +624,18 @@ class Gaussian(Family):
         return float(self.dispersion)
 
 
-class Gamma(Family):
+class PositiveFamily(Family):
+    """Families of positive responses (Gamma, inverse Gaussian): the response is checked, the GLM starts at y."""
+
+    def validate(self, y, wt, column, rows=None):
+        super().validate(y, wt, column, rows)
+        check_positive(y, column, self.name, rows)
+
+    def mustart(self, y, wt):
+        return y.copy()
+
+
+class Gamma(PositiveFamily):
     name = "Gamma"
     default_link = "inverse"
     links = ("inverse", "log", "identity")
@@ -647,13 +658,6 @@ class Gamma(Family):
         a = 1.0 / self.dispersion
         return wt * (a * np.log(a) - special.gammaln(a) + (a - 1) * np.log(y))
 
-    def validate(self, y, wt, column, rows=None):
-        super().validate(y, wt, column, rows)
-        check_positive(y, column, "Gamma", rows)
-
-    def mustart(self, y, wt):
-        return y.copy()
-
     def simulate(self, mu, wt, rng):
         shape = wt / self.dispersion
         return rng.gamma(shape, mu / shape)
@@ -668,7 +672,7 @@ class Gamma(Family):
         return float(np.log1p(self.dispersion))  # phi = 1 / shape
 
 
-class InverseGaussian(Family):
+class InverseGaussian(PositiveFamily):
     name = "inverse.gaussian"
     default_link = "1/mu^2"
     links = ("1/mu^2", "inverse", "log", "identity")
@@ -689,13 +693,6 @@ class InverseGaussian(Family):
     def loglik_const(self, y, wt):
         lam = wt / self.dispersion
         return 0.5 * (np.log(lam) - _LOG2PI - 3 * np.log(y))
-
-    def validate(self, y, wt, column, rows=None):
-        super().validate(y, wt, column, rows)
-        check_positive(y, column, "inverse-Gaussian", rows)
-
-    def mustart(self, y, wt):
-        return y.copy()
 
     def simulate(self, mu, wt, rng):
         lam = wt / self.dispersion
