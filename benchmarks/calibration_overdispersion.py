@@ -41,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--nsim", type=int, default=200)
-    ap.add_argument("--nboot", type=int, default=100)
+    ap.add_argument("--nsim-bootstrap", type=int, default=100)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
@@ -52,7 +52,7 @@ def main():
             d = make(10_000 * (size is not None) + r, size)
             fp = gk.glmer("y ~ x + (1 | g)", d, "poisson")
             pear = gk.pearson_dispersion(fp)["p"]
-            boot = gk.dispersion_test(fp, method="bootstrap", nsim=args.nboot, seed=r)["p"]
+            boot = gk.dispersion_test(fp, method="bootstrap", nsim=args.nsim_bootstrap, seed=r)["p"]
             sim = gk.simulate_residuals(fp, nsim=args.nsim, seed=r, conditional=True).test_dispersion()["p"]
             rows[label].append((pear < 0.05, boot < 0.05, sim < 0.05))
             if size is not None:
@@ -64,7 +64,7 @@ def main():
     n = args.reps
     mc = lambda p: np.sqrt(p * (1 - p) / n)  # noqa: E731
     lines = [f"Calibration of the dispersion tests and Wald intervals ({n} seeded datasets per row, "
-             f"{args.nboot} refits per bootstrap test, {args.nsim} simulations per simulated test; {el:.0f} s)", "",
+             f"{args.nsim_bootstrap} refits per bootstrap test, {args.nsim} simulations per simulated test; {el:.0f} s)", "",
              "| data | Pearson chi-square rejects (5%) | bootstrap test rejects (5%) | simulated (DHARMa-style) test rejects (5%) |",
              "|---|---|---|---|"]
     for label in rows:

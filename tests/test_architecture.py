@@ -28,3 +28,85 @@ def test_both_systems_follow_the_protocol():
             assert callable(getattr(cls, name)), (cls, name)
         assert isinstance(cls.supports_joint, bool)
     assert SystemFactor in gk.phylo.sparse.TreeSystemFactor.__mro__
+
+
+def test_the_plug_in_examples_of_docs_architecture_run():
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+    from scipy import special
+
+    from glmmkit.engine.covariance import CovStructure
+    from glmmkit.families import FAMILIES, CountFamily
+
+    class Geometric(CountFamily):  # NB2 with theta = 1
+        name, default_link, links = "geometric", "log", ("log",)
+
+        def variance(self, mu):
+            return mu + mu * mu
+
+        def variance_deriv(self, mu):
+            return 1 + 2 * mu
+
+        def unit_deviance(self, y, mu, wt):
+            return 2 * wt * (special.xlogy(y, y / mu) - (y + 1) * np.log((y + 1) / (mu + 1)))
+
+        def loglik_kernel(self, y, mu, wt):
+            return wt * (y * np.log(mu) - (1 + y) * np.log1p(mu))
+
+        def loglik_const(self, y, wt):
+            return np.zeros_like(y)
+
+        def simulate(self, mu, wt, rng):
+            return rng.negative_binomial(1, 1 / (1 + mu)).astype(float)
+
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(40), 10)
+    x = rng.normal(size=400)
+    mu = np.exp(0.3 + 0.4 * x + rng.normal(0, 0.5, 40)[g])
+    d = pd.DataFrame({"y": rng.negative_binomial(1, 1 / (1 + mu)), "x": x, "g": g.astype(str),
+                      "x2": rng.normal(size=400)})
+    FAMILIES["geometric"] = Geometric
+    try:
+        geo = gk.glmer("y ~ x + (1 | g)", d, "geometric")
+    finally:
+        del FAMILIES["geometric"]
+    nb = gk.glmer("y ~ x + (1 | g)", d, "nbinom2")
+    # the geometric is NB2 at theta = 1, nested in NB2 (theta estimated near the simulated 1)
+    assert geo.converged and nb.loglik >= geo.loglik - 1e-6 and nb.loglik - geo.loglik < 2.0
+    assert np.allclose(geo.fixef, nb.fixef, atol=0.1)
+
+    class CompoundSymmetry(CovStructure):  # cov = s^2 [(1 - r) I + r 11'], theta = (s, r)
+        def __init__(self, k):
+            self.k = k
+
+        n_theta = property(lambda self: 2)
+
+        def lower(self):
+            return np.array([0.0, -1.0 / (self.k - 1) + 1e-8])
+
+        def theta0(self):
+            return np.array([1.0, 0.0])
+
+        def template(self, theta):
+            s, r = theta
+            return s * np.linalg.cholesky((1 - r) * np.eye(self.k) + r * np.ones((self.k, self.k)))
+
+    d["yb"] = (rng.uniform(size=400) < 1 / (1 + np.exp(-(0.2 * x + rng.normal(0, 0.8, 40)[g])))).astype(int)
+    spec = gk.ModelSpec.from_formula("yb ~ x + (1 + x2 | g)", d, "binomial")
+    spec.terms = [dataclasses.replace(spec.terms[0], cov=CompoundSymmetry(2))]
+    fit = gk.Fit(spec, gk.optimize(spec.objective()))  # a custom class takes the derivative-free path
+    assert np.isfinite(fit.loglik) and fit.optsummary.stages[1].optimizer == "bobyqa"
+
+    from .conftest import REF_DIR, ref_case
+
+    data, _ = ref_case("phylo_poisson")
+
+    tree = gk.phylo.read_tree(REF_DIR / "phylo_poisson" / "tree.nwk")
+    spec = gk.ModelSpec.from_formula("y ~ x + (1 | species)", data, "poisson")
+    term = spec.terms[0]
+    spec.terms = [dataclasses.replace(term, cov=gk.phylo.TreeCovariance(tree, term.levels))]
+    fit = gk.Fit(spec, gk.optimize(spec.objective()))
+    ref = gk.phylo.fit_tree_glmm("y ~ x + (1 | species)", data, "poisson", tree)
+    assert abs(fit.loglik - ref.loglik) < 1e-8

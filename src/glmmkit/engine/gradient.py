@@ -21,9 +21,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .covariance import Diagonal, Unstructured
 from .blocked import level_gram
 
 CANONICAL = {("binomial", "logit"), ("poisson", "log")}
+
+
+def _entry_theta(terms) -> bool:
+    """Whether every term's theta is the entries of its factor T (Unstructured, Diagonal): the gradient's
+    dT/dtheta assumes it; other covariance classes take the derivative-free path."""
+    return all(type(t.cov) in (Unstructured, Diagonal) for t in terms)
 
 
 def supports_gradient(obj) -> bool:
@@ -42,7 +49,7 @@ def supports_gradient(obj) -> bool:
     d = obj.data
     st = d.structure
     fam = d.family
-    return (len(st.terms) == 1 and not st.terms[0].is_known and st.Qtt == 0 and obj.nagq <= 1
+    return (len(st.terms) == 1 and _entry_theta(st.terms) and st.Qtt == 0 and obj.nagq <= 1
             and obj.n_psi == 0 and (fam.name, fam.link.name) in CANONICAL
             and type(fam).__name__ in ("Binomial", "Poisson"))
 
@@ -156,7 +163,7 @@ def supports_general_gradient(obj) -> bool:
     st = d.structure
     fam = d.family
     return (len(st.terms) > 1 and st.first is not None and st.Qtt > 0 and obj.nagq <= 1 and obj.n_psi == 0
-            and not any(t.is_known for t in st.terms) and (fam.name, fam.link.name) in CANONICAL
+            and _entry_theta(st.terms) and (fam.name, fam.link.name) in CANONICAL
             and type(fam).__name__ in ("Binomial", "Poisson") and st.Q1 * st.Qtt <= MAX_CROSS_INVERSE
             and st.Qtt <= 1500 and not st.tail_diagonal)
 
