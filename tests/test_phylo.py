@@ -175,9 +175,39 @@ def test_sparse_tree_path_equals_dense_path(ref_tree):
     ci = sparse.confint(method="profile", parm="x")
     ci_dense = dense.confint(method="profile", parm="x")
     assert np.allclose(ci.to_numpy(), ci_dense.to_numpy(), atol=2e-3)
-    with pytest.raises(ValueError, match="one random intercept"):
+    with pytest.raises(ValueError, match="several terms have levels among the tips"):
         gk.phylo.fit_tree_glmm("y ~ x + (1 | species) + (1 | sp2)", data.assign(sp2=data["species"]), "poisson",
                                ref_tree)
+    with pytest.raises(ValueError, match="no random intercept"):
+        gk.phylo.fit_tree_glmm("y ~ x + (1 | species)", data, "poisson", ref_tree, group="genus")
+
+
+@pytest.mark.parametrize("others", ["(1 | site)", "(1 + z | site)", "(1 | site) + (1 | plot)"])
+def test_tree_path_with_other_terms_equals_dense_path(others):
+    """The tree system bordered by other terms (a dense Schur complement) is the dense path's model."""
+    from glmmkit.datasets.simulate import coalescent_newick
+
+    rng = np.random.default_rng(3)
+    tree = gk.phylo.read_tree(coalescent_newick(120, rng))
+    a = gk.phylo.TreeCovariance(tree, tree.tip_labels).draw(np.array([0.8]), rng, 1)[:, 0]
+    n = 500
+    sp_, site, plot = rng.integers(0, 120, n), rng.integers(0, 12, n), rng.integers(0, 7, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    eta = 0.3 + 0.4 * x + a[sp_] + rng.normal(0, 0.5, 12)[site] + 0.3 * z * rng.normal(size=12)[site]
+    d = pd.DataFrame({"species": np.array(tree.tip_labels)[sp_], "site": site.astype(str), "plot": plot.astype(str),
+                      "x": x, "z": z, "y": rng.poisson(np.exp(eta))})
+    f = f"y ~ x + (1 | species) + {others}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tp = gk.phylo.fit_tree_glmm(f, d, "poisson", tree)
+        dense = gk.glmer(f, d, "poisson", relmat={"species": gk.phylo.vcv(tree, corr=True)})
+    assert tp.loglik >= dense.loglik - 1e-6 and tp.loglik == pytest.approx(dense.loglik, abs=1e-5)
+    assert np.allclose(tp.fixef, dense.fixef, atol=1e-3)
+    assert np.allclose(tp.varcorr["sd"].fillna(0), dense.varcorr["sd"].fillna(0), atol=1e-3)
+    for g in dense.ranef:
+        lv = dense.ranef[g].index
+        assert np.allclose(tp.ranef[g].loc[lv], dense.ranef[g], atol=1e-3), g
+        assert np.allclose(tp.ranef_condsd[g].loc[lv], dense.ranef_condsd[g], atol=1e-3), g
 
 
 def test_tree_simulation_matches_the_tree_covariance(ref_tree):

@@ -27,13 +27,14 @@ from .tree import Tree, as_tree
 
 def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group: str | None = None,
                   corr: bool = True, laplace: str | None = None, weights=None, offset=None, control=None) -> Fit:
-    """Fit ``y ~ ... + (1 | group)`` with cov(group effect) = theta^2 vcv(tree[, corr]) on the tree path.
+    """Fit ``y ~ ... + (1 | group) [+ other terms]`` with cov(group effect) = theta^2 vcv(tree[, corr]) on the
+    tree path.
 
     Parameters
     ----------
     formula : str
-        An lme4 formula with exactly one random-effects term, a scalar intercept whose levels are tips of
-        ``tree`` (matched by name; tips without data are allowed and marginalised out).
+        An lme4 formula with a random intercept whose levels are tips of ``tree`` (matched by name; tips
+        without data are allowed and marginalised out), and any other random-effects terms beside it.
     data : pandas.DataFrame
         The data.
     family : str or Family
@@ -41,7 +42,7 @@ def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group
     tree : Tree, str or path
         The tree, Newick text or a Newick file (positive branch lengths).
     group : str, optional
-        The grouping factor, checked against the formula's.
+        The grouping factor that follows the tree (default: the one random intercept whose levels are tips).
     corr : bool
         K = vcv(tree, corr=True) (needs an ultrametric tree) or the plain vcv.
     laplace : {"expected", "observed"}, optional
@@ -60,13 +61,26 @@ def fit_tree_glmm(formula: str, data: pd.DataFrame, family, tree: Tree, *, group
     t0 = time.perf_counter()
     tree = as_tree(tree)
     spec = ModelSpec.from_formula(formula, data, family, weights=weights, offset=offset)
-    if len(spec.terms) != 1 or spec.terms[0].k != 1 or spec.terms[0].columns != ["(Intercept)"]:
-        raise InputError("the tree path takes one random intercept (1 | group) whose levels are the tips; "
-                         "for other structures use glmer(..., relmat={group: vcv(tree)})")
-    term = spec.terms[0]
-    if group is not None and term.group != group:
-        raise InputError(f"the formula's grouping factor is {term.group!r}, not {group!r}")
-    spec.terms = [dataclasses.replace(term, cov=TreeCovariance(tree, term.levels, corr=corr, group=term.group))]
+    tips = {str(n) for i, n in enumerate(tree.names) if tree.is_tip[i]}
+    scalar = [i for i, t in enumerate(spec.terms) if t.k == 1 and t.columns == ["(Intercept)"]]
+    if group is not None:
+        pos = [i for i in scalar if spec.terms[i].group == group]
+        if not pos:
+            raise InputError(f"the formula has no random intercept (1 | {group}); its terms: "
+                             f"{[t.label for t in spec.terms]}")
+    else:
+        pos = [i for i in scalar if all(str(lv) in tips for lv in spec.terms[i].levels)]
+        if not pos:
+            raise InputError("the tree path needs one random intercept (1 | group) whose levels are the tips of the "
+                             f"tree; none of {[t.label for t in spec.terms]} has its levels among the tips "
+                             "(for other structures use glmer(..., relmat={group: vcv(tree)}))")
+        if len(pos) > 1:
+            raise InputError(f"several terms have levels among the tips ({[spec.terms[i].group for i in pos]}); "
+                             "say which one follows the tree with group=")
+    i = pos[0]
+    term = spec.terms[i]
+    spec.terms = [dataclasses.replace(t, cov=TreeCovariance(tree, t.levels, corr=corr, group=t.group)) if j == i else t
+                  for j, t in enumerate(spec.terms)]
     control = as_control(control)
     obj = spec.objective(laplace=laplace or spec.family.default_laplace, quad_stop=control.quad_stop)
     return Fit(spec, optimize(obj, control=control), time_s=time.perf_counter() - t0)

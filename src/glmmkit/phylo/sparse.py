@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import scipy.linalg as sla
+import scipy.sparse as sp
+
 from ..engine.covariance import KnownMatrix
 from ..engine.resystem import RandomEffectsSystem, SystemFactor
 from ..errors import FitError, InputError
@@ -124,24 +127,26 @@ class TreeFactor:
         Parameters
         ----------
         r : numpy.ndarray
-            (m,) right-hand side.
+            (m,) right-hand side, or (m, k) for k of them.
 
         Returns
         -------
         numpy.ndarray
-            (m,) solution.
+            The solution, shaped as r.
         """
         alg = self.alg
-        z = np.zeros(alg.m)
-        acc = np.zeros(alg.m)
+        r = np.asarray(r, dtype=float)
+        lpv, d = (self.lpv, self.d) if r.ndim == 1 else (self.lpv[:, None], self.d[:, None])  # (m,) or (m, k)
+        z = np.zeros(r.shape)
+        acc = np.zeros(r.shape)
         for idx in alg.up_levels:
             z[idx] = r[idx] - acc[idx]
-            np.add.at(acc, alg.parent[idx], self.lpv[idx] * z[idx])
-        y = np.zeros(alg.m)
-        y[1:] = z[1:] / self.d[1:]
-        x = np.zeros(alg.m)
+            np.add.at(acc, alg.parent[idx], lpv[idx] * z[idx])
+        y = np.zeros(r.shape)
+        y[1:] = z[1:] / d[1:]
+        x = np.zeros(r.shape)
         for idx in alg.down_levels:
-            x[idx] = y[idx] - self.lpv[idx] * x[alg.parent[idx]]
+            x[idx] = y[idx] - lpv[idx] * x[alg.parent[idx]]
         return x
 
     def inverse_diagonal(self) -> np.ndarray:
@@ -236,55 +241,119 @@ class TreeCovariance(KnownMatrix):
 
 @dataclass
 class TreeRaw:
-    """The weights summed at each node (the tree system's assembled cross-products)."""
+    """The tree system's assembled cross-products: W summed at each node, and with other terms their blocks."""
 
-    w_node: np.ndarray
+    w_node: np.ndarray  # (m,) W summed at each node
+    zt_w_zb: object = None  # (m, qb) sparse: W between each node and the other terms' columns
+    zb_w_zb: object = None  # (qb, qb) sparse: the other terms' Z'WZ
     G1: None = None  # no level Gram (the analytic gradient does not apply)
 
 
 @dataclass
 class TreeSystemFactor(SystemFactor):
-    """P = diag(W at the tips) + tau Q, factored, with the prior's log-determinant."""
+    """The factored system [[P_T, C], [C', P_B]] by the tree's LDL' and a dense Schur complement.
 
-    F: TreeFactor | None  # None: the term is off (theta below TINY_THETA)
-    logdet_prior: float
+    P_T = diag(W at the tips) + tau Q (tree-structured), P_B = Lambda_B'Z_B'WZ_B Lambda_B + I the other
+    terms' block, C = Z_T'WZ_B Lambda_B; X = P_T^-1 C and S = P_B - C'X = L_S L_S'.
+    """
+
+    F: TreeFactor | None  # None: the tree term is off (theta below TINY_THETA)
+    logdet_prior: float  # log det(tau Q)
+    m: int  # nodes
+    X: np.ndarray | None = None  # (m, qb) P_T^-1 C
+    C: np.ndarray | None = None  # (m, qb)
+    LS: np.ndarray | None = None  # (qb, qb) Cholesky factor of the Schur complement
+
+    def _tree_solve(self, r):
+        return np.zeros_like(r) if self.F is None else self.F.solve(r)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """x with P x = rhs (zero when the term is off)."""
-        return np.zeros_like(rhs) if self.F is None else self.F.solve(rhs)
+        """x with P x = rhs, by block elimination.
 
-    def logdet_re(self) -> float:
-        """log det P - log det(tau Q): the Laplace log-determinant."""
-        return 0.0 if self.F is None else self.F.logdet() - self.logdet_prior
-
-    def inverse_diagonal(self) -> np.ndarray:
-        """diag(P^{-1}) over the nodes (zeros when the term is off).
+        Parameters
+        ----------
+        rhs : numpy.ndarray
+            (m + qb,) right-hand side: the nodes, then the other terms.
 
         Returns
         -------
         numpy.ndarray
-            (m,).
+            x (the root and, when the tree term is off, every node at 0).
         """
-        return np.zeros(len(self.F.d)) if self.F is None else self.F.inverse_diagonal()
+        r_t, r_b = rhs[: self.m], rhs[self.m :]
+        y_t = self._tree_solve(r_t)
+        if self.LS is None:
+            return y_t
+        x_b = sla.cho_solve((self.LS, True), r_b - (self.C.T @ y_t if self.F is not None else 0.0),
+                            check_finite=False)
+        x_t = y_t - self.X @ x_b if self.F is not None else y_t
+        return np.concatenate([x_t, x_b])
+
+    def logdet_re(self) -> float:
+        """log det P - log det(tau Q): the Laplace log-determinant.
+
+        Returns
+        -------
+        float
+            The tree's part plus 2 sum log diag L_S.
+        """
+        tree = 0.0 if self.F is None else self.F.logdet() - self.logdet_prior
+        other = 0.0 if self.LS is None else 2.0 * float(np.sum(np.log(np.diag(self.LS))))
+        return tree + other
+
+    def inverse_diagonal(self) -> np.ndarray:
+        """diag(P^{-1}) over the nodes (zeros when the tree term is off).
+
+        Returns
+        -------
+        numpy.ndarray
+            (m,): diag(P_T^-1) + diag(X S^-1 X').
+        """
+        if self.F is None:
+            return np.zeros(self.m)
+        d = self.F.inverse_diagonal()
+        if self.LS is not None:
+            W = sla.solve_triangular(self.LS, self.X.T, lower=True, check_finite=False)  # L_S^-1 X'
+            d = d + np.sum(W * W, axis=0)
+        return d
+
+    def inverse_other_block(self) -> np.ndarray:
+        """S^-1: the other terms' block of P^-1.
+
+        Returns
+        -------
+        numpy.ndarray
+            (qb, qb).
+        """
+        return sla.cho_solve((self.LS, True), np.eye(self.LS.shape[0]), check_finite=False)
+
+
+#: the other terms' columns beside a tree are held densely against the nodes: at most this many numbers
+MAX_TREE_CROSS = 50_000_000
 
 
 class TreeSystem(RandomEffectsSystem):
-    """Brownian motion on a tree as the engine's random-effects system, in node space.
+    """Brownian motion on a tree as the engine's random-effects system, in node space, with any other
+    random-effects terms beside it.
 
-    u is the vector a of node values (the root fixed at 0), the tips' values enter eta, and the prior
-    precision is tau Q with tau = c / theta^2.  Then
+    For the tree term, u is the vector a of node values (the root fixed at 0), the tips' values enter eta,
+    and the prior precision is tau Q with tau = c / theta^2; the other terms keep the engine's spherical
+    u_B (b = Lambda_B u_B).  Then
 
-        zlam_u = a[tip of each row],   penalty = tau a'Qa,   P = Z'WZ + tau Q   (tree-structured),
+        zlam_u = a[tip of each row] + Z_B Lambda_B u_B,   penalty = tau a'Qa + |u_B|^2,
+        P = [[Z_T'WZ_T + tau Q, C], [C', Lambda_B'Z_B'WZ_B Lambda_B + I]],   C = Z_T'WZ_B Lambda_B,
         logdet_re = log det P - log det(tau Q),
 
-    which is the Laplace value of ``glmer(..., relmat={g: K})`` at O(nodes) per evaluation.  The joint
-    (u, beta) system is not offered (``supports_joint = False``): the optimiser starts stage 2 from the
-    GLM.
+    factored by the tree's LDL' (leaves first, no fill-in) and the dense Schur complement of the other
+    terms, S = P_B - C' P_T^-1 C (q_B x q_B).  This is the Laplace value of ``glmer(..., relmat={g: K})``
+    with the same other terms, at O(nodes x q_B) per evaluation instead of O(tips^3).  The joint (u, beta)
+    system is not offered (``supports_joint = False``): the optimiser starts stage 2 from the GLM.
 
     Parameters
     ----------
     terms : list of RandomTerm
-        Exactly one term, a scalar intercept whose covariance is a ``TreeCovariance``.
+        The model's terms in the formula's order: one scalar intercept whose covariance is a
+        ``TreeCovariance``, and any others.
     """
 
     name = "tree (node space)"
@@ -295,75 +364,231 @@ class TreeSystem(RandomEffectsSystem):
     tail_diagonal = False
 
     def __init__(self, terms):
-        if len(terms) != 1 or not isinstance(terms[0].cov, TreeCovariance) or terms[0].k != 1:
-            raise InputError("the tree path takes one random intercept (1 | group) whose levels are the tips; "
-                             "for a tree beside other random-effects terms use glmer(..., relmat={group: "
-                             "vcv(tree, corr=True)}) (the dense path)")
+        trees = [i for i, t in enumerate(terms) if isinstance(t.cov, TreeCovariance)]
+        if len(trees) != 1 or terms[trees[0]].k != 1:
+            raise InputError("the tree path takes one random intercept (1 | group) whose levels are the tips, "
+                             "beside any other terms; for several trees use glmer(..., relmat=...)")
         self.terms = list(terms)
-        self.order = [0]
-        t = terms[0]
+        self.tree_pos = trees[0]
+        t = terms[self.tree_pos]
         self.alg = t.cov.algebra
         self.level_nodes = t.cov.level_nodes
         self.node = self.level_nodes[t.codes]
         self.c = t.cov.c
-        self.Q = self.alg.m
+        self.m = self.alg.m
+        self.others = [u for i, u in enumerate(terms) if i != self.tree_pos]
+        sizes = [u.size for u in self.others]
+        self.b_off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.qb = int(self.b_off[-1])
+        self.Q = self.m + self.qb
+        if self.qb and self.m * self.qb > MAX_TREE_CROSS:
+            raise InputError(f"the terms beside the tree have {self.qb} columns and the tree {self.m} nodes: the "
+                             f"cross block would hold {self.m * self.qb:,} numbers (more than {MAX_TREE_CROSS:,}); "
+                             "use fewer levels beside the tree or glmer(..., relmat=...)")
+        if self.qb:
+            n = len(t.codes)
+            self.Zb = sp.hstack([u.csr() for u in self.others], format="csr")  # (n, qb)
+            self.Zt = sp.csr_matrix((np.ones(n), (np.arange(n), self.node)), shape=(n, self.m))  # rows -> tip node
+        sizes_theta = [u.cov.n_theta for u in terms]
+        self.theta_off = np.concatenate([[0], np.cumsum(sizes_theta)]).astype(int)
 
     def _orig_terms(self):
         return self.terms
 
     def split_theta(self, theta) -> list[np.ndarray]:
-        """theta per term (one term).
+        """theta per term, in the formula's order.
 
         Parameters
         ----------
         theta : numpy.ndarray
-            The variance parameter.
+            All variance parameters.
 
         Returns
         -------
         list of numpy.ndarray
-            ``[theta]``.
+            One array per term.
         """
-        return [np.asarray(theta, dtype=float)]
+        theta = np.asarray(theta, dtype=float)
+        return [theta[a:b] for a, b in zip(self.theta_off[:-1], self.theta_off[1:])]
 
-    def _tau(self, theta) -> float:
-        return self.c / float(theta[0]) ** 2
+    def _tree_theta(self, theta) -> float:
+        return float(np.asarray(theta, dtype=float)[self.theta_off[self.tree_pos]])
+
+    def _lambda_b(self, theta) -> sp.csr_matrix:
+        """Lambda of the other terms, block-diagonal (sparse)."""
+        thetas = self.split_theta(theta)
+        blocks = []
+        for i, u in enumerate(self.terms):
+            if i == self.tree_pos:
+                continue
+            th = thetas[i]
+            if u.is_known:
+                blocks.append(sp.csr_matrix(u.cov.dense_lambda(th)))
+            else:
+                blocks.append(sp.kron(sp.identity(u.q, format="csr"), sp.csr_matrix(u.cov.template(th)), format="csr"))
+        return sp.block_diag(blocks, format="csr")
 
     def zlam_u(self, theta, u) -> np.ndarray:
-        """The tip values of the rows, a[tip]."""
-        return u[self.node]
+        """a[tip] + Z_B Lambda_B u_B.
+
+        Parameters
+        ----------
+        theta, u : numpy.ndarray
+            Variance parameters and (m + qb,) random effects.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,).
+        """
+        out = u[: self.m][self.node]
+        if self.qb:
+            out = out + self.Zb @ (self._lambda_b(theta) @ u[self.m :])
+        return out
 
     def lam_zt(self, theta, v) -> np.ndarray:
-        """v summed at each node."""
-        return np.bincount(self.node, weights=v, minlength=self.alg.m)
+        """v summed at each node, then Lambda_B' Z_B' v.
+
+        Parameters
+        ----------
+        theta, v : numpy.ndarray
+            Variance parameters and (n,) values.
+
+        Returns
+        -------
+        numpy.ndarray
+            (m + qb,).
+        """
+        tree = np.bincount(self.node, weights=v, minlength=self.m)
+        if not self.qb:
+            return tree
+        return np.concatenate([tree, self._lambda_b(theta).T @ (self.Zb.T @ v)])
 
     def penalty(self, theta, u) -> float:
-        """tau a'Qa (0 at a = 0 when the term is off, infinite elsewhere)."""
-        if float(theta[0]) < TINY_THETA:
-            return 0.0 if not np.any(u) else np.inf
-        return self._tau(theta) * self.alg.quad(u)
+        """tau a'Qa + |u_B|^2 (the tree's part 0 at a = 0 when the term is off, infinite elsewhere).
+
+        Parameters
+        ----------
+        theta, u : numpy.ndarray
+            Variance parameters and random effects.
+
+        Returns
+        -------
+        float
+            The penalty.
+        """
+        a, ub = u[: self.m], u[self.m :]
+        th = self._tree_theta(theta)
+        if th < TINY_THETA:
+            tree = 0.0 if not np.any(a) else np.inf
+        else:
+            tree = self.c / th ** 2 * self.alg.quad(a)
+        return tree + float(ub @ ub)
 
     def raw(self, w, D) -> TreeRaw:
-        """The weights summed at each node (D must be None: no joint system)."""
+        """W summed at each node, and the blocks of the other terms (D must be None: no joint system).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            (n,) weights.
+        D : None
+            The tree system has no joint (u, beta) solve.
+
+        Returns
+        -------
+        TreeRaw
+            The assembled cross-products.
+        """
         if D is not None:
             raise FitError("the tree system has no joint (u, beta) solve")
-        return TreeRaw(np.bincount(self.node, weights=w, minlength=self.alg.m))
+        w_node = np.bincount(self.node, weights=w, minlength=self.m)
+        if not self.qb:
+            return TreeRaw(w_node)
+        WZb = self.Zb.multiply(w[:, None]).tocsr()
+        return TreeRaw(w_node, (self.Zt.T @ WZb).tocsr(), (self.Zb.T @ WZb).tocsr())
 
     def factor(self, raw: TreeRaw, theta) -> TreeSystemFactor:
-        """LDL' of P = diag(w at the tips) + tau Q."""
-        if float(theta[0]) < TINY_THETA:
-            return TreeSystemFactor(None, 0.0)
-        tau = self._tau(theta)
-        F = self.alg.factor(raw.w_node, tau)
-        return TreeSystemFactor(F, (self.alg.m - 1) * np.log(tau) + self.alg.logdet_q)
+        """The tree's LDL' and the Schur complement of the other terms.
+
+        Parameters
+        ----------
+        raw : TreeRaw
+            From ``raw``.
+        theta : numpy.ndarray
+            Variance parameters.
+
+        Returns
+        -------
+        TreeSystemFactor
+            The factor (``LinAlgError`` when P is not positive definite).
+        """
+        th = self._tree_theta(theta)
+        if th < TINY_THETA:
+            F, logprior = None, 0.0
+        else:
+            tau = self.c / th ** 2
+            F = self.alg.factor(raw.w_node, tau)
+            logprior = (self.m - 1) * np.log(tau) + self.alg.logdet_q
+        if not self.qb:
+            return TreeSystemFactor(F, logprior, self.m)
+        lam = self._lambda_b(theta)
+        C = np.asarray((raw.zt_w_zb @ lam).todense())  # (m, qb)
+        PB = np.asarray((lam.T @ raw.zb_w_zb @ lam).todense()) + np.eye(self.qb)
+        if F is None:
+            X = np.zeros_like(C)
+            S = PB
+        else:
+            X = F.solve(C)
+            S = PB - C.T @ X
+        LS = np.linalg.cholesky(0.5 * (S + S.T))
+        return TreeSystemFactor(F, logprior, self.m, X, C, LS)
 
     def ranef_condvar(self, theta, u, factor) -> tuple[list, list]:
-        """The tip modes and their conditional variances (the diagonal of P^{-1})."""
+        """The modes and conditional variances per term, in the formula's order.
+
+        Parameters
+        ----------
+        theta, u : numpy.ndarray
+            Variance parameters and the mode.
+        factor : TreeSystemFactor
+            The factor at the mode.
+
+        Returns
+        -------
+        tuple
+            (list of (q, k) modes, list of (q, k, k) conditional covariances).
+        """
+        q_t = len(self.level_nodes)
+        b, v = [None] * len(self.terms), [None] * len(self.terms)
         if factor.F is None:
-            q = len(self.level_nodes)
-            return [np.zeros((q, 1))], [np.zeros((q, 1, 1))]
-        v = factor.inverse_diagonal()[self.level_nodes]
-        return [u[self.level_nodes][:, None]], [v[:, None, None]]
+            b[self.tree_pos], v[self.tree_pos] = np.zeros((q_t, 1)), np.zeros((q_t, 1, 1))
+        else:
+            b[self.tree_pos] = u[: self.m][self.level_nodes][:, None]
+            v[self.tree_pos] = factor.inverse_diagonal()[self.level_nodes][:, None, None]
+        if self.qb:
+            thetas = self.split_theta(theta)
+            Sinv = factor.inverse_other_block()
+            ub = u[self.m :]
+            j = 0
+            for i, t in enumerate(self.terms):
+                if i == self.tree_pos:
+                    continue
+                o, size, th = self.b_off[j], t.size, thetas[i]
+                j += 1
+                blk = Sinv[o : o + size, o : o + size]
+                uu = ub[o : o + size]
+                if t.is_known:
+                    lam = t.cov.dense_lambda(th)
+                    b[i] = (lam @ uu)[:, None]
+                    v[i] = np.einsum("ij,jk,ik->i", lam, blk, lam)[:, None, None]
+                    continue
+                T = t.cov.template(th)
+                b[i] = uu.reshape(t.q, t.k) @ T.T
+                idx = np.arange(size).reshape(t.q, t.k)
+                vu = blk[idx[:, :, None], idx[:, None, :]]
+                v[i] = np.einsum("ij,qjk,lk->qil", T, vu, T)
+        return b, v
 
 
 #: a tree term is carried by the tree system (ModelSpec.random_effects_system asks the covariance class)
