@@ -1,5 +1,7 @@
 """The package's structure: no import circle, the engine below the applications, one random-effects protocol."""
 
+import pytest
+
 import glmmkit as gk
 from glmmkit.engine.blocked import Structure
 from glmmkit.engine.resystem import RandomEffectsSystem, SystemFactor
@@ -22,7 +24,9 @@ def test_the_engine_and_the_formula_layer_import_no_application():
 
 
 def test_both_systems_follow_the_protocol():
-    for cls in (Structure, gk.phylo.TreeSystem):
+    from glmmkit.engine.sparse_known import SparseKnownSystem
+
+    for cls in (Structure, gk.phylo.TreeSystem, SparseKnownSystem):
         assert RandomEffectsSystem in cls.__mro__
         for name in ("raw", "factor", "zlam_u", "lam_zt", "penalty", "ranef_condvar", "_orig_terms"):
             assert callable(getattr(cls, name)), (cls, name)
@@ -110,3 +114,40 @@ def test_the_plug_in_examples_of_docs_architecture_run():
     fit = gk.Fit(spec, gk.optimize(spec.objective()))
     ref = gk.phylo.fit_tree_glmm("y ~ x + (1 | species)", data, "poisson", tree)
     assert abs(fit.loglik - ref.loglik) < 1e-8
+
+
+def test_sparse_known_covariance_system_is_the_dense_relmat_model():
+    """A sparse relationship matrix (matrix, names) takes the engine's sparse system: the same Laplace
+    model as the dense relmat path (logLik, estimates, modes, conditional SDs, simulation, refit)."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    blocks = []
+    for _ in range(120):
+        A = rng.normal(size=(4, 8))
+        blocks.append(A @ A.T / 8)
+    K = sp.block_diag(blocks, format="csr")
+    q = K.shape[0]
+    names = [f"s{i}" for i in range(q)]
+    b = 0.9 * np.linalg.cholesky(K.toarray()) @ rng.normal(size=q)
+    g = np.repeat(np.arange(q), 2)
+    x = rng.normal(size=2 * q)
+    d = pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-(-0.2 + 0.5 * x + b[g])))), "x": x,
+                      "iid": np.array(names)[g]})
+    sparse_fit = gk.glmer("y ~ x + (1 | iid)", d, "binomial", relmat={"iid": (K, names)})
+    dense_fit = gk.glmer("y ~ x + (1 | iid)", d, "binomial",
+                         relmat={"iid": pd.DataFrame(K.toarray(), index=names, columns=names)})
+    assert "sparse" in sparse_fit.optsummary.stages[0].return_code
+    assert sparse_fit.converged and abs(sparse_fit.loglik - dense_fit.loglik) < 1e-6
+    assert np.allclose(sparse_fit.fixef, dense_fit.fixef, atol=1e-4)
+    lv = dense_fit.ranef["iid"].index
+    assert np.allclose(sparse_fit.ranef["iid"].loc[lv], dense_fit.ranef["iid"], atol=1e-4)
+    assert np.allclose(sparse_fit.ranef_condsd["iid"].loc[lv], dense_fit.ranef_condsd["iid"], atol=1e-4)
+    assert sparse_fit.icc()["ICC"] == pytest.approx(dense_fit.icc()["ICC"], rel=1e-4)
+    cov = sparse_fit.spec.terms[0].cov  # K in the term's level order
+    draws = cov.draw(np.array([1.0]), np.random.default_rng(1), 4000)
+    assert np.allclose(np.cov(draws[:8]), cov.K[:8, :8].toarray(), atol=0.1)
+    y = sparse_fit.simulate(1, seed=3).iloc[:, 0].to_numpy()
+    assert np.isfinite(sparse_fit.refit(y).loglik)

@@ -20,14 +20,18 @@ Implementations:
 
 * ``engine.blocked.Structure``: the blocked Cholesky (u spherical, penalty |u|^2, prior log det 0).
 * ``phylo.sparse.TreeSystem``: Brownian motion on a tree in node space (u = the node values a, penalty
-  tau a'Qa, P tree-structured and factored leaves-first with no fill-in).
-* ``gwas.null``'s sparse-GRM solver answers the same questions for the score-test null model by
-  conjugate gradients (``_SparseSigma``: solve by PCG, log det not needed by PQL/AI-REML).
+  tau a'Qa, P tree-structured and factored leaves-first with no fill-in), with other terms beside it
+  through a dense Schur complement.
+* ``engine.sparse_known.SparseKnownSystem``: a known covariance held sparse (a thresholded GRM,
+  ``relmat={g: (K_sparse, names)}``; u = alpha with b = theta^2 K alpha, penalty theta^2 alpha'K alpha,
+  a sparse LU of I + tau W^1/2 K W^1/2 for the solves and the exact log-determinant).  The GWAS null
+  model's Laplace fit with a sparse GRM runs on it; its PQL/AI-REML fit solves the same Sigma by
+  preconditioned conjugate gradients (``gwas.null._SparseSigma``), which needs no log-determinant.
 
 A system also says what it supports: ``supports_joint`` (the joint (u, beta) system of PIRLS's first
 stage; without it the optimiser starts stage 2 from the GLM) and, through ``engine.gradient``'s tests,
 the analytic gradient.  ``ModelSpec.random_effects_system()`` chooses the system from the terms'
-covariance classes: a covariance class names its system with ``system = "tree"``.
+covariance classes: a covariance class names its system class in ``system`` (None: the blocked one).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import formulaic
 import numpy as np
+import scipy.sparse as sp
 import pandas as pd
 import scipy.linalg as sla
 
@@ -613,11 +614,37 @@ def _build_terms(bar: Bar, data, relmat, lmm, n) -> list[RandomTerm]:
     if bar.group in relmat:
         if Xr.shape[1] != 1:
             raise InputError(f"a relationship matrix needs a scalar term (1 | {bar.group}), got {bar}")
-        L = _relmat_factor(relmat[bar.group], labels, bar.group)
+        K = relmat[bar.group]
+        if isinstance(K, tuple) and len(K) == 2 and sp.issparse(K[0]):
+            # a sparse matrix stays sparse: its own random-effects system (engine/sparse_known.py)
+            from ..engine.sparse_known import SparseKnownCovariance
+
+            idx = _relmat_positions(K[1], labels, bar.group, K[0].shape)
+            cov = SparseKnownCovariance(sp.csr_matrix(K[0])[idx][:, idx], bar.group)
+            return [RandomTerm(bar.group, labels, codes, Xr, cols, cov, bar.lhs, mm.model_spec)]
+        L = _relmat_factor(K, labels, bar.group)
         return [RandomTerm(bar.group, labels, codes, Xr, cols, KnownMatrix(L), bar.lhs, mm.model_spec)]
     k = Xr.shape[1]
     cov = Unstructured(k) if bar.correlated or k == 1 else Diagonal(k)
     return [RandomTerm(bar.group, labels, codes, Xr, cols, cov, bar.lhs, mm.model_spec)]
+
+
+def _relmat_positions(names, labels: np.ndarray, group: str, shape) -> np.ndarray:
+    """The rows of a (matrix, names) relationship matrix for the factor's levels (names checked)."""
+    names = [str(x) for x in np.asarray(names, dtype=object).ravel()]
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise InputError(f"relationship matrix for {group!r} must be square; it has shape {shape}")
+    if len(names) != shape[0]:
+        raise InputError(f"relationship matrix for {group!r} has {shape[0]} rows but {len(names)} names")
+    if len(set(names)) != len(names):
+        dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
+        raise InputError(f"relationship matrix for {group!r} has the name {dup!r} twice")
+    pos = {nm: i for i, nm in enumerate(names)}
+    missing = [str(lv) for lv in labels if lv not in pos]
+    if missing:
+        raise InputError(f"levels of {group!r} missing from its relationship matrix: {missing[:10]}"
+                         + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    return np.array([pos[lv] for lv in labels])
 
 
 def _relmat_factor(K, labels: np.ndarray, group: str) -> np.ndarray:

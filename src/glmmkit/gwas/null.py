@@ -285,8 +285,9 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
         raise InputError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "
                          "build it from the same samples (in .fam order)")
     if method == "laplace":
-        if sp.issparse(K):
-            raise InputError("method='laplace' needs a dense GRM; the sparse GRM goes with method='pql'")
+        if sp.issparse(K) and samples.trait == "quantitative":
+            raise InputError("method='laplace' with a sparse GRM fits binary and count traits (the GLMM's sparse "
+                             "system); a quantitative trait with a sparse GRM goes with method='pql'")
         return _fit_laplace(samples, K, keep_P if keep_P is not None else n <= exact_max)
     if method != "pql":
         raise InputError(f"method must be 'pql' or 'laplace', got {method!r}")
@@ -532,7 +533,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
 
 
 def _sigma_matrix(W, phi, tau, K):
-    S = tau * K
+    S = tau * (K.toarray() if sp.issparse(K) else K)
     S[np.diag_indices_from(S)] += phi / W
     return S
 
@@ -545,7 +546,8 @@ def _fit_laplace(samples, K, keep_P) -> NullModel:
     df = pd.DataFrame(X[:, 1:], columns=[f"x{j}" for j in range(1, X.shape[1])])
     df["y"], df["iid"] = y, labels
     rhs = " + ".join(df.columns[:-2]) or "1"
-    rel = {"iid": pd.DataFrame(K, index=labels, columns=labels)}
+    # a sparse GRM stays sparse: the engine's sparse known-covariance system (engine/sparse_known.py)
+    rel = {"iid": (K, labels) if sp.issparse(K) else pd.DataFrame(K, index=labels, columns=labels)}
     formula = f"y ~ {rhs} + (1 | iid)"
     if trait == "quantitative":
         fit = lmer(formula, df, reml=True, relmat=rel)
