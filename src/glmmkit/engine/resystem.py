@@ -168,4 +168,24 @@ class RandomEffectsSystem(Protocol):
         """
 
     def _orig_terms(self) -> list:
-        """The terms in the formula's order (their covariance classes give theta's layout)."""
+        """The terms in the formula's order (their covariance classes give theta's layout).
+
+        Returns
+        -------
+        list of RandomTerm
+            The terms.
+        """
+
+
+class OwnAlgebraSystem(RandomEffectsSystem):
+    """Base of the systems with an algebra of their own (the tree, the sparse known covariance): no blocked
+    layout (the analytic gradient's tests see no term 1 and no trailing block) and no joint (u, beta) solve."""
+
+    supports_joint = False
+    Qtt = 0
+    Q1 = 0
+    first = None
+    tail_diagonal = False
+
+    def _orig_terms(self) -> list:
+        return self.terms

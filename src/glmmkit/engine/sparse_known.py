@@ -29,7 +29,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import FitError, InputError
 from .covariance import KnownMatrix, factor_psd
-from .resystem import RandomEffectsSystem, SystemFactor
+from .resystem import OwnAlgebraSystem, SystemFactor
 
 #: below this SD multiplier the term is off
 TINY_THETA = 1e-8
@@ -181,7 +181,7 @@ class SparseKnownFactor(SystemFactor):
         return self.logdet
 
 
-class SparseKnownSystem(RandomEffectsSystem):
+class SparseKnownSystem(OwnAlgebraSystem):
     """One scalar term with a sparse known covariance, as the engine's random-effects system.
 
     Parameters
@@ -191,12 +191,6 @@ class SparseKnownSystem(RandomEffectsSystem):
     """
 
     name = "sparse known covariance (sparse LU)"
-    supports_joint = False
-    Qtt = 0
-    Q1 = 0
-    first = None
-    tail_diagonal = False
-
     def __init__(self, terms):
         if len(terms) != 1 or not isinstance(terms[0].cov, SparseKnownCovariance) or terms[0].k != 1:
             raise InputError("a sparse relationship matrix takes one scalar term (1 | group) and no other "
@@ -207,9 +201,6 @@ class SparseKnownSystem(RandomEffectsSystem):
         self.codes = t.codes
         self.K = t.cov.K
         self.Q = t.q
-
-    def _orig_terms(self):
-        return self.terms
 
     def split_theta(self, theta) -> list[np.ndarray]:
         """theta for the one term.

@@ -668,19 +668,9 @@ def _relmat_factor(K, labels: np.ndarray, group: str) -> np.ndarray:
     else:
         raise InputError(f"relationship matrix for {group!r} must be a labelled pandas DataFrame "
                          "or a tuple (matrix, names)")
-    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+    if mat.ndim != 2:
         raise InputError(f"relationship matrix for {group!r} must be square; it has shape {mat.shape}")
-    if len(names) != mat.shape[0]:
-        raise InputError(f"relationship matrix for {group!r} has {mat.shape[0]} rows but {len(names)} names")
     if not np.all(np.isfinite(mat)):
         raise InputError(f"relationship matrix for {group!r} has missing or non-finite entries")
-    if len(set(names)) != len(names):
-        dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
-        raise InputError(f"relationship matrix for {group!r} has the name {dup!r} twice")
-    pos = {nm: i for i, nm in enumerate(names)}
-    missing = [str(lv) for lv in labels if lv not in pos]
-    if missing:
-        raise InputError(f"levels of {group!r} missing from its relationship matrix: {missing[:10]}"
-                         + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
-    idx = np.array([pos[lv] for lv in labels])
+    idx = _relmat_positions(names, labels, group, mat.shape)
     return factor_psd(mat[np.ix_(idx, idx)], group)

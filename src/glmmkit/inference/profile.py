@@ -211,7 +211,7 @@ class ProfileProblem:
         f = lambda x: self.deviance(full(x))  # noqa: E731
         x0 = np.clip(np.asarray(start, dtype=float)[free], self.lower[free], self.upper[free])
         x, fv, _, _ = minimize(f, x0, self.lower[free], self.scale[free] * 0.5, upper=self.upper[free],
-                               ftol_abs=1e-9, xtol_rel=1e-8)
+                               ftol_abs=1e-9, xtol_rel=1e-8, maxeval=200 * len(free) + 200)
         if not self.is_lmm:
             self.obj.reset(u=self.fit._u)
         return fv, full(x)
@@ -433,26 +433,51 @@ def profile_interval(dev, x_hat: float, dev_hat: float, level: float = 0.95, low
     tol = 1e-4 * step
     out = []
     for direction, bound in ((-1, lower), (1, upper)):
-        inner, s = x_hat, np.sqrt(crit) * step
-        limit = None
-        for _ in range(40):
-            outer = x_hat + direction * s
-            at_bound = (outer <= bound) if direction < 0 else (outer >= bound)
-            if at_bound:
-                outer = bound
-                if not np.isfinite(bound) or not g(bound) > 0:  # the profile never reaches the value
-                    limit = bound
-                    break
-            else:
-                gv = g(outer)
-                if not gv > 0:
-                    # not there yet: step to where the quadratic through this probe reaches the value
-                    rise = gv + crit
-                    grow = 1.15 * np.sqrt(crit / rise) if rise > 0 else 2.0
-                    inner, s = outer, s * float(np.clip(grow, 1.2, 4.0))
-                    continue
-            a, b = sorted((inner, outer))
-            limit = optimize.brentq(g, a, b, xtol=tol)
-            break
+        limit = _one_side(g, x_hat, direction, bound, np.sqrt(crit) * step, crit, step, tol)
         out.append(bound if limit is None else float(limit))
     return out[0], out[1]
+
+
+#: a profile side is searched this far at most (in steps of about one standard error) and with this many
+#: probes before its limit is taken to be the parameter's bound (a flat profile: the data do not bound it)
+MAX_REACH, MAX_PROBES = 60.0, 14
+
+
+def _one_side(g, x_hat, direction, bound, first, crit, step, tol):
+    """The root of g on one side of x_hat, or None when the side is not bounded by the data."""
+    from scipy import optimize
+
+    inner, s = x_hat, first
+    for _ in range(MAX_PROBES):
+        outer = x_hat + direction * s
+        at_bound = (outer <= bound) if direction < 0 else (outer >= bound)
+        if at_bound:
+            outer = bound
+            if not np.isfinite(bound):
+                return None
+            gv = g(bound)
+            if not gv > 0:  # the profile never reaches the value before the bound
+                return None
+        else:
+            gv = g(outer)
+            if not gv > 0:
+                # not there yet: step to where the quadratic through this probe reaches the value
+                rise = gv + crit
+                grow = 1.15 * np.sqrt(crit / rise) if rise > 0 else 2.0
+                inner, s = outer, s * float(np.clip(grow, 1.2, 4.0))
+                if s > MAX_REACH * step:
+                    return None
+                continue
+        for _ in range(30):  # an infeasible outer probe (inf): pull it in until g is finite there
+            if np.isfinite(gv):
+                break
+            outer = 0.5 * (inner + outer)
+            gv = g(outer)
+            if not gv > 0:
+                inner = outer
+                break
+        if not (np.isfinite(gv) and gv > 0):
+            return None
+        a, b = sorted((inner, outer))
+        return optimize.brentq(g, a, b, xtol=tol)
+    return None

@@ -26,7 +26,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..engine.covariance import KnownMatrix
-from ..engine.resystem import RandomEffectsSystem, SystemFactor
+from ..engine.resystem import OwnAlgebraSystem, SystemFactor
 from ..errors import FitError, InputError
 from .tree import Tree
 
@@ -332,7 +332,7 @@ class TreeSystemFactor(SystemFactor):
 MAX_TREE_CROSS = 50_000_000
 
 
-class TreeSystem(RandomEffectsSystem):
+class TreeSystem(OwnAlgebraSystem):
     """Brownian motion on a tree as the engine's random-effects system, in node space, with any other
     random-effects terms beside it.
 
@@ -357,12 +357,6 @@ class TreeSystem(RandomEffectsSystem):
     """
 
     name = "tree (node space)"
-    supports_joint = False
-    Qtt = 0
-    Q1 = 0
-    first = None
-    tail_diagonal = False
-
     def __init__(self, terms):
         trees = [i for i, t in enumerate(terms) if isinstance(t.cov, TreeCovariance)]
         if len(trees) != 1 or terms[trees[0]].k != 1:
@@ -391,9 +385,6 @@ class TreeSystem(RandomEffectsSystem):
             self.Zt = sp.csr_matrix((np.ones(n), (np.arange(n), self.node)), shape=(n, self.m))  # rows -> tip node
         sizes_theta = [u.cov.n_theta for u in terms]
         self.theta_off = np.concatenate([[0], np.cumsum(sizes_theta)]).astype(int)
-
-    def _orig_terms(self):
-        return self.terms
 
     def split_theta(self, theta) -> list[np.ndarray]:
         """theta per term, in the formula's order.
