@@ -123,3 +123,12 @@ def test_one_keyword_vocabulary():
         params = inspect.signature(fn).parameters
         assert {"nsim", "seed"} <= set(params) or {"nsim_bootstrap", "seed"} <= set(params), fn.__name__
         assert {"workers", "client"} <= set(params), fn.__name__
+
+
+def test_a_result_class_must_write_its_summary_and_values():
+    class Half(Result):
+        def summary(self):
+            return "half"
+
+    with pytest.raises(TypeError):
+        Half()

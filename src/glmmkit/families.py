@@ -404,7 +404,8 @@ class Family(ABC):
         return None
 
     def fast_kernel(self, eta, y, wt):
-        """(sum of the log-likelihood kernel, mu) from eta on the fast path (canonical or log links).
+        """(sum of the log-likelihood kernel, mu) from eta: the general path here; a family with a fast path
+        for its link (canonical or NB2-log) overrides it with fewer transcendental passes.
 
         Parameters
         ----------
@@ -416,10 +417,12 @@ class Family(ABC):
         tuple
             (float, numpy.ndarray): the kernel's sum and the means.
         """
-        raise NotImplementedError(f"{self.name} ({self.link.name}) has no fast kernel")
+        mu = self.link.inverse(eta)
+        return float(np.sum(self.loglik_kernel(y, mu, wt))), mu
 
     def fast_weights(self, eta, mu, y, wt, base):
-        """(W, W v) with v = base + score / W on the fast path (the information PIRLS steps with).
+        """(W, W v) with v = base + score / W (the information PIRLS steps with): Fisher weights and the
+        score here; a family with a fast path overrides it.
 
         Parameters
         ----------
@@ -433,7 +436,8 @@ class Family(ABC):
         tuple
             (numpy.ndarray, numpy.ndarray): the weights and the weighted pseudo-data.
         """
-        raise NotImplementedError(f"{self.name} ({self.link.name}) has no fast weights")
+        w = self.working_weights(eta, mu, wt)
+        return w, w * base + self.score_eta(y, eta, mu, wt)
 
     # --- the latent (link) scale -----------------------------------------------------
     def latent_variance(self, lam: float | None = None) -> float:

@@ -15,6 +15,7 @@ dispersion test, a heritability): a read-only mapping of named values, so ``res[
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import numpy as np
@@ -25,10 +26,13 @@ from .output import dumps_strict, json_safe
 INTERVAL_COLUMNS = ("lower", "upper")
 
 
-class Result:
-    """Base of every result object: ``summary()`` text, ``to_dict()`` strict JSON, ``print`` shows the summary."""
+class Result(ABC):
+    """Base of every result object: ``summary()`` text, ``to_dict()`` strict JSON, ``print`` shows the summary.
 
-    def summary(self) -> str:  # pragma: no cover - every subclass writes its own
+    A subclass must write ``summary`` and ``_as_dict`` (abstract: a class without them cannot be made)."""
+
+    @abstractmethod
+    def summary(self) -> str:
         """The report as text.
 
         Returns
@@ -36,10 +40,10 @@ class Result:
         str
             Several lines; printing it is the caller's choice.
         """
-        raise NotImplementedError
 
-    def _as_dict(self) -> dict:  # pragma: no cover - every subclass writes its own
-        raise NotImplementedError
+    @abstractmethod
+    def _as_dict(self) -> dict:
+        """The result's values (plain or numpy; ``to_dict`` makes them strict JSON)."""
 
     def to_dict(self) -> dict:
         """The result as strict JSON.

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..families import Family
+
 
 class Kernels:
     """Per-observation steps for one family: ``kernel`` (objective) and ``weights`` (PIRLS).
@@ -57,11 +59,9 @@ class Kernels:
         tuple
             (float, numpy.ndarray).
         """
-        if self.fast:
-            return self.family.fast_kernel(eta, y, wt)
-        fam = self.family
-        mu = fam.link.inverse(eta)
-        return float(np.sum(fam.loglik_kernel(y, mu, wt))), mu
+        # the family's own method, or (fast=False) the base class's general one on the same family
+        impl = type(self.family) if self.fast else Family
+        return impl.fast_kernel(self.family, eta, y, wt)
 
     def weights(self, eta, mu, y, wt, base):
         """W and W v with the pseudo-data v = base + score / W (= base + (y - mu) / mu' for GLMs).
@@ -78,11 +78,8 @@ class Kernels:
         tuple
             (W, W v).
         """
-        if self.fast:
-            return self.family.fast_weights(eta, mu, y, wt, base)
-        fam = self.family
-        w = fam.working_weights(eta, mu, wt)
-        return w, w * base + fam.score_eta(y, eta, mu, wt)
+        impl = type(self.family) if self.fast else Family
+        return impl.fast_weights(self.family, eta, mu, y, wt, base)
 
     def steps_with(self, kind: str) -> bool:
         """Whether PIRLS's own weights are the information ``kind`` (both, for canonical links).

@@ -60,6 +60,7 @@ class SparseKnownCovariance(KnownMatrix):
             raise InputError(f"relationship matrix for {group!r} is not symmetric")
         self.K = K
         self.group = group
+        self._factor = None
         n_comp, lab = sp.csgraph.connected_components(K, directed=False)
         order = np.argsort(lab, kind="stable")
         bounds = np.flatnonzero(np.r_[True, np.diff(lab[order]) != 0, True])
@@ -77,23 +78,10 @@ class SparseKnownCovariance(KnownMatrix):
 
     @property
     def factor(self) -> np.ndarray:
-        """A dense factor L with L L' = K (formed on first use; for small K only)."""
-        return factor_psd(self.K.toarray(), self.group)
-
-    def dense_lambda(self, theta) -> np.ndarray:
-        """theta L (dense; for small K only).
-
-        Parameters
-        ----------
-        theta : numpy.ndarray
-            (1,) the SD multiplier.
-
-        Returns
-        -------
-        numpy.ndarray
-            (q, q).
-        """
-        return float(theta[0]) * self.factor
+        """A dense factor L with L L' = K (formed once, on first use: for dense uses on small K only)."""
+        if self._factor is None:
+            self._factor = factor_psd(self.K.toarray(), self.group)
+        return self._factor
 
     def diag_covariance(self) -> np.ndarray:
         """diag(K).
