@@ -62,10 +62,94 @@ def intercept_binomial(n=100_000, q=1000, seed=5):
     return pd.DataFrame({"y": rng.binomial(1, _expit(eta)), "x": x, "g": [f"g{i}" for i in g]})
 
 
+def _sparse_crossed(rng, q1, q2, meets):
+    """Level pairs of two crossed factors where each level of the first meets meets[0]..meets[1] levels of the second."""
+    m = rng.integers(meets[0], meets[1] + 1, q1)
+    order = np.argsort(rng.random((q1, q2)), axis=1)  # a random permutation of the second factor per level
+    keep = np.arange(q2)[None, :] < m[:, None]
+    g = np.repeat(np.arange(q1), m)
+    h = order[keep]
+    return g, h
+
+
+def crossed_sparse_lmm(n=75_000, q1=3000, q2=1100, q3=14, seed=6):
+    """Gaussian y ~ x + (1 | g) + (1 | h) + (1 | dept): students x instructors (InstEval's layout).
+
+    Each student g meets 20-30 of the 1,100 instructors h (one row per pair, about 75,000 rows);
+    dept (14 levels) is the instructor's department, so it is crossed with g.
+    """
+    rng = np.random.default_rng(seed)
+    meets = (20, 30) if n >= 50_000 else (max(2, n // q1 - 5), max(3, n // q1 + 5))
+    q1 = max(50, min(q1, n // 25))
+    g, h = _sparse_crossed(rng, q1, q2, meets)
+    dept = h % q3
+    x = rng.normal(size=len(g))
+    y = 3.0 + 0.3 * x + rng.normal(0, 0.6, q1)[g] + rng.normal(0, 0.5, q2)[h] + rng.normal(0, 0.2, q3)[dept] \
+        + rng.normal(0, 1.1, len(g))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"s{i}" for i in g], "h": [f"d{i}" for i in h],
+                         "dept": [f"t{i}" for i in dept]})
+
+
+def crossed_sparse_binomial(n=75_000, q1=3000, q2=1100, q3=14, seed=7):
+    """Binary y ~ x + (1 | g) + (1 | h) + (1 | dept) on the sparse crossed layout of ``crossed_sparse_lmm``."""
+    rng = np.random.default_rng(seed)
+    d = crossed_sparse_lmm(n, q1, q2, q3, seed=seed)
+    gi = d["g"].str[1:].astype(int).to_numpy()
+    hi = d["h"].str[1:].astype(int).to_numpy()
+    ti = d["dept"].str[1:].astype(int).to_numpy()
+    eta = -0.3 + 0.5 * d["x"].to_numpy() + rng.normal(0, 0.8, gi.max() + 1)[gi] + rng.normal(0, 0.6, q2)[hi] \
+        + rng.normal(0, 0.3, q3)[ti]
+    d["y"] = rng.binomial(1, _expit(eta))
+    return d
+
+
+def million_intercept_binomial(n=1_000_000, q=20_000, seed=8):
+    """Binary y ~ x + (1 | g): 1,000,000 rows in 20,000 groups."""
+    return intercept_binomial(n=n, q=max(10, q * n // 1_000_000), seed=seed)
+
+
+def million_crossed_binomial(n=1_000_000, q1=10_000, q2=500, seed=9):
+    """Binary y ~ x + (1 | g) + (1 | h): 1,000,000 rows, 10,000 x 500 crossed levels."""
+    return crossed_binomial(n=n, q1=max(10, q1 * n // 1_000_000), q2=q2, seed=seed)
+
+
+def nested_diag_poisson(n=200_000, clinics=2000, per=10, seed=10):
+    """Counts y ~ x + offset(log(expo)) + (1 | clinic/clinician): the nested (diagonal trailing block) layout."""
+    return nested_poisson(n=n, clinics=max(10, clinics * n // 200_000), per=per, seed=seed)
+
+
+def crossed_nb2(n=50_000, q1=500, q2=100, seed=11):
+    """Overdispersed counts y ~ x + (1 | g) + (1 | h), negative binomial (NB2, size 2)."""
+    rng = np.random.default_rng(seed)
+    g, h = rng.integers(0, q1, n), rng.integers(0, q2, n)
+    x = rng.normal(size=n)
+    mu = np.exp(0.5 + 0.4 * x + rng.normal(0, 0.5, q1)[g] + rng.normal(0, 0.3, q2)[h])
+    size = 2.0
+    y = rng.poisson(rng.gamma(size, mu / size))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h]})
+
+
+def agq_binomial(n=20_000, q=1000, seed=12):
+    """Binary y ~ x + (1 | g) with few rows per group (where nAGQ matters), fitted with nAGQ = 9."""
+    return intercept_binomial(n=n, q=max(10, q * n // 20_000), seed=seed)
+
+
 MODELS = {
     "crossed": (crossed_binomial, "y ~ x + (1 | g) + (1 | h)", "binomial"),
     "crossed_slope": (crossed_slope_binomial, "y ~ x1 + (1 + x1 | g) + (1 | h)", "binomial"),
     "nested_offset": (nested_poisson, "y ~ x + offset(log(expo)) + (1 | clinic/clinician)", "poisson"),
     "slope": (slope_binomial, "y ~ x + (1 + x | g)", "binomial"),
     "intercept": (intercept_binomial, "y ~ x + (1 | g)", "binomial"),
+}
+
+# the engine-at-scale rows: (generator, formula, family, options); options: reml (LMM), nagq
+SCALE_MODELS = {
+    "sparse_crossed_lmm_ml": (crossed_sparse_lmm, "y ~ x + (1 | g) + (1 | h) + (1 | dept)", "gaussian", {"reml": False}),
+    "sparse_crossed_lmm_reml": (crossed_sparse_lmm, "y ~ x + (1 | g) + (1 | h) + (1 | dept)", "gaussian", {"reml": True}),
+    "sparse_crossed_binary": (crossed_sparse_binomial, "y ~ x + (1 | g) + (1 | h) + (1 | dept)", "binomial", {}),
+    "million_intercept": (million_intercept_binomial, "y ~ x + (1 | g)", "binomial", {}),
+    "million_crossed": (million_crossed_binomial, "y ~ x + (1 | g) + (1 | h)", "binomial", {}),
+    "nested_diagonal": (nested_diag_poisson, "y ~ x + offset(log(expo)) + (1 | clinic/clinician)", "poisson", {}),
+    "crossed_nb2": (crossed_nb2, "y ~ x + (1 | g) + (1 | h)", "nbinom2", {}),
+    "agq9": (agq_binomial, "y ~ x + (1 | g)", "binomial", {"nagq": 9}),
 }

@@ -21,3 +21,12 @@ def ref_case(name: str):
 
 def extra_ref(key: str) -> dict:
     return json.loads(EXTRA.read_text())[key]
+
+
+@pytest.fixture(params=["dense", "sparse"])
+def cross_storage(request, monkeypatch):
+    """Force the storage of the blocked factor's cross block (engine/blocked.py's rule) each way."""
+    import glmmkit.engine.blocked as blocked
+
+    monkeypatch.setattr(blocked, "SPARSE_COST", 1e12 if request.param == "dense" else 0.0)
+    return request.param

@@ -36,16 +36,20 @@ FORMULAS = [
     "y ~ x + (1 | g) + (1 + z | h) + (1 | g:k)",  # nested term first (90 levels), vector tail
     "y ~ x + (x || g) + (1 | h) + (1 | s)",  # diagonal term, two tail terms
     "y ~ x + (1 | g) + (1 | s)",  # with s as a known-matrix term (below)
+    "y ~ x + (1 | g) + (1 | h) + (1 | k)",  # scalar terms: the sparse path's precomputed pairs
 ]
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
 @pytest.mark.parametrize("with_d", [False, True])
-def test_blocked_factor_matches_dense(formula, with_d):
+def test_blocked_factor_matches_dense(formula, with_d, cross_storage):
     d = _data()
     relmat = {"s": _relmat([f"s{i}" for i in range(8)])} if formula == FORMULAS[3] else None
     spec = ModelSpec.from_formula(formula, d, "gaussian", relmat=relmat, lmm=True)
     st = Structure(spec.terms)
+    assert st.dense_cross == (cross_storage == "dense")
+    if formula == FORMULAS[4]:
+        assert (st._schur_pairs is not None) == (cross_storage == "sparse")
     rng = np.random.default_rng(3)
     theta = np.concatenate([t.cov.theta0() for t in spec.terms]) * rng.uniform(0.3, 1.5)
     theta += np.where(np.concatenate([t.cov.lower() for t in spec.terms]) == 0, 0, 0.2)
@@ -112,9 +116,14 @@ def test_diagonal_tail_path_matches_general(with_d):
     st.tail_diagonal = False
     ref = st.factor(st.raw(w, D), theta)
     assert f.logdet_re() == pytest.approx(ref.logdet_re(), rel=1e-12)
-    assert np.allclose(f.Lt, ref.Lt)
+    # without dense columns the factor is held as its diagonal (DiagonalLower)
+    assert hasattr(f.Lt, "dense") != with_d
+    assert np.allclose(f.Lt.dense() if hasattr(f.Lt, "dense") else f.Lt, ref.Lt)
     rhs = np.random.default_rng(2).normal(size=st.Q + (spec.p if with_d else 0))
     assert np.allclose(f.solve(rhs), ref.solve(rhs))
+    if not with_d:
+        assert np.allclose(f.inverse_diag_blocks_first(1), ref.inverse_diag_blocks_first(1))
+        assert np.allclose(f.inverse_tail(), ref.inverse_tail())
 
 
 def test_layout_orders_terms_by_levels():

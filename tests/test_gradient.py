@@ -78,12 +78,14 @@ def _crossed(seed=1, n=4000, q=120, q2=30):
 
 @pytest.mark.parametrize("family, y", [("binomial", "yb"), ("poisson", "yp")])
 @pytest.mark.parametrize("re", ["(1 | g) + (1 | h)", "(1 + x | g) + (1 | h)", "(1 | h) + (1 + x | g)",
-                                "(1 | g) + (1 + x | h)"])
-def test_general_gradient_matches_central_differences(family, y, re):
+                                "(1 | g) + (1 + x | h)", "(1 | g) + (1 | h) + (1 | c)", "(1 | c/g)"])
+def test_general_gradient_matches_central_differences(family, y, re, cross_storage):
     from glmmkit.engine.gradient import laplace_gradient_general, supports_general_gradient
 
     obj = gk.ModelSpec.from_formula(f"{y} ~ x + {re}", _crossed(), family).objective()
     assert supports_general_gradient(obj)
+    st = obj.data.structure
+    assert st.dense_cross == (cross_storage == "dense") or st.tail_diagonal
     theta = np.linspace(0.6, 0.3, obj.n_theta)
     beta = np.array([-0.2, 0.4])
     _assert_matches_central_differences(obj, theta, beta, laplace_gradient_general)

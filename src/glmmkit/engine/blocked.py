@@ -28,6 +28,17 @@ from ..errors import InputError
 # a dense tail larger than this would need gigabytes: refuse with advice
 MAX_DENSE_TAIL = 25_000
 
+# The storage of the cross block M = L11^-1 A_1t (Q1 x Qtt) is chosen once per model from its pattern:
+# the Schur update M'M costs Q1 Qtt^2 multiply-adds dense (BLAS syrk) and sum_r nnz_r^2 sparse (SciPy's
+# sparse product, one row r of M at a time).  Measured on the benchmark machine (2 cores, one BLAS thread):
+# the dense product runs at about 20e9 multiply-adds per second and the sparse one at 80e6 to 250e6, so
+# sparse pays when sum_r nnz_r^2 * SPARSE_COST < Q1 Qtt^2.  The 3,000 x 1,100 students-by-instructors
+# layout (25 instructors per student): 4.1e6 * 150 < 3.7e9, sparse (47 ms against 68 ms, and no dense
+# Q1 x Qtt array); 10,000 x 500 with 91 levels met per level: 8.3e7 * 150 > 2.5e9, dense (35 ms against 320 ms).
+SPARSE_COST = 150.0
+# a dense M above this many entries is never held (memory): sparse whatever the cost
+MAX_DENSE_CROSS = 8_000_000
+
 
 class PairPattern:
     """The observed (level of a, level of b) pairs of two terms, found once."""
@@ -69,6 +80,108 @@ class PairPattern:
         )
 
 
+class SchurPairs:
+    """The lower triangle of C' diag(d) C for a sparse C with a fixed pattern, as one scatter-add.
+
+    With scalar terms the cross block is M = diag(b) C1t Lambda_t (b = theta_1 / l per level of term 1),
+    so the Schur update is M'M = Lambda_t (C1t' diag(b^2) C1t) Lambda_t.  Row r of C with nonzeros at
+    columns c_1 < ... < c_k adds d_r C[r, c_a] C[r, c_b] to entry (c_a, c_b), a >= b.  The pairs
+    (positions in C's data, the flat destination, the row) are found once per model and their products
+    C[r, c_a] C[r, c_b] once per weighted system (``products``); each factorisation is then one gather of
+    d, a product and a bincount: no symbolic phase and half the products of a full sparse product.  Used
+    while the pairs number at most MAX_PAIRS (memory: 40 bytes a pair; the index arrays are native
+    integers because numpy gathers with int32 indices run three times slower).
+    """
+
+    MAX_PAIRS = 10_000_000
+
+    def __init__(self, pa, pb, dest, row, size):
+        self.pa, self.pb, self.dest, self.row, self.size = pa, pb, dest, row, size
+        self.twice = np.where(self.pa != self.pb, 2.0, 1.0)  # an off-diagonal pair stands for two products
+
+    @classmethod
+    def build(cls, indptr: np.ndarray, indices: np.ndarray, size: int) -> "SchurPairs | None":
+        """The pairs of a CSR pattern with sorted column indices.
+
+        Parameters
+        ----------
+        indptr, indices : numpy.ndarray
+            The pattern (CSR, sorted indices).
+        size : int
+            The number of columns.
+
+        Returns
+        -------
+        SchurPairs or None
+            None when the pairs would exceed ``MAX_PAIRS`` (the sparse product is used instead).
+        """
+        nnz_r = np.diff(indptr).astype(np.int64)
+        tri = nnz_r * (nnz_r + 1) // 2
+        total = int(tri.sum())
+        if total > cls.MAX_PAIRS or total == 0:
+            return None
+        start = np.repeat(indptr[:-1].astype(np.int64), tri)
+        # local pair index k -> (a, b), a >= b: a = floor((sqrt(8k + 1) - 1) / 2), b = k - a (a + 1) / 2
+        k = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(tri) - tri, tri)
+        a = np.floor((np.sqrt(8.0 * k + 1.0) - 1.0) / 2.0).astype(np.int64)
+        a -= (a * (a + 1) // 2 > k)  # guard the floating-point root
+        a += ((a + 1) * (a + 2) // 2 <= k)
+        b = k - a * (a + 1) // 2
+        pa, pb = (start + a).astype(np.int32), (start + b).astype(np.int32)
+        dest = indices[pa].astype(np.int64) * size + indices[pb]
+        row = np.repeat(np.arange(len(nnz_r), dtype=np.intp), tri)
+        return cls(pa, pb, dest, row, size)
+
+    def products(self, data: np.ndarray) -> np.ndarray:
+        """C[r, c_a] C[r, c_b] for every pair.
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            C's values in CSR order.
+
+        Returns
+        -------
+        numpy.ndarray
+            One product per pair.
+        """
+        return data[self.pa] * data[self.pb]
+
+    def subtract_lower(self, products: np.ndarray, d: np.ndarray, out: np.ndarray) -> None:
+        """out -= tril(C' diag(d) C).
+
+        Parameters
+        ----------
+        products : numpy.ndarray
+            From ``products``.
+        d : numpy.ndarray
+            One weight per row of C.
+        out : numpy.ndarray
+            (size, size) block whose lower triangle is updated in place.
+        """
+        acc = np.bincount(self.dest, weights=products * np.take(d, self.row), minlength=self.size * self.size)
+        out -= acc.reshape(self.size, self.size)
+
+    def row_quadratic(self, products: np.ndarray, S_lower: np.ndarray, nrows: int) -> np.ndarray:
+        """C_r S C_r' for every row r of C, S symmetric and given by its lower triangle.
+
+        Parameters
+        ----------
+        products : numpy.ndarray
+            From ``products``.
+        S_lower : numpy.ndarray
+            (size, size), C-ordered; the lower triangle is read.
+        nrows : int
+            C's rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            (nrows,).
+        """
+        return np.bincount(self.row, weights=products * self.twice * np.take(S_lower.ravel(), self.dest), minlength=nrows)
+
+
 def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
     """The per-level Gram matrices of a term: sum over the rows of each level of w x x'.
 
@@ -103,6 +216,7 @@ class RawSystem:  # noqa: D101
     Ctt: np.ndarray  # (Qtt, Qtt)
     CtD: np.ndarray  # (Qtt, m)
     DD: np.ndarray  # (m, m)
+    pair_products: np.ndarray | None = None  # SchurPairs.products of C1t (the pairs' path)
 
 
 class Structure(RandomEffectsSystem):
@@ -145,17 +259,28 @@ class Structure(RandomEffectsSystem):
         # term 1 x tail patterns, gathered into one CSR matrix with a fixed order
         self.p1t = [PairPattern(self.first, t) for t in self.tail] if self.first is not None else []
         self.dense_cross = False
+        self.cross_cost = None
         if self.p1t:
             rows = np.concatenate([p.rows for p in self.p1t])
             cols = np.concatenate([p.cols + self.tail_off[j] for j, p in enumerate(self.p1t)])
-            # dense M (BLAS for M'M) when the block is small and rows are not nearly empty (crossed
-            # factors); sparse when each row has few entries (nested factors: one per row)
-            per_row = len(rows) / max(self.Q1, 1)
-            self.dense_cross = self.Q1 * self.Qtt <= 8_000_000 and per_row > 4
             self._c1t_rows, self._c1t_cols = rows, cols
             probe = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(self.Q1, self.Qtt))
+            probe.sort_indices()
             self._c1t_perm = probe.data.astype(np.int64) - 1
             self._c1t_indices, self._c1t_indptr = probe.indices, probe.indptr
+            self._c1t_row_of = np.repeat(np.arange(self.Q1), np.diff(probe.indptr))
+            nnz_r = np.diff(probe.indptr).astype(float)
+            # the storage rule (see SPARSE_COST): the cost of M'M each way, in multiply-adds
+            self.cross_cost = {"dense": float(self.Q1) * self.Qtt ** 2, "sparse": float(nnz_r @ nnz_r)}
+            self.dense_cross = (self.Q1 * self.Qtt <= MAX_DENSE_CROSS
+                                and self.cross_cost["sparse"] * SPARSE_COST >= self.cross_cost["dense"])
+        # scalar unknown-covariance tail terms: Lambda_t is a diagonal, applied as one vector
+        self.tail_scalar = all(t.k == 1 and not t.is_known for t in self.tail)
+        # M keeps C1t's pattern exactly when term 1 and the tail are scalar (M = diag * C1t * diag): then
+        # the Schur update is the precomputed pairs' scatter-add, otherwise SciPy's sparse product
+        self._schur_pairs = None
+        if self.p1t and not self.dense_cross and self.first.k == 1 and self.tail_scalar:
+            self._schur_pairs = SchurPairs.build(self._c1t_indptr, self._c1t_indices, self.Qtt)
         # the random-effects part of the trailing block stays diagonal when the tail is one scalar
         # term and each level of term 1 meets one level of it (two-level nesting, or an OLRE
         # beside one factor): then it is factored elementwise
@@ -169,6 +294,29 @@ class Structure(RandomEffectsSystem):
         for i in range(len(self.tail)):
             for j in range(i + 1, len(self.tail)):
                 self.ptt[i, j] = PairPattern(self.tail[i], self.tail[j])
+
+    def row_pattern_positions(self, j: int) -> np.ndarray:
+        """For every row, the position in C1t's CSR data of its (term-1 level, level of tail term j) pair.
+
+        Scalar terms only (one coordinate per level); found once and kept.
+
+        Parameters
+        ----------
+        j : int
+            The tail term (index among the trailing terms).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,) positions.
+        """
+        cache = self.__dict__.setdefault("_row_positions", {})
+        if j not in cache:
+            offset = sum(len(self.p1t[i].rows) for i in range(j))
+            inv = np.empty_like(self._c1t_perm)
+            inv[self._c1t_perm] = np.arange(len(self._c1t_perm))
+            cache[j] = inv[offset + self.p1t[j].pidx]
+        return cache[j]
 
     # ------------------------------------------------------------------
     def raw(self, w: np.ndarray, D: np.ndarray | None) -> RawSystem:
@@ -188,7 +336,7 @@ class Structure(RandomEffectsSystem):
         """
         m = 0 if D is None else D.shape[1]
         wD = None if D is None else D * w[:, None]
-        G1 = C1t = C1D = None
+        G1 = C1t = C1D = pair_products = None
         if self.first is not None:
             G1 = level_gram(self.first, w)
             if self.p1t:
@@ -196,14 +344,16 @@ class Structure(RandomEffectsSystem):
                 if self.dense_cross:
                     C1t = vals  # values in the order of (self._c1t_rows, self._c1t_cols)
                 else:
-                    C1t = sp.csr_matrix((vals[self._c1t_perm], self._c1t_indices, self._c1t_indptr),
+                    C1t = sp.csr_matrix((vals[self._c1t_perm], self._c1t_indices.copy(), self._c1t_indptr.copy()),
                                         shape=(self.Q1, self.Qtt))
+                    if self._schur_pairs is not None:
+                        pair_products = self._schur_pairs.products(C1t.data)
             C1D = np.asarray(self.first.csr().T @ wD) if m else np.zeros((self.Q1, 0))
         if self.tail_diagonal:
             Ctt = level_gram(self.tail[0], w)[:, 0, 0]  # the diagonal only
             CtD = np.asarray(self.tail[0].csr().T @ wD) if m else np.zeros((self.Qtt, 0))
             DD = D.T @ wD if m else np.zeros((0, 0))
-            return RawSystem(G1, C1t, C1D, Ctt, CtD, DD)
+            return RawSystem(G1, C1t, C1D, Ctt, CtD, DD, pair_products)
         Ctt = np.zeros((self.Qtt, self.Qtt))
         for j, t in enumerate(self.tail):
             o = self.tail_off[j]
@@ -220,7 +370,7 @@ class Structure(RandomEffectsSystem):
         else:
             CtD = np.zeros((self.Qtt, m))
         DD = D.T @ wD if m else np.zeros((0, 0))
-        return RawSystem(G1, C1t, C1D, Ctt, CtD, DD)
+        return RawSystem(G1, C1t, C1D, Ctt, CtD, DD, pair_products)
 
     # ------------------------------------------------------------------
     def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -269,6 +419,22 @@ class Structure(RandomEffectsSystem):
             else:
                 blocks.append(sp.kron(sp.identity(t.q, format="csr"), sp.csr_matrix(t.cov.template(th))))
         return sp.block_diag(blocks, format="csr")
+
+    def tail_lambda_diag(self, thetas: list[np.ndarray]) -> np.ndarray:
+        """Lambda of the trailing terms as its diagonal (every trailing term scalar, ``tail_scalar``).
+
+        Parameters
+        ----------
+        thetas : list of numpy.ndarray
+            theta per layout term.
+
+        Returns
+        -------
+        numpy.ndarray
+            (Qtt,).
+        """
+        off = 1 if self.first is not None else 0
+        return np.repeat([float(th[0]) for th in thetas[off:]], [t.q for t in self.tail])
 
     def scale_tail_rows(self, thetas, A: np.ndarray) -> np.ndarray:
         """Lambda_t' A for a (Qtt, m) array.
@@ -332,14 +498,24 @@ class Structure(RandomEffectsSystem):
                 L11inv = np.linalg.inv(L11)
                 B = L11inv @ t1.T
             q1 = self.first.q
+            lam_d = self.tail_lambda_diag(thetas) if self.tail_scalar else None
             if raw.C1t is not None and self.dense_cross:
+                # M = L11^-1 T1' C1t Lambda_t, filled at the observed pairs
                 C = np.zeros((self.Q1, self.Qtt))
-                C[self._c1t_rows, self._c1t_cols] = raw.C1t
-                if k1 == 1:
-                    C *= B[:, 0, :]
+                if k1 == 1 and lam_d is not None:
+                    C[self._c1t_rows, self._c1t_cols] = raw.C1t * B[self._c1t_rows, 0, 0] * lam_d[self._c1t_cols]
+                    Mt = C
                 else:
-                    C = np.einsum("qij,qjm->qim", B, C.reshape(q1, k1, self.Qtt)).reshape(self.Q1, self.Qtt)
-                Mt = self.scale_tail_rows(thetas, C.T.copy()).T  # C Lambda_t
+                    C[self._c1t_rows, self._c1t_cols] = raw.C1t
+                    if k1 == 1:
+                        C *= B[:, 0, :]
+                    else:
+                        C = np.einsum("qij,qjm->qim", B, C.reshape(q1, k1, self.Qtt)).reshape(self.Q1, self.Qtt)
+                    Mt = self.scale_tail_rows(thetas, C.T.copy()).T  # C Lambda_t
+            elif raw.C1t is not None and k1 == 1 and lam_d is not None:
+                # the same pattern as C1t: scale its numbers in place of two sparse products
+                Mt = sp.csr_matrix((raw.C1t.data * B[self._c1t_row_of, 0, 0] * lam_d[raw.C1t.indices],
+                                    raw.C1t.indices, raw.C1t.indptr), shape=(self.Q1, self.Qtt))
             elif raw.C1t is not None:
                 lam_t = self.tail_lambda_sparse(thetas)
                 if k1 == 1:
@@ -355,10 +531,23 @@ class Structure(RandomEffectsSystem):
             Lt = self._factor_diagonal_tail(raw, thetas, Mt, MD, m)
             return BlockedFactor(L11, L11inv, Mt, MD, Lt, self.Q1, self.Qtt, m)
         S = np.empty((n_t, n_t))
+        pairs_done = False
         if self.Qtt:
-            att = self.scale_tail_rows(thetas, raw.Ctt)
-            att = self.scale_tail_rows(thetas, att.T.copy()).T
-            S[: self.Qtt, : self.Qtt] = att
+            if self.tail_scalar:
+                lam_d = self.tail_lambda_diag(thetas)
+                Stt = S[: self.Qtt, : self.Qtt]
+                if raw.pair_products is not None and Mt is not None:
+                    # S_tt = Lambda_t (C_tt - C1t' diag(b^2) C1t) Lambda_t + I (lower triangle)
+                    Stt[...] = raw.Ctt
+                    self._schur_pairs.subtract_lower(raw.pair_products, B[:, 0, 0] ** 2, Stt)
+                    pairs_done = True
+                    Stt *= lam_d[:, None]
+                else:
+                    np.multiply(raw.Ctt, lam_d[:, None], out=Stt)
+                Stt *= lam_d[None, :]
+            else:
+                att = self.scale_tail_rows(thetas, raw.Ctt)
+                S[: self.Qtt, : self.Qtt] = self.scale_tail_rows(thetas, att.T.copy()).T
             S[np.arange(self.Qtt), np.arange(self.Qtt)] += 1.0
             if m:
                 atd = self.scale_tail_rows(thetas, raw.CtD)
@@ -367,7 +556,14 @@ class Structure(RandomEffectsSystem):
         if m:
             S[self.Qtt :, self.Qtt :] = raw.DD
         if Mt is not None:
-            S[: self.Qtt, : self.Qtt] -= Mt.T @ Mt if isinstance(Mt, np.ndarray) else (Mt.T @ Mt).toarray()
+            # the Schur update; the Cholesky reads only the lower triangle, so a dense M takes BLAS's
+            # syrk (half a gemm: Mt.T is Fortran-ordered, no copy)
+            if isinstance(Mt, np.ndarray):
+                S[: self.Qtt, : self.Qtt] -= sla.blas.dsyrk(1.0, Mt.T, lower=1)
+            elif pairs_done:
+                pass
+            else:
+                S[: self.Qtt, : self.Qtt] -= (Mt.T.tocsr() @ Mt).toarray()
             if m:
                 cross = np.asarray(Mt.T @ MD)
                 S[: self.Qtt, self.Qtt :] -= cross
@@ -379,8 +575,9 @@ class Structure(RandomEffectsSystem):
         Lt = sla.cholesky(S, lower=True, check_finite=False) if n_t else np.zeros((0, 0))
         return BlockedFactor(L11, L11inv, Mt, MD, Lt, self.Q1, self.Qtt, m)
 
-    def _factor_diagonal_tail(self, raw, thetas, Mt, MD, m) -> np.ndarray:
-        """Trailing factor when its random-effects part is diagonal (see ``tail_diagonal``)."""
+    def _factor_diagonal_tail(self, raw, thetas, Mt, MD, m) -> "np.ndarray | DiagonalLower":
+        """Trailing factor when its random-effects part is diagonal (see ``tail_diagonal``): a
+        ``DiagonalLower`` without dense columns, else dense with the diagonal bordered by the D rows."""
         th = float(thetas[1][0])
         h = self.Qtt
         d = th * th * raw.Ctt + 1.0
@@ -393,6 +590,8 @@ class Structure(RandomEffectsSystem):
         if np.any(d <= 0):
             raise np.linalg.LinAlgError("trailing block not positive definite")
         l = np.sqrt(d)
+        if not m:
+            return DiagonalLower(l)  # no dense h x h array: the factor is its diagonal
         L = np.zeros((h + m, h + m))
         L[np.arange(h), np.arange(h)] = l
         if m:
@@ -538,6 +737,61 @@ class Structure(RandomEffectsSystem):
         return out
 
 
+class DiagonalLower:
+    """A diagonal lower-triangular factor (a nested trailing block without dense columns), held as its
+    diagonal: the operations the blocked factor uses, each elementwise."""
+
+    def __init__(self, l: np.ndarray):
+        self.l = l
+        self.shape = (len(l), len(l))
+
+    def diagonal(self) -> np.ndarray:
+        """The diagonal.
+
+        Returns
+        -------
+        numpy.ndarray
+            (h,).
+        """
+        return self.l
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """L^-1 b (= L^-T b).
+
+        Parameters
+        ----------
+        b : numpy.ndarray
+            (h,) or (h, r).
+
+        Returns
+        -------
+        numpy.ndarray
+            The solution.
+        """
+        return b / (self.l if b.ndim == 1 else self.l[:, None])
+
+    def dense(self) -> np.ndarray:
+        """The dense matrix.
+
+        Returns
+        -------
+        numpy.ndarray
+            (h, h).
+        """
+        return np.diag(self.l)
+
+
+def _tri_solve(L, b, trans=False):
+    """L^-1 b or L^-T b for a dense lower factor or a ``DiagonalLower``."""
+    if isinstance(L, DiagonalLower):
+        return L.solve(b)
+    return sla.solve_triangular(L, b, lower=True, trans="T" if trans else "N", check_finite=False)
+
+
+def _diag(L) -> np.ndarray:
+    return L.diagonal() if isinstance(L, DiagonalLower) else np.diag(L)
+
+
 @dataclass
 class BlockedFactor(SystemFactor):
     """L = [[L11, 0], [M', Lt]] with L11 block-diagonal."""
@@ -546,7 +800,7 @@ class BlockedFactor(SystemFactor):
     L11inv: np.ndarray | None
     Mt: sp.csr_matrix | np.ndarray | None
     MD: np.ndarray
-    Lt: np.ndarray
+    Lt: "np.ndarray | DiagonalLower"
     Q1: int
     Qtt: int
     m: int
@@ -563,7 +817,7 @@ class BlockedFactor(SystemFactor):
         if self.L11 is not None:
             s += 2 * np.sum(np.log(np.diagonal(self.L11, axis1=1, axis2=2)))
         if self.Qtt:
-            s += 2 * np.sum(np.log(np.diag(self.Lt)[: self.Qtt]))
+            s += 2 * np.sum(np.log(_diag(self.Lt)[: self.Qtt]))
         return float(s)
 
     def logdet_tail(self, start: int, stop: int) -> float:
@@ -579,7 +833,7 @@ class BlockedFactor(SystemFactor):
         float
             2 sum log diag(Lt) over the range.
         """
-        return float(2 * np.sum(np.log(np.diag(self.Lt)[self.Qtt + start : self.Qtt + stop])))
+        return float(2 * np.sum(np.log(_diag(self.Lt)[self.Qtt + start : self.Qtt + stop])))
 
     def _m_t(self, c1: np.ndarray) -> np.ndarray:
         """M' c1 -> (Qtt + m,)."""
@@ -622,8 +876,8 @@ class BlockedFactor(SystemFactor):
         c1 = self._l11_solve(r1) if self.Q1 else r1
         ct = rt - self._m_t(c1) if self.Q1 else rt
         if len(ct):
-            ct = sla.solve_triangular(self.Lt, ct, lower=True, check_finite=False)
-            xt = sla.solve_triangular(self.Lt, ct, lower=True, trans="T", check_finite=False)
+            ct = _tri_solve(self.Lt, ct)
+            xt = _tri_solve(self.Lt, ct, trans=True)
         else:
             xt = ct
         x1 = self._l11_solve(c1 - self._m(xt), trans=True) if self.Q1 else c1
@@ -669,13 +923,22 @@ class BlockedFactor(SystemFactor):
         """
         q = self.L11inv.shape[0]
         V = np.zeros((self.Q1, 0))
+        if isinstance(self.Lt, DiagonalLower) and self.Mt is not None and not isinstance(self.Mt, np.ndarray):
+            # V V' per level from M's nonzeros: (M diag(1/l^2) M')_l, no dense Q1 x Qtt array
+            Ms = self.Mt.multiply(1.0 / self.Lt.l[None, :]).tocsr()
+            if k1 == 1:
+                inner = 1.0 + np.asarray(Ms.multiply(Ms).sum(axis=1)).ravel()
+                return (self.L11inv[:, 0, 0] ** 2 * inner)[:, None, None]
+            Vd = Ms.toarray().reshape(q, k1, -1)
+            inner = np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vd, Vd)
+            return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
         if self.Qtt + self.m:
             Mfull = np.zeros((self.Q1, self.Qtt + self.m))
             if self.Mt is not None:
                 Mfull[:, : self.Qtt] = self.Mt if isinstance(self.Mt, np.ndarray) else self.Mt.toarray()
             if self.m:
                 Mfull[:, self.Qtt :] = self.MD
-            V = sla.solve_triangular(self.Lt, Mfull.T, lower=True, check_finite=False).T
+            V = _tri_solve(self.Lt, Mfull.T).T
         Vb = V.reshape(q, k1, -1)
         inner = np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vb, Vb)
         return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
@@ -691,5 +954,7 @@ class BlockedFactor(SystemFactor):
         n = self.Lt.shape[0]
         if not n:
             return np.zeros((0, 0))
+        if isinstance(self.Lt, DiagonalLower):
+            return np.diag(1.0 / self.Lt.l ** 2)
         inv_l = sla.solve_triangular(self.Lt, np.eye(n), lower=True, check_finite=False)
         return inv_l.T @ inv_l

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .covariance import Diagonal, Unstructured
-from .blocked import level_gram
+from .blocked import Structure, level_gram
 
 CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 
@@ -142,7 +142,7 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
 # several terms: term 1 block-diagonal, the others in the dense trailing block
 # ----------------------------------------------------------------------------------------------
 
-MAX_CROSS_INVERSE = 4_000_000  # Q1 x Qtt entries of the selected inverse held densely
+MAX_GRADIENT_TAIL = 3000  # trailing columns inverted densely per gradient (potri: 2/3 Qtt^3 flops)
 
 
 def supports_general_gradient(obj) -> bool:
@@ -162,10 +162,10 @@ def supports_general_gradient(obj) -> bool:
     d = obj.data
     st = d.structure
     fam = d.family
-    return (len(st.terms) > 1 and st.first is not None and st.Qtt > 0 and obj.nagq <= 1 and obj.n_psi == 0
-            and _entry_theta(st.terms) and (fam.name, fam.link.name) in CANONICAL
-            and type(fam).__name__ in ("Binomial", "Poisson") and st.Q1 * st.Qtt <= MAX_CROSS_INVERSE
-            and st.Qtt <= 1500 and not st.tail_diagonal)
+    return (len(st.terms) > 1 and isinstance(st, Structure) and st.first is not None and st.Qtt > 0
+            and obj.nagq <= 1 and obj.n_psi == 0 and _entry_theta(st.terms)
+            and (fam.name, fam.link.name) in CANONICAL and type(fam).__name__ in ("Binomial", "Poisson")
+            and st.Qtt <= MAX_GRADIENT_TAIL)
 
 
 def _entries(st, thetas):
@@ -183,12 +183,108 @@ def _entries(st, thetas):
     return np.stack(idx, axis=1), np.stack(val, axis=1), pos_of, col_of
 
 
+class SelectedInverse:
+    """The entries of A^-1 = (L L')^-1 that the rows touch, from the blocked factor (stage 2: no D columns).
+
+    With L = [[L11, 0], [M', Lt]] and S^-1 = (Lt Lt')^-1:
+
+        term 1's blocks  P11_l = L11_l^-T (I + M_l S^-1 M_l') L11_l^-1,
+        the cross block  P1t   = -L11^-T M S^-1          (wanted only at the observed level pairs),
+        the tail         Ptt   = S^-1.
+
+    The storage decides the algebra: a diagonal trailing block (nesting) inverts elementwise; a sparse M
+    with the pairs' pattern gives M S^-1 at its own pattern from the precomputed pairs (no dense
+    Q1 x Qtt array); otherwise M S^-1 is one dense product.
+    """
+
+    def __init__(self, st, f):
+        import scipy.linalg as sla
+
+        self.st = st
+        q1, k1, Q1, Qtt = st.first.q, st.first.k, st.Q1, st.Qtt
+        Mt = f.Mt
+        self.diag_tail = st.tail_diagonal
+        if self.diag_tail:
+            self.Sdiag = 1.0 / (f.Lt.diagonal() if hasattr(f.Lt, 'l') else np.diag(f.Lt))[:Qtt] ** 2
+            self.S = None
+        else:
+            inv, info = sla.lapack.dpotri(f.Lt[:Qtt, :Qtt], lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("trailing block is singular")
+            S = np.tril(inv)
+            S += np.tril(S, -1).T
+            self.S = S
+        # M keeps C1t's pattern (scalar terms): M S^-1 at that pattern only, and G_l = M_l S^-1 M_l'
+        self.pattern = (Mt is not None and not isinstance(Mt, np.ndarray) and k1 == 1
+                        and (self.diag_tail or st._schur_pairs is not None))
+        if self.pattern:
+            m = Mt.data
+            if self.diag_tail:
+                ms = m * self.Sdiag[Mt.indices]
+            else:
+                # pair (a, b) of a row, a >= b: M[a] S[a, b] adds to (M S)[b], and M[b] S[a, b] to (M S)[a]
+                pr = st._schur_pairs
+                sd = np.take(np.tril(self.S).ravel(), pr.dest)
+                nnz = len(m)
+                ms = np.bincount(pr.pb, weights=np.take(m, pr.pa) * sd, minlength=nnz)
+                off = pr.twice > 1.0
+                ms += np.bincount(pr.pa[off], weights=np.take(m, pr.pb[off]) * sd[off], minlength=nnz)
+            rows = st._c1t_row_of
+            G = np.bincount(rows, weights=m * ms, minlength=Q1)[:, None, None]
+            self.p1t_pattern = -f.L11inv[rows, 0, 0] * ms
+        else:
+            Sfull = self.S if not self.diag_tail else np.diag(self.Sdiag)
+            MS = np.asarray(Mt @ Sfull) if Mt is not None else np.zeros((Q1, Qtt))
+            Md = Mt if isinstance(Mt, np.ndarray) else (Mt.toarray() if Mt is not None else np.zeros((Q1, Qtt)))
+            G = np.einsum("qim,qjm->qij", MS.reshape(q1, k1, Qtt), Md.reshape(q1, k1, Qtt))
+            self.p1t_dense = -np.einsum("qji,qjm->qim", f.L11inv, MS.reshape(q1, k1, Qtt)).reshape(Q1, Qtt)
+        self.P11 = np.einsum("qki,qkl,qlj->qij", f.L11inv, np.eye(k1)[None] + G, f.L11inv)
+
+    def cross(self, first_coord: np.ndarray, tail_coord: np.ndarray, term: int, rows_pidx) -> np.ndarray:
+        """P1t at (term-1 coordinate, tail coordinate) for every row.
+
+        Parameters
+        ----------
+        first_coord, tail_coord : numpy.ndarray
+            (n,) coordinates (term 1's, the tail's).
+        term : int
+            The tail term (index among the tail) whose coordinate this is.
+        rows_pidx : callable
+            rows_pidx(term) -> (n,) CSR positions of each row's (level, tail level) pair in M.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,).
+        """
+        if self.pattern:
+            return self.p1t_pattern[rows_pidx(term)]
+        return self.p1t_dense[first_coord, tail_coord]
+
+    def tail(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Ptt at (a, b) for every row.
+
+        Parameters
+        ----------
+        a, b : numpy.ndarray
+            (n,) tail coordinates.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,).
+        """
+        if self.diag_tail:
+            return np.where(a == b, self.Sdiag[a], 0.0)
+        return self.S[a, b]
+
+
 def laplace_gradient_general(obj, theta, beta, res):
     """The analytic gradient of the Laplace -2 log L for several terms.
 
     The same three parts as the single-term gradient, with A^-1 restricted to the coordinates each row
-    touches: term 1's diagonal blocks, the cross block P_1t = -L11^-T V Lt^-1 (V = M Lt^-T) and the trailing
-    block P_tt = (Lt Lt')^-1.
+    touches (``SelectedInverse``: term 1's diagonal blocks, the cross block at the observed level pairs,
+    the trailing block).
 
     Parameters
     ----------
@@ -204,35 +300,29 @@ def laplace_gradient_general(obj, theta, beta, res):
     tuple
         (dD/dtheta, dD/dbeta).
     """
-    import scipy.linalg as sla
-
     d = obj.data
     st = d.structure
     fam = d.family
     f = res.factor
     thetas = st.split_theta(theta)
-    q1, k1, Q1, Qtt = st.first.q, st.first.k, st.Q1, st.Qtt
-    M = f.Mt if isinstance(f.Mt, np.ndarray) else (f.Mt.toarray() if f.Mt is not None else np.zeros((Q1, Qtt)))
-    Lt = f.Lt[:Qtt, :Qtt]
-    Lt_inv = sla.solve_triangular(Lt, np.eye(Qtt), lower=True, check_finite=False)
-    V = M @ Lt_inv.T  # M Lt^-T
-    Ptt = Lt_inv.T @ Lt_inv
-    VL = (V @ Lt_inv).reshape(q1, k1, Qtt)
-    P1t = -np.einsum("qji,qjm->qim", f.L11inv, VL).reshape(Q1, Qtt)
-    Vb = V.reshape(q1, k1, Qtt)
-    P11 = np.einsum("qki,qkl,qlj->qij", f.L11inv, np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vb, Vb), f.L11inv)
+    k1, Q1 = st.first.k, st.Q1
+    sel = SelectedInverse(st, f)
 
     idx, zt, pos_of, col_of = _entries(st, thetas)
     n, e = idx.shape
     # the local block of A^-1 for every row: entries 0..k1-1 are term 1's, the rest the tail's
     Ploc = np.empty((n, e, e))
     j = st.first.codes
-    Ploc[:, :k1, :k1] = P11[j]
+    Ploc[:, :k1, :k1] = sel.P11[j]
     tail = idx[:, k1:] - Q1
+    tail_term = np.array(pos_of[k1:]) - 1  # each tail entry's term among the tail
     for c in range(k1):
-        Ploc[:, c, k1:] = P1t[(j * k1 + c)[:, None], tail]
+        for ee in range(e - k1):
+            Ploc[:, c, k1 + ee] = sel.cross(j * k1 + c, tail[:, ee], tail_term[ee], st.row_pattern_positions)
     Ploc[:, k1:, :k1] = np.transpose(Ploc[:, :k1, k1:], (0, 2, 1))
-    Ploc[:, k1:, k1:] = Ptt[tail[:, :, None], tail[:, None, :]]
+    for a_ in range(e - k1):
+        for b_ in range(e - k1):
+            Ploc[:, k1 + a_, k1 + b_] = sel.tail(tail[:, a_], tail[:, b_])
     y = np.einsum("nab,nb->na", Ploc, zt)  # (A^-1 Lambda'z_i) on the touched coordinates
     h = np.einsum("na,na->n", zt, y)
 

@@ -15,6 +15,8 @@ return codes, evaluation counts.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +24,7 @@ import nlopt
 import numpy as np
 
 from .blocked import level_gram
+from .lmm_gradient import lmm_gradient, supports_lmm_gradient
 from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
 from .objective import GlmmObjective, LmmObjective
 from .control import Control, DEFAULT_CONTROL
@@ -636,27 +639,56 @@ def moment_theta(obj, beta0, psi0) -> np.ndarray:
     dmu = fam.link.mu_eta(eta)
     w = fam.working_weights(eta, mu, d.wt)
     r = (d.y - fam.response_mean(mu)) / dmu
-    theta = obj.theta0.copy()
+    return moment_theta_from_residuals(d.structure._orig_terms(), obj.theta0, w, r)
+
+
+def moment_theta_from_residuals(terms, theta0: np.ndarray, w: np.ndarray, r: np.ndarray,
+                                sigma2: float = 1.0) -> np.ndarray:
+    """theta from the residuals of a fit without random effects (the GLM start, or an LMM's OLS fit).
+
+    A level's weighted mean of r estimates b_l plus noise of variance sigma^2 / sum(w): so
+    sd(b) / sigma ~ sqrt(max(var(level means) - sigma^2 mean(1 / sum w), 0)) / sigma for a scalar intercept;
+    vector terms from per-level regressions; other terms keep theta0.
+
+    Parameters
+    ----------
+    terms : list of RandomTerm
+        In the formula's order.
+    theta0 : numpy.ndarray
+        The default start (lme4's).
+    w, r : numpy.ndarray
+        (n,) weights and residuals.
+    sigma2 : float
+        The residual variance (1 for a GLM's working residuals).
+
+    Returns
+    -------
+    numpy.ndarray
+        theta, relative to sigma.
+    """
+    theta = np.array(theta0, dtype=float)
+    sigma = np.sqrt(sigma2)
     pos = 0
-    for t in d.structure._orig_terms():
+    for t in terms:
         n_th = t.cov.n_theta
         if t.k == 1 and not t.is_known and np.allclose(t.X[:, 0], 1.0):
             sw = np.bincount(t.codes, weights=w, minlength=t.q)
             ok = sw > 0
             means = np.bincount(t.codes, weights=w * r, minlength=t.q)[ok] / sw[ok]
-            var_b = np.var(means) - np.mean(1.0 / sw[ok])
-            theta[pos] = float(np.clip(np.sqrt(max(var_b, 0.0)), 0.05, 5.0))
+            var_b = np.var(means) - sigma2 * np.mean(1.0 / sw[ok])
+            theta[pos] = float(np.clip(np.sqrt(max(var_b, 0.0)) / sigma, 0.05, 5.0))
         elif t.k > 1 and not t.is_known and hasattr(t.cov, "_rows"):
-            start = _vector_moment_start(t, w, r)
+            start = _vector_moment_start(t, w, r, sigma2)
             if start is not None:
                 theta[pos : pos + n_th] = start
         pos += n_th
     return theta
 
 
-def _vector_moment_start(t, w, r) -> np.ndarray | None:
-    """theta of a vector term (1 + x | g) from per-level weighted regressions of the working residuals:
-    Sigma ~ cov(b_l) - mean((X_l'W X_l)^-1), made positive definite; lme4's order of the Cholesky factor."""
+def _vector_moment_start(t, w, r, sigma2: float = 1.0) -> np.ndarray | None:
+    """theta of a vector term (1 + x | g) from per-level weighted regressions of the residuals:
+    Sigma ~ cov(b_l) - sigma^2 mean((X_l'W X_l)^-1), made positive definite, relative to sigma; lme4's order
+    of the Cholesky factor."""
     G = level_gram(t, w)
     rhs = np.stack([np.bincount(t.codes, weights=w * r * t.X[:, c], minlength=t.q) for c in range(t.k)], axis=1)
     ok = np.linalg.cond(G) < 1e8
@@ -665,7 +697,7 @@ def _vector_moment_start(t, w, r) -> np.ndarray | None:
     Vinv = G[ok]
     V = np.linalg.inv(Vinv)
     b = np.einsum("qij,qj->qi", V, rhs[ok])
-    S = np.cov(b, rowvar=False) - V.mean(axis=0)
+    S = (np.cov(b, rowvar=False) - sigma2 * V.mean(axis=0)) / sigma2
     vals, vecs = np.linalg.eigh(0.5 * (S + S.T))
     floor = 0.05 ** 2
     S = (vecs * np.maximum(vals, floor)) @ vecs.T
@@ -783,6 +815,41 @@ def _beta_scale(res, obj) -> np.ndarray:
     return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
 
+def lmm_moment_theta(obj: LmmObjective) -> np.ndarray:
+    """Starting theta of an LMM: moment estimates from the residuals of the weighted least-squares fit.
+
+    The residual variance is the least-squares one less the terms' variances (at least a tenth of it);
+    one pass over the rows, once per fit.
+
+    Parameters
+    ----------
+    obj : LmmObjective
+        The profiled objective.
+
+    Returns
+    -------
+    numpy.ndarray
+        theta.
+    """
+    X, y, w = obj.D[:, :-1], obj.D[:, -1], obj.wt
+    p = X.shape[1]
+    DD = obj.raw.DD
+    try:
+        beta = np.linalg.lstsq(DD[:p, :p], DD[:p, p], rcond=None)[0]
+    except np.linalg.LinAlgError:
+        return obj.theta0
+    r = y - X @ beta
+    s2 = float(np.sum(w * r * r) / max(obj.n - p, 1))
+    if not np.isfinite(s2) or s2 <= 0:
+        return obj.theta0
+    terms = obj.structure._orig_terms()
+    theta = moment_theta_from_residuals(terms, obj.theta0, w, r, s2)
+    # the share of s2 the terms take (scalar terms; vector terms' intercept variance), then rescale
+    var_re = sum(float(th[0]) ** 2 for th in np.split(theta, np.cumsum([t.cov.n_theta for t in terms])[:-1]))
+    s2e = max(s2 / (1.0 + var_re), 0.1 * s2)
+    return moment_theta_from_residuals(terms, obj.theta0, w, r, s2e)
+
+
 def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control = DEFAULT_CONTROL) -> OptSummary:
     """Fit theta of a linear mixed model on the profiled (RE)ML deviance (BOBYQA, then a gradient check).
 
@@ -802,14 +869,44 @@ def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control =
     """
     t0 = time.perf_counter()
     summ = OptSummary(control=control)
-    x0 = obj.theta0
-    x, fv, n, rc = minimize(obj, x0, obj.theta_lower, np.full(len(x0), 0.25), ftol_abs=1e-10,
-                            xtol_rel=1e-10, maxeval=control.maxfev, log=summ.log)
-    summ.stages.append(OptStage("theta", "bobyqa", x0, x, fv, n, rc))
-    summ.param_names = [f"theta{i + 1}" for i in range(len(x))]
+    use_grad = control.gradient and supports_lmm_gradient(obj)
+    x0 = lmm_moment_theta(obj) if control.moment_start and use_grad else obj.theta0
+    summ.param_names = [f"theta{i + 1}" for i in range(len(x0))]
+    h = np.full(len(x0), 1e-4)
+
+    def fg(x):
+        """The profiled deviance and its gradient (analytic; by central differences where it is not
+        defined, a vector term's singular factor on the boundary)."""
+        v, g = lmm_gradient(obj, x)
+        if g is None and np.isfinite(v):
+            g = np.zeros(len(x))
+            for i in range(len(x)):
+                e = np.zeros(len(x))
+                e[i] = h[i]
+                lo = max(x[i] - h[i], obj.theta_lower[i])
+                e_lo = np.zeros(len(x))
+                e_lo[i] = x[i] - lo
+                g[i] = (finite_or_inf(obj, x + e) - finite_or_inf(obj, x - e_lo)) / (h[i] + x[i] - lo)
+        if g is None:
+            g = np.zeros(len(x))
+        return v, g
+
+    if use_grad:
+        # L-BFGS-B on the analytic gradient (engine/lmm_gradient.py); the convergence check below uses the
+        # Hessian from differences of gradients (d evaluations)
+        x, fv, n, rc = _minimize_gradient(fg, x0, obj.theta_lower, summ.log, n_theta=len(x0),
+                                          control=dataclasses.replace(control, ftol2=1e-8, gtol=1e-5))
+        summ.stages.append(OptStage("theta", "L-BFGS-B, analytic gradient", x0, x, fv, n, rc))
+    else:
+        x, fv, n, rc = minimize(obj, x0, obj.theta_lower, np.full(len(x0), 0.25), ftol_abs=1e-10,
+                                xtol_rel=1e-10, maxeval=control.maxfev, log=summ.log)
+        summ.stages.append(OptStage("theta", "bobyqa", x0, x, fv, n, rc))
+
+    def derivs(x):
+        return gradient_derivatives(fg, x, h, obj.theta_lower) if use_grad else derivatives(obj, x, h, obj.theta_lower)
+
     if calc_derivs:
-        h = np.full(len(x), 1e-4)
-        g, H, free = derivatives(obj, x, h, obj.theta_lower)
+        g, H, free = derivs(x)
         sg = _scaled_gradient(g, H, free)
         summ.gradient, summ.hessian = g, H
         if sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL:
@@ -819,7 +916,7 @@ def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control =
             summ.messages.append("restarted once with Nelder-Mead after a failed gradient check")
             if fv3 < fv:
                 x, fv = x3, fv3
-            g, H, free = derivatives(obj, x, h, obj.theta_lower)
+            g, H, free = derivs(x)
             sg = _scaled_gradient(g, H, free)
             summ.gradient, summ.hessian = g, H
             if sg is not None and np.max(np.abs(sg), initial=0) > GRAD_TOL:
