@@ -158,9 +158,10 @@ def run_lme4(csv, formula, family, reps, opts=None):
     out = subprocess.run(["Rscript", fh.name, str(csv), formula, family, str(reps), str(opts.get("nagq", 1)),
                           "1" if opts.get("reml", True) else "0"], capture_output=True, text=True, timeout=7200)
     os.unlink(fh.name)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip()[-300:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
+    return json.loads(lines[-1])
 
 
 def _models(which: str) -> dict:

@@ -18,20 +18,26 @@ def _data(seed=1, n=3000, q=100):
                          "yp": rng.poisson(np.exp(0.5 * eta))})
 
 
-def _assert_matches_central_differences(obj, theta, beta, gradient):
+def _assert_matches_central_differences(obj, theta, beta, gradient, psi=None):
     """The analytic gradient against central differences of the Laplace deviance (step 1e-5)."""
-    _, res = obj.evaluate(theta, beta)
-    gt, gb = gradient(obj, theta, beta, res)[:2]
+    _, res = obj.evaluate(theta, beta, psi)
+    out = gradient(obj, theta, beta, res, psi=psi)
+    gt, gb, gp = out[:3]
     h = 1e-5
 
     def fd(fun, x):
         return np.array([(fun(x + h * e) - fun(x - h * e)) / (2 * h) for e in np.eye(len(x))])
 
-    ft = fd(lambda t: obj.evaluate(t, beta)[0], theta)
-    fb = fd(lambda b: obj.evaluate(theta, b)[0], beta)
+    ft = fd(lambda t: obj.evaluate(t, beta, psi)[0], theta)
+    fb = fd(lambda b: obj.evaluate(theta, b, psi)[0], beta)
     scale = max(1.0, np.max(np.abs(np.r_[ft, fb])))
     assert gt == pytest.approx(ft, abs=2e-5 * scale)
     assert gb == pytest.approx(fb, abs=2e-5 * scale)
+    if psi is not None:
+        fp = fd(lambda s: obj.evaluate(theta, beta, s)[0], np.asarray(psi, dtype=float))
+        assert gp == pytest.approx(fp, abs=2e-5 * max(1.0, np.max(np.abs(fp))))
+    else:
+        assert len(gp) == 0
 
 
 @pytest.mark.parametrize("family, y", [("binomial", "yb"), ("poisson", "yp")])
@@ -45,11 +51,32 @@ def test_gradient_matches_central_differences(family, y, re):
     _assert_matches_central_differences(obj, theta, beta, laplace_gradient)
 
 
+# non-canonical links (the expected Laplace: the mode moves with the observed information, a second
+# factor) and NB2 with its log theta, under both Laplace informations
+FAMILIES = [("binomial", "probit", "yb", "expected", None), ("binomial", "cloglog", "yb", "expected", None),
+            ("nbinom2", None, "yp", "expected", [0.4]),
+            ("nbinom2", None, "yp", "observed", [0.4])]
+
+
+@pytest.mark.parametrize("family, link, y, laplace, psi", FAMILIES)
+@pytest.mark.parametrize("re", ["(1 | g)", "(1 + x | g)"])
+def test_gradient_for_other_links_and_nb2(family, link, y, laplace, psi, re):
+    fam = gk.families.get_family(family, link) if link else family
+    obj = gk.ModelSpec.from_formula(f"{y} ~ x + {re}", _data(), fam).objective(laplace=laplace)
+    assert supports_gradient(obj)
+    theta = np.array([0.6, 0.1, 0.3])[: obj.n_theta] if obj.n_theta == 3 else np.array([0.6])
+    beta = np.array([-0.2, 0.4])
+    _assert_matches_central_differences(obj, theta, beta, laplace_gradient, psi=psi)
+
+
 def test_gradient_path_not_used_where_it_does_not_apply():
     d = _data()
     d["h"] = (np.arange(len(d)) % 7).astype(str)
-    for formula, fam in (("yb ~ x + (1 | g) + (1 | h)", "binomial"), ("yp ~ x + (1 | g)", "nbinom2")):  # single path
-        assert not supports_gradient(gk.ModelSpec.from_formula(formula, d, fam).objective())
+    d["pos"] = d["yp"] + 0.5
+    assert not supports_gradient(gk.ModelSpec.from_formula("yb ~ x + (1 | g) + (1 | h)", d, "binomial").objective())
+    # a family without the gradient's terms for its parameters (Gamma's log phi)
+    assert not supports_gradient(gk.ModelSpec.from_formula("pos ~ x + (1 | g)", d, gk.families.get_family(
+        "gamma", "log")).objective())
     spec = gk.ModelSpec.from_formula("yb ~ x + (1 | g)", d, "binomial", )
     assert not supports_gradient(spec.objective(nagq=5))
 
@@ -91,6 +118,21 @@ def test_general_gradient_matches_central_differences(family, y, re, cross_stora
     _assert_matches_central_differences(obj, theta, beta, laplace_gradient_general)
 
 
+@pytest.mark.parametrize("family, link, y, laplace, psi", FAMILIES)
+@pytest.mark.parametrize("re", ["(1 | g) + (1 | h)", "(1 | c/g)"])
+def test_general_gradient_for_other_links_and_nb2(family, link, y, laplace, psi, re, cross_storage):
+    from glmmkit.engine.gradient import laplace_gradient_general, supports_general_gradient
+
+    fam = gk.families.get_family(family, link) if link else family
+    obj = gk.ModelSpec.from_formula(f"{y} ~ x + {re}", _crossed(), fam).objective(laplace=laplace)
+    assert supports_general_gradient(obj)
+    st = obj.data.structure
+    assert st.dense_cross == (cross_storage == "dense") or st.tail_diagonal
+    theta = np.linspace(0.6, 0.3, obj.n_theta)
+    beta = np.array([-0.2, 0.4])
+    _assert_matches_central_differences(obj, theta, beta, laplace_gradient_general, psi=psi)
+
+
 def test_crossed_fit_by_gradient_matches_derivative_free():
     d = _crossed(3)
     fit = gk.glmer("yb ~ x + (1 + x | g) + (1 | h)", d, "binomial")
@@ -114,3 +156,17 @@ def test_quadratic_stop_in_pirls_changes_nothing():
         assert a.loglik == pytest.approx(b.loglik, abs=1e-7)
         assert a.fixef.to_numpy() == pytest.approx(b.fixef.to_numpy(), rel=1e-5, abs=1e-7)
         assert a.theta == pytest.approx(b.theta, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("family, link, y", [("binomial", None, "yb"), ("poisson", None, "yp"),
+                                             ("binomial", "probit", "yb")])
+@pytest.mark.parametrize("nagq", [3, 9])
+def test_agq_gradient_matches_central_differences(family, link, y, nagq):
+    from glmmkit.engine.gradient import agq_gradient, supports_agq_gradient
+
+    fam = gk.families.get_family(family, link) if link else family
+    d = _data(seed=6, n=800, q=200)  # few rows a level: where the quadrature differs from Laplace
+    obj = gk.ModelSpec.from_formula(f"{y} ~ x + (1 | g)", d, fam).objective(nagq=nagq)
+    assert supports_agq_gradient(obj)
+    _assert_matches_central_differences(obj, np.array([0.8]), np.array([-0.2, 0.4]),
+                                        lambda o, t, b, r, psi=None: agq_gradient(o, t, b, r))

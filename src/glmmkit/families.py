@@ -368,6 +368,8 @@ class Family(ABC):
         numpy.ndarray
             The score in eta per observation.
         """
+        if self.link.name == self.canonical_link:  # mu' = V(mu)
+            return wt * (y - mu) / self.scale
         d = self.link.mu_eta(eta)
         return wt * (y - mu) * d / (self.variance(mu) * self.scale)
 
@@ -389,6 +391,70 @@ class Family(ABC):
         d, d2 = self.link.mu_eta(eta), self.link.mu_eta2(eta)
         v = self.variance(mu)
         return wt / self.scale * (d * d / v - (y - mu) * (d2 / v - d * d * self.variance_deriv(mu) / (v * v)))
+
+    # --- the Laplace gradient's per-observation terms (engine/gradient.py) ------------
+    def laplace_gradient_terms(self, y, eta, mu, wt, laplace: str = "expected"):
+        """The per-observation derivatives the analytic Laplace gradient needs, or None.
+
+        r = d log p / d eta, the Laplace information W_L (expected or observed) with dW_L / d eta, and the
+        observed information W_O (the Hessian of the penalised deviance: it moves the mode).  For the
+        expected information of an exponential family, W_L = wt mu'^2 / (phi V) and
+
+            dW_L / d eta = wt / phi (2 mu' mu'' / V - mu'^3 V' / V^2).
+
+        The observed Laplace needs a third derivative: a family that does not give it returns None (the
+        derivative-free path).
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Response, linear predictor, means and prior weights at the mode.
+        laplace : {"expected", "observed"}
+            The Laplace information.
+
+        Returns
+        -------
+        tuple or None
+            (r, W_L, dW_L / d eta, W_O), each (n,).
+        """
+        if laplace != "expected" or not self.exponential_family:
+            return None
+        c = wt / self.scale
+        if self.link.name == self.canonical_link:
+            # mu' = V, mu'' = V' V: W = wt V / phi, dW/deta = wt V' V / phi, and W_O = W
+            v = self.variance(mu)
+            w_l = c * v
+            return c * (y - mu), w_l, w_l * self.variance_deriv(mu), w_l
+        d, d2 = self.link.mu_eta(eta), self.link.mu_eta2(eta)
+        v = self.variance(mu)
+        w_l = c * d * d / v
+        dw_l = c * (2 * d * d2 / v - d ** 3 * self.variance_deriv(mu) / (v * v))
+        w_o = self.observed_weights(y, eta, mu, wt)
+        return self.score_eta(y, eta, mu, wt), w_l, dw_l, w_o
+
+    def param_gradient_terms(self, y, eta, mu, wt, laplace: str = "expected"):
+        """Derivatives in the family's own parameters psi (``param_names``) for the Laplace gradient, or None.
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Response, linear predictor, means and prior weights at the mode.
+        laplace : {"expected", "observed"}
+            The Laplace information.
+
+        Returns
+        -------
+        list or None
+            Per psi: (d log p / d psi, d r / d psi, d W_L / d psi), each (n,); [] without parameters; None
+            when the family does not give them (the derivative-free path).
+        """
+        return [] if not self.param_names() else None
+
+    #: the log-likelihood is an exponential family's in mu (NB1 and zero-inflated mixtures are not)
+    exponential_family = True
+    #: the link with mu' = V(mu) (logit, log, identity for binomial, Poisson, Gaussian): the expected and
+    #: observed informations agree and r = wt (y - mu) / phi.  (Gamma's "inverse" link has mu' = -V.)
+    canonical_link: str | None = None
 
     # --- the hot path of PIRLS (engine/kernels.py dispatches here) ------------------
     #: name of a fast path for this family and link ("logit", "poisson", "nb2"), or None
@@ -479,6 +545,7 @@ class Family(ABC):
 
 class Binomial(Family):
     name = "binomial"
+    canonical_link = "logit"
     default_link = "logit"
     links = ("logit", "probit", "cloglog", "log")
 
@@ -553,6 +620,7 @@ class CountFamily(Family):
 
 class Poisson(CountFamily):
     name = "poisson"
+    canonical_link = "log"
     default_link = "log"
     links = ("log", "identity")
 
@@ -600,6 +668,7 @@ class Poisson(CountFamily):
 
 class Gaussian(Family):
     name = "gaussian"
+    canonical_link = "identity"
     default_link = "identity"
     links = ("identity", "log", "inverse")
     dispersion_name = "sigma^2"
@@ -787,6 +856,64 @@ class NegativeBinomial2(CountFamily):
         """
         return (y + theta) * p * (1 - p) if kind == "observed" else theta * p
 
+    def laplace_gradient_terms(self, y, eta, mu, wt, laplace: str = "expected"):
+        """NB2 with the log link, in the logistic form p = mu / (theta + mu) (see ``Family``'s method).
+
+        r = wt (y - mu) theta / (theta + mu); W_exp = wt theta p, dW_exp / d eta = wt theta p (1 - p);
+        W_obs = wt (y + theta) p (1 - p), dW_obs / d eta = W_obs (1 - 2 p).
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Counts, linear predictor, means and prior weights.
+        laplace : {"expected", "observed"}
+            The Laplace information.
+
+        Returns
+        -------
+        tuple
+            (r, W_L, dW_L / d eta, W_O).
+        """
+        th = self.dispersion
+        p = mu / (th + mu)
+        r = wt * self.logistic_score(y, p, th)
+        w_o = wt * self.logistic_information(y, p, th)
+        if laplace == "observed":
+            return r, w_o, w_o * (1 - 2 * p), w_o
+        w_e = wt * th * p
+        return r, w_e, w_e * (1 - p), w_o
+
+    def param_gradient_terms(self, y, eta, mu, wt, laplace: str = "expected"):
+        """d / d log theta of log p, r and W_L (see ``Family``'s method).
+
+        With q = 1 - p = theta / (theta + mu):  d log p / d theta = digamma(y + theta) - digamma(theta)
+        + log q + (mu - y) / (theta + mu);  dr / d theta = (y - mu) p q / theta;
+        dW_exp / d theta = p^2;  dW_obs / d theta = p q (2 theta mu + y mu - theta y) / (theta (theta + mu)),
+        each times wt and, for log theta, times theta.
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Counts, linear predictor, means and prior weights.
+        laplace : {"expected", "observed"}
+            The Laplace information.
+
+        Returns
+        -------
+        list
+            One (dl, dr, dW_L) triple, for log theta.
+        """
+        th = self.dispersion
+        tm = th + mu
+        p, q = mu / tm, th / tm
+        dl = wt * th * (special.digamma(y + th) - special.digamma(th) + np.log(q) + (mu - y) / tm)
+        dr = wt * (y - mu) * p * q
+        if laplace == "observed":
+            dw = wt * p * q * (2 * th * mu + y * mu - th * y) / tm
+        else:
+            dw = wt * th * p * p
+        return [(dl, dr, dw)]
+
     @property
     def fast_path(self):
         return "nb2"
@@ -819,6 +946,7 @@ class NegativeBinomial1(CountFamily):
     """
 
     name = "nbinom1"
+    exponential_family = False
     default_link = "log"
     links = ("log",)
     dispersion_name = "phi"

@@ -24,6 +24,7 @@ from .formula.coding import coded_matrix
 
 class ZeroInflated(Family):
     default_laplace = "observed"
+    exponential_family = False  # a mixture: no analytic Laplace gradient terms (the derivative-free path)
 
     def __init__(self, base: Family, X_zi: np.ndarray, zi_names: list[str], zi_spec=None):
         if base.name not in ("poisson", "nbinom2"):

@@ -264,6 +264,7 @@ class Structure(RandomEffectsSystem):
             rows = np.concatenate([p.rows for p in self.p1t])
             cols = np.concatenate([p.cols + self.tail_off[j] for j, p in enumerate(self.p1t)])
             self._c1t_rows, self._c1t_cols = rows, cols
+            self._c1t_flat = rows.astype(np.intp) * self.Qtt + cols  # positions in a dense C-ordered M
             probe = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(self.Q1, self.Qtt))
             probe.sort_indices()
             self._c1t_perm = probe.data.astype(np.int64) - 1
@@ -503,14 +504,14 @@ class Structure(RandomEffectsSystem):
                 # M = L11^-1 T1' C1t Lambda_t, filled at the observed pairs
                 C = np.zeros((self.Q1, self.Qtt))
                 if k1 == 1 and lam_d is not None:
-                    C[self._c1t_rows, self._c1t_cols] = raw.C1t * B[self._c1t_rows, 0, 0] * lam_d[self._c1t_cols]
+                    C.ravel()[self._c1t_flat] = raw.C1t * B[self._c1t_rows, 0, 0] * lam_d[self._c1t_cols]
                     Mt = C
                 else:
                     C[self._c1t_rows, self._c1t_cols] = raw.C1t
                     if k1 == 1:
                         C *= B[:, 0, :]
                     else:
-                        C = np.einsum("qij,qjm->qim", B, C.reshape(q1, k1, self.Qtt)).reshape(self.Q1, self.Qtt)
+                        C = np.matmul(B, C.reshape(q1, k1, self.Qtt)).reshape(self.Q1, self.Qtt)
                     Mt = self.scale_tail_rows(thetas, C.T.copy()).T  # C Lambda_t
             elif raw.C1t is not None and k1 == 1 and lam_d is not None:
                 # the same pattern as C1t: scale its numbers in place of two sparse products
@@ -524,7 +525,7 @@ class Structure(RandomEffectsSystem):
                     left = sp.bsr_matrix((B, np.arange(q1), np.arange(q1 + 1)), shape=(self.Q1, self.Q1))
                 Mt = (left @ raw.C1t @ lam_t).tocsr()
             if m:
-                MD = np.einsum("qij,qjm->qim", B, raw.C1D.reshape(q1, k1, m)).reshape(self.Q1, m)
+                MD = np.matmul(B, raw.C1D.reshape(q1, k1, m)).reshape(self.Q1, m)
         # trailing block
         n_t = self.Qtt + m
         if self.tail_diagonal:
@@ -930,7 +931,7 @@ class BlockedFactor(SystemFactor):
                 inner = 1.0 + np.asarray(Ms.multiply(Ms).sum(axis=1)).ravel()
                 return (self.L11inv[:, 0, 0] ** 2 * inner)[:, None, None]
             Vd = Ms.toarray().reshape(q, k1, -1)
-            inner = np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vd, Vd)
+            inner = np.eye(k1)[None] + np.matmul(Vd, np.transpose(Vd, (0, 2, 1)))
             return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
         if self.Qtt + self.m:
             Mfull = np.zeros((self.Q1, self.Qtt + self.m))
@@ -940,7 +941,7 @@ class BlockedFactor(SystemFactor):
                 Mfull[:, self.Qtt :] = self.MD
             V = _tri_solve(self.Lt, Mfull.T).T
         Vb = V.reshape(q, k1, -1)
-        inner = np.eye(k1)[None] + np.einsum("qim,qjm->qij", Vb, Vb)
+        inner = np.eye(k1)[None] + np.matmul(Vb, np.transpose(Vb, (0, 2, 1)))
         return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
 
     def inverse_tail(self) -> np.ndarray:

@@ -18,6 +18,7 @@ from scipy import stats
 
 from ..errors import FitError
 from ..families import Family
+from .kernels import Kernels
 
 
 def fit_glm(y, X, wt, offset, family: Family, maxit: int = 50, tol: float = 1e-10):
@@ -71,24 +72,47 @@ def _intercept_only(y, X, wt, offset, family: Family):
 def _irls(y, X, wt, offset, family: Family, eta, mu, beta, dev, maxit, tol):
     link = family.link
     converged = False
+    # families with a fast kernel (binomial-logit, Poisson-log, NB2-log) evaluate the deviance as
+    # 2 (K_sat - K(eta)), K the summed log-likelihood kernel, with K_sat found once from one unit-deviance
+    # pass: one or two transcendental functions per row instead of xlogy's
+    kern = Kernels(family) if family.fast_path else None
+    k_sat = None
+
+    def deviance(eta_c, mu_c):
+        nonlocal k_sat
+        if kern is None:
+            return float(np.sum(family.unit_deviance(y, mu_c, wt))), mu_c
+        ks, mu_k = kern.kernel(eta_c, y, wt)
+        if k_sat is None:
+            k_sat = ks + 0.5 * float(np.sum(family.unit_deviance(y, mu_k, wt)))
+            if not np.isfinite(k_sat):  # a point outside the domain: find K_sat at the next one
+                k_sat = None
+                return np.inf, mu_k
+        return 2.0 * (k_sat - ks), mu_k
+
     for _ in range(maxit):
-        d = link.mu_eta(eta)
-        w = wt * d * d / family.variance(mu)
-        z = eta - offset + (y - mu) / d
-        sw = np.sqrt(w)
-        A, rhs = X * sw[:, None], z * sw
-        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rhs))):
+        if kern is not None:  # the family's fast weights: W and W z in one pass
+            w, wz = kern.weights(eta, mu, y, wt, eta - offset)
+            sw = np.sqrt(w)
+            A, rhs = X * sw[:, None], wz / sw
+        else:
+            d = link.mu_eta(eta)
+            w = wt * d * d / family.variance(mu)
+            z = eta - offset + (y - mu) / d
+            sw = np.sqrt(w)
+            A, rhs = X * sw[:, None], z * sw
+        if not np.isfinite(float(A.sum()) + float(rhs.sum())):
             # LAPACK must not see a NaN (it prints to stdout and fails); the data are beyond the family's
             # numerical range (counts near 1e300, a response at a boundary the link cannot reach, ...)
             raise FitError("the GLM start is not finite: the weighted working response overflows for these data "
                            f"({family.name} with the {link.name} link); check the response's scale")
-        new, *_ = sla.lstsq(A, rhs, check_finite=False)
+        # QR with column pivoting (LAPACK gelsy): rank-revealing like the SVD driver, several times faster
+        new, *_ = sla.lstsq(A, rhs, check_finite=False, lapack_driver="gelsy")
         step = 1.0
         for _ in range(30):
             b = beta + step * (new - beta) if np.isfinite(dev) else new
             eta_c = offset + X @ b
-            mu_c = link.inverse(eta_c)
-            dev_c = float(np.sum(family.unit_deviance(y, mu_c, wt)))
+            dev_c, mu_c = deviance(eta_c, link.inverse(eta_c) if kern is None else None)
             if np.isfinite(dev_c) and dev_c <= dev + 1e-12 * abs(dev_c):
                 break
             step *= 0.5

@@ -15,6 +15,16 @@ by the implicit function theorem du_j/dphi = A_j^-1 c_j with
     c_j = -T' sum_{i in j} W_i x_i X_is                             (phi = beta_s)
     c_j = e_b s_j[a] - T' G_j[:, a] u_j[b],  s_j = sum_{i in j} r_i x_i   (phi = theta for T[a, b])
 Everything is per level (q x k x k arrays); one gradient costs a few passes over the rows.
+
+Any family and link: r, the Laplace information W_L (expected or observed) with W'_L, and the observed
+information W_O come from ``Family.laplace_gradient_terms``.  The log-determinant and h use W_L; the mode
+moves with the Hessian of the penalised deviance, A_O = Lambda'Z'W_O Z Lambda + I, so du/dphi = A_O^-1 c
+(one more factor when W_O differs from W_L: a non-canonical link under the expected Laplace, NB2).  The
+family's own parameters psi (NB2's log theta) add, with (dl, dr, dW_L)/dpsi from
+``Family.param_gradient_terms``,
+
+    dD/dpsi = -2 sum_i dl_i/dpsi + sum_i h_i dW_L,i/dpsi + sum_i (Z Lambda a)_i dr_i/dpsi,
+    a = A_O^-1 Lambda'Z' g,  g_i = W'_L,i h_i.
 """
 
 from __future__ import annotations
@@ -24,8 +34,6 @@ import numpy as np
 from .covariance import Diagonal, Unstructured
 from .blocked import Structure, level_gram
 
-CANONICAL = {("binomial", "logit"), ("poisson", "log")}
-
 
 def _entry_theta(terms) -> bool:
     """Whether every term's theta is the entries of its factor T (Unstructured, Diagonal): the gradient's
@@ -33,8 +41,31 @@ def _entry_theta(terms) -> bool:
     return all(type(t.cov) in (Unstructured, Diagonal) for t in terms)
 
 
+def family_supports_gradient(obj) -> bool:
+    """Whether the objective's family gives the Laplace gradient's terms (and its parameters' terms).
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective.
+
+    Returns
+    -------
+    bool
+        True when ``Family.laplace_gradient_terms`` and ``param_gradient_terms`` answer for its Laplace.
+    """
+    fam = obj.data.family
+    probe = fam.with_params(np.zeros(obj.n_psi)) if obj.n_psi else fam
+    # a point inside every family's domain: the question is only whether the terms are given
+    y, eta, mu, wt = np.full(1, 0.5), np.full(1, 0.1), np.full(1, 0.5), np.ones(1)
+    with np.errstate(all="ignore"):
+        return (probe.laplace_gradient_terms(y, eta, mu, wt, obj.laplace) is not None
+                and probe.param_gradient_terms(y, eta, mu, wt, obj.laplace) is not None)
+
+
 def supports_gradient(obj) -> bool:
-    """Whether the fast analytic gradient applies: one non-known term, no trailing block, canonical link, Laplace.
+    """Whether the fast analytic gradient applies: one non-known term, no trailing block, Laplace, and a
+    family that gives the gradient's terms.
 
     Parameters
     ----------
@@ -46,21 +77,40 @@ def supports_gradient(obj) -> bool:
     bool
         True when ``laplace_gradient`` may be used.
     """
-    d = obj.data
-    st = d.structure
-    fam = d.family
+    st = obj.data.structure
     return (len(st.terms) == 1 and _entry_theta(st.terms) and st.Qtt == 0 and obj.nagq <= 1
-            and obj.n_psi == 0 and (fam.name, fam.link.name) in CANONICAL
-            and type(fam).__name__ in ("Binomial", "Poisson"))
+            and isinstance(st, Structure) and family_supports_gradient(obj))
 
 
-def _w_prime(fam, mu, wt):
-    if fam.name == "binomial":
-        return wt * mu * (1 - mu) * (1 - 2 * mu)
-    return wt * mu
+def gradient_terms(obj, res, psi=None):
+    """(r, W_L, W'_L, W_O, per-psi terms) at the mode ``res``.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective.
+    res : PirlsResult
+        The mode.
+    psi : numpy.ndarray, optional
+        The family's parameters.
+
+    Returns
+    -------
+    tuple
+        (r, W_L, dW_L/deta, W_O, list of (dl, dr, dW_L) per psi).
+    """
+    d = obj.data
+    fam = obj.family_at(psi)
+    r, w_l, dw_l, w_o = fam.laplace_gradient_terms(d.y, res.eta, res.mu, d.wt, obj.laplace)
+    return r, w_l, dw_l, w_o, fam.param_gradient_terms(d.y, res.eta, res.mu, d.wt, obj.laplace)
 
 
-def laplace_gradient(obj, theta, beta, res, du: bool = False):
+def _psi_gradient(terms_psi, h, z_a) -> np.ndarray:
+    """dD/dpsi = -2 sum dl/dpsi + sum h dW_L/dpsi + sum (Z Lambda a) dr/dpsi (module docstring)."""
+    return np.array([-2 * float(np.sum(dl)) + float(h @ dw) + float(z_a @ dr) for dl, dr, dw in terms_psi])
+
+
+def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
     """The analytic gradient of the Laplace -2 log L for one scalar or vector term.
 
     Parameters
@@ -70,37 +120,43 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
     theta, beta : numpy.ndarray
         The point.
     res : PirlsResult
-        The result of ``obj.evaluate(theta, beta)``.
+        The result of ``obj.evaluate(theta, beta, psi)``.
     du : bool
         Also return d u-hat / d(theta, beta) (a first-order warm start for PIRLS).
+    psi : numpy.ndarray, optional
+        The family's parameters (NB2's log theta).
 
     Returns
     -------
     tuple
-        (dD/dtheta, dD/dbeta[, (Q, n_theta + p) Jacobian of u-hat]).
+        (dD/dtheta, dD/dbeta, dD/dpsi[, (Q, n_theta + p) Jacobian of u-hat]).
     """
     d = obj.data
-    fam = d.family
     t = d.structure.terms[0]
     k, q = t.k, t.q
     codes, Z = t.codes, t.X
     T = t.cov.template(theta)
     U = res.u.reshape(q, k)
-    mu, w = res.mu, res.w
-    r = d.wt * (d.y - mu)
-    G = res.gram1 if res.gram1 is not None else level_gram(t, w)  # (q, k, k)
+    r, w_l, dw_l, w_o, terms_psi = gradient_terms(obj, res, psi)
+    G = res.gram1 if res.gram1 is not None else level_gram(t, w_l)  # (q, k, k), Laplace weights
     Linv = res.factor.L11inv  # (q, k, k): A_j = L L'
     Ainv = np.einsum("qki,qkj->qij", Linv, Linv)
+    # the mode moves with A_O = T'G_O T + I (the same as A when W_O = W_L)
+    if w_o is w_l:
+        G_o, Ainv_o = G, Ainv
+    else:
+        G_o = level_gram(t, w_o)
+        Ainv_o = np.linalg.inv(np.einsum("ji,qjk,kl->qil", T, G_o, T) + np.eye(k))
     P = np.einsum("ab,qbc,dc->qad", T, Ainv, T)  # T A^-1 T'
     h = np.zeros(len(codes))
     for i in range(k):  # h_i = x_i' P_j x_i, by per-level scalars (cheaper than gathering (n, k, k))
         for j in range(i, k):
             h += (P[:, i, j] * (1.0 if i == j else 2.0))[codes] * Z[:, i] * Z[:, j]
-    g = _w_prime(fam, mu, d.wt) * h  # d logdet / d eta-hat_i
-    # v_j = T' sum_{i in j} g_i x_i, a_j = A_j^-1 v_j
+    g = dw_l * h  # d logdet / d eta-hat_i
+    # v_j = T' sum_{i in j} g_i x_i, a_j = A_O,j^-1 v_j
     zg = np.stack([np.bincount(codes, weights=g * Z[:, c], minlength=q) for c in range(k)], axis=1)
     v = zg @ T  # rows: (T' zg_j)' = zg_j' T
-    a = np.einsum("qij,qj->qi", Ainv, v)
+    a = np.einsum("qij,qj->qi", Ainv_o, v)
 
     # beta
     X = d.X
@@ -108,12 +164,12 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
     grad_b = -2 * (X.T @ r) + X.T @ g
     J = np.zeros((q * k, len(theta) + p)) if du else None
     if p:
-        S = np.stack([np.stack([np.bincount(codes, weights=w * Z[:, c] * X[:, s], minlength=q) for s in range(p)],
-                               axis=1) for c in range(k)], axis=1)  # (q, k, p) = sum W x X'
+        S = np.stack([np.stack([np.bincount(codes, weights=w_o * Z[:, c] * X[:, s], minlength=q) for s in range(p)],
+                               axis=1) for c in range(k)], axis=1)  # (q, k, p) = sum W_O x X'
         cb = -np.einsum("ca,qcs->qas", T, S)  # -T' S_j   (q, k, p)
         grad_b = grad_b + np.einsum("qa,qas->s", a, cb)
         if du:
-            J[:, len(theta):] = np.einsum("qab,qbs->qas", Ainv, cb).reshape(q * k, p)
+            J[:, len(theta):] = np.einsum("qab,qbs->qas", Ainv_o, cb).reshape(q * k, p)
 
     # theta: entries T[a_, b_] in the covariance's theta order
     cov = t.cov
@@ -122,8 +178,8 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
     else:  # diagonal
         rows = cols = np.arange(k)
     s_lev = np.stack([np.bincount(codes, weights=r * Z[:, c], minlength=q) for c in range(k)], axis=1)  # (q, k)
-    AtG = np.einsum("qij,kj,qkl->qil", Ainv, T, G)  # A^-1 T' G  (q, k, k)
-    TtG = np.einsum("ca,qcd->qad", T, G)  # T' G (q, k, k)
+    AtG = np.einsum("qij,kj,qkl->qil", Ainv, T, G)  # A^-1 T' G  (q, k, k): the log-determinant's direct term
+    TtG = np.einsum("ca,qcd->qad", T, G_o)  # T' G_O (q, k, k): the mode's move
     grad_t = np.zeros(len(theta))
     for idx, (ra, cb_) in enumerate(zip(rows, cols)):
         # d eta_i / d T[ra, cb_] |_u = x_i[ra] u_j[cb_]: its sums against r and g are per-level sums
@@ -134,8 +190,17 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False):
         val += float(np.sum(a * c))
         grad_t[idx] = val
         if du:
-            J[:, idx] = np.einsum("qab,qb->qa", Ainv, c).ravel()
-    return (grad_t, grad_b, J) if du else (grad_t, grad_b)
+            J[:, idx] = np.einsum("qab,qb->qa", Ainv_o, c).ravel()
+    grad_psi = np.zeros(0)
+    if terms_psi:
+        z_a = np.einsum("nk,nk->n", Z, (a @ T.T)[codes])  # (Z Lambda a)_i = x_i' T a_j
+        grad_psi = _psi_gradient(terms_psi, h, z_a)
+        if du:  # du/dpsi = A_O^-1 T' sum_i x_i dr_i/dpsi
+            cols = [np.einsum("qab,qb->qa", Ainv_o, np.stack(
+                [np.bincount(codes, weights=dr * Z[:, c], minlength=q) for c in range(k)], axis=1) @ T).ravel()
+                for _dl, dr, _dw in terms_psi]
+            J = np.column_stack([J] + cols)
+    return (grad_t, grad_b, grad_psi, J) if du else (grad_t, grad_b, grad_psi)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,8 +211,9 @@ MAX_GRADIENT_TAIL = 3000  # trailing columns inverted densely per gradient (potr
 
 
 def supports_general_gradient(obj) -> bool:
-    """Whether the analytic gradient through the blocked factor applies: canonical link, Laplace, no
-    known-covariance term, a block-diagonal term 1 and a trailing block small enough to invert densely.
+    """Whether the analytic gradient through the blocked factor applies: Laplace, a family that gives the
+    gradient's terms, no known-covariance term, a block-diagonal term 1 and a trailing block small enough to
+    invert densely.
 
     Parameters
     ----------
@@ -159,13 +225,10 @@ def supports_general_gradient(obj) -> bool:
     bool
         True when ``laplace_gradient_general`` may be used.
     """
-    d = obj.data
-    st = d.structure
-    fam = d.family
+    st = obj.data.structure
     return (len(st.terms) > 1 and isinstance(st, Structure) and st.first is not None and st.Qtt > 0
-            and obj.nagq <= 1 and obj.n_psi == 0 and _entry_theta(st.terms)
-            and (fam.name, fam.link.name) in CANONICAL and type(fam).__name__ in ("Binomial", "Poisson")
-            and st.Qtt <= MAX_GRADIENT_TAIL)
+            and obj.nagq <= 1 and _entry_theta(st.terms) and st.Qtt <= MAX_GRADIENT_TAIL
+            and family_supports_gradient(obj))
 
 
 def _entries(st, thetas):
@@ -236,8 +299,14 @@ class SelectedInverse:
             Sfull = self.S if not self.diag_tail else np.diag(self.Sdiag)
             MS = np.asarray(Mt @ Sfull) if Mt is not None else np.zeros((Q1, Qtt))
             Md = Mt if isinstance(Mt, np.ndarray) else (Mt.toarray() if Mt is not None else np.zeros((Q1, Qtt)))
-            G = np.einsum("qim,qjm->qij", MS.reshape(q1, k1, Qtt), Md.reshape(q1, k1, Qtt))
-            self.p1t_dense = -np.einsum("qji,qjm->qim", f.L11inv, MS.reshape(q1, k1, Qtt)).reshape(Q1, Qtt)
+            if k1 == 1:  # rowwise products, no k x k blocks
+                G = np.einsum("ij,ij->i", MS, Md)[:, None, None]
+                MS *= -f.L11inv[:, 0, 0][:, None]
+                self.p1t_dense = MS
+            else:
+                MS3 = MS.reshape(q1, k1, Qtt)
+                G = np.matmul(MS3, np.transpose(Md.reshape(q1, k1, Qtt), (0, 2, 1)))
+                self.p1t_dense = -np.matmul(np.transpose(f.L11inv, (0, 2, 1)), MS3).reshape(Q1, Qtt)
         self.P11 = np.einsum("qki,qkl,qlj->qij", f.L11inv, np.eye(k1)[None] + G, f.L11inv)
 
     def cross(self, first_coord: np.ndarray, tail_coord: np.ndarray, term: int, rows_pidx) -> np.ndarray:
@@ -279,7 +348,7 @@ class SelectedInverse:
         return self.S[a, b]
 
 
-def laplace_gradient_general(obj, theta, beta, res):
+def laplace_gradient_general(obj, theta, beta, res, psi=None):
     """The analytic gradient of the Laplace -2 log L for several terms.
 
     The same three parts as the single-term gradient, with A^-1 restricted to the coordinates each row
@@ -293,16 +362,17 @@ def laplace_gradient_general(obj, theta, beta, res):
     theta, beta : numpy.ndarray
         The point.
     res : PirlsResult
-        The result of ``obj.evaluate(theta, beta)``.
+        The result of ``obj.evaluate(theta, beta, psi)``.
+    psi : numpy.ndarray, optional
+        The family's parameters.
 
     Returns
     -------
     tuple
-        (dD/dtheta, dD/dbeta).
+        (dD/dtheta, dD/dbeta, dD/dpsi).
     """
     d = obj.data
     st = d.structure
-    fam = d.family
     f = res.factor
     thetas = st.split_theta(theta)
     k1, Q1 = st.first.k, st.Q1
@@ -323,16 +393,18 @@ def laplace_gradient_general(obj, theta, beta, res):
     for a_ in range(e - k1):
         for b_ in range(e - k1):
             Ploc[:, k1 + a_, k1 + b_] = sel.tail(tail[:, a_], tail[:, b_])
-    y = np.einsum("nab,nb->na", Ploc, zt)  # (A^-1 Lambda'z_i) on the touched coordinates
-    h = np.einsum("na,na->n", zt, y)
+    y = np.matmul(Ploc, zt[:, :, None])[:, :, 0]  # (A^-1 Lambda'z_i) on the touched coordinates
+    h = np.sum(zt * y, axis=1)
 
-    mu, w = res.mu, res.w
-    r = d.wt * (d.y - mu)
-    g = _w_prime(fam, mu, d.wt) * h
-    a = f.solve(st.lam_zt(theta, g))  # A^-1 Lambda'Z'g
+    r, w_l, dw_l, w_o, terms_psi = gradient_terms(obj, res, psi)
+    w = w_l
+    g = dw_l * h
+    # the mode moves with A_O (a second factor when the observed information differs from W_L)
+    f_o = f if w_o is w_l else st.factor(st.raw(w_o, None), theta)
+    a = f_o.solve(st.lam_zt(theta, g))  # A_O^-1 Lambda'Z'g
     z_a = st.zlam_u(theta, a)
     X = d.X
-    grad_b = -2 * (X.T @ r) + X.T @ g - X.T @ (w * z_a)
+    grad_b = -2 * (X.T @ r) + X.T @ g - X.T @ (w_o * z_a)
 
     # theta, per layout term, back in the model's order
     sizes = [t.cov.n_theta for t in st._orig_terms()]
@@ -349,6 +421,103 @@ def laplace_gradient_general(obj, theta, beta, res):
         for i_th, (ra, cb) in enumerate(zip(rows, cols)):
             xa = t.X[:, ra]
             ub = U[t.codes, cb]
-            val = np.sum(xa * ((g - 2 * r - z_a * w) * ub + 2 * w * y[:, entry_of[(pos, cb)]] + A_[t.codes, cb] * r))
+            val = np.sum(xa * ((g - 2 * r - z_a * w_o) * ub + 2 * w * y[:, entry_of[(pos, cb)]]
+                               + A_[t.codes, cb] * r))
             grad_t[base + i_th] = float(val)
-    return grad_t, grad_b
+    return grad_t, grad_b, _psi_gradient(terms_psi, h, z_a) if terms_psi else np.zeros(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# adaptive Gauss-Hermite quadrature (nAGQ > 1, one scalar term)
+# ----------------------------------------------------------------------------------------------
+
+def supports_agq_gradient(obj) -> bool:
+    """Whether the analytic gradient of the AGQ deviance applies (nagq > 1: one scalar term; a family
+    without its own parameters that gives the gradient's terms under the expected Laplace).
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective.
+
+    Returns
+    -------
+    bool
+        True when ``agq_gradient`` may be used.
+    """
+    st = obj.data.structure
+    return (obj.nagq > 1 and isinstance(st, Structure) and len(st.terms) == 1 and st.terms[0].k == 1
+            and not st.terms[0].is_known and obj.n_psi == 0 and obj.laplace == "expected"
+            and family_supports_gradient(obj))
+
+
+def agq_gradient(obj, theta, beta, res):
+    """The analytic gradient of the AGQ -2 log L (objective.py) for one scalar term.
+
+    Per level j with nodes U_jk = u_j + x_k / s_j, s_j^2 = theta^2 sum_i W_L,i z_i^2 + 1 and softmax
+    weights pi_jk of the quadrature sum,
+
+        d log I_j / dphi = -ds_j/dphi / s_j + sum_k pi_jk [dLL_jk/dphi |_U + (theta R_jk - U_jk) dU_jk/dphi],
+
+    R_jk = sum_i r_i(eta_ijk) z_i, dU_jk = du_j - x_k ds_j / s_j^2; du_j/dphi = c_j / a_j from the mode's
+    condition (a_j = theta^2 sum W_O z^2 + 1) and ds_j from W_L's change along the mode
+    (W'_L dEta-hat).  The nodes' sums are (q x n) indicator products of (n x K) arrays.
+
+    Parameters
+    ----------
+    obj : GlmmObjective
+        The objective (``supports_agq_gradient(obj)``).
+    theta, beta : numpy.ndarray
+        The point.
+    res : PirlsResult
+        The result of ``obj.evaluate(theta, beta)``.
+
+    Returns
+    -------
+    tuple
+        (dD/dtheta, dD/dbeta, dD/dpsi (empty), (q, 1 + p) Jacobian of u-hat).
+    """
+    d = obj.data
+    fam = d.family
+    t = d.structure.terms[0]
+    z, codes, q = t.X[:, 0], t.codes, t.q
+    th = float(theta[0])
+    ind = obj._indicator  # (q, n)
+    X = d.X
+    p = X.shape[1]
+    nodes = obj._nodes
+    u = res.u
+    s = res.factor.L11[:, 0, 0]
+    r_hat, w_l, dw_l, w_o, _ = gradient_terms(obj, res)
+    # the mode's move: du/dphi = c / a
+    a = th * th * np.bincount(codes, weights=w_o * z * z, minlength=q) + 1.0
+    c_th = np.bincount(codes, weights=z * r_hat, minlength=q) - th * np.bincount(codes, weights=w_o * z * z,
+                                                                             minlength=q) * u
+    c_b = -th * np.asarray(ind @ ((w_o * z)[:, None] * X)) if p else np.zeros((q, 0))  # (q, p)
+    du_th, du_b = c_th / a, c_b / a[:, None]
+    # s_j's move: d(s^2) = 2 theta G_L [theta only] + theta^2 sum W'_L z^2 deta-hat
+    GL = np.bincount(codes, weights=w_l * z * z, minlength=q)
+    H3 = np.bincount(codes, weights=dw_l * z ** 3, minlength=q)
+    H2X = np.asarray(ind @ ((dw_l * z * z)[:, None] * X)) if p else np.zeros((q, 0))
+    ds2_th = 2 * th * GL + th * th * H3 * (u + th * du_th)
+    ds2_b = th * th * (H2X + H3[:, None] * th * du_b)
+    ds_th, ds_b = ds2_th / (2 * s), ds2_b / (2 * s)[:, None]
+    # the nodes, as the objective left them
+    U, eta, mu, g = res.agq_nodes
+    yk, wk = d.y[:, None], d.wt[:, None]
+    pi = np.exp(g - g.max(axis=1, keepdims=True))
+    pi /= pi.sum(axis=1, keepdims=True)
+    rk = fam.score_eta(yk, eta, mu, wk)  # (n, K)
+    R = np.asarray(ind @ (rk * z[:, None]))  # (q, K)
+    slope = th * R - U  # d g_jk / dU_jk
+    # theta: dLL/dtheta |_U = R U
+    dU_th = du_th[:, None] - nodes[None, :] * (ds_th / s ** 2)[:, None]
+    dlogI_th = -ds_th / s + np.sum(pi * (R * U + slope * dU_th), axis=1)
+    grad_t = np.array([-2 * float(np.sum(dlogI_th))])
+    grad_b = np.zeros(p)
+    for j in range(p):
+        B = np.asarray(ind @ (rk * X[:, j][:, None]))  # dLL/dbeta_j |_U
+        dU = du_b[:, j][:, None] - nodes[None, :] * (ds_b[:, j] / s ** 2)[:, None]
+        grad_b[j] = -2 * float(np.sum(-ds_b[:, j] / s + np.sum(pi * (B + slope * dU), axis=1)))
+    J = np.column_stack([du_th, du_b])
+    return grad_t, grad_b, np.zeros(0), J

@@ -204,11 +204,13 @@ class GlmmObjective:
         U = res.u[:, None] + self._nodes[None, :] / s[:, None]  # (q, K)
         eta0 = res.eta - th * x * res.u[term.codes]
         eta = eta0[:, None] + th * x[:, None] * U[term.codes]
-        ll = fam.loglik(d.y[:, None], fam.link.inverse(eta), d.wt[:, None])
-        LL = np.asarray(self._indicator @ ll)
+        mu = fam.link.inverse(eta)
+        # the kernel at the nodes; the constant does not depend on u and is added once
+        LL = np.asarray(self._indicator @ fam.loglik_kernel(d.y[:, None], mu, d.wt[:, None]))
         g = LL - 0.5 * U * U + 0.5 * self._nodes[None, :] ** 2 + np.log(self._weights)[None, :]
         log_i = -np.log(s) - 0.5 * _LOG2PI + logsumexp(g, axis=1)
-        return float(-2 * np.sum(log_i))
+        res.agq_nodes = (U, eta, mu, g)  # the gradient (engine/gradient.py) reuses them
+        return float(-2 * (np.sum(log_i) + self._loglik_const(fam)))
 
     def reset(self, u=None, beta=None):
         """Set the warm start: the mode u (zeros by default) and the GLM start of the joint searches.

@@ -25,7 +25,8 @@ import numpy as np
 
 from .blocked import level_gram
 from .lmm_gradient import lmm_gradient, supports_lmm_gradient
-from .gradient import laplace_gradient, laplace_gradient_general, supports_general_gradient, supports_gradient
+from .gradient import (agq_gradient, laplace_gradient, laplace_gradient_general, supports_agq_gradient,
+                       supports_general_gradient, supports_gradient)
 from .objective import GlmmObjective, LmmObjective
 from .control import Control, DEFAULT_CONTROL
 from ..errors import FitError, InputError
@@ -387,7 +388,8 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
-    grad_kind = ("single" if supports_gradient(obj) else "general" if supports_general_gradient(obj) else None)
+    grad_kind = ("single" if supports_gradient(obj) else "general" if supports_general_gradient(obj)
+                 else "agq" if supports_agq_gradient(obj) else None)
     system = obj.data.structure
     if not system.supports_joint:
         # a random-effects system without the joint (u, beta) solve (the tree path): stage 2 starts
@@ -403,7 +405,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         res1 = None
         beta1 = np.asarray(beta0, dtype=float)
         scale = glm_standard_errors(obj, beta0, psi0)
-    elif nagq == 1 and control.skip_stage1 and control.gradient and grad_kind:
+    elif nagq >= 1 and control.skip_stage1 and control.gradient and grad_kind:
         # the gradient path needs only a start: the joint mode at the moment estimate of theta
         theta1, psi1 = unpack1(x0)
         fv1, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
@@ -449,7 +451,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
     step2 = np.concatenate([np.maximum(control.step2_theta * np.abs(theta1 / ts), 0.05), np.full(p, control.step2_beta),
                             np.full(m, 0.1)])
-    use_grad = control.gradient and nagq <= 1 and grad_kind is not None
+    use_grad = control.gradient and nagq >= 1 and grad_kind is not None
 
     last = {}
 
@@ -458,20 +460,21 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         moved to first order (u + du/dx (x - x_last))."""
         if "fg" in last and np.array_equal(x, last["fg"][0]):  # asked again at the same point
             return last["fg"][1], last["fg"][2].copy()
-        theta, beta, _ = unpack2(x)
+        theta, beta, psi = unpack2(x)
         if "J" in last:
             obj.reset(u=last["u"] + last["J"] @ (x - last["x"]))
-        val, res = obj.evaluate(theta, beta)
+        val, res = obj.evaluate(theta, beta, psi)
         if res is None or not np.isfinite(val):
             return 1e300, np.zeros_like(x)
-        if grad_kind == "single":
-            gt, gb, J = laplace_gradient(obj, theta, beta, res, du=True)
+        if grad_kind in ("single", "agq"):
+            gt, gb, gp, J = (laplace_gradient(obj, theta, beta, res, du=True, psi=psi) if grad_kind == "single"
+                             else agq_gradient(obj, theta, beta, res))
             J[:, :nt] *= ts
-            J[:, nt:] *= scale
+            J[:, nt : nt + p] *= scale
             last.update(x=np.array(x), u=res.u.copy(), J=J)
         else:
-            gt, gb = laplace_gradient_general(obj, theta, beta, res)
-        grad = np.concatenate([gt * ts, gb * scale])
+            gt, gb, gp = laplace_gradient_general(obj, theta, beta, res, psi=psi)
+        grad = np.concatenate([gt * ts, gb * scale, gp])
         last["fg"] = (np.array(x), val, grad.copy())
         if val < last.get("best", (None, np.inf))[1]:
             last["best"] = (np.array(x), val, res)

@@ -63,6 +63,7 @@ class PirlsResult:
     converged: bool
     kernel_sum: float = np.nan  # sum of the log-likelihood kernel at the mode
     gram1: np.ndarray | None = None  # term 1's level Gram sums of the final weights (for the gradient)
+    agq_nodes: tuple | None = None  # (U, eta, mu, g) at the quadrature nodes, set by the AGQ objective
 
 
 

@@ -257,7 +257,8 @@ class ModelSpec:
             keep = ~na.any(axis=1).to_numpy()
             if not keep.any():
                 raise InputError(f"no rows left after dropping the {n_all} rows with missing or non-finite values")
-            spec = cls._assemble(formula, parsed, fam, data.loc[keep],
+            rows = data if keep.all() else data.loc[keep]  # no copy of the frame when every row is kept
+            spec = cls._assemble(formula, parsed, fam, rows,
                                  weights[keep] if isinstance(weights, np.ndarray) else weights,
                                  offset[keep] if isinstance(offset, np.ndarray) else offset,
                                  relmat, lmm, ziformula, zi_rhs)
@@ -565,7 +566,7 @@ def _drop_aliased(X, names, messages, informative=None):
     p = X.shape[1]
     if p == 0:
         return X, names, np.arange(0)
-    Xi = X if informative is None else X[informative]
+    Xi = X if informative is None or np.all(informative) else X[informative]
     G = Xi.T @ Xi
     d = np.sqrt(np.maximum(np.diag(G), 1e-300))
     C = G / np.outer(d, d)
