@@ -106,6 +106,32 @@ print(a, hwm())
     return float(a), float(b)
 
 
+def run_in_child(peer: str, gen_name: str, n: int, formula: str, family: str, reps: int, opts: dict,
+                 timeout: float) -> dict:
+    """One Python peer's fit in a fresh process (same seeded data, made there), with a time limit.
+
+    The child warms the peer up on a small data set, then times the fit itself; a fit that does not end
+    within ``timeout`` seconds is reported as such instead of stalling the run.
+    """
+    code = f"""
+import sys, json, warnings; sys.path.insert(0, {str(Path(__file__).parent)!r})
+warnings.simplefilter("ignore")
+import simdata, run_speed as rs
+fn = {{"glmm": rs.run_glmm, "mixedlm": rs.run_mixedlm}}[{peer!r}]
+fn(simdata.intercept_binomial(n=2000, q=50), "y ~ x + (1 | g)", "binomial", 1)
+d = getattr(simdata, {gen_name!r})(n={n})
+print(json.dumps(fn(d, {formula!r}, {family!r}, {reps}, {opts!r})))
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout:.0f} s"}
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
+    return json.loads(lines[-1])
+
+
 def _split_offset(formula):
     if "offset(log(expo))" in formula:
         return formula.replace(" + offset(log(expo))", ""), True
@@ -151,12 +177,16 @@ def run_mixedlm(d, formula, family, reps, opts=None):
     return {"time": t, "loglik": ll, "converged": bool(fit.converged)}
 
 
-def run_lme4(csv, formula, family, reps, opts=None):
+def run_lme4(csv, formula, family, reps, opts=None, timeout: float = 7200):
     opts = opts or {}
     with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as fh:
         fh.write(R_SCRIPT)
-    out = subprocess.run(["Rscript", fh.name, str(csv), formula, family, str(reps), str(opts.get("nagq", 1)),
-                          "1" if opts.get("reml", True) else "0"], capture_output=True, text=True, timeout=7200)
+    try:
+        out = subprocess.run(["Rscript", fh.name, str(csv), formula, family, str(reps), str(opts.get("nagq", 1)),
+                              "1" if opts.get("reml", True) else "0"], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.unlink(fh.name)
+        return {"error": f"did not finish within {timeout:.0f} s"}
     os.unlink(fh.name)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -179,6 +209,7 @@ def main():
     ap.add_argument("--skip-r", action="store_true")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory child process per model")
     ap.add_argument("--repeat", type=int, default=3, help="runs per Python package (median)")
+    ap.add_argument("--timeout", type=float, default=2400, help="seconds one peer's fit may take")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     catalogue = _models(args.set)
@@ -212,17 +243,17 @@ def main():
             row["glmmkit"].update(data_mb=data_mb, peak_mb=peak_mb)
         print(f"  glmmkit  {row['glmmkit']['time']:8.2f} s  logLik {row['glmmkit']['loglik']:.4f}  "
               f"peak {row['glmmkit'].get('peak_mb')} MB", flush=True)
-        for pname, fn in peers.items():
-            try:
-                row[pname] = fn(d, formula, family, reps if pname == "glmm" else 1, opts)
+        for pname in peers:
+            row[pname] = run_in_child(pname, gen.__name__, n, formula, family, reps if pname == "glmm" else 1, opts,
+                                      args.timeout)
+            if "time" in row[pname]:
                 print(f"  {pname:8s} {row[pname]['time']:8.2f} s  logLik {row[pname]['loglik']:.4f}", flush=True)
-            except Exception as err:
-                row[pname] = {"error": str(err)[:300]}
-                print(f"  {pname:8s} failed: {err}", flush=True)
+            else:
+                print(f"  {pname:8s} failed: {row[pname]['error']}", flush=True)
         if have_r:
             csv = tmp / f"{name}.csv"
             d.to_csv(csv, index=False)
-            row["lme4"] = run_lme4(csv, formula, family, 1, opts)
+            row["lme4"] = run_lme4(csv, formula, family, 1, opts, args.timeout)
             if "time" in row["lme4"]:
                 print(f"  lme4     {row['lme4']['time']:8.2f} s  logLik {row['lme4']['loglik']:.4f} {row['lme4'].get('conv','')}",
                       flush=True)
@@ -259,6 +290,10 @@ def write(rows, out: Path, args):
         mem = "n/a" if gm.get("peak_mb") is None else f"{gm['peak_mb']:.0f} ({gm['data_mb']:.0f})"
         lines.append(f"| {r['model']} | {r['n']:,} | " + " | ".join(cell(p) for p in pk)
                      + f" | {ratio('lme4')} | {ratio('glmm')} | {ratio('mixedlm')} | {mem} | {gaps} |")
+    notes = [f"- {r['model']}, {pk_}: {r[pk_]['error']}" for r in rows for pk_ in pk
+             if isinstance(r.get(pk_), dict) and "error" in r[pk_]]
+    if notes:
+        lines += ["", "Fits that did not give a result:", ""] + notes
     text = "\n".join(lines) + "\n"
     (out / f"{stem}.md").write_text(text)
     print("\n" + text)

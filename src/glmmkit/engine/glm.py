@@ -94,7 +94,8 @@ def _irls(y, X, wt, offset, family: Family, eta, mu, beta, dev, maxit, tol):
         if kern is not None:  # the family's fast weights: W and W z in one pass
             w, wz = kern.weights(eta, mu, y, wt, eta - offset)
             sw = np.sqrt(w)
-            A, rhs = X * sw[:, None], wz / sw
+            # W z / sqrt(W), with rows of zero prior weight left out (0, not 0/0)
+            A, rhs = X * sw[:, None], np.divide(wz, sw, out=np.zeros_like(wz), where=sw > 0)
         else:
             d = link.mu_eta(eta)
             w = wt * d * d / family.variance(mu)
