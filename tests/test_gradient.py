@@ -55,7 +55,7 @@ def test_gradient_matches_central_differences(family, y, re):
 # factor) and NB2 with its log theta, under both Laplace informations
 FAMILIES = [("binomial", "probit", "yb", "expected", None), ("binomial", "cloglog", "yb", "expected", None),
             ("nbinom2", None, "yp", "expected", [0.4]),
-            ("nbinom2", None, "yp", "observed", [0.4])]
+            ("nbinom2", None, "yp", "observed", [0.4]), ("nbinom1", None, "yp", "observed", [-0.5])]
 
 
 @pytest.mark.parametrize("family, link, y, laplace, psi", FAMILIES)

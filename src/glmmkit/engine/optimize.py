@@ -503,7 +503,10 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         theta, beta, psi = unpack2(x)
         if "J" in last:
             obj.reset(u=last["u"] + last["J"] @ (x - last["x"]))
-        val, res = obj.evaluate(theta, beta, psi)
+        try:
+            val, res = obj.evaluate(theta, beta, psi)
+        except (FitError, np.linalg.LinAlgError, FloatingPointError, OverflowError):
+            val, res = np.inf, None  # outside the family's domain: infeasible, the line search steps back
         if res is None or not np.isfinite(val):
             return 1e300, np.zeros_like(x)
         if grad_kind in ("single", "agq"):
@@ -615,6 +618,22 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
                 obj.evaluate(*unpack2(x2))
                 best_u = obj.warm.u.copy()
             g, H, free, sg = check(x2)
+            if _bad(sg) and use_grad:
+                # the gradient path failed: the derivative-free path from the same start, the better kept
+                # (a family's objective can be numerically rough where the gradient led, e.g. NB1 with phi
+                # near 0, where log-gamma differences cancel)
+                x4, fv4, n4, rc4 = minimize(f2, x20, lower2, step2, ftol_abs=control.ftol2, xtol_rel=control.xtol2,
+                                            maxeval=control.maxfev, log=summ.log)
+                summ.stages.append(OptStage("stage 2 without the gradient (the gradient path failed)", "bobyqa",
+                                            x20, x4, fv4, n4, rc4))
+                if np.isfinite(fv4) and fv4 < fv2:
+                    x2, fv2 = x4, fv4
+                    obj.reset()
+                    obj.evaluate(*unpack2(x2))
+                    best_u = obj.warm.u.copy()
+                    last.clear()
+                    use_grad = False
+                    g, H, free, sg = check(x2)
             if _bad(sg):
                 summ.converged = False
                 summ.messages.append(
