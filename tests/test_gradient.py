@@ -170,3 +170,24 @@ def test_agq_gradient_matches_central_differences(family, link, y, nagq):
     assert supports_agq_gradient(obj)
     _assert_matches_central_differences(obj, np.array([0.8]), np.array([-0.2, 0.4]),
                                         lambda o, t, b, r, psi=None: agq_gradient(o, t, b, r))
+
+
+@pytest.mark.parametrize("family, psi_base", [("poisson", []), ("nbinom2", [0.6])])
+@pytest.mark.parametrize("zi", ["~1", "~x"])
+@pytest.mark.parametrize("re", ["(1 | g)", "(1 | g) + (1 | h)"])
+def test_gradient_for_zero_inflation(family, psi_base, zi, re):
+    """Zero-inflated Poisson and NB2 under the observed Laplace (their default): theta, beta, the base's
+    parameter and every zero-inflation coefficient against central differences."""
+    from glmmkit.engine.gradient import (laplace_gradient, laplace_gradient_general, supports_general_gradient,
+                                         supports_gradient)
+
+    d = _crossed(7)
+    rng = np.random.default_rng(8)
+    d["yz"] = np.where(rng.uniform(size=len(d)) < 0.25, 0, d["yp"])
+    obj = gk.ModelSpec.from_formula(f"yz ~ x + {re}", d, family, ziformula=zi).objective(laplace="observed")
+    single = "+" not in re
+    assert (supports_gradient if single else supports_general_gradient)(obj)
+    psi = np.array(psi_base + [-1.0] + ([0.3] if zi == "~x" else []))
+    theta = np.array([0.6] if single else [0.6, 0.4])
+    _assert_matches_central_differences(obj, theta, np.array([0.3, 0.4]),
+                                        laplace_gradient if single else laplace_gradient_general, psi=psi)

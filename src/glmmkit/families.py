@@ -417,14 +417,16 @@ class Family(ABC):
         tuple or None
             (r, W_L, dW_L / d eta, W_O), each (n,).
         """
-        if laplace != "expected" or not self.exponential_family:
+        if not self.exponential_family:
             return None
         c = wt / self.scale
-        if self.link.name == self.canonical_link:
+        if self.link.name == self.canonical_link:  # either information: they agree
             # mu' = V, mu'' = V' V: W = wt V / phi, dW/deta = wt V' V / phi, and W_O = W
             v = self.variance(mu)
             w_l = c * v
             return c * (y - mu), w_l, w_l * self.variance_deriv(mu), w_l
+        if laplace != "expected":
+            return None
         d, d2 = self.link.mu_eta(eta), self.link.mu_eta2(eta)
         v = self.variance(mu)
         w_l = c * d * d / v

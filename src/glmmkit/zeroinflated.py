@@ -126,6 +126,77 @@ class ZeroInflated(Family):
     def score_eta(self, y, eta, mu, wt):
         return self._r(y, mu, wt) * self.base.score_eta(y, eta, mu, wt)
 
+    def laplace_gradient_terms(self, y, eta, mu, wt, laplace: str = "observed"):
+        """The Laplace gradient's terms (observed information) from the base family's, or None.
+
+        With q = P(count process | y) (``_r``: 1 for y > 0) and the base's r0 = dl/deta, W0 = -d2l/deta2,
+        W0_eta = -d3l/deta3:  r = q r0,  W = q W0 - q (1 - q) r0^2,
+        dW/deta = q W0_eta + 3 q (1 - q) r0 W0 - q (1 - q)(1 - 2q) r0^3  (dq/deta = q (1 - q) r0 on zero rows).
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Counts, linear predictor, means of the count process and prior weights.
+        laplace : {"expected", "observed"}
+            The Laplace information (only the observed one, the default, is given).
+
+        Returns
+        -------
+        tuple or None
+            (r, W, dW/deta, W); None for the expected information or prior weights other than 1.
+        """
+        if laplace != "observed" or np.any(np.asarray(wt) != 1):
+            return None
+        base = self.base.laplace_gradient_terms(y, eta, mu, wt, "observed")
+        if base is None:
+            return None
+        r0, w0, dw0, _ = base
+        q = self._r(y, mu, wt)
+        qq = q * (1 - q)
+        w = q * w0 - qq * r0 * r0
+        return q * r0, w, q * dw0 + 3 * qq * r0 * w0 - qq * (1 - 2 * q) * r0 ** 3, w
+
+    def param_gradient_terms(self, y, eta, mu, wt, laplace: str = "observed"):
+        """Per psi (the base's parameters, then the zero-inflation coefficients) the terms (dl, dr, dW).
+
+        Base parameter with the base's (dl0, dr0, dW0): dq = q (1 - q) dl0, so dl = q dl0,
+        dr = dq r0 + q dr0, dW = dq W0 + q dW0 - dq (1 - 2q) r0^2 - 2 q (1 - q) r0 dr0.
+        Coefficient gamma_k of pi = expit(X_zi gamma): dl = (1 - q - pi) x_k, dq = -q (1 - q) x_k,
+        dr = dq r0, dW = dq W0 - dq (1 - 2q) r0^2.
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Counts, linear predictor, means of the count process and prior weights.
+        laplace : {"expected", "observed"}
+            The Laplace information.
+
+        Returns
+        -------
+        list or None
+            One (dl, dr, dW) triple per psi; None where ``laplace_gradient_terms`` gives none.
+        """
+        if self.laplace_gradient_terms(y, eta, mu, wt, laplace) is None:
+            return None
+        base_psi = self.base.param_gradient_terms(y, eta, mu, wt, "observed")
+        if base_psi is None:
+            return None
+        r0, w0, _, _ = self.base.laplace_gradient_terms(y, eta, mu, wt, "observed")
+        q = self._r(y, mu, wt)
+        qq = q * (1 - q)
+        out = []
+        for dl0, dr0, dw0 in base_psi:
+            dq = qq * dl0
+            out.append((q * dl0, dq * r0 + q * dr0, dq * w0 + q * dw0 - dq * (1 - 2 * q) * r0 * r0 - 2 * qq * r0 * dr0))
+        X, pi = self.X_zi, self.pi
+        if X.shape[0] != np.size(q):  # a probe away from the data's rows (the support check): shapes only
+            X, pi = np.zeros((np.size(q), X.shape[1])), np.zeros(np.size(q))
+        for k in range(X.shape[1]):
+            x = X[:, k]
+            dq = -qq * x
+            out.append(((1 - q - pi) * x, dq * r0, dq * w0 - dq * (1 - 2 * q) * r0 * r0))
+        return out
+
     def working_weights(self, eta, mu, wt):
         return (1 - self.pi) * self.base.working_weights(eta, mu, wt)
 
