@@ -191,3 +191,22 @@ def test_gradient_for_zero_inflation(family, psi_base, zi, re):
     theta = np.array([0.6] if single else [0.6, 0.4])
     _assert_matches_central_differences(obj, theta, np.array([0.3, 0.4]),
                                         laplace_gradient if single else laplace_gradient_general, psi=psi)
+
+
+@pytest.mark.parametrize("family, y, psi", [("binomial", "yb", None), ("poisson", "yp", None),
+                                            ("nbinom2", "yp", [0.4])])
+@pytest.mark.parametrize("re", ["(1 | h)", "(1 | g) + (1 | h)", "(1 + x | g) + (1 | h)"])
+def test_general_gradient_with_a_known_matrix_term(family, y, psi, re, cross_storage):
+    """A relmat term (h, Lambda = theta L): in b-space it touches one level a row; against central
+    differences, alone and beside other terms, on each storage of the cross block."""
+    from glmmkit.engine.gradient import laplace_gradient_general, supports_general_gradient
+
+    d = _crossed(9)
+    levels = sorted(d["h"].unique())
+    rng = np.random.default_rng(10)
+    A = rng.normal(size=(len(levels), len(levels)))
+    K = pd.DataFrame(A @ A.T / len(levels) + 0.2 * np.eye(len(levels)), index=levels, columns=levels)
+    obj = gk.ModelSpec.from_formula(f"{y} ~ x + {re}", d, family, relmat={"h": K}).objective()
+    assert supports_general_gradient(obj)
+    theta = np.linspace(0.7, 0.3, obj.n_theta)
+    _assert_matches_central_differences(obj, theta, np.array([-0.2, 0.4]), laplace_gradient_general, psi=psi)

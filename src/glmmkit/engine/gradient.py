@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .covariance import Diagonal, Unstructured
+from .covariance import Diagonal, KnownMatrix, Unstructured
 from .blocked import Structure, level_gram
 
 
-def _entry_theta(terms) -> bool:
-    """Whether every term's theta is the entries of its factor T (Unstructured, Diagonal): the gradient's
-    dT/dtheta assumes it; other covariance classes take the derivative-free path."""
-    return all(type(t.cov) in (Unstructured, Diagonal) for t in terms)
+def _entry_theta(terms, known: bool = False) -> bool:
+    """Whether every term's theta is the entries of its factor T (Unstructured, Diagonal), or (with
+    ``known``) the multiplier of a known matrix's factor (Lambda = theta L): the gradient's dT/dtheta assumes
+    it; other covariance classes take the derivative-free path."""
+    return all(type(t.cov) in (Unstructured, Diagonal) or (known and type(t.cov) is KnownMatrix) for t in terms)
 
 
 def family_supports_gradient(obj) -> bool:
@@ -226,9 +227,8 @@ def supports_general_gradient(obj) -> bool:
         True when ``laplace_gradient_general`` may be used.
     """
     st = obj.data.structure
-    return (len(st.terms) > 1 and isinstance(st, Structure) and st.first is not None and st.Qtt > 0
-            and obj.nagq <= 1 and _entry_theta(st.terms) and st.Qtt <= MAX_GRADIENT_TAIL
-            and family_supports_gradient(obj))
+    return (isinstance(st, Structure) and st.Qtt > 0 and obj.nagq <= 1 and _entry_theta(st.terms, known=True)
+            and st.Qtt <= MAX_GRADIENT_TAIL and family_supports_gradient(obj))
 
 
 def _entries(st, thetas):
@@ -264,7 +264,8 @@ class SelectedInverse:
         import scipy.linalg as sla
 
         self.st = st
-        q1, k1, Q1, Qtt = st.first.q, st.first.k, st.Q1, st.Qtt
+        q1, k1 = (st.first.q, st.first.k) if st.first is not None else (0, 0)
+        Q1, Qtt = st.Q1, st.Qtt
         Mt = f.Mt
         self.diag_tail = st.tail_diagonal
         if self.diag_tail:
@@ -295,6 +296,10 @@ class SelectedInverse:
             rows = st._c1t_row_of
             G = np.bincount(rows, weights=m * ms, minlength=Q1)[:, None, None]
             self.p1t_pattern = -f.L11inv[rows, 0, 0] * ms
+        elif st.first is None:  # every term in the trailing block
+            self.P11 = None
+            self._known_to_b_space(st)
+            return
         else:
             Sfull = self.S if not self.diag_tail else np.diag(self.Sdiag)
             MS = np.asarray(Mt @ Sfull) if Mt is not None else np.zeros((Q1, Qtt))
@@ -308,6 +313,23 @@ class SelectedInverse:
                 G = np.matmul(MS3, np.transpose(Md.reshape(q1, k1, Qtt), (0, 2, 1)))
                 self.p1t_dense = -np.matmul(np.transpose(f.L11inv, (0, 2, 1)), MS3).reshape(Q1, Qtt)
         self.P11 = np.einsum("qki,qkl,qlj->qij", f.L11inv, np.eye(k1)[None] + G, f.L11inv)
+        self._known_to_b_space(st)
+
+    def _known_to_b_space(self, st):
+        """A known-matrix term's rows touch every level through L (Lambda = theta L): in b-space they touch
+        one, its own level j, with the value theta z_i, and the inverse's blocks become L P (and P L' and
+        L P L').  The dense tail inverse and cross block are transformed once; the rest of the gradient
+        then treats the term as a scalar one."""
+        off = 1 if st.first is not None else 0
+        for j, t in enumerate(st.tail):
+            if not t.is_known:
+                continue
+            L = t.cov.factor
+            r = slice(st.tail_off[j], st.tail_off[j + 1])
+            self.S[:, r] = self.S[:, r] @ L.T
+            self.S[r, :] = L @ self.S[r, :]
+            if off and not self.pattern:
+                self.p1t_dense[:, r] = self.p1t_dense[:, r] @ L.T
 
     def cross(self, first_coord: np.ndarray, tail_coord: np.ndarray, term: int, rows_pidx) -> np.ndarray:
         """P1t at (term-1 coordinate, tail coordinate) for every row.
@@ -375,17 +397,18 @@ def laplace_gradient_general(obj, theta, beta, res, psi=None):
     st = d.structure
     f = res.factor
     thetas = st.split_theta(theta)
-    k1, Q1 = st.first.k, st.Q1
+    k1, Q1 = (st.first.k if st.first is not None else 0), st.Q1
     sel = SelectedInverse(st, f)
 
     idx, zt, pos_of, col_of = _entries(st, thetas)
     n, e = idx.shape
     # the local block of A^-1 for every row: entries 0..k1-1 are term 1's, the rest the tail's
     Ploc = np.empty((n, e, e))
-    j = st.first.codes
-    Ploc[:, :k1, :k1] = sel.P11[j]
+    j = st.first.codes if st.first is not None else None
+    if k1:
+        Ploc[:, :k1, :k1] = sel.P11[j]
     tail = idx[:, k1:] - Q1
-    tail_term = np.array(pos_of[k1:]) - 1  # each tail entry's term among the tail
+    tail_term = np.array(pos_of[k1:]) - (1 if st.first is not None else 0)  # each tail entry's term in the tail
     for c in range(k1):
         for ee in range(e - k1):
             Ploc[:, c, k1 + ee] = sel.cross(j * k1 + c, tail[:, ee], tail_term[ee], st.row_pattern_positions)
@@ -415,6 +438,8 @@ def laplace_gradient_general(obj, theta, beta, res, psi=None):
     for pos, t in enumerate(st.terms):
         U = u[st.u_off[pos] : st.u_off[pos + 1]].reshape(t.q, t.k)
         A_ = a[st.u_off[pos] : st.u_off[pos + 1]].reshape(t.q, t.k)
+        if t.is_known:  # b-space (SelectedInverse._known_to_b_space): dEta/dtheta = z (L u)_j
+            U, A_ = t.cov.factor @ U, t.cov.factor @ A_
         cov = t.cov
         rows, cols = (cov._rows, cov._cols) if hasattr(cov, "_rows") else (np.arange(t.k), np.arange(t.k))
         base = starts[st.order[pos]]
