@@ -782,6 +782,24 @@ class DiagonalLower:
         return np.diag(self.l)
 
 
+def symmetric_from_lower(S_lower: np.ndarray) -> np.ndarray:
+    """The full symmetric matrix from its lower triangle.
+
+    Parameters
+    ----------
+    S_lower : numpy.ndarray
+        (n, n), lower triangle valid.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, n) symmetric.
+    """
+    out = np.tril(S_lower)
+    out += np.tril(out, -1).T
+    return out
+
+
 def _tri_solve(L, b, trans=False):
     """L^-1 b or L^-T b for a dense lower factor or a ``DiagonalLower``."""
     if isinstance(L, DiagonalLower):
@@ -957,5 +975,26 @@ class BlockedFactor(SystemFactor):
             return np.zeros((0, 0))
         if isinstance(self.Lt, DiagonalLower):
             return np.diag(1.0 / self.Lt.l ** 2)
-        inv_l = sla.solve_triangular(self.Lt, np.eye(n), lower=True, check_finite=False)
-        return inv_l.T @ inv_l
+        return symmetric_from_lower(self.tail_inverse_lower(n))
+
+    def tail_inverse_lower(self, n0: int) -> np.ndarray:
+        """(Lt Lt')^-1 over the trailing block's first n0 variables (LAPACK potri: the leading block of a
+        Cholesky factor is the factor of the leading block), lower triangle valid only.
+
+        Parameters
+        ----------
+        n0 : int
+            How many of the trailing variables (tail columns, then dense columns).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n0, n0), upper triangle not set.
+        """
+        if not n0:
+            return np.zeros((0, 0))
+        L = self.Lt.dense() if isinstance(self.Lt, DiagonalLower) else self.Lt
+        inv, info = sla.lapack.dpotri(L[:n0, :n0], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("trailing block is singular")
+        return inv

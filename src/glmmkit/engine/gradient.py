@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .covariance import Diagonal, KnownMatrix, Unstructured
-from .blocked import Structure, level_gram
+from .blocked import Structure, level_gram, symmetric_from_lower
 
 
 def _entry_theta(terms, known: bool = False) -> bool:
@@ -261,8 +261,6 @@ class SelectedInverse:
     """
 
     def __init__(self, st, f):
-        import scipy.linalg as sla
-
         self.st = st
         q1, k1 = (st.first.q, st.first.k) if st.first is not None else (0, 0)
         Q1, Qtt = st.Q1, st.Qtt
@@ -272,12 +270,7 @@ class SelectedInverse:
             self.Sdiag = 1.0 / (f.Lt.diagonal() if hasattr(f.Lt, 'l') else np.diag(f.Lt))[:Qtt] ** 2
             self.S = None
         else:
-            inv, info = sla.lapack.dpotri(f.Lt[:Qtt, :Qtt], lower=1)
-            if info != 0:
-                raise np.linalg.LinAlgError("trailing block is singular")
-            S = np.tril(inv)
-            S += np.tril(S, -1).T
-            self.S = S
+            self.S = symmetric_from_lower(f.tail_inverse_lower(Qtt))
         # M keeps C1t's pattern (scalar terms): M S^-1 at that pattern only, and G_l = M_l S^-1 M_l'
         self.pattern = (Mt is not None and not isinstance(Mt, np.ndarray) and k1 == 1
                         and (self.diag_tail or st._schur_pairs is not None))

@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
-from .blocked import Structure
+from .blocked import Structure, symmetric_from_lower
 from .covariance import Diagonal, KnownMatrix, Unstructured
 
 
@@ -65,23 +64,6 @@ def _theta_entries(t):
     return [(i, i) for i in range(t.k)]
 
 
-def _inverse_lower(L: np.ndarray) -> np.ndarray:
-    """(L L')^-1 from a lower Cholesky factor (LAPACK potri): only the lower triangle is valid."""
-    if not L.shape[0]:
-        return np.zeros((0, 0))
-    inv, info = sla.lapack.dpotri(L, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("trailing block is singular")
-    return inv
-
-
-def _symmetric(S_lower: np.ndarray) -> np.ndarray:
-    """The full symmetric matrix from its lower triangle."""
-    out = np.tril(S_lower)
-    out += np.tril(out, -1).T
-    return out
-
-
 def _first_term_quadratic(st, f, raw, thetas, S0_lower: np.ndarray, n_x: int) -> np.ndarray:
     """G_l = M0_l S0 M0_l' per level of term 1, M0 = [Mt, MD[:, :n_x]]: (q1, k1, k1).
 
@@ -91,7 +73,7 @@ def _first_term_quadratic(st, f, raw, thetas, S0_lower: np.ndarray, n_x: int) ->
     G = np.zeros((q1, k1, k1))
     Mt = f.Mt
     pairs = Mt is not None and not isinstance(Mt, np.ndarray) and raw.pair_products is not None
-    S0 = None if pairs and n_x == 0 else _symmetric(S0_lower)
+    S0 = None if pairs and n_x == 0 else symmetric_from_lower(S0_lower)
     if Mt is not None and Qtt:
         if pairs:
             # M = diag(b) C1t Lambda_t: M_r S M_r' = b_r^2 C_r (Lambda_t S Lambda_t) C_r'
@@ -146,7 +128,7 @@ def lmm_gradient(obj, theta) -> tuple[float, np.ndarray]:
     u = f.solve_last_column()[: st.Q]
     n0 = st.Qtt + n_x
     try:
-        S0 = _inverse_lower(f.Lt[:n0, :n0])
+        S0 = f.tail_inverse_lower(n0)
     except np.linalg.LinAlgError:
         return value, None
     thetas = st.split_theta(theta)
