@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import simdata  # noqa: E402
 
 import glmmkit as gk  # noqa: E402
+from glmmkit.output import write_text  # noqa: E402  (atomic)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -51,8 +52,9 @@ for (i in seq_len(reps)) {
   t <- system.time(m <- fitone())[["elapsed"]]
   times <- c(times, t)
 }
-cat(sprintf('{"time": %.6f, "loglik": %.10f, "conv": "%s"}\n', median(times), as.numeric(logLik(m)),
-            paste(m@optinfo$conv$lme4$messages, collapse = "; ")))
+cat(jsonlite::toJSON(list(time = median(times), loglik = as.numeric(logLik(m)),
+                         conv = paste(m@optinfo$conv$lme4$messages, collapse = "; ")),
+                    auto_unbox = TRUE, digits = NA), "\n")
 """
 
 
@@ -129,7 +131,10 @@ print(json.dumps(fn(d, {formula!r}, {family!r}, {reps}, {opts!r})))
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as err:  # a result we cannot read is reported, not fatal
+        return {"error": f"unreadable output ({err}): {lines[-1][:200]}"}
 
 
 def _split_offset(formula):
@@ -191,7 +196,10 @@ def run_lme4(csv, formula, family, reps, opts=None, timeout: float = 7200):
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as err:  # a result we cannot read is reported, not fatal
+        return {"error": f"unreadable output ({err}): {lines[-1][:200]}"}
 
 
 def _models(which: str) -> dict:
@@ -260,17 +268,18 @@ def main():
             else:
                 print(f"  lme4 failed: {row['lme4']['error']}")
         rows.append(row)
+        write(rows, Path(args.out), args, quiet=True)  # after every row: a late failure loses nothing
     shutil.rmtree(tmp, ignore_errors=True)
     write(rows, Path(args.out), args)
 
 
-def write(rows, out: Path, args):
+def write(rows, out: Path, args, quiet: bool = False):
     out.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "glmmkit": gk.__version__, "scale": args.scale,
             "repeat": args.repeat}
     stem = "speed" if args.set == "all" and not args.only else f"speed_{args.set}" + ("_only" if args.only else "")
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_text(out / f"{stem}.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
     pk = ["glmmkit", "lme4", "glmm", "mixedlm"]
     lines = [f"Speed benchmark ({meta['date']}, {meta['machine']}, Python {meta['python']}; "
              f"wall seconds, Python packages median of {args.repeat} runs (one run above 200,000 rows), "
@@ -295,8 +304,9 @@ def write(rows, out: Path, args):
     if notes:
         lines += ["", "Fits that did not give a result:", ""] + notes
     text = "\n".join(lines) + "\n"
-    (out / f"{stem}.md").write_text(text)
-    print("\n" + text)
+    write_text(out / f"{stem}.md", text)
+    if not quiet:
+        print("\n" + text)
 
 
 if __name__ == "__main__":

@@ -372,13 +372,40 @@ def boundary_escape(f, x, fx, nt, theta_lower, scale=1.0):
     return best
 
 
-def _scaled_gradient(g, H, free):
+def flat_directions(g, H, free) -> np.ndarray:
+    """Free coordinates whose curvature and gradient are both ~0 (|H_ii|, |g_i| < 1e-6): a parameter run to
+    its limit on a flat, stationary ridge (a zero-inflation probability or an NB size going to 0 or to
+    infinity). Mask over the free coordinates.
+
+    Parameters
+    ----------
+    g, H : numpy.ndarray
+        Gradient and Hessian.
+    free : numpy.ndarray
+        Mask of the coordinates not held on a bound.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask over ``g[free]``.
+    """
     gi, Hi = g[free], H[np.ix_(free, free)]
-    try:
-        c = np.linalg.cholesky(Hi)
-    except np.linalg.LinAlgError:
-        return None
-    return np.linalg.solve(c.T, np.linalg.solve(c, gi))
+    return (np.abs(np.diag(Hi)) < 1e-6) & (np.abs(gi) < 1e-6)
+
+
+def _scaled_gradient(g, H, free):
+    """H^-1 g over the free coordinates, the flat stationary ones (``flat_directions``) left at 0; None when
+    the rest of the Hessian is not positive definite."""
+    gi, Hi = g[free], H[np.ix_(free, free)]
+    keep = ~flat_directions(g, H, free)
+    out = np.zeros(len(gi))
+    if keep.any():
+        try:
+            c = np.linalg.cholesky(Hi[np.ix_(keep, keep)])
+        except np.linalg.LinAlgError:
+            return None
+        out[keep] = np.linalg.solve(c.T, np.linalg.solve(c, gi[keep]))
+    return out
 
 
 def _diag_theta_mask(obj) -> np.ndarray:
@@ -657,6 +684,11 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
                     x2, fv2 = x_n, f_n
                     best_u = obj.warm.u.copy()
         summ.gradient, summ.hessian = g, H
+        flat = flat_directions(g, H, free)
+        if flat.any():
+            names_flat = [names[i] for i in np.flatnonzero(free)[flat]]
+            summ.messages.append(f"flat at the optimum (curvature and gradient ~0, run to a limit): {names_flat}; "
+                                 "the other parameters passed the convergence check")
     else:
         summ.vcov_method = "PIRLS (derivatives not computed)"
     obj.reset(u=best_u)
