@@ -29,4 +29,5 @@ def cross_storage(request, monkeypatch):
     import glmmkit.engine.blocked as blocked
 
     monkeypatch.setattr(blocked, "SPARSE_COST", 1e12 if request.param == "dense" else 0.0)
+    monkeypatch.setattr(blocked, "DENSE_ALWAYS", 0.0)  # small test blocks would otherwise always be dense
     return request.param

@@ -74,7 +74,10 @@ def test_lmm_gradient_at_a_zero_variance_is_zero_for_that_term():
 
 @pytest.mark.parametrize("re", ["(1 | g) + (1 | h) + (1 | k)", "(1 + x | g) + (1 | h)", "(1 | c/g)"])
 @pytest.mark.parametrize("reml", [False, True])
-def test_lmer_by_gradient_matches_derivative_free(re, reml):
+def test_lmer_by_gradient_matches_derivative_free(re, reml, monkeypatch):
+    import glmmkit.engine.optimize as optimize
+
+    monkeypatch.setattr(optimize, "LMM_GRADIENT_MIN_SECONDS", 0.0)  # small data: force the gradient path
     d = _data(4)
     fit = gk.lmer(f"y ~ x + {re}", d, reml=reml)
     assert fit.optsummary.stages[0].optimizer.startswith("L-BFGS-B")
@@ -85,3 +88,9 @@ def test_lmer_by_gradient_matches_derivative_free(re, reml):
     assert fit.fixef.to_numpy() == pytest.approx(ref.fixef.to_numpy(), rel=1e-4, abs=1e-6)
     assert fit.varcorr["sd"].dropna().to_numpy() == pytest.approx(ref.varcorr["sd"].dropna().to_numpy(), rel=1e-3,
                                                                   abs=1e-5)
+
+
+def test_small_lmm_keeps_bobyqa():
+    """The gradient pays only where an evaluation is dear: a small model stays on BOBYQA."""
+    fit = gk.lmer("Reaction ~ Days + (Days | Subject)", gk.datasets.load("sleepstudy"))
+    assert fit.optsummary.stages[0].optimizer == "bobyqa"

@@ -38,6 +38,8 @@ MAX_DENSE_TAIL = 25_000
 SPARSE_COST = 150.0
 # a dense M above this many entries is never held (memory): sparse whatever the cost
 MAX_DENSE_CROSS = 8_000_000
+# and a dense M'M below this many multiply-adds (about 0.5 ms) is always dense
+DENSE_ALWAYS = 1e7
 
 
 class PairPattern:
@@ -273,8 +275,11 @@ class Structure(RandomEffectsSystem):
             nnz_r = np.diff(probe.indptr).astype(float)
             # the storage rule (see SPARSE_COST): the cost of M'M each way, in multiply-adds
             self.cross_cost = {"dense": float(self.Q1) * self.Qtt ** 2, "sparse": float(nnz_r @ nnz_r)}
+            # a small block stays dense whatever the ratio: below DENSE_ALWAYS multiply-adds the sparse path's
+            # fixed cost of a dozen numpy calls exceeds BLAS's (the catalogue's small LMMs ran 1.4x slower)
             self.dense_cross = (self.Q1 * self.Qtt <= MAX_DENSE_CROSS
-                                and self.cross_cost["sparse"] * SPARSE_COST >= self.cross_cost["dense"])
+                                and (self.cross_cost["dense"] <= DENSE_ALWAYS
+                                     or self.cross_cost["sparse"] * SPARSE_COST >= self.cross_cost["dense"]))
         # scalar unknown-covariance tail terms: Lambda_t is a diagonal, applied as one vector
         self.tail_scalar = all(t.k == 1 and not t.is_known for t in self.tail)
         # M keeps C1t's pattern exactly when term 1 and the tail are scalar (M = diag * C1t * diag): then
