@@ -25,8 +25,9 @@ class Control:
     Parameters
     ----------
     gradient : bool
-        Stage 2 by L-BFGS-B with the analytic Laplace gradient where the model allows it (canonical link,
-        Laplace, no known-covariance term); False: BOBYQA on the objective alone.
+        L-BFGS-B with the analytic gradient where the model allows it (GLMMs: the Laplace or AGQ gradient
+        of docs/engine.md's list; LMMs: the profiled deviance's, when one evaluation costs at least 2 ms);
+        False: BOBYQA on the objective alone.
     skip_stage1 : bool
         On the gradient path, start stage 2 from the joint mode at the moment estimate of theta instead of
         a stage-1 BOBYQA search.
