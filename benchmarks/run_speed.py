@@ -108,6 +108,17 @@ print(a, hwm())
     return float(a), float(b)
 
 
+def _child_result(out: subprocess.CompletedProcess) -> dict:
+    """The last JSON line a child printed, or {"error": ...}: a result we cannot read is reported, not fatal."""
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as err:
+        return {"error": f"unreadable output ({err}): {lines[-1][:200]}"}
+
+
 def run_in_child(peer: str, gen_name: str, n: int, formula: str, family: str, reps: int, opts: dict,
                  timeout: float) -> dict:
     """One Python peer's fit in a fresh process (same seeded data, made there), with a time limit.
@@ -128,13 +139,7 @@ print(json.dumps(fn(d, {formula!r}, {family!r}, {reps}, {opts!r})))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {timeout:.0f} s"}
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
-    try:
-        return json.loads(lines[-1])
-    except json.JSONDecodeError as err:  # a result we cannot read is reported, not fatal
-        return {"error": f"unreadable output ({err}): {lines[-1][:200]}"}
+    return _child_result(out)
 
 
 def _split_offset(formula):
@@ -193,13 +198,7 @@ def run_lme4(csv, formula, family, reps, opts=None, timeout: float = 7200):
         os.unlink(fh.name)
         return {"error": f"did not finish within {timeout:.0f} s"}
     os.unlink(fh.name)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        return {"error": (out.stderr.strip() or out.stdout.strip())[-300:]}
-    try:
-        return json.loads(lines[-1])
-    except json.JSONDecodeError as err:  # a result we cannot read is reported, not fatal
-        return {"error": f"unreadable output ({err}): {lines[-1][:200]}"}
+    return _child_result(out)
 
 
 def _models(which: str) -> dict:

@@ -71,6 +71,18 @@ class CovStructure(ABC):
         """
         ...
 
+    def theta_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (row, column) of T that each theta entry sets: the diagonal here (a diagonal factor, or a
+        known matrix's single multiplier); the unstructured factor overrides it.
+
+        Returns
+        -------
+        tuple
+            (rows, columns), one each per theta entry.
+        """
+        k = int(getattr(self, "k", 1))
+        return np.arange(k), np.arange(k)
+
     def covariance(self, theta: np.ndarray) -> np.ndarray:
         """The relative covariance T T' of one level's coefficients.
 
@@ -110,6 +122,9 @@ class Unstructured(CovStructure):
         t = np.zeros((self.k, self.k))
         t[self._rows, self._cols] = theta
         return t
+
+    def theta_entries(self):
+        return self._rows, self._cols
 
     def __repr__(self):
         return f"Unstructured({self.k})"

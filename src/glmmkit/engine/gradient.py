@@ -173,11 +173,7 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
             J[:, len(theta):] = np.einsum("qab,qbs->qas", Ainv_o, cb).reshape(q * k, p)
 
     # theta: entries T[a_, b_] in the covariance's theta order
-    cov = t.cov
-    if hasattr(cov, "_rows"):
-        rows, cols = cov._rows, cov._cols
-    else:  # diagonal
-        rows = cols = np.arange(k)
+    rows, cols = t.cov.theta_entries()
     s_lev = np.stack([np.bincount(codes, weights=r * Z[:, c], minlength=q) for c in range(k)], axis=1)  # (q, k)
     AtG = np.einsum("qij,kj,qkl->qil", Ainv, T, G)  # A^-1 T' G  (q, k, k): the log-determinant's direct term
     TtG = np.einsum("ca,qcd->qad", T, G_o)  # T' G_O (q, k, k): the mode's move
@@ -433,8 +429,7 @@ def laplace_gradient_general(obj, theta, beta, res, psi=None):
         A_ = a[st.u_off[pos] : st.u_off[pos + 1]].reshape(t.q, t.k)
         if t.is_known:  # b-space (SelectedInverse._known_to_b_space): dEta/dtheta = z (L u)_j
             U, A_ = t.cov.factor @ U, t.cov.factor @ A_
-        cov = t.cov
-        rows, cols = (cov._rows, cov._cols) if hasattr(cov, "_rows") else (np.arange(t.k), np.arange(t.k))
+        rows, cols = t.cov.theta_entries()
         base = starts[st.order[pos]]
         for i_th, (ra, cb) in enumerate(zip(rows, cols)):
             xa = t.X[:, ra]

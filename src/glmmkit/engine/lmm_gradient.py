@@ -56,14 +56,6 @@ def supports_lmm_gradient(obj) -> bool:
         type(t.cov) in (Unstructured, Diagonal) or isinstance(t.cov, KnownMatrix) for t in st.terms)
 
 
-def _theta_entries(t):
-    """The (row, column) of T that each theta entry of an unstructured or diagonal term sets."""
-    cov = t.cov
-    if hasattr(cov, "_rows"):
-        return list(zip(cov._rows, cov._cols))
-    return [(i, i) for i in range(t.k)]
-
-
 def _first_term_quadratic(st, f, raw, thetas, S0_lower: np.ndarray, n_x: int) -> np.ndarray:
     """G_l = M0_l S0 M0_l' per level of term 1, M0 = [Mt, MD[:, :n_x]]: (q1, k1, k1).
 
@@ -177,7 +169,7 @@ def lmm_gradient(obj, theta) -> tuple[float, np.ndarray]:
             lo = np.maximum(idx[:, :, None], idx[:, None, :])
             hi = np.minimum(idx[:, :, None], idx[:, None, :])
             Bsum = blk[lo, hi].sum(axis=0)
-        for c, (ra, cb) in enumerate(_theta_entries(t)):
+        for c, (ra, cb) in enumerate(zip(*t.cov.theta_entries())):
             K = np.outer(Tinv[:, ra], np.eye(t.k)[cb])  # T^-1 E_(ra, cb)
             dlogdet = 2.0 * (t.q * np.trace(K) - float(np.sum(Bsum * K.T)))
             dr2 = -2.0 * float(np.sum(UU * K.T))

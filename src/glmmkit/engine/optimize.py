@@ -332,6 +332,48 @@ def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0, control: Control = 
     return np.maximum(x, lower), float(r.fun), n[0], str(r.message)
 
 
+def final_newton_step(f, x, fx, g, sg, free, lower, summ):
+    """One Newton step on the finite-difference derivatives in hand after a BOBYQA search, kept if lower.
+
+    BOBYQA stops when a step gains less than its tolerance, which can leave the optimum 1e-5 away in
+    -2 log L on a flat ridge (the zero-inflated Salamanders model, Pixel's REML fit); the step costs one
+    evaluation and is recorded as a stage.
+
+    Parameters
+    ----------
+    f : callable
+        The objective.
+    x : numpy.ndarray
+        The search's end.
+    fx : float
+        f(x).
+    g : numpy.ndarray
+        The gradient at x.
+    sg : numpy.ndarray
+        H^-1 g over the free coordinates (``_scaled_gradient``).
+    free : numpy.ndarray
+        Mask of the coordinates not on a bound.
+    lower : numpy.ndarray
+        Lower bounds.
+    summ : OptSummary
+        Where the stage is recorded.
+
+    Returns
+    -------
+    tuple or None
+        (x, f(x)) of the step when it is lower, else None.
+    """
+    if 0.5 * float(g[free] @ sg) <= 1e-8:  # the predicted gain is below the noise
+        return None
+    step = np.zeros(len(x))
+    step[free] = sg
+    x_n = np.maximum(x - step, lower)
+    f_n = finite_or_inf(f, x_n)
+    kept = f_n < fx - 1e-10
+    summ.stages.append(OptStage("final Newton step", "newton", x, x_n, f_n, 1, "kept" if kept else "not kept"))
+    return (x_n, f_n) if kept else None
+
+
 def boundary_escape(f, x, fx, nt, theta_lower, scale=1.0):
     """A point off the boundary that is lower than x, or None.
 
@@ -670,19 +712,10 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
                     "or check fit.optsummary.log."
                 )
         if not use_grad and not _bad(sg):
-            # BOBYQA stops when a step gains less than ftol2, which can leave the optimum 1e-5 away in -2 log L
-            # on a flat ridge (the zero-inflated Salamanders model); the derivatives in hand give one Newton
-            # step for one more evaluation, kept only if it is lower
-            step = np.zeros(len(x2))
-            step[free] = sg
-            if 0.5 * float(g[free] @ sg) > 1e-8:
-                x_n = np.maximum(x2 - step, lower2)
-                f_n = finite_or_inf(f2, x_n)
-                summ.stages.append(OptStage("final Newton step", "newton", x2, x_n, f_n, 1,
-                                            "kept" if f_n < fv2 - 1e-10 else "not kept"))
-                if f_n < fv2 - 1e-10:  # recorded as a stage; the gradient and Hessian are those before it
-                    x2, fv2 = x_n, f_n
-                    best_u = obj.warm.u.copy()
+            kept = final_newton_step(f2, x2, fv2, g, sg, free, lower2, summ)
+            if kept is not None:  # the gradient and Hessian are those before it
+                x2, fv2 = kept
+                best_u = obj.warm.u.copy()
         summ.gradient, summ.hessian = g, H
         flat = flat_directions(g, H, free)
         if flat.any():
@@ -1059,17 +1092,10 @@ def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control =
     if calc_derivs:
         g, H, free = derivs(x)
         sg = _scaled_gradient(g, H, free)
-        if not use_grad and sg is not None and np.max(np.abs(sg), initial=0) <= GRAD_TOL:
-            # one Newton step on the derivatives in hand, kept only if lower (as after a GLMM's BOBYQA)
-            step = np.zeros(len(x))
-            step[free] = sg
-            if 0.5 * float(g[free] @ sg) > 1e-8:
-                x_n = np.maximum(x - step, obj.theta_lower)
-                f_n = finite_or_inf(obj, x_n)
-                summ.stages.append(OptStage("final Newton step", "newton", x, x_n, f_n, 1,
-                                            "kept" if f_n < fv - 1e-10 else "not kept"))
-                if f_n < fv - 1e-10:
-                    x, fv = x_n, f_n
+        if not use_grad and not _bad(sg):
+            kept = final_newton_step(obj, x, fv, g, sg, free, obj.theta_lower, summ)
+            if kept is not None:
+                x, fv = kept
         summ.gradient, summ.hessian = g, H
         if sg is None or np.max(np.abs(sg), initial=0) > GRAD_TOL:
             x3, fv3, n3, rc3 = minimize(obj, x, obj.theta_lower, np.full(len(x), 0.05), ftol_abs=1e-12,
