@@ -92,7 +92,8 @@ class SchurPairs:
     C[r, c_a] C[r, c_b] once per weighted system (``products``); each factorisation is then one gather of
     d, a product and a bincount: no symbolic phase and half the products of a full sparse product.  Used
     while the pairs number at most MAX_PAIRS (memory: 40 bytes a pair; the index arrays are native
-    integers because numpy gathers with int32 indices run three times slower).
+    integers because numpy gathers with int32 indices run three times slower).  The pairs run row by row
+    (built from one template per row length, no square roots): the per-row quadratic is a segmented sum.
     """
 
     MAX_PAIRS = 10_000_000
@@ -122,17 +123,27 @@ class SchurPairs:
         total = int(tri.sum())
         if total > cls.MAX_PAIRS or total == 0:
             return None
-        start = np.repeat(indptr[:-1].astype(np.int64), tri)
-        # local pair index k -> (a, b), a >= b: a = floor((sqrt(8k + 1) - 1) / 2), b = k - a (a + 1) / 2
-        k = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(tri) - tri, tri)
-        a = np.floor((np.sqrt(8.0 * k + 1.0) - 1.0) / 2.0).astype(np.int64)
-        a -= (a * (a + 1) // 2 > k)  # guard the floating-point root
-        a += ((a + 1) * (a + 2) // 2 <= k)
-        b = k - a * (a + 1) // 2
-        pa, pb = (start + a).astype(np.int32), (start + b).astype(np.int32)
-        dest = indices[pa].astype(np.int64) * size + indices[pb]
-        row = np.repeat(np.arange(len(nnz_r), dtype=np.intp), tri)
-        return cls(pa, pb, dest, row, size)
+        # rows with the same number of nonzeros k share one template of local pairs (a, b), a >= b: the pairs
+        # of all such rows are their starts plus the template, written in row order (consecutive pairs then
+        # share columns, which keeps the gathers local)
+        starts = indptr[:-1].astype(np.int64)
+        offs = np.cumsum(tri) - tri
+        pa = np.empty(total, dtype=np.intp)
+        pb = np.empty(total, dtype=np.intp)
+        row = np.empty(total, dtype=np.intp)
+        for k in np.unique(nnz_r[nnz_r > 0]):
+            rows_k = np.flatnonzero(nnz_r == k)
+            ta, tb = np.tril_indices(int(k))
+            at = (offs[rows_k][:, None] + np.arange(len(ta))[None, :]).ravel()
+            base = starts[rows_k][:, None]
+            pa[at] = (base + ta[None, :]).ravel()
+            pb[at] = (base + tb[None, :]).ravel()
+            row[at] = np.repeat(rows_k, len(ta))
+        pairs = cls(pa, pb, None, row, size)
+        pairs.row_ids = np.flatnonzero(tri)  # rows with pairs, whose runs start at offs (row order)
+        pairs.row_starts = offs[pairs.row_ids]
+        pairs.dest = indices[pa].astype(np.int64) * size + indices[pb]
+        return pairs
 
     def products(self, data: np.ndarray) -> np.ndarray:
         """C[r, c_a] C[r, c_b] for every pair.
@@ -164,6 +175,29 @@ class SchurPairs:
         acc = np.bincount(self.dest, weights=products * np.take(d, self.row), minlength=self.size * self.size)
         out -= acc.reshape(self.size, self.size)
 
+    def gather_lower(self, S: np.ndarray) -> np.ndarray:
+        """S at every pair's place (c_a, c_b), c_a >= b, read from the lower triangle in S's own memory order
+        (a Fortran-ordered LAPACK result is not copied).
+
+        Parameters
+        ----------
+        S : numpy.ndarray
+            (size, size); its lower triangle is read.
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per pair.
+        """
+        if S.flags.c_contiguous:
+            return np.take(S.reshape(-1), self.dest)
+        if S.flags.f_contiguous:
+            if getattr(self, "_dest_f", None) is None:
+                ca, cb = np.divmod(self.dest, self.size)
+                self._dest_f = cb * self.size + ca  # (c_a, c_b) in column-major order
+            return np.take(S.reshape(-1, order="F"), self._dest_f)
+        return np.take(np.ascontiguousarray(S).reshape(-1), self.dest)
+
     def row_quadratic(self, products: np.ndarray, S_lower: np.ndarray, nrows: int) -> np.ndarray:
         """C_r S C_r' for every row r of C, S symmetric and given by its lower triangle.
 
@@ -181,7 +215,13 @@ class SchurPairs:
         numpy.ndarray
             (nrows,).
         """
-        return np.bincount(self.row, weights=products * self.twice * np.take(S_lower.ravel(), self.dest), minlength=nrows)
+        w = self.gather_lower(S_lower)
+        w *= products
+        w *= self.twice
+        # the pairs run row by row: a segmented sum (no scattered writes)
+        out = np.zeros(nrows)
+        out[self.row_ids] = np.add.reduceat(w, self.row_starts)
+        return out
 
 
 def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:

@@ -277,7 +277,7 @@ class SelectedInverse:
             else:
                 # pair (a, b) of a row, a >= b: M[a] S[a, b] adds to (M S)[b], and M[b] S[a, b] to (M S)[a]
                 pr = st._schur_pairs
-                sd = np.take(np.tril(self.S).ravel(), pr.dest)
+                sd = pr.gather_lower(self.S)
                 nnz = len(m)
                 ms = np.bincount(pr.pb, weights=np.take(m, pr.pa) * sd, minlength=nnz)
                 off = pr.twice > 1.0

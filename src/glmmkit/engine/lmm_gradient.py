@@ -71,7 +71,8 @@ def _first_term_quadratic(st, f, raw, thetas, S0_lower: np.ndarray, n_x: int) ->
             # M = diag(b) C1t Lambda_t: M_r S M_r' = b_r^2 C_r (Lambda_t S Lambda_t) C_r'
             lam = st.tail_lambda_diag(thetas)
             b = f.L11inv[:, 0, 0] * float(thetas[0][0])
-            SL = S0_lower[:Qtt, :Qtt] * lam[:, None]
+            # Lambda_t S Lambda_t, made C-ordered (the pairs' gather reads it by rows without a copy)
+            SL = np.multiply(S0_lower[:Qtt, :Qtt], lam[:, None], order="C")
             SL *= lam[None, :]
             G[:, 0, 0] += b * b * st._schur_pairs.row_quadratic(raw.pair_products, SL, st.Q1)
         else:
