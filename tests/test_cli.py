@@ -30,6 +30,23 @@ def test_fit_command_reports_bad_input(tmp_path, capsys):
     assert "unknown column 'nope'" in capsys.readouterr().err
 
 
+def test_fit_command_takes_the_new_families_hurdles_and_dispersion_models(tmp_path, capsys):
+    sal = gk.datasets.load("salamanders")
+    csv = tmp_path / "sal.csv"
+    sal.to_csv(csv, index=False)
+    out = tmp_path / "fit.json"
+    rc = main(["fit", str(csv), "--formula", "count ~ mined + (1 | site)", "--family", "truncated_nbinom2",
+               "--ziformula", "~ mined", "--dispformula", "~ mined", "--json", str(out)])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    ref = gk.glmer("count ~ mined + (1 | site)", sal, "truncated_nbinom2", ziformula="~ mined", dispformula="~ mined")
+    assert abs(d["loglik"] - ref.loglik) < 1e-8
+    capsys.readouterr()
+    rc = main(["fit", str(csv), "--formula", "count ~ mined + (1 | site)", "--family", "gaussian",
+               "--dispformula", "~ mined"])
+    assert rc == 2 and "--ml" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # 80-100 s on CI's 2 cores: the suite must stay under 5 minutes; `make demo` runs the same stories
 def test_demo_runs_and_tells_the_stories(tmp_path, capsys):
     res = run_demo(tmp_path)

@@ -118,6 +118,7 @@ def glmer(
     laplace: str | None = None,
     olre: bool = False,
     ziformula: str | None = None,
+    dispformula: str | None = None,
     calc_derivs: bool = True,
     control=None,
 ) -> Fit:
@@ -131,7 +132,9 @@ def glmer(
         The columns the formula names.
     family : str or Family
         ``"binomial"``, ``"poisson"``, ``"nbinom2"``, ``"nbinom1"``, ``"Gamma"``, ``"inverse.gaussian"``,
-        ``"gaussian"`` or a family object.
+        ``"gaussian"``, glmmTMB's ``"beta"``, ``"betabinomial"``, ``"tweedie"``, ``"t"``, ``"genpois"``,
+        ``"compois"``, ``"truncated_poisson"``, ``"truncated_nbinom1"``, ``"truncated_nbinom2"``, or a family
+        object (docs/families.md).
     link : str, optional
         A link overriding the family's default (``"probit"``, ``"cloglog"``, ...).
     nagq : int
@@ -151,8 +154,12 @@ def glmer(
     olre : bool
         Add an observation-level random intercept ``(1 | obs)`` (see ``add_olre``).
     ziformula : str, optional
-        Zero-inflation model for poisson / nbinom2, e.g. ``"~1"`` or ``"~ mined"`` (glmmTMB's ``zi=``):
-        logit P(structural zero) = X_zi gamma.
+        Zero-inflation model, e.g. ``"~1"`` or ``"~ mined"`` (glmmTMB's ``zi=``): logit P(structural zero)
+        = X_zi gamma; with a ``truncated_*`` family, a hurdle model.
+    dispformula : str, optional
+        Fixed effects on the log dispersion, e.g. ``"~ x"`` (glmmTMB's ``dispformula``; coefficients on
+        glmmTMB's scale, reported as ``disp:`` rows of ``family_params``). With the Gaussian family and the
+        identity link the model is fitted by maximum likelihood (heteroscedastic residuals).
     calc_derivs : bool
         Compute the Hessian at the optimum (convergence check, standard errors).
     control : Control or dict, optional
@@ -173,16 +180,19 @@ def glmer(
             raise InputError(f"{arg} must be True or False, got {val!r}")
     if olre:
         formula, data = add_olre(formula, data)
-    if fam.name == "gaussian" and fam.link.name == "identity":
+    if dispformula is not None and nagq > 1:
+        raise InputError("adaptive quadrature (nagq > 1) is not available with a dispformula; use nagq=1")
+    if fam.name == "gaussian" and fam.link.name == "identity" and dispformula is None:
         if ziformula is not None:
-            raise InputError("ziformula is available for the count families 'poisson' and 'nbinom2', not 'gaussian'")
+            from .zeroinflated import ZI_FAMILIES
+            raise InputError(f"ziformula is available for the families {list(ZI_FAMILIES)}, not 'gaussian'")
         if nagq != 1:
             raise InputError("nagq is for GLMMs: a gaussian model with the identity link is a linear mixed model, "
                              "fitted exactly (use lmer(..., reml=False))")
         return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
                     control=control)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
-                                  na_action=na_action, ziformula=ziformula)
+                                  na_action=na_action, ziformula=ziformula, dispformula=dispformula)
     laplace = laplace or spec.family.default_laplace
     control = as_control(control)
     with _fit_failures(spec):
@@ -202,6 +212,7 @@ def lmer(
     offset=None,
     relmat: dict | None = None,
     na_action: str = "drop",
+    dispformula: str | None = None,
     control=None,
 ) -> Fit:
     """Fit a linear mixed model by REML (default) or ML, with the closed-form profiled deviance.
@@ -220,6 +231,10 @@ def lmer(
         ``{grouping factor: K}`` known covariance of that factor's levels.
     na_action : {"drop", "raise"}
         Rows with missing values dropped and counted, or refused.
+    dispformula : str, optional
+        Fixed effects on the log residual variance (heteroscedastic residuals, glmmTMB's ``dispformula``):
+        fitted by maximum likelihood through ``glmer`` with the Gaussian family (``reml=False`` required;
+        REML with a dispersion model is not available).
     control : Control or dict, optional
         Recorded on the fit (``maxfev`` bounds the search).
 
@@ -231,6 +246,12 @@ def lmer(
     t0 = time.perf_counter()
     if not isinstance(reml, (bool, np.bool_)):
         raise InputError(f"reml must be True or False, got {reml!r}")
+    if dispformula is not None:
+        if reml:
+            raise InputError("a dispformula (heteroscedastic residuals) is fitted by maximum likelihood here: give "
+                             "reml=False (REML with a dispersion model is not available)")
+        return glmer(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat, na_action=na_action,
+                     dispformula=dispformula, control=control)
     spec = ModelSpec.from_formula(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, lmm=True)
     with _fit_failures(spec):

@@ -79,15 +79,21 @@ def cmd_fit(args) -> int:
         if col not in named:
             warnings.warn(f"--factor names {col!r}, which the formula does not use", ModelChangeWarning)
     if args.family == "gaussian" and (args.link in (None, "identity")):
+        if args.ziformula is not None:
+            raise CliError("--ziformula is for count families (a gaussian model has no zero model)")
         if args.nagq != 1 or args.laplace is not None:
             raise CliError("--nagq and --laplace are for GLMMs; a gaussian model with the identity link is an LMM "
                            "(use --ml for maximum likelihood)")
-        fit = gk.lmer(args.formula, df, reml=not args.ml, weights=args.weights, offset=args.offset)
+        if args.dispformula is not None and not args.ml:
+            raise CliError("--dispformula with the gaussian family is fitted by maximum likelihood: add --ml")
+        fit = gk.lmer(args.formula, df, reml=not args.ml, weights=args.weights, offset=args.offset,
+                      dispformula=args.dispformula)
     else:
         if args.ml:
             raise CliError("--ml is for the linear mixed model (gaussian family, identity link); GLMMs are always ML")
         fit = gk.glmer(args.formula, df, args.family, link=args.link, nagq=args.nagq, weights=args.weights,
-                       offset=args.offset, laplace=args.laplace)
+                       offset=args.offset, laplace=args.laplace, ziformula=args.ziformula,
+                       dispformula=args.dispformula)
     print(_summary_text(fit))
     if args.confint:
         print(f"\n{args.confint.capitalize()} 95% confidence intervals:")
@@ -368,7 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="CSV (or .tsv) file")
     f.add_argument("--formula", required=True, help='lme4 formula, e.g. "y ~ x + (1 | g)"')
     f.add_argument("--family", default="gaussian",
-                   help="binomial, poisson, Gamma, inverse.gaussian or gaussian (default)")
+                   help="binomial, poisson, nbinom2, nbinom1, Gamma, inverse.gaussian, gaussian (default), or "
+                        "glmmTMB's beta, betabinomial, tweedie, t, genpois, compois, truncated_poisson, "
+                        "truncated_nbinom1, truncated_nbinom2")
+    f.add_argument("--ziformula", default=None,
+                   help='zero-inflation formula, e.g. "~1" (with a truncated_* family: a hurdle model)')
+    f.add_argument("--dispformula", default=None,
+                   help='fixed effects on the log dispersion, e.g. "~ x" (with gaussian: heteroscedastic, by ML)')
     f.add_argument("--link", default=None, help="link overriding the family default (probit, cloglog, log, ...)")
     f.add_argument("--nagq", type=int, default=1, help="1 = Laplace; up to 25 = adaptive Gauss-Hermite")
     f.add_argument("--laplace", choices=["expected", "observed"], default=None,

@@ -104,7 +104,10 @@ class Fit(InformationCriteria, Result):
             self._psi = np.zeros(0) if opt.psi is None else np.asarray(opt.psi, dtype=float)
             scale_family = self.family.dispersion_name and self.family.dispersion_scales
             self.phi = self.family.dispersion if self.family.dispersion_name else None
-            self.sigma = float(np.sqrt(self.phi)) if scale_family else 1.0
+            if np.ndim(self.phi):  # a dispersion model: one dispersion per row (glmmTMB's sigma() is NA then)
+                self.sigma = float("nan") if scale_family else 1.0
+            else:
+                self.sigma = float(np.sqrt(self.phi)) if scale_family else 1.0
             self._mu, self._eta = res.mu, res.eta
             self._ranef_factor = res.factor
             self._vcov, self.vcov_method = _glmm_vcov(opt, res, spec, self._structure, self.theta)
@@ -362,7 +365,7 @@ class Fit(InformationCriteria, Result):
         if type == "pearson":
             if self.is_lmm:
                 return (y - mu) * np.sqrt(wt)
-            return (y - self.fitted) * np.sqrt(wt / self.family.variance(mu))
+            return (y - self.fitted) / np.sqrt(self.family.response_variance(mu, wt))
         if type == "deviance":
             if self.is_lmm:
                 return (y - mu) * np.sqrt(wt)
@@ -380,8 +383,10 @@ class Fit(InformationCriteria, Result):
             New rows (coded as the fitted data); None: the fitted rows.
         re_form : {None, "~0"}
             None conditions on all random effects, ``"~0"`` gives the population level.
-        type : {"response", "link"}
-            The scale of the predictions.
+        type : {"response", "link", "conditional", "zprob"}
+            As glmmTMB's: "response" is E y ((1 - pi) times the count part's mean with a zero model),
+            "conditional" the count part's mean (mu, or mu / P(y > 0) for a zero-truncated family), "zprob" the
+            zero model's probability pi (0 without one), "link" the linear predictor.
         allow_new_levels : bool
             Give b = 0 to levels not seen in the fit (otherwise an InputError names them).
         offset : array-like, optional
@@ -392,8 +397,8 @@ class Fit(InformationCriteria, Result):
         numpy.ndarray
             One prediction per row.
         """
-        if type not in ("link", "response"):
-            raise InputError(f"type must be 'link' or 'response', got {type!r}")
+        if type not in ("link", "response", "conditional", "zprob"):
+            raise InputError(f"type must be 'link', 'response', 'conditional' or 'zprob', got {type!r}")
         use_re = not (re_form is not None and str(re_form).replace(" ", "") in ("~0", "0", "NA", "~NA"))
         if re_form is not None and use_re:
             raise InputError("re_form must be None (all random effects) or '~0' (none)")
@@ -408,13 +413,21 @@ class Fit(InformationCriteria, Result):
                 b, _ = self._b_and_condvar()
                 for t, bb in zip(self.spec.terms, b):
                     eta = eta + _term_contribution(t, bb, newdata, allow_new_levels)
+        zero_model = not self.is_lmm and hasattr(self.family, "pi_new")
+        if type == "zprob":
+            if not zero_model:
+                return np.zeros(len(eta))
+            return self.family.pi if newdata is None else self.family.pi_new(newdata)
         if type == "link" or self.is_lmm:
             return np.asarray(eta)
         mu = self.family.link.inverse(np.asarray(eta))
-        if hasattr(self.family, "pi_new"):  # zero-inflated: E[y] = (1 - pi) mu
+        if zero_model:  # E y = (1 - pi) times the count part's mean
+            cond = self.family.conditional_mean(mu)
+            if type == "conditional":
+                return cond
             pi = self.family.pi if newdata is None else self.family.pi_new(newdata)
-            return (1 - pi) * mu
-        return mu
+            return (1 - pi) * cond
+        return self.family.response_mean(mu)
 
     def simulate(self, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
                  re_form: str | None = "~0") -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""Zero-inflated families (glmmTMB's ``ziformula``): a structural zero with probability pi.
+"""Zero-inflated families and hurdles (glmmTMB's ``ziformula``): a structural zero with probability pi.
 
     p(y) = pi 1[y = 0] + (1 - pi) f(y | mu),    logit(pi) = X_zi gamma
 
-f is a count family (Poisson or NB2). gamma (and f's own dispersion) are parameters of the outer
+f is a count family (Poisson, NB1, NB2, generalized or Conway-Maxwell Poisson, binomial, beta-binomial).
+With a zero-truncated f (glmmTMB's ``truncated_*`` families) it is a hurdle model: f(0) = 0, so every zero
+is the zero model's and pi = P(y = 0). gamma (and f's own dispersion) are parameters of the outer
 optimisation, as a dispersion is. For PIRLS and the Laplace approximation the family supplies the
 score and the observed information in eta; for y = 0, with r = (1 - pi) f(0) / p(0) the probability
 that a zero came from the count process, s0 = d log f(0) / d eta and o0 = -d^2 log f(0) / d eta^2:
@@ -22,16 +24,39 @@ from .errors import InputError
 from .formula.coding import coded_matrix
 
 
+#: the families ``ziformula`` is available for (the truncated ones make hurdle models)
+ZI_FAMILIES = ("poisson", "nbinom2", "nbinom1", "binomial", "betabinomial", "genpois", "compois",
+               "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2")
+
+
 class ZeroInflated(Family):
+    """A zero-inflated (or, with a zero-truncated base, hurdle) family (the module docstring).
+
+    Parameters
+    ----------
+    base : Family
+        The count family f.
+    X_zi : numpy.ndarray
+        The zero model's design (n, k).
+    zi_names : list of str
+        Its column names.
+    zi_spec : object, optional
+        formulaic's model spec of the zero model, for new data.
+    """
+
     default_laplace = "observed"
     exponential_family = False  # a mixture: no analytic Laplace gradient terms (the derivative-free path)
 
     def __init__(self, base: Family, X_zi: np.ndarray, zi_names: list[str], zi_spec=None):
-        if base.name not in ("poisson", "nbinom2"):
-            raise InputError(f"zero inflation is available for poisson and nbinom2, not {base.name}")
+        if base.name not in ZI_FAMILIES:
+            raise InputError(f"zero inflation is available for the families {list(ZI_FAMILIES)}, not {base.name!r}")
+        if getattr(base, "hurdle", None) is False:  # a zero-truncated family: the hurdle model
+            base = copy.copy(base)
+            base.hurdle = True
         self.base = base
+        self.trials_response = base.trials_response
         self.link = base.link
-        self.name = f"zi{base.name}"
+        self.name = f"hurdle_{base.name[len('truncated_'):]}" if self.is_hurdle else f"zi{base.name}"
         self.X_zi = np.asarray(X_zi, dtype=float)
         self.zi_names = list(zi_names)
         self.zi_spec = zi_spec
@@ -207,16 +232,38 @@ class ZeroInflated(Family):
         return r * o0 - r * (1 - r) * s0 * s0
 
     def variance(self, mu):
-        """Variance of the response: (1 - pi)(V(mu) + pi mu^2)."""
+        """Variance of the response: (1 - pi)(V + pi m^2) with the count part's mean m and variance V."""
         pi = self.pi
-        return (1 - pi) * (self.base.variance(mu) + pi * mu * mu)
+        m = self.base.response_mean(mu)
+        return (1 - pi) * (self.base.variance(mu) + pi * m * m)
 
     def variance_deriv(self, mu):
         pi = self.pi
         return (1 - pi) * (self.base.variance_deriv(mu) + 2 * pi * mu)
 
+    @property
+    def is_hurdle(self) -> bool:
+        """Whether the base is zero-truncated (every zero is the zero model's)."""
+        return bool(getattr(self.base, "hurdle", False))
+
     def response_mean(self, mu):
-        return (1 - self.pi) * mu
+        return (1 - self.pi) * self.base.response_mean(mu)
+
+    def conditional_mean(self, mu):
+        """The mean of the count part (glmmTMB's ``predict(type = "conditional")``): mu, or mu / P(y > 0) for a
+        hurdle's truncated counts.
+
+        Parameters
+        ----------
+        mu : numpy.ndarray
+            Means of the count family's linear predictor.
+
+        Returns
+        -------
+        numpy.ndarray
+            The count part's mean.
+        """
+        return self.base.response_mean(mu)
 
     def validate(self, y, wt, column, rows=None):
         self.base.validate(y, wt, column, rows)

@@ -184,11 +184,11 @@ def simulate_residuals(fit, nsim: int = 250, seed=None, conditional: bool = Fals
     rng = np.random.default_rng(seed)
     sims = fit.simulate(nsim, seed=rng, re_form=None if conditional else "~0").to_numpy()
     y = np.asarray(fit.spec.y, dtype=float)
-    if not fit.is_lmm and fit.family.name == "binomial":  # compare counts of successes
+    if not fit.is_lmm and fit.family.trials_response:  # compare counts of successes
         sims = sims * fit.spec.wt[:, None]
         y = y * fit.spec.wt
     lower = np.mean(sims < y[:, None], axis=1)
     upper = np.mean(sims <= y[:, None], axis=1)
     scaled = lower + rng.uniform(size=len(y)) * (upper - lower)
-    fitted = fit.fitted * (fit.spec.wt if (not fit.is_lmm and fit.family.name == "binomial") else 1.0)
+    fitted = fit.fitted * (fit.spec.wt if (not fit.is_lmm and fit.family.trials_response) else 1.0)
     return SimulatedResiduals(observed=y, simulated=sims, scaled=scaled, fitted=np.asarray(fitted))

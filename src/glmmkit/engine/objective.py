@@ -71,6 +71,10 @@ class GlmmObjective:
     def __init__(self, data: GlmmData, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5):
         if laplace not in ("expected", "observed"):
             raise InputError(f"laplace must be 'expected' (lme4) or 'observed' (glmmTMB), got {laplace!r}")
+        if laplace == "expected" and not data.family.expected_information_exact:
+            raise InputError(f"the {data.family.name} family has no closed-form expected information: its "
+                             "Laplace approximation uses the observed information (laplace='observed', "
+                             "glmmTMB's), which is its default")
         self.data = data
         self.quad_stop = float(quad_stop)  # Control.quad_stop: PIRLS's shortcut after a full Newton step
         self.nagq = check_int("nagq", nagq, 0, 25)

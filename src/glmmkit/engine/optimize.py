@@ -442,11 +442,28 @@ def _scaled_gradient(g, H, free):
     keep = ~flat_directions(g, H, free)
     out = np.zeros(len(gi))
     if keep.any():
+        Hk, gk = Hi[np.ix_(keep, keep)], gi[keep]
         try:
-            c = np.linalg.cholesky(Hi[np.ix_(keep, keep)])
+            c = np.linalg.cholesky(Hk)
+            out[keep] = np.linalg.solve(c.T, np.linalg.solve(c, gk))
+            if np.max(np.abs(out), initial=0) <= GRAD_TOL:
+                return out
+        except np.linalg.LinAlgError:
+            pass
+        # a flat ridge along a combination of parameters (two zero-inflation coefficients run to +-infinity
+        # with their sum identified): eigendirections of ~0 curvature and ~0 slope are left out as the
+        # coordinate ones are; the rest must still be positive definite
+        if not (np.all(np.isfinite(Hk)) and np.all(np.isfinite(gk))):
+            return None
+        try:
+            lam, V = np.linalg.eigh(Hk)
         except np.linalg.LinAlgError:
             return None
-        out[keep] = np.linalg.solve(c.T, np.linalg.solve(c, gi[keep]))
+        slope = V.T @ gk
+        flat = (np.abs(lam) < 1e-6) & (np.abs(slope) < 1e-6)
+        if np.any(lam[~flat] <= 0):
+            return None
+        out[keep] = V[:, ~flat] @ (slope[~flat] / lam[~flat])
     return out
 
 
@@ -555,7 +572,8 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         psi = x[nt + p :] if m else None
         return theta, beta, psi
 
-    f2 = lambda x: obj.evaluate(*unpack2(x))[0]  # noqa: E731
+    # a point where PIRLS finds no finite mode (a family parameter run far out) is infeasible, not fatal
+    f2 = lambda x: finite_or_inf(lambda z: obj.evaluate(*unpack2(z))[0], x)  # noqa: E731
     x20 = np.concatenate([theta1 / ts, np.zeros(p), psi1 if m else []])
     lower2 = np.concatenate([obj.theta_lower, np.full(p, -np.inf), np.full(m, -np.inf)])
     step2 = np.concatenate([np.maximum(control.step2_theta * np.abs(theta1 / ts), 0.05), np.full(p, control.step2_beta),

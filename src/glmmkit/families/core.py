@@ -71,7 +71,8 @@ class Family(ABC):
             The copy.
         """
         fam = copy.copy(self)
-        fam.dispersion = float(value)
+        # one value, or one per row (a dispersion model: dispersion_model.py)
+        fam.dispersion = np.asarray(value, dtype=float) if np.ndim(value) else float(value)
         return fam
 
     def dispersion_start(self, y, mu, wt) -> float:
@@ -506,8 +507,24 @@ class Family(ABC):
         tuple
             (numpy.ndarray, numpy.ndarray): the weights and the weighted pseudo-data.
         """
-        w = self.stepping_weights(y, eta, mu, wt)
-        return w, w * base + self.score_eta(y, eta, mu, wt)
+        w, score = self.stepping_weights_and_score(y, eta, mu, wt)
+        return w, w * base + score
+
+    def stepping_weights_and_score(self, y, eta, mu, wt):
+        """(``stepping_weights``, ``score_eta``) together: a family whose two share dear terms computes
+        them once.
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Response, linear predictor, means and prior weights.
+
+        Returns
+        -------
+        tuple
+            (weights, score), each (n,).
+        """
+        return self.stepping_weights(y, eta, mu, wt), self.score_eta(y, eta, mu, wt)
 
     def stepping_weights(self, y, eta, mu, wt) -> np.ndarray:
         """The positive information PIRLS and the GLM step with on the general path: Fisher's here.
@@ -1011,22 +1028,22 @@ class NegativeBinomial1(CountFamily):
         return 2 * (sat - self.loglik(y, mu, wt))
 
     def score_eta(self, y, eta, mu, wt):
-        s, A, _B, _C = self._polygamma_terms(y, mu)
+        s, A, _B, _C = self._polygamma_terms(y, mu, order=1)
         return wt * s * A
 
     def working_weights(self, eta, mu, wt):
         return wt * mu / (1 + self.dispersion)
 
     def observed_weights(self, y, eta, mu, wt):
-        s, A, B, _C = self._polygamma_terms(y, mu)
+        s, A, B, _C = self._polygamma_terms(y, mu, order=2)
         return -wt * (s * A + s * s * B)
 
-    def _polygamma_terms(self, y, mu):
+    def _polygamma_terms(self, y, mu, order: int = 3):
         """s = mu / phi and A = psi(y + s) - psi(s) - log(1 + phi), B and C the trigamma and tetragamma
         differences, for the derivatives in eta (ds/deta = s)."""
         phi = self.dispersion
         s = np.asarray(mu / phi, dtype=float)
-        A, B, C = rising_polygammas(y, s)
+        A, B, C = rising_polygammas(y, s, order)
         return s, A - np.log1p(phi), B, C
 
     def laplace_gradient_terms(self, y, eta, mu, wt, laplace: str = "observed"):
@@ -1127,33 +1144,37 @@ def log_rising(y, s):
     return out
 
 
-def rising_polygammas(y, s):
+def rising_polygammas(y, s, order: int = 3):
     """psi(y + s) - psi(s) and the trigamma and tetragamma differences, stable for large s.
 
     Parameters
     ----------
     y, s : numpy.ndarray
         Non-negative counts and positive sizes (broadcast together; s has the output's shape).
+    order : {1, 2, 3}
+        How many differences (the tetragamma's is the dear one; the score needs only the first).
 
     Returns
     -------
     tuple
-        (A, B, C): the digamma, trigamma and tetragamma differences.
+        (A, B, C): the digamma, trigamma and tetragamma differences (None beyond ``order``).
     """
     s = np.asarray(s, dtype=float)
     A = special.digamma(y + s) - special.digamma(s)
-    B = special.polygamma(1, y + s) - special.polygamma(1, s)
-    C = special.polygamma(2, y + s) - special.polygamma(2, s)
+    B = special.polygamma(1, y + s) - special.polygamma(1, s) if order >= 2 else None
+    C = special.polygamma(2, y + s) - special.polygamma(2, s) if order >= 3 else None
     big = s > LARGE_SIZE
     if np.any(big):
         yb, sb = np.broadcast_to(y, s.shape)[big], s[big]
         t = sb + yb
         # psi(z) ~ log z - 1/(2z) - 1/(12 z^2); psi'(z) ~ 1/z + 1/(2 z^2) + 1/(6 z^3); psi''(z) ~ -1/z^2 - 1/z^3
         A[big] = np.log1p(yb / sb) + yb / (2 * sb * t) + yb * (2 * sb + yb) / (12 * sb ** 2 * t ** 2)
-        B[big] = -yb / (sb * t) - yb * (2 * sb + yb) / (2 * sb ** 2 * t ** 2)
-        C[big] = yb * (2 * sb + yb) / (sb ** 2 * t ** 2) + yb * (3 * sb ** 2 + 3 * sb * yb + yb ** 2) / (sb ** 3 * t ** 3)
+        if B is not None:
+            B[big] = -yb / (sb * t) - yb * (2 * sb + yb) / (2 * sb ** 2 * t ** 2)
+        if C is not None:
+            C[big] = (yb * (2 * sb + yb) / (sb ** 2 * t ** 2)
+                      + yb * (3 * sb ** 2 + 3 * sb * yb + yb ** 2) / (sb ** 3 * t ** 3))
     return A, B, C
-
 
 
 def _need_mean(lam) -> float:

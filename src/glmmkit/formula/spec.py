@@ -9,6 +9,8 @@ warning that counts them (or refused with ``na_action="raise"``).
 
 from __future__ import annotations
 
+import copy
+
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -161,6 +163,7 @@ class ModelSpec:
         na_action: str = "drop",
         lmm: bool = False,
         ziformula: str | None = None,
+        dispformula: str | None = None,
         fixed_only: bool = False,
     ) -> "ModelSpec":
         """Build the model from an lme4 formula and a DataFrame.
@@ -184,6 +187,8 @@ class ModelSpec:
             Build the linear mixed model (stricter rules on observation-level terms).
         ziformula : str or None
             One-sided zero-inflation formula (count families only).
+        dispformula : str or None
+            One-sided formula of fixed effects on the log dispersion (glmmTMB's; families with a dispersion).
         fixed_only : bool
             Accept a formula without random-effects terms (a GLM's design, for ``engine.glm.glm``).
 
@@ -206,9 +211,16 @@ class ModelSpec:
         if ziformula is not None:
             if not isinstance(ziformula, str):
                 raise InputError(f"ziformula must be a one-sided formula string such as '~ x', got {ziformula!r}")
-            if fam.name not in ("poisson", "nbinom2"):
-                raise InputError(f"ziformula is available for the count families 'poisson' and 'nbinom2', "
-                                 f"not {fam.name!r}")
+            from ..zeroinflated import ZI_FAMILIES
+            if fam.name not in ZI_FAMILIES:
+                raise InputError(f"ziformula is available for the families {list(ZI_FAMILIES)}, not {fam.name!r}")
+        if dispformula is not None:
+            if not isinstance(dispformula, str):
+                raise InputError(f"dispformula must be a one-sided formula string such as '~ x', got {dispformula!r}")
+            from ..dispersion_model import DISP_FAMILIES
+            if fam.name not in DISP_FAMILIES:
+                raise InputError(f"dispformula is available for the families with a dispersion parameter "
+                                 f"{list(DISP_FAMILIES)}, not {fam.name!r}")
         if relmat is not None and not isinstance(relmat, dict):
             raise InputError("relmat must be a dict {grouping factor: labelled matrix}, got "
                              f"{type(relmat).__name__}")
@@ -228,7 +240,9 @@ class ModelSpec:
         zi_rhs = None
         if ziformula is not None:
             zi_rhs = str(ziformula).split("~", 1)[-1].strip() or "1"
-        for piece in [parsed.response, parsed.fixed, *parsed.offsets, zi_rhs or ""] + [b.lhs for b in parsed.bars]:
+        disp_rhs = None if dispformula is None else (str(dispformula).split("~", 1)[-1].strip() or "1")
+        for piece in ([parsed.response, parsed.fixed, *parsed.offsets, zi_rhs or "", disp_rhs or ""]
+                      + [b.lhs for b in parsed.bars]):
             used |= {n for n in _idents(piece) | _quoted_names(piece) if n in data.columns}
         for b in parsed.bars:
             used |= {p.strip() for p in b.group.split(":") if p.strip() in data.columns}
@@ -261,7 +275,7 @@ class ModelSpec:
             spec = cls._assemble(formula, parsed, fam, rows,
                                  weights[keep] if isinstance(weights, np.ndarray) else weights,
                                  offset[keep] if isinstance(offset, np.ndarray) else offset,
-                                 relmat, lmm, ziformula, zi_rhs)
+                                 relmat, lmm, ziformula, zi_rhs, dispformula, disp_rhs)
             made = spec._nonfinite_rows()
             if not made:
                 break
@@ -278,10 +292,14 @@ class ModelSpec:
         return spec
 
     @classmethod
-    def _assemble(cls, formula, parsed, fam, data, weights, offset, relmat, lmm, ziformula, zi_rhs) -> "ModelSpec":
+    def _assemble(cls, formula, parsed, fam, data, weights, offset, relmat, lmm, ziformula, zi_rhs,
+                  dispformula=None, disp_rhs=None) -> "ModelSpec":
         """Response, offset, X and the random-effects terms of rows already free of missing values."""
         n = len(data)
         # ---- response and prior weights -------------------------------------
+        if zi_rhs is not None and getattr(fam, "hurdle", None) is False:
+            fam = copy.copy(fam)  # a zero-truncated family with a zero model: a hurdle, whose zeros are data
+            fam.hurdle = True
         y, wt, resp_name = _response(parsed.response, data, fam, weights)
         # ---- offset ------------------------------------------------------------
         off = np.zeros(n)
@@ -296,7 +314,13 @@ class ModelSpec:
         x_names = [_re_name(c) for c in mm.columns]
         _single_level_factors(parsed.fixed, data, messages)
         X, x_names, kept_cols = _drop_aliased(X, x_names, messages, wt > 0)
-        # ---- zero-inflation part ---------------------------------------------------
+        # ---- dispersion model, then the zero-inflation part -------------------------------
+        if disp_rhs is not None:
+            from ..dispersion_model import DispersionModel
+
+            dmm = _model_matrix(disp_rhs, data, f"the dispersion formula {dispformula!r}")
+            fam = DispersionModel(fam, np.asarray(dmm, dtype=float), [_re_name(c) for c in dmm.columns],
+                                  dmm.model_spec)
         if zi_rhs is not None:
             from ..zeroinflated import ZeroInflated
 
@@ -329,6 +353,9 @@ class ModelSpec:
         zX = getattr(self.family, "X_zi", None)
         if zX is not None:
             checks.append(("the ziformula", ~np.all(np.isfinite(zX), axis=1)))
+        dX = getattr(self.family, "X_disp", getattr(getattr(self.family, "base", None), "X_disp", None))
+        if dX is not None:
+            checks.append(("the dispformula", ~np.all(np.isfinite(dX), axis=1)))
         checks += [(f"({t.lhs} | {t.group})", ~np.all(np.isfinite(t.X), axis=1)) for t in self.terms]
         for label, mask in checks:
             if mask.any():
@@ -501,8 +528,8 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
             raise InputError("every prior weight is zero: the data carry no information")
     m = re.fullmatch(r"cbind\((.*)\)", expr.strip(), flags=re.S)
     if m:
-        if fam.name != "binomial":
-            raise InputError(f"cbind(successes, failures) is a binomial response, not {fam.name}")
+        if not fam.trials_response:
+            raise InputError(f"cbind(successes, failures) is a binomial or beta-binomial response, not {fam.name}")
         args = [a for _, a in _split_top(m.group(1), ",")]
         if len(args) != 2:
             raise InputError(f"cbind() needs two arguments (successes, failures), got {expr!r}")
@@ -525,7 +552,7 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
     else:
         raw = evaluate(expr, data, "response")
         name = expr
-        if fam.name == "binomial" and (raw.dtype == bool or isinstance(raw.dtype, pd.CategoricalDtype) or raw.dtype == object):
+        if fam.trials_response and (raw.dtype == bool or isinstance(raw.dtype, pd.CategoricalDtype) or raw.dtype == object):
             vals = pd.Series(raw)
             if vals.dtype == bool:
                 y = vals.to_numpy(dtype=float)
@@ -539,7 +566,7 @@ def _response(expr: str, data: pd.DataFrame, fam: Family, weights):
                 y = np.asarray(raw, dtype=float)
             except (TypeError, ValueError):
                 raise InputError(f"response {expr!r} is not numeric") from None
-        if fam.name == "binomial":
+        if fam.trials_response:
             frac = np.flatnonzero((y > 0) & (y < 1))
             if frac.size and weights is None:
                 raise InputError(
