@@ -388,3 +388,18 @@ def test_dispersion_model_bad_input():
         gk.glmer("yb ~ x + (1 | g)", d, F.Beta(phi=5.0), dispformula="~ z")
     with pytest.raises(InputError, match="one-sided formula"):
         gk.glmer("yn ~ x + (1 | g)", d, "nbinom2", dispformula=3)
+
+
+def test_simulate_new_rows_uses_their_own_dispersion_and_zero_model():
+    d = _disp_data()
+    fit = gk.glmer("yn ~ x + (1 | g)", d, "nbinom2", dispformula="~ z", ziformula="~ x")
+    new = pd.DataFrame({"x": [0.0, 0.0], "z": [-3.0, 3.0], "g": ["new", "new"]})
+    fam = fit.family.for_newdata(new)
+    theta = fam.base.dispersion
+    nb = fit.family_params["estimate"]
+    assert np.allclose(theta, np.exp(nb["disp:(Intercept)"] + nb["disp:z"] * new["z"]))
+    sims = fit.simulate(4000, seed=1, newdata=new).to_numpy()
+    # the row with the smaller size theta is the more variable one, at the same mean
+    assert np.var(sims[0]) > 1.5 * np.var(sims[1])
+    with pytest.raises(InputError, match="for_newdata"):
+        fit.family.base.simulate(np.ones(3), np.ones(3), np.random.default_rng(0))

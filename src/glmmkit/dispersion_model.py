@@ -148,11 +148,33 @@ class DispersionModel(Family):
 
     # ---- the base's mathematics with one dispersion per row --------------------------------------
     def _at(self, n):
-        """The base family, its dispersion cut to the first n rows' when called on fewer rows (a probe)."""
+        """The base family for n rows: the fitted rows', or (a one-row probe of the gradient's support
+        check) the first row's; other row counts are new data, which ``for_newdata`` serves."""
         d = self.base.dispersion
         if np.ndim(d) and len(d) != n:
-            return self.base.with_dispersion(np.resize(d, n))
+            if n > 1:
+                raise InputError(f"the dispersion model holds {len(d)} rows' dispersions, asked for {n}: use "
+                                 "family.for_newdata(newdata) for new rows")
+            return self.base.with_dispersion(d[:1])
         return self.base
+
+    def for_newdata(self, newdata):
+        """This family with the dispersions of new rows.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            Rows with the dispersion formula's columns.
+
+        Returns
+        -------
+        DispersionModel
+            A copy for those rows.
+        """
+        fam = copy.copy(self)
+        fam.X_disp = np.asarray(coded_matrix(self.disp_spec, newdata, "the dispersion formula"), dtype=float)
+        fam.base = self.base.with_dispersion(fam._row_dispersion(self.delta))
+        return fam
 
     def variance(self, mu):
         return self._at(np.shape(mu)[0] if np.ndim(mu) else 1).variance(mu)

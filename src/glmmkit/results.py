@@ -464,6 +464,7 @@ class Fit(InformationCriteria, Result):
             wt = np.ones(len(newdata))
             eta_cond = None if uncond else self.predict(newdata, type="link", allow_new_levels=True)
         n = len(eta_fix)
+        fam = None if self.is_lmm else (self.family if newdata is None else self.family.for_newdata(newdata))
         out = np.empty((n, nsim))
         chunk = max(1, int(2e7 // max(n, 1)))
         for start in range(0, nsim, chunk):
@@ -476,7 +477,7 @@ class Fit(InformationCriteria, Result):
                 out[:, start:start + k] = eta + rng.normal(size=eta.shape) * self.sigma / np.sqrt(wt)[:, None]
             else:
                 mu = self.family.link.inverse(eta)
-                out[:, start:start + k] = self.family.simulate(mu, np.broadcast_to(wt[:, None], mu.shape), rng)
+                out[:, start:start + k] = fam.simulate(mu, np.broadcast_to(wt[:, None], mu.shape), rng)
         return pd.DataFrame(out, columns=[f"sim_{i + 1}" for i in range(nsim)])
 
     def _new_re_contribution(self, k: int, rng, newdata) -> np.ndarray:

@@ -109,6 +109,24 @@ class ZeroInflated(Family):
         """P(structural zero) of each fitted row, expit(X_zi gamma)."""
         return special.expit(self.X_zi @ self.gamma)
 
+    def for_newdata(self, newdata):
+        """This family for new rows: their zero model's design (and the base's own rows).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            Rows with the zero-inflation formula's columns.
+
+        Returns
+        -------
+        ZeroInflated
+            A copy for those rows.
+        """
+        fam = copy.copy(self)
+        fam.X_zi = np.asarray(coded_matrix(self.zi_spec, newdata, "the zero-inflation formula"), dtype=float)
+        fam.base = self.base.for_newdata(newdata)
+        return fam
+
     def pi_new(self, newdata) -> np.ndarray:
         """P(structural zero) for new rows.
 

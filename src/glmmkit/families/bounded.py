@@ -18,7 +18,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import InputError
-from .core import Binomial, _label, check_proportions, log_rising, rising_polygammas
+from .core import Binomial, _label, check_proportions, log_rising, rising_polygammas, trigamma
 from .mean_family import MeanFamily
 
 _PROPORTION_LINKS = ("logit", "probit", "cloglog")
@@ -77,7 +77,7 @@ class Beta(MeanFamily):
 
     def mu_information(self, mu, wt):
         a, b = self._ab(mu)
-        return wt * self.values["phi"] ** 2 * (special.polygamma(1, a) + special.polygamma(1, b))
+        return wt * self.values["phi"] ** 2 * (trigamma(a) + trigamma(b))
 
     def start_values(self, y, mu, wt):
         return {"phi": _precision_start(y, mu, wt)}

@@ -27,7 +27,7 @@ from scipy import special
 
 from ..errors import InputError
 from .core import Gaussian, Poisson, _label
-from .mean_family import MeanFamily
+from .mean_family import MeanFamily, difference_param_terms
 
 
 class StudentT(MeanFamily):
@@ -124,15 +124,67 @@ class Tweedie(MeanFamily):
         phi, p = self.values["phi"], self.values["power"]
         return wt * (y * mu ** (1 - p) / (1 - p) - mu ** (2 - p) / (2 - p)) / phi
 
-    def loglik_const(self, y, wt):
+    def _series(self, y):
+        """(log W - log y, d log W / d log phi, d log W / d psi_p) per row (0 at y = 0), cached for the last
+        response and parameters: the objective's constant and the gradient's terms share one summation."""
         phi, p = self.values["phi"], self.values["power"]
         y = np.asarray(y, dtype=float)
-        out = np.zeros_like(y)
+        key = None if np.ndim(phi) else (y.__array_interface__["data"][0], y.shape, y.strides, phi, p)
+        cached = getattr(self, "_series_cache", None)
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        out = tuple(np.zeros_like(y) for _ in range(3))
         pos = y > 0
         if np.any(pos):
             phi_pos = phi[pos] if np.ndim(phi) else phi  # one dispersion per row under a dispformula
-            out[pos] = _tweedie_log_w(y[pos], phi_pos, p) - np.log(y[pos])
-        return wt * out
+            logw, d1, d2 = _tweedie_log_w(y[pos], phi_pos, p)
+            out[0][pos], out[1][pos], out[2][pos] = logw - np.log(y[pos]), d1, d2
+        if key is not None:
+            self._series_cache = (key, out)
+        return out
+
+    def loglik_const(self, y, wt):
+        return wt * self._series(y)[0]
+
+    def with_params(self, psi):
+        fam = super().with_params(psi)
+        fam._series_cache = None
+        return fam
+
+    def with_dispersion(self, value):
+        fam = super().with_dispersion(value)
+        fam._series_cache = None
+        return fam
+
+    def param_gradient_terms(self, y, eta, mu, wt, laplace: str = "observed"):
+        """d / d (log phi, logit(p - 1)) of log p (analytic, the series' derivatives from the same summation),
+        and of the score and the information (central differences: they do not involve the series).
+
+        Parameters
+        ----------
+        y, eta, mu, wt : numpy.ndarray
+            Response, linear predictor, means and prior weights at the mode.
+        laplace : {"expected", "observed"}
+            The Laplace information.
+
+        Returns
+        -------
+        list or None
+            One (dl, dr, dW) triple per free parameter.
+        """
+        terms = difference_param_terms(self, y, eta, mu, wt, laplace, with_loglik=False)
+        if terms is None:
+            return None
+        phi, p = self.values["phi"], self.values["power"]
+        _, d1, d2 = self._series(y)
+        kernel = self.loglik_kernel(y, mu, wt)
+        lm = np.log(mu)
+        # the kernel's p-derivative: theta = mu^(1-p) / (1-p), kappa = mu^(2-p) / (2-p)
+        dtheta = mu ** (1 - p) * (1 / (1 - p) ** 2 - lm / (1 - p))
+        dkappa = mu ** (2 - p) * (1 / (2 - p) ** 2 - lm / (2 - p))
+        dl = {"phi": -kernel + wt * d1,
+              "power": wt * ((y * dtheta - dkappa) / phi * (p - 1) * (2 - p) + d2)}
+        return [(dl[name], dr, dw) for (name, _, _), (_, dr, dw) in zip(self._free(), terms)]
 
     def mu_derivatives(self, y, mu, wt):
         phi, p = self.values["phi"], self.values["power"]
@@ -178,8 +230,15 @@ class Tweedie(MeanFamily):
 
 
 def _tweedie_log_w(y, phi, p):
-    """log W(y, phi, p) of Dunn & Smyth's series (module docstring), by rows, over a window of terms around
-    the largest one wide enough that the terms left out are below e^-37 of it."""
+    """log W(y, phi, p) of Dunn & Smyth's series (module docstring) by rows, with its derivatives in log phi
+    and in psi = logit(p - 1), over a window of terms around the largest one wide enough that the terms
+    left out are below e^-37 of it.
+
+    With t_j = j log z - lgamma(1 + j) - lgamma(-j alpha) and w_j the terms' shares,
+    d log W = sum_j w_j d t_j:  d t_j / d log phi = -j (1 - alpha);
+    d t_j / d p = j (d log z / d p + psi(-j alpha) d alpha / d p),  d alpha / d p = 1 / (1 - p)^2,
+    d log z / d p = d alpha / d p (log(p - 1) + log phi - log y) + alpha / (p - 1) + 1 / (2 - p).
+    """
     alpha = (2 - p) / (1 - p)
     logz = -alpha * np.log(y) + alpha * np.log(p - 1) - (1 - alpha) * np.log(phi) - np.log(2 - p)
     jstar = np.maximum(np.rint(y ** (2 - p) / (phi * (2 - p))), 1.0)
@@ -192,10 +251,19 @@ def _tweedie_log_w(y, phi, p):
     while True:
         j = jstar[:, None] + np.arange(-half, half + 1)[None, :]
         valid = j >= 1
-        lt = np.where(valid, log_terms(np.maximum(j, 1.0)), -np.inf)
+        j = np.maximum(j, 1.0)
+        lt = np.where(valid, log_terms(j), -np.inf)
         top = np.max(lt, axis=1)
         edge = np.maximum(np.where(valid[:, 0], lt[:, 0], -np.inf), lt[:, -1])
         if np.all(edge < top - 37) or half > 1e6:
             break
         half *= 2
-    return top + np.log(np.sum(np.exp(lt - top[:, None]), axis=1))
+    w = np.exp(lt - top[:, None])
+    total = np.sum(w, axis=1)
+    w /= total[:, None]
+    ej = np.sum(w * j, axis=1)  # E_w[j]
+    dalpha = 1 / (1 - p) ** 2
+    dlogz = dalpha * (np.log(p - 1) + np.log(phi) - np.log(y)) + alpha / (p - 1) + 1 / (2 - p)
+    d_logphi = -(1 - alpha) * ej
+    d_p = dlogz * ej + dalpha * np.sum(w * j * special.digamma(-j * alpha), axis=1)
+    return top + np.log(total), d_logphi, d_p * (p - 1) * (2 - p)

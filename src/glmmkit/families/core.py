@@ -526,6 +526,22 @@ class Family(ABC):
         """
         return self.stepping_weights(y, eta, mu, wt), self.score_eta(y, eta, mu, wt)
 
+    def for_newdata(self, newdata) -> "Family":
+        """The family for new rows (a family with row-wise parts, a zero model or a dispersion model, takes
+        them from ``newdata``; the others are the same for every row).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            The new rows.
+
+        Returns
+        -------
+        Family
+            This family, or a copy for those rows.
+        """
+        return self
+
     def stepping_weights(self, y, eta, mu, wt) -> np.ndarray:
         """The positive information PIRLS and the GLM step with on the general path: Fisher's here.
 
@@ -1113,6 +1129,41 @@ class NegativeBinomial1(CountFamily):
 
 
 
+def trigamma(x):
+    """psi'(x) for x > 0: psi'(x) = sum_{i<8} 1 / (x + i)^2 + psi'(x + 8), the last from its asymptotic
+    series 1/z + 1/(2z^2) + sum_k B_2k / z^(2k+1) to z^-15 (relative error about 1e-13 at z = 8, less
+    above; the shift is skipped where x is already 8 or more).  About three times faster than scipy's
+    polygamma(1, x), which goes through the Hurwitz zeta function.
+
+    Parameters
+    ----------
+    x : array-like
+        Positive arguments.
+
+    Returns
+    -------
+    numpy.ndarray
+        The trigamma function.
+    """
+    x = np.asarray(x, dtype=float)
+    shift = x < 8
+    z = np.where(shift, x + 8, x)
+    acc = np.zeros_like(z)
+    if shift.any():
+        xs = x[shift]
+        inv = 1 / xs
+        a = inv * inv
+        for i in range(1, 8):
+            t = xs + i
+            a += 1 / (t * t)
+        acc[shift] = a
+    r = 1 / z
+    r2 = r * r
+    series = r * (1 + r * (0.5 + r * (1 / 6 + r2 * (-1 / 30 + r2 * (1 / 42 + r2 * (-1 / 30 + r2 * (
+        5 / 66 + r2 * (-691 / 2730 + r2 * 7 / 6))))))))
+    return acc + series
+
+
 # Log-gamma and polygamma differences at s and y + s (NB1's size s = mu / phi, the beta-binomial's
 # mu phi): as s grows without bound (the Poisson or binomial limit) they cancel catastrophically (s = 1e13
 # left 0.05 of noise per row in NB1's log-likelihood). Above LARGE_SIZE they come from Stirling's series,
@@ -1161,7 +1212,7 @@ def rising_polygammas(y, s, order: int = 3):
     """
     s = np.asarray(s, dtype=float)
     A = special.digamma(y + s) - special.digamma(s)
-    B = special.polygamma(1, y + s) - special.polygamma(1, s) if order >= 2 else None
+    B = trigamma(y + s) - trigamma(s) if order >= 2 else None
     C = special.polygamma(2, y + s) - special.polygamma(2, s) if order >= 3 else None
     big = s > LARGE_SIZE
     if np.any(big):

@@ -78,7 +78,7 @@ def difference_gradient_terms(fam: Family, y, eta, mu, wt, laplace: str = "obser
     return fam.score_eta(y, eta, mu, wt), w, (up - down) / (2 * h), w
 
 
-def difference_param_terms(fam: Family, y, eta, mu, wt, laplace: str = "observed"):
+def difference_param_terms(fam: Family, y, eta, mu, wt, laplace: str = "observed", with_loglik: bool = True):
     """Per own parameter psi_j: (d log p, d r, d W) / d psi_j by central differences in psi_j.
 
     Parameters
@@ -89,6 +89,8 @@ def difference_param_terms(fam: Family, y, eta, mu, wt, laplace: str = "observed
         Response, linear predictor, means and prior weights at the mode.
     laplace : {"expected", "observed"}
         The Laplace information (only the observed one: None otherwise).
+    with_loglik : bool
+        Difference log p too (False: dl is None, for a family that has it in closed form).
 
     Returns
     -------
@@ -103,9 +105,11 @@ def difference_param_terms(fam: Family, y, eta, mu, wt, laplace: str = "observed
         e = np.zeros(len(psi))
         e[j] = _H_PSI
         hi, lo = fam.with_params(psi + e), fam.with_params(psi - e)
-        with np.errstate(invalid="ignore"):
-            dl = (hi.loglik(y, mu, wt) - lo.loglik(y, mu, wt)) / (2 * _H_PSI)
-        dl = np.where(np.isfinite(dl), dl, 0.0)  # rows outside the support (a hurdle's zeros): no term
+        dl = None
+        if with_loglik:
+            with np.errstate(invalid="ignore"):
+                dl = (hi.loglik(y, mu, wt) - lo.loglik(y, mu, wt)) / (2 * _H_PSI)
+            dl = np.where(np.isfinite(dl), dl, 0.0)  # rows outside the support (a hurdle's zeros): no term
         dr = (hi.score_eta(y, eta, mu, wt) - lo.score_eta(y, eta, mu, wt)) / (2 * _H_PSI)
         dw = (hi.observed_weights(y, eta, mu, wt) - lo.observed_weights(y, eta, mu, wt)) / (2 * _H_PSI)
         out.append((dl, dr, dw))
