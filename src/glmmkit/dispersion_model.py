@@ -143,8 +143,7 @@ class DispersionModel(Family):
         numpy.ndarray
             One dispersion per row (glmmkit's parameter: sigma^2, phi, theta, ...).
         """
-        X = np.asarray(coded_matrix(self.disp_spec, newdata, "the dispersion formula"), dtype=float)
-        return self._row_dispersion(self.delta, X)
+        return self.for_newdata(newdata).base.dispersion
 
     # ---- the base's mathematics with one dispersion per row --------------------------------------
     def _at(self, n):

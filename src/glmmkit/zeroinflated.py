@@ -140,8 +140,7 @@ class ZeroInflated(Family):
         numpy.ndarray
             One probability per row.
         """
-        X = np.asarray(coded_matrix(self.zi_spec, newdata, "the zero-inflation formula"), dtype=float)
-        return special.expit(X @ self.gamma)
+        return self.for_newdata(newdata).pi
 
     # ---- likelihood -------------------------------------------------------------------------
     def loglik_kernel(self, y, mu, wt):
