@@ -161,6 +161,14 @@ def test_overdispersion_report(sal):
     assert "Models compared" in str(rep)
 
 
+def test_overdispersion_report_with_the_zero_models(sal):
+    rep = gk.overdispersion_report("count ~ mined + (1 | site)", sal, nsim=20, nsim_bootstrap=0, zero_models=True)
+    assert list(rep.table.index)[-2:] == ["zinbinom2", "hurdle nbinom2"]
+    # an intercept-only hurdle puts exactly the observed share of zeros at zero
+    assert rep.fits["hurdle nbinom2"].predict(type="zprob")[0] == pytest.approx(np.mean(sal["count"] == 0), rel=1e-4)
+    assert rep.fits["zinbinom2"].loglik >= rep.fits["nbinom2"].loglik - 1e-6  # nested: never worse
+
+
 def test_nb_simulation_recovers_dispersion():
     """Over 8 seeded datasets: mean theta within 10% of the truth (the NB size MLE is biased up a little),
     the mean slope within 3 Monte-Carlo SEs, and the 95% interval of theta covering it at least 6 times."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .dispersion import dispersion_test, pearson_dispersion
@@ -81,7 +82,7 @@ class OverdispersionReport(Result):
 
 def overdispersion_report(formula: str, data: pd.DataFrame, *, offset=None, weights=None, nsim: int = 250,
                           nsim_bootstrap: int = 100, seed: int = 1, workers: int = 1,
-                          client=None) -> OverdispersionReport:
+                          client=None, zero_models: bool = False) -> OverdispersionReport:
     """Fit Poisson, Poisson + OLRE, NB2 and NB1 GLMMs of ``formula`` and say which describes the data.
 
     Parameters
@@ -102,11 +103,14 @@ def overdispersion_report(formula: str, data: pd.DataFrame, *, offset=None, weig
         Local processes for the bootstrap refits.
     client : dask.distributed.Client, optional
         Spread the bootstrap refits on a Dask cluster.
+    zero_models : bool
+        Also fit the zero-inflated NB2 (``ziformula="~1"``) and the NB2 hurdle (``truncated_nbinom2`` with
+        ``ziformula="~1"``), glmmTMB's answers to excess zeros (when the data have zeros).
 
     Returns
     -------
     OverdispersionReport
-        ``table`` (the four models by AIC), ``tests``, ``verdict`` and the ``fits``.
+        ``table`` (the models by AIC), ``tests``, ``verdict`` and the ``fits``.
     """
     nsim = check_int("nsim", nsim, 1)
     nsim_bootstrap = check_int("nsim_bootstrap", nsim_bootstrap, 0)
@@ -120,6 +124,10 @@ def overdispersion_report(formula: str, data: pd.DataFrame, *, offset=None, weig
         fits["poisson + OLRE"] = glmer(f_olre, d_olre, "poisson", offset=offset, weights=weights)
         fits["nbinom2"] = glmer(formula, data, "nbinom2", offset=offset, weights=weights, laplace="observed")
         fits["nbinom1"] = glmer(formula, data, "nbinom1", offset=offset, weights=weights)
+        if zero_models and np.any(fits["poisson"].spec.y == 0):
+            fits["zinbinom2"] = glmer(formula, data, "nbinom2", offset=offset, weights=weights, ziformula="~1")
+            fits["hurdle nbinom2"] = glmer(formula, data, "truncated_nbinom2", offset=offset, weights=weights,
+                                           ziformula="~1")
     table = compare(*fits.values(), names=list(fits))
     pois = fits["poisson"]
     pd_ = pearson_dispersion(pois)
