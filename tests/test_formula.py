@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import glmmkit as gk
 from glmmkit.formula.parse import Bar, expand_group, parse_formula
 
 
@@ -55,3 +56,19 @@ def test_round_trip(fixed, bars):
     p = parse_formula(formula)
     assert p.fixed == " + ".join(fixed)
     assert p.bars == expect
+
+
+def test_glmmtmb_covariance_syntax_us_and_diag():
+    """us(x | g) is lme4's (x | g) and diag(x | g) its (x || g): the same fits; the structures not yet there
+    are refused by name."""
+    import pandas as pd
+    from pathlib import Path
+
+    d = pd.read_csv(Path(__file__).parent / "reference" / "shared" / "sleepstudy_slopes" / "data.csv")
+    a = gk.lmer("Reaction ~ Days + us(Days | Subject)", d, reml=False)
+    b = gk.lmer("Reaction ~ Days + (Days | Subject)", d, reml=False)
+    c = gk.lmer("Reaction ~ Days + diag(Days | Subject)", d, reml=False)
+    e = gk.lmer("Reaction ~ Days + (Days || Subject)", d, reml=False)
+    assert a.loglik == b.loglik and c.loglik == e.loglik and c.loglik < b.loglik
+    with pytest.raises(gk.FormulaError, match="ar1\\(\\) in 'ar1\\(0 \\+ Days \\| Subject\\)' is not available yet"):
+        gk.lmer("Reaction ~ Days + ar1(0 + Days | Subject)", d)

@@ -127,6 +127,10 @@ def check_formula_text(formula, what: str = "formula") -> str:
     return formula
 
 
+#: glmmTMB's covariance-structure names; us() and diag() are read, the others are refused by name
+COVARIANCE_STRUCTURES = ("us", "diag", "cs", "ar1", "ou", "toep", "exp", "gau", "mat", "rr", "homdiag", "homcs")
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Parse an lme4-style formula string.
 
@@ -154,6 +158,18 @@ def parse_formula(formula: str) -> ParsedFormula:
         if not term:
             if sign == "-":
                 raise FormulaError(f"dangling '-' in formula {formula!r}")
+            continue
+        m = re.fullmatch(r"(\w+)\((.*)\)", term, flags=re.S)
+        if m and m.group(1) in COVARIANCE_STRUCTURES and any(s == "|" for s in _top_chars(m.group(2))):
+            # glmmTMB's covariance-structure syntax: us(x | g) is lme4's (x | g), diag(x | g) its (x || g)
+            if sign == "-":
+                raise FormulaError(f"cannot subtract a random-effects term: {term!r}")
+            kind = m.group(1)
+            if kind not in ("us", "diag"):
+                raise FormulaError(f"the covariance structure {kind}() in {term!r} is not available yet; "
+                                   "available: us(x | g) (unstructured, lme4's (x | g)) and diag(x | g) "
+                                   "(lme4's (x || g))")
+            bars.extend(Bar(b.lhs, b.group, correlated=(kind == "us")) for b in _parse_bar(m.group(2), term))
             continue
         inner = _strip_parens(term)
         if inner is not None and any(s == "|" for s in _top_chars(inner)):
