@@ -36,7 +36,8 @@ from scipy import special, stats
 
 from ..errors import InputError
 from .core import Family, NegativeBinomial1, NegativeBinomial2, Poisson, _label, check_counts
-from .mean_family import MeanFamily, difference_gradient_terms, difference_param_terms
+from .mean_family import (MeanFamily, difference_gradient_terms, difference_param_terms,
+                          difference_variance_deriv)
 
 
 class GeneralizedPoisson(MeanFamily):
@@ -440,8 +441,7 @@ class ZeroTruncated(Family):
         return (self.base.variance(mu) + mu * mu) / pz - m * m
 
     def variance_deriv(self, mu):
-        h = 1e-6 * np.maximum(np.abs(mu), 1e-8)
-        return (self.variance(mu + h) - self.variance(mu - h)) / (2 * h)
+        return difference_variance_deriv(self, mu)
 
     def response_mean(self, mu):
         return mu / self.truncation_prob(mu)

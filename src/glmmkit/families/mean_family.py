@@ -51,6 +51,25 @@ _H_ETA = 1e-5
 _H_PSI = 1e-5
 
 
+def difference_variance_deriv(fam: Family, mu):
+    """dV / dmu by central differences of the family's variance (for families whose V has no simple form).
+
+    Parameters
+    ----------
+    fam : Family
+        The family.
+    mu : numpy.ndarray
+        Means.
+
+    Returns
+    -------
+    numpy.ndarray
+        The derivative of the variance function.
+    """
+    h = 1e-6 * np.maximum(np.abs(mu), 1e-8)
+    return (fam.variance(mu + h) - fam.variance(mu - h)) / (2 * h)
+
+
 def difference_gradient_terms(fam: Family, y, eta, mu, wt, laplace: str = "observed"):
     """(r, W, dW / d eta, W) for the observed Laplace, dW / d eta by central differences of W in eta.
 
@@ -289,18 +308,15 @@ class MeanFamily(Family):
         l_mu, l_mumu = self.mu_derivatives(y, mu, wt)
         d, d2 = self.link.mu_eta(eta), self.link.mu_eta2(eta)
         obs = -(l_mumu * d * d + l_mu * d2)
+        # Newton's step where the observed information is positive (quadratic convergence near the mode),
+        # Fisher's where it is not
         return np.where(obs > 0, obs, self.mu_information(mu, wt) * d * d), l_mu * d
 
     def stepping_weights(self, y, eta, mu, wt):
-        # Newton's step where the observed information is positive (quadratic convergence near the mode),
-        # Fisher's where it is not
-        obs = self.observed_weights(y, eta, mu, wt)
-        fisher = self.working_weights(eta, mu, wt)
-        return np.where(obs > 0, obs, fisher)
+        return self.stepping_weights_and_score(y, eta, mu, wt)[0]
 
     def variance_deriv(self, mu):
-        h = 1e-6 * np.maximum(np.abs(mu), 1e-8)
-        return (self.variance(mu + h) - self.variance(mu - h)) / (2 * h)
+        return difference_variance_deriv(self, mu)
 
     def unit_deviance(self, y, mu, wt):
         """2 (l(y | saturated mean) - l(y | mu)), the saturated mean being y clipped into the mean's range.
