@@ -194,3 +194,46 @@ FAMILY_MODELS = {
     "truncated_nbinom1": ("truncated_nbinom1", "y ~ x + (1 | g)", 5000),
     "truncated_nbinom2": ("truncated_nbinom2", "y ~ x + (1 | g)", 5000),
 }
+
+
+def covstruct_data(kind: str, seed: int = 40):
+    """Medium data for a glmmTMB covariance structure (run_covstruct.py): Poisson counts with
+    ``ar1``: 200 clinics x 24 months, AR(1) clinic-month effects (sd 0.5, rho 0.7) and an exposure offset;
+    ``exp``: 200 positions x 3 counts on a 10 x 10 square, an exponential field (sd 0.6, range 2);
+    ``rr``: 300 sites x 12 species x 2 visits, a rank-2 site-by-species effect."""
+    rng = np.random.default_rng(seed)
+    if kind == "ar1":
+        nc, nm = 200, 24
+        R = 0.7 ** np.abs(np.subtract.outer(np.arange(nm), np.arange(nm)))
+        b = rng.multivariate_normal(np.zeros(nm), 0.25 * R, size=nc)
+        c, m = np.repeat(np.arange(nc), nm), np.tile(np.arange(nm), nc)
+        x = np.round(rng.normal(size=nc * nm), 4)
+        opp = rng.integers(5, 31, nc * nm)
+        y = rng.poisson(opp * np.exp(-1.5 + 0.3 * x + b[c, m]))
+        return pd.DataFrame({"clinic": [f"c{i:03d}" for i in c], "month": m + 1, "x": x, "opp": opp, "y": y})
+    if kind == "exp":
+        npos = 200
+        pts = np.round(rng.uniform(0, 10, (npos, 2)), 3)
+        D = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+        f = rng.multivariate_normal(np.zeros(npos), 0.36 * np.exp(-D / 2.0))
+        site = np.repeat(np.arange(npos), 3)
+        x = np.round(rng.normal(size=len(site)), 4)
+        y = rng.poisson(np.exp(1.0 + 0.3 * x + f[site]))
+        return pd.DataFrame({"px": pts[site, 0], "py": pts[site, 1], "field": "all", "x": x, "y": y})
+    if kind == "rr":
+        q, k = 300, 12
+        lam = rng.normal(0, 0.5, (k, 2))
+        b = rng.normal(size=(q, 2)) @ lam.T
+        s, j = np.repeat(np.arange(q), k * 2), np.tile(np.repeat(np.arange(k), 2), q)
+        y = rng.poisson(np.exp(0.5 + b[s, j]))
+        return pd.DataFrame({"site": [f"s{i:03d}" for i in s], "sp": [f"sp{v:02d}" for v in j], "y": y})
+    raise ValueError(kind)
+
+
+#: name -> (structure data, glmmkit formula, glmmTMB formula)
+COVSTRUCT_MODELS = {
+    "ar1": ("ar1", "y ~ x + offset(log(opp)) + ar1(0 + month | clinic)",
+            "y ~ x + offset(log(opp)) + ar1(0 + factor(month) | clinic)"),
+    "exp": ("exp", "y ~ x + exp(0 + pos(px, py) | field)", "y ~ x + exp(0 + numFactor(px, py) | field)"),
+    "rr": ("rr", "y ~ sp + rr(0 + sp | site, d = 2)", "y ~ sp + rr(0 + sp | site, d = 2)"),
+}

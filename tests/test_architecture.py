@@ -100,8 +100,10 @@ def test_the_plug_in_examples_of_docs_architecture_run():
     d["yb"] = (rng.uniform(size=400) < 1 / (1 + np.exp(-(0.2 * x + rng.normal(0, 0.8, 40)[g])))).astype(int)
     spec = gk.ModelSpec.from_formula("yb ~ x + (1 + x2 | g)", d, "binomial")
     spec.terms = [dataclasses.replace(spec.terms[0], cov=CompoundSymmetry(2))]
-    fit = gk.Fit(spec, gk.optimize(spec.objective()))  # a custom class takes the derivative-free path
-    assert np.isfinite(fit.loglik) and fit.optsummary.stages[1].optimizer == "bobyqa"
+    fit = gk.Fit(spec, gk.optimize(spec.objective()))  # a custom class: the gradient by differences of T
+    assert np.isfinite(fit.loglik) and fit.optsummary.stages[1].optimizer == "L-BFGS-B, analytic gradient"
+    slow = gk.Fit(spec, gk.optimize(spec.objective(), control=gk.Control(gradient=False)))
+    assert abs(fit.loglik - slow.loglik) < 1e-4 and fit.converged
 
     from .conftest import REF_DIR, ref_case
 

@@ -16,6 +16,8 @@ import pandas as pd
 from scipy import stats
 
 from .engine.blocked import Structure
+from .engine.covariance import Diagonal, Unstructured
+from .engine.structured import StructuredCovariance
 from .protocol import Result
 from .engine.optimize import OptSummary
 from .fitting import optimize
@@ -23,7 +25,6 @@ from .formula.spec import ModelSpec
 from .checks import check_choice, check_int, check_level
 from .errors import FitError, InputError
 from .output import json_safe
-from .formula.coding import coded_matrix
 
 
 def lme4_name(name: str) -> str:
@@ -229,11 +230,24 @@ class Fit(InformationCriteria, Result):
         rows = []
         scale2 = self._b_scale ** 2
         for key, t, th in zip(self._term_keys(), self.spec.terms, self._theta_by_term()):
+            if isinstance(t.cov, StructuredCovariance):
+                # glmmTMB's structures: their SDs (one shared or one per coefficient) and correlation
+                # parameters (rho, the lags' correlations); ranges and smoothness are in covpars
+                values = t.cov.natural(th, self._b_scale)
+                _, _, kinds = t.cov.natural_bounds()
+                for nm, v, kd in zip(t.cov.natural_names(t.columns), values, kinds):
+                    if kd == "sd":
+                        term1 = nm[3:] if nm.startswith("sd_") else t.lhs
+                        rows.append(dict(group=key, term1=term1, term2=None, variance=v * v, sd=v, corr=np.nan))
+                    elif kd == "cor":
+                        rows.append(dict(group=key, term1=f"{t.structure}({t.lhs})", term2=nm, variance=np.nan,
+                                         sd=np.nan, corr=v))
+                continue
             cov = t.cov.covariance(th) * scale2
             sd = np.sqrt(np.diag(cov))
             for i, c in enumerate(t.columns):
                 rows.append(dict(group=key, term1=c, term2=None, variance=cov[i, i], sd=sd[i], corr=np.nan))
-            correlated = t.cov.__class__.__name__ == "Unstructured"
+            correlated = t.cov.correlation_pairs()
             for j in range(len(t.columns) if correlated else 0):
                 for i in range(j + 1, len(t.columns)):
                     corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
@@ -243,6 +257,20 @@ class Fit(InformationCriteria, Result):
             rows.append(dict(group="Residual", term1=None, term2=None, variance=self.sigma ** 2,
                              sd=self.sigma, corr=np.nan))
         return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
+
+    @property
+    def covpars(self) -> pd.DataFrame:
+        """Every random-effects term's parameters on their natural scales: SDs, correlations, and for
+        glmmTMB's structures their own (``rho`` of ar1 and cs, the lags' correlations of toep, ``rate`` of ou,
+        ``range`` and ``smoothness`` of the spatial classes, the loadings of rr). Columns ``group``,
+        ``structure``, ``parameter``, ``estimate``."""
+        rows = []
+        for key, t, th in zip(self._term_keys(), self.spec.terms, self._theta_by_term()):
+            kind = t.structure or ("known" if t.is_known else "diag" if isinstance(t.cov, Diagonal) and t.k > 1
+                                   else "us" if isinstance(t.cov, (Unstructured, Diagonal)) else type(t.cov).__name__)
+            for nm, v in zip(t.cov.natural_names(t.columns), t.cov.natural(th, self._b_scale)):
+                rows.append(dict(group=key, structure=kind, parameter=nm, estimate=float(v)))
+        return pd.DataFrame(rows, columns=["group", "structure", "parameter", "estimate"])
 
     def _b_and_condvar(self):
         b, v = self._structure.ranef_condvar(self.theta, self._u, self._ranef_factor)
@@ -489,7 +517,7 @@ class Fit(InformationCriteria, Result):
             else:
                 codes, uniq = pd.factorize(t.labels_in(newdata))
                 q = len(uniq)
-                X = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
+                X = t.new_matrix(newdata)
                 if t.is_known:
                     raise InputError("simulating new levels of a known-covariance term needs the fitted levels")
             if t.is_known:
@@ -693,6 +721,7 @@ class Fit(InformationCriteria, Result):
             "ngroups": self.ngroups,
             "fixef": fixef,
             "varcorr": vc,
+            "covpars": [dict(r, parameter=conv(r["parameter"])) for r in self.covpars.to_dict("records")],
             "sigma": self.sigma,
             "loglik": self.loglik,
             "aic": self.aic,
@@ -716,7 +745,7 @@ def _term_contribution(t, b: np.ndarray, newdata: pd.DataFrame, allow_new_levels
     if new.any() and not allow_new_levels:
         raise InputError(f"new level(s) of {t.group!r} in newdata: {sorted(set(labels[new]))[:10]}; "
                          "pass allow_new_levels=True to predict them at b = 0")
-    Xr = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
+    Xr = t.new_matrix(newdata)
     bb = np.where(new[:, None], 0.0, b[np.maximum(pos, 0)])
     return np.einsum("ik,ik->i", Xr, bb)
 

@@ -224,6 +224,85 @@ class SchurPairs:
         return out
 
 
+#: terms with more coefficients per level take batched matrix products (einsum's three-operand contractions
+#: are O(k^4) per level without a contraction path); small ones keep einsum, which is faster there
+SMALL_K = 3
+
+
+def sandwich(T: np.ndarray, V: np.ndarray, transpose_first: bool = False) -> np.ndarray:
+    """T V_q T' per level (or T' V_q T with ``transpose_first``).
+
+    Parameters
+    ----------
+    T : numpy.ndarray
+        (k, k).
+    V : numpy.ndarray
+        (q, k, k).
+    transpose_first : bool
+        T' V T instead of T V T'.
+
+    Returns
+    -------
+    numpy.ndarray
+        (q, k, k).
+    """
+    if T.shape[0] <= SMALL_K:
+        return np.einsum("ji,qjk,kl->qil", T, V, T) if transpose_first else np.einsum("ij,qjk,lk->qil", T, V, T)
+    A = T.T if transpose_first else T
+    return np.matmul(np.matmul(A, V), A.T)
+
+
+def level_sandwich(L: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """L_q' M_q L_q per level.
+
+    Parameters
+    ----------
+    L, M : numpy.ndarray
+        (q, k, k) each.
+
+    Returns
+    -------
+    numpy.ndarray
+        (q, k, k).
+    """
+    if L.shape[1] <= SMALL_K:
+        return np.einsum("qki,qkl,qlj->qij", L, M, L)
+    return np.matmul(np.transpose(L, (0, 2, 1)), np.matmul(M, L))
+
+
+def row_quadratic(X: np.ndarray, codes: np.ndarray, P: np.ndarray, chunk_floats: int = 4_000_000) -> np.ndarray:
+    """x_i' P_(level of i) x_i for every row.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        (n, k) the term's columns.
+    codes : numpy.ndarray
+        (n,) level codes.
+    P : numpy.ndarray
+        (q, k, k) symmetric.
+    chunk_floats : int
+        Rows are taken in chunks of at most this many gathered floats (n_chunk k^2).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,).
+    """
+    n, k = X.shape
+    h = np.zeros(n)
+    if k <= SMALL_K:
+        for i in range(k):  # per-level scalars: cheaper than gathering (n, k, k)
+            for j in range(i, k):
+                h += (P[:, i, j] * (1.0 if i == j else 2.0))[codes] * X[:, i] * X[:, j]
+        return h
+    step = max(1, chunk_floats // (k * k))
+    for s in range(0, n, step):
+        Xc = X[s : s + step]
+        h[s : s + step] = np.einsum("nj,nj->n", np.matmul(Xc[:, None, :], P[codes[s : s + step]])[:, 0, :], Xc)
+    return h
+
+
 def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
     """The per-level Gram matrices of a term: sum over the rows of each level of w x x'.
 
@@ -240,6 +319,14 @@ def level_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
         (q, k, k).
     """
     q, k, X = term.q, term.k, term.X
+    if k > SMALL_K:
+        # Z'WZ over Z's nonzeros (block diagonal by level), scattered into the levels' k x k blocks: the cost
+        # follows the nonzeros (n for the indicator columns of ar1, toep, cs and the spatial classes)
+        Z = term.csr_nonzero()
+        P = (Z.T @ Z.multiply(w[:, None]).tocsr()).tocoo()
+        g = np.zeros((q, k, k))
+        g[P.row // k, P.row % k, P.col % k] = P.data
+        return g
     g = np.empty((q, k, k))
     for r in range(k):
         for s in range(r + 1):
@@ -539,7 +626,7 @@ class Structure(RandomEffectsSystem):
                 L11inv = (1.0 / l)[:, None, None]
                 B = (t1[0, 0] / l)[:, None, None]
             else:
-                A11 = np.einsum("ji,qjk,kl->qil", t1, raw.G1, t1) + np.eye(k1)
+                A11 = sandwich(t1, raw.G1, transpose_first=True) + np.eye(k1)
                 L11 = np.linalg.cholesky(A11)
                 L11inv = np.linalg.inv(L11)
                 B = L11inv @ t1.T
@@ -704,7 +791,7 @@ class Structure(RandomEffectsSystem):
                 vu = blk[idx[:, :, None], idx[:, None, :]]
             T = t.cov.template(th)
             out_b[pos] = b_layout[pos]
-            out_v[pos] = np.einsum("ij,qjk,lk->qil", T, vu, T)
+            out_v[pos] = sandwich(T, vu)
         b, v = [None] * len(self.terms), [None] * len(self.terms)
         for pos, i in enumerate(self.order):  # back to the formula's order
             b[i], v[i] = out_b[pos], out_v[pos]
@@ -995,7 +1082,7 @@ class BlockedFactor(SystemFactor):
                 return (self.L11inv[:, 0, 0] ** 2 * inner)[:, None, None]
             Vd = Ms.toarray().reshape(q, k1, -1)
             inner = np.eye(k1)[None] + np.matmul(Vd, np.transpose(Vd, (0, 2, 1)))
-            return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
+            return level_sandwich(self.L11inv, inner)
         if self.Qtt + self.m:
             Mfull = np.zeros((self.Q1, self.Qtt + self.m))
             if self.Mt is not None:
@@ -1005,7 +1092,7 @@ class BlockedFactor(SystemFactor):
             V = _tri_solve(self.Lt, Mfull.T).T
         Vb = V.reshape(q, k1, -1)
         inner = np.eye(k1)[None] + np.matmul(Vb, np.transpose(Vb, (0, 2, 1)))
-        return np.einsum("qki,qkl,qlj->qij", self.L11inv, inner, self.L11inv)
+        return level_sandwich(self.L11inv, inner)
 
     def inverse_tail(self) -> np.ndarray:
         """The trailing block of A^{-1}: (Lt Lt')^{-1}.

@@ -83,6 +83,140 @@ class CovStructure(ABC):
         k = int(getattr(self, "k", 1))
         return np.arange(k), np.arange(k)
 
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        """dT/dtheta_m for each parameter: the chain rule from the factor's entries to theta, by which the
+        Laplace and LMM gradients serve every covariance class. Here by central differences of
+        ``template`` (a class written by a user); the engine's classes give theirs exactly.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The term's parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_theta, k, k).
+        """
+        return numeric_factor_derivatives(self, theta)
+
+    def entry_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        """dT/dtheta for a class whose theta is the entries ``theta_entries`` names (unit matrices).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The term's parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_theta, k, k).
+        """
+        k = self.template(theta).shape[0]
+        rows, cols = self.theta_entries()
+        out = np.zeros((self.n_theta, k, k))
+        out[np.arange(self.n_theta), rows, cols] = 1.0
+        return out
+
+    def scaled(self) -> np.ndarray:
+        """Which parameters are on the linear predictor's scale (SD-like: the optimiser searches them in
+        units of that scale); correlation, range and smoothness parameters are not.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_theta,) booleans.
+        """
+        return np.ones(self.n_theta, dtype=bool)
+
+    # ---- the natural parameters (varcorr, profile intervals) -------------------------
+    def natural_names(self, columns: list[str]) -> list[str]:
+        """Names of the natural parameters (SDs, correlations, ranges, ...), e.g. ``sd_(Intercept)``.
+
+        Parameters
+        ----------
+        columns : list of str
+            The term's coefficient names.
+
+        Returns
+        -------
+        list of str
+            One per theta entry.
+        """
+        return [f"sd_{c}" for c in columns[: self.n_theta]]
+
+    def natural_bounds(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Bounds and kinds ("sd", "cor", "par") of the natural parameters.
+
+        Returns
+        -------
+        tuple
+            (lower, upper, kinds).
+        """
+        return np.zeros(self.n_theta), np.full(self.n_theta, np.inf), ["sd"] * self.n_theta
+
+    def natural(self, theta: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """The natural parameters at theta (SDs in the response's units: theta times ``scale``, sigma for
+        an LMM).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            The term's parameters.
+        scale : float
+            The SDs' unit (sigma for an LMM, 1 for a GLMM).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_theta,).
+        """
+        return np.abs(np.asarray(theta, dtype=float)) * scale
+
+    def from_natural(self, values: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
+        """theta from natural parameters (the inverse of ``natural``).
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            Natural parameters.
+        scale : float
+            The SDs' unit.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            theta; None outside the parameter space.
+        """
+        return np.asarray(values, dtype=float) / scale
+
+    def start_from_covariance(self, S: np.ndarray) -> np.ndarray | None:
+        """A starting theta from a moment estimate S of the relative covariance (None: keep ``theta0``).
+
+        Parameters
+        ----------
+        S : numpy.ndarray
+            (k, k) positive definite.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            theta, or None where the class takes its own start.
+        """
+        return None
+
+    def correlation_pairs(self) -> bool:
+        """Whether varcorr lists the pairwise correlations of the coefficients (lme4's VarCorr for a
+        correlated term).
+
+        Returns
+        -------
+        bool
+            False here.
+        """
+        return False
+
     def covariance(self, theta: np.ndarray) -> np.ndarray:
         """The relative covariance T T' of one level's coefficients.
 
@@ -126,6 +260,47 @@ class Unstructured(CovStructure):
     def theta_entries(self):
         return self._rows, self._cols
 
+    def correlation_pairs(self):
+        return True
+
+    def factor_derivatives(self, theta):
+        return self.entry_derivatives(theta)
+
+    def start_from_covariance(self, S):
+        L = np.linalg.cholesky(S)
+        if not np.all(np.isfinite(L)) or np.max(np.abs(L)) > 5:
+            return None
+        return L[self._rows, self._cols]
+
+    def natural_names(self, columns):
+        return [f"sd_{columns[c]}" if r == c else f"cor_{columns[c]}.{columns[r]}"
+                for r, c in zip(self._rows, self._cols)]
+
+    def natural_bounds(self):
+        diag = self._rows == self._cols
+        return (np.where(diag, 0.0, -1.0), np.where(diag, np.inf, 1.0),
+                ["sd" if d else "cor" for d in diag])
+
+    def natural(self, theta, scale=1.0):
+        S = self.covariance(theta) * scale * scale
+        sd = np.sqrt(np.diag(S))
+        return np.array([sd[c] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0)
+                         for r, c in zip(self._rows, self._cols)])
+
+    def from_natural(self, values, scale=1.0):
+        sd, R = np.zeros(self.k), np.eye(self.k)
+        for val, r, c in zip(values, self._rows, self._cols):
+            if r == c:
+                sd[c] = val
+            else:
+                R[r, c] = R[c, r] = val
+        try:
+            C = np.linalg.cholesky(R)
+        except np.linalg.LinAlgError:
+            return None
+        L = sd[:, None] * C / scale
+        return L[self._rows, self._cols]
+
     def __repr__(self):
         return f"Unstructured({self.k})"
 
@@ -146,6 +321,9 @@ class Diagonal(CovStructure):
 
     def template(self, theta):
         return np.diag(np.asarray(theta, dtype=float))
+
+    def factor_derivatives(self, theta):
+        return self.entry_derivatives(theta)
 
     def __repr__(self):
         return f"Diagonal({self.k})"
@@ -172,6 +350,9 @@ class KnownMatrix(CovStructure):
 
     def template(self, theta):
         return np.array([[float(theta[0])]])
+
+    def factor_derivatives(self, theta):
+        return self.entry_derivatives(theta)
 
     def dense_lambda(self, theta) -> np.ndarray:
         """Lambda = theta L over the levels.
@@ -259,3 +440,36 @@ def factor_psd(K: np.ndarray, name: str) -> np.ndarray:
                 f"(smallest eigenvalue {vals.min():.3g})"
             ) from None
         return vecs * np.sqrt(np.clip(vals, 0, None))
+
+
+def numeric_factor_derivatives(cov: CovStructure, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    """dT/dtheta by central differences of ``cov.template`` (a covariance class without its own
+    derivatives; bounds are respected by one-sided steps).
+
+    Parameters
+    ----------
+    cov : CovStructure
+        The covariance class.
+    theta : numpy.ndarray
+        The term's parameters.
+    step : float
+        The relative step.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_theta, k, k).
+    """
+    theta = np.asarray(theta, dtype=float)
+    lower = cov.lower()
+    out = []
+    for m in range(len(theta)):
+        h = step * max(1.0, abs(theta[m]))
+        up, dn = theta.copy(), theta.copy()
+        up[m] += h
+        if theta[m] - h < lower[m]:  # forward difference at a bound
+            out.append((cov.template(up) - cov.template(theta)) / h)
+            continue
+        dn[m] -= h
+        out.append((cov.template(up) - cov.template(dn)) / (2 * h))
+    return np.stack(out) if out else np.zeros((0,) + cov.template(theta).shape)

@@ -31,15 +31,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .covariance import Diagonal, KnownMatrix, Unstructured
-from .blocked import Structure, level_gram, symmetric_from_lower
+from .covariance import KnownMatrix
+from .blocked import Structure, level_gram, level_sandwich, row_quadratic, sandwich, symmetric_from_lower
 
 
-def _entry_theta(terms, known: bool = False) -> bool:
-    """Whether every term's theta is the entries of its factor T (Unstructured, Diagonal), or (with
-    ``known``) the multiplier of a known matrix's factor (Lambda = theta L): the gradient's dT/dtheta assumes
-    it; other covariance classes take the derivative-free path."""
-    return all(type(t.cov) in (Unstructured, Diagonal) or (known and type(t.cov) is KnownMatrix) for t in terms)
+def _gradient_terms_ok(terms, known: bool = False) -> bool:
+    """Whether every term's factor is a k x k template per level (any covariance class: the gradient is
+    taken in T's entries and carried to theta by the class's ``factor_derivatives``), or (with ``known``)
+    a known matrix's factor times theta. Terms on a system of their own (tree, sparse known) are not."""
+    return all(t.cov.system is None and (not t.is_known or (known and type(t.cov) is KnownMatrix)) for t in terms)
+
+
+def _factor_gradient(cov, theta, GT: np.ndarray) -> np.ndarray:
+    """dD/dtheta = sum_ij dD/dT_ij dT_ij/dtheta: the chain rule from the factor's entries (GT = dD/dT)."""
+    return np.einsum("mij,ij->m", cov.factor_derivatives(theta), GT)
 
 
 def family_supports_gradient(obj) -> bool:
@@ -79,7 +84,7 @@ def supports_gradient(obj) -> bool:
         True when ``laplace_gradient`` may be used.
     """
     st = obj.data.structure
-    return (len(st.terms) == 1 and _entry_theta(st.terms) and st.Qtt == 0 and obj.nagq <= 1
+    return (len(st.terms) == 1 and _gradient_terms_ok(st.terms) and st.Qtt == 0 and obj.nagq <= 1
             and isinstance(st, Structure) and family_supports_gradient(obj))
 
 
@@ -141,18 +146,15 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
     r, w_l, dw_l, w_o, terms_psi = gradient_terms(obj, res, psi)
     G = res.gram1 if res.gram1 is not None else level_gram(t, w_l)  # (q, k, k), Laplace weights
     Linv = res.factor.L11inv  # (q, k, k): A_j = L L'
-    Ainv = np.einsum("qki,qkj->qij", Linv, Linv)
+    Ainv = np.matmul(np.transpose(Linv, (0, 2, 1)), Linv)
     # the mode moves with A_O = T'G_O T + I (the same as A when W_O = W_L)
     if w_o is w_l:
         G_o, Ainv_o = G, Ainv
     else:
         G_o = level_gram(t, w_o)
-        Ainv_o = np.linalg.inv(np.einsum("ji,qjk,kl->qil", T, G_o, T) + np.eye(k))
-    P = np.einsum("ab,qbc,dc->qad", T, Ainv, T)  # T A^-1 T'
-    h = np.zeros(len(codes))
-    for i in range(k):  # h_i = x_i' P_j x_i, by per-level scalars (cheaper than gathering (n, k, k))
-        for j in range(i, k):
-            h += (P[:, i, j] * (1.0 if i == j else 2.0))[codes] * Z[:, i] * Z[:, j]
+        Ainv_o = np.linalg.inv(sandwich(T, G_o, transpose_first=True) + np.eye(k))
+    P = sandwich(T, Ainv)  # T A^-1 T'
+    h = row_quadratic(Z, codes, P)  # h_i = x_i' P_j x_i
     g = dw_l * h  # d logdet / d eta-hat_i
     # v_j = T' sum_{i in j} g_i x_i, a_j = A_O,j^-1 v_j
     zg = np.stack([np.bincount(codes, weights=g * Z[:, c], minlength=q) for c in range(k)], axis=1)
@@ -172,22 +174,21 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
         if du:
             J[:, len(theta):] = np.einsum("qab,qbs->qas", Ainv_o, cb).reshape(q * k, p)
 
-    # theta: entries T[a_, b_] in the covariance's theta order
-    rows, cols = t.cov.theta_entries()
+    # theta: dD/dT as a (k, k) matrix, then the class's dT/dtheta. For the entry (ra, cb) of T,
+    # d eta_i / dT[ra, cb] |_u = x_i[ra] u_j[cb], so (W_qr = sum_i a_qi (T'G_O)_q[i, r])
+    #   dD/dT[ra, cb] = sum_q u_q[cb] (zg - 2 s - W)_q[ra] + 2 sum_q (A^-1 T'G)_q[cb, ra] + sum_q s_q[ra] a_q[cb],
+    # and the mode moves by A_O^-1 c(D), c_q(D) = D' s_q - T'G_O,q D u_q for a direction D of T
     s_lev = np.stack([np.bincount(codes, weights=r * Z[:, c], minlength=q) for c in range(k)], axis=1)  # (q, k)
-    AtG = np.einsum("qij,kj,qkl->qil", Ainv, T, G)  # A^-1 T' G  (q, k, k): the log-determinant's direct term
-    TtG = np.einsum("ca,qcd->qad", T, G_o)  # T' G_O (q, k, k): the mode's move
-    grad_t = np.zeros(len(theta))
-    for idx, (ra, cb_) in enumerate(zip(rows, cols)):
-        # d eta_i / d T[ra, cb_] |_u = x_i[ra] u_j[cb_]: its sums against r and g are per-level sums
-        val = float(U[:, cb_] @ (zg[:, ra] - 2 * s_lev[:, ra]))
-        val += 2 * float(np.sum(AtG[:, cb_, ra]))
-        c = -TtG[:, :, ra] * U[:, cb_][:, None]
-        c[:, cb_] += s_lev[:, ra]
-        val += float(np.sum(a * c))
-        grad_t[idx] = val
-        if du:
-            J[:, idx] = np.einsum("qab,qb->qa", Ainv_o, c).ravel()
+    AtG = np.matmul(np.matmul(Ainv, T.T), G)  # A^-1 T' G  (q, k, k): the log-determinant's direct term
+    TtG = np.matmul(T.T, G_o)  # T' G_O (q, k, k): the mode's move
+    W = np.einsum("qi,qir->qr", a, TtG)
+    GT = (zg - 2 * s_lev - W).T @ U + s_lev.T @ a + 2 * AtG.sum(axis=0).T
+    dT = t.cov.factor_derivatives(theta)  # (n_theta, k, k)
+    grad_t = np.einsum("mij,ij->m", dT, GT)
+    if du:
+        DU = np.einsum("mbc,qc->mqb", dT, U)  # D_m u_q
+        C = np.einsum("qr,mrc->mqc", s_lev, dT) - np.einsum("qab,mqb->mqa", TtG, DU)  # (n_theta, q, k)
+        J[:, : len(theta)] = np.einsum("qab,mqb->qam", Ainv_o, C).reshape(q * k, len(theta))
     grad_psi = np.zeros(0)
     if terms_psi:
         z_a = np.einsum("nk,nk->n", Z, (a @ T.T)[codes])  # (Z Lambda a)_i = x_i' T a_j
@@ -223,7 +224,7 @@ def supports_general_gradient(obj) -> bool:
         True when ``laplace_gradient_general`` may be used.
     """
     st = obj.data.structure
-    return (isinstance(st, Structure) and st.Qtt > 0 and obj.nagq <= 1 and _entry_theta(st.terms, known=True)
+    return (isinstance(st, Structure) and st.Qtt > 0 and obj.nagq <= 1 and _gradient_terms_ok(st.terms, known=True)
             and st.Qtt <= MAX_GRADIENT_TAIL and family_supports_gradient(obj))
 
 
@@ -301,7 +302,7 @@ class SelectedInverse:
                 MS3 = MS.reshape(q1, k1, Qtt)
                 G = np.matmul(MS3, np.transpose(Md.reshape(q1, k1, Qtt), (0, 2, 1)))
                 self.p1t_dense = -np.matmul(np.transpose(f.L11inv, (0, 2, 1)), MS3).reshape(Q1, Qtt)
-        self.P11 = np.einsum("qki,qkl,qlj->qij", f.L11inv, np.eye(k1)[None] + G, f.L11inv)
+        self.P11 = level_sandwich(f.L11inv, np.eye(k1)[None] + G)
         self._known_to_b_space(st)
 
     def _known_to_b_space(self, st):
@@ -429,14 +430,13 @@ def laplace_gradient_general(obj, theta, beta, res, psi=None):
         A_ = a[st.u_off[pos] : st.u_off[pos + 1]].reshape(t.q, t.k)
         if t.is_known:  # b-space (SelectedInverse._known_to_b_space): dEta/dtheta = z (L u)_j
             U, A_ = t.cov.factor @ U, t.cov.factor @ A_
-        rows, cols = t.cov.theta_entries()
         base = starts[st.order[pos]]
-        for i_th, (ra, cb) in enumerate(zip(rows, cols)):
-            xa = t.X[:, ra]
-            ub = U[t.codes, cb]
-            val = np.sum(xa * ((g - 2 * r - z_a * w_o) * ub + 2 * w * y[:, entry_of[(pos, cb)]]
-                               + A_[t.codes, cb] * r))
-            grad_t[base + i_th] = float(val)
+        # dD/dT[ra, cb] = sum_i x_i[ra] ((g - 2 r - w_O Z Lambda a)_i u_j[cb] + 2 w_i y_i[cb] + a_j[cb] r_i)
+        Y = y[:, [entry_of[(pos, c)] for c in range(t.k)]]
+        v = g - 2 * r - z_a * w_o
+        GT = t.X.T @ (v[:, None] * U[t.codes] + 2 * w[:, None] * Y + r[:, None] * A_[t.codes])
+        th = theta[base : base + t.cov.n_theta]
+        grad_t[base : base + t.cov.n_theta] = _factor_gradient(t.cov, th, GT)
     return grad_t, grad_b, _psi_gradient(terms_psi, h, z_a) if terms_psi else np.zeros(0)
 
 

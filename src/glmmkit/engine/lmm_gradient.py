@@ -34,8 +34,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from .blocked import Structure, symmetric_from_lower
-from .covariance import Diagonal, KnownMatrix, Unstructured
+from .blocked import Structure, level_sandwich, symmetric_from_lower
+from .covariance import Diagonal, Unstructured
 
 
 def supports_lmm_gradient(obj) -> bool:
@@ -49,11 +49,10 @@ def supports_lmm_gradient(obj) -> bool:
     Returns
     -------
     bool
-        True for the blocked system with unstructured, diagonal or known-matrix terms.
+        True for the blocked system (any covariance class: dT/dtheta is the class's ``factor_derivatives``).
     """
     st = obj.structure
-    return isinstance(st, Structure) and all(
-        type(t.cov) in (Unstructured, Diagonal) or isinstance(t.cov, KnownMatrix) for t in st.terms)
+    return isinstance(st, Structure) and all(t.cov.system is None for t in st.terms)
 
 
 def _first_term_quadratic(st, f, raw, thetas, S0_lower: np.ndarray, n_x: int) -> np.ndarray:
@@ -136,7 +135,7 @@ def lmm_gradient(obj, theta) -> tuple[float, np.ndarray]:
         if not is_first:
             o = st.tail_off[pos - (1 if st.first is not None else 0)]
             blk = S0[o : o + t.size, o : o + t.size]  # lower triangle valid: its diagonal and blocks
-        if t.is_known or t.k == 1:
+        if t.is_known or (t.k == 1 and type(t.cov) in (Unstructured, Diagonal)):
             # Lambda_j = theta (I or L): K = I / theta
             th0 = float(th[0])
             if th0 == 0.0:
@@ -163,16 +162,15 @@ def lmm_gradient(obj, theta) -> tuple[float, np.ndarray]:
                 G = _first_term_quadratic(st, f, obj.raw, thetas, S0, n_x)
             Li = f.L11inv  # (q, k, k)
             # sum_l tr(H_l (I + G_l)), H_l = Li_l K Li_l'  ->  sum_l tr(K Li_l' (I + G_l) Li_l)
-            Bsum = np.einsum("qai,qab,qbj->ij", Li, np.eye(t.k)[None] + G, Li)
+            Bsum = level_sandwich(Li, np.eye(t.k)[None] + G).sum(axis=0)
         else:
             idx = np.arange(t.size).reshape(t.q, t.k)
             # the level's k x k blocks from the lower triangle: entry (i, j), i >= j, and its mirror
             lo = np.maximum(idx[:, :, None], idx[:, None, :])
             hi = np.minimum(idx[:, :, None], idx[:, None, :])
             Bsum = blk[lo, hi].sum(axis=0)
-        for c, (ra, cb) in enumerate(zip(*t.cov.theta_entries())):
-            K = np.outer(Tinv[:, ra], np.eye(t.k)[cb])  # T^-1 E_(ra, cb)
-            dlogdet = 2.0 * (t.q * np.trace(K) - float(np.sum(Bsum * K.T)))
-            dr2 = -2.0 * float(np.sum(UU * K.T))
-            grad[base + c] = dlogdet + nr * dr2 / r2
+        K = Tinv @ t.cov.factor_derivatives(th)  # (n_theta, k, k): K_c = T^-1 dT/dtheta_c
+        dlogdet = 2.0 * (t.q * np.trace(K, axis1=1, axis2=2) - np.einsum("ij,cji->c", Bsum, K))
+        dr2 = -2.0 * np.einsum("ij,cji->c", UU, K)
+        grad[base : base + len(K)] = dlogdet + nr * dr2 / r2
     return value, grad

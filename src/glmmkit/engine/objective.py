@@ -83,6 +83,7 @@ class GlmmObjective:
         self.n_theta = sum(t.cov.n_theta for t in st._orig_terms())
         self.theta_lower = np.concatenate([t.cov.lower() for t in st._orig_terms()])
         self.theta0 = np.concatenate([t.cov.theta0() for t in st._orig_terms()])
+        self.theta_scaled = np.concatenate([t.cov.scaled() for t in st._orig_terms()])
         self.n_psi = len(data.family.param_names())
         if self.nagq > 1:
             t = st.terms
@@ -245,6 +246,7 @@ class LmmObjective:
         self.n_theta = sum(t.cov.n_theta for t in structure._orig_terms())
         self.theta_lower = np.concatenate([t.cov.lower() for t in structure._orig_terms()])
         self.theta0 = np.concatenate([t.cov.theta0() for t in structure._orig_terms()])
+        self.theta_scaled = np.concatenate([t.cov.scaled() for t in structure._orig_terms()])
         self._logw = float(np.sum(np.log(wt)))
         self.fevals = 0
         self.log: list[tuple[np.ndarray, float]] = []

@@ -393,8 +393,8 @@ def boundary_escape(f, x, fx, nt, theta_lower, scale=1.0):
         The number of theta coordinates (first in x).
     theta_lower : numpy.ndarray
         theta's lower bounds.
-    scale : float
-        theta per unit of x.
+    scale : float or numpy.ndarray
+        theta per unit of x (per coordinate).
 
     Returns
     -------
@@ -402,12 +402,13 @@ def boundary_escape(f, x, fx, nt, theta_lower, scale=1.0):
         The lowest probe below fx - 1e-8, else None.
     """
     best, best_v = None, fx - 1e-8
+    scale = np.broadcast_to(np.asarray(scale, dtype=float), (nt,))
     for i in range(nt):
-        if theta_lower[i] != 0 or x[i] * scale > SINGULAR_TOL:
+        if theta_lower[i] != 0 or x[i] * scale[i] > SINGULAR_TOL:
             continue
         for delta in (0.01, 0.1):
             xt = np.array(x, dtype=float)
-            xt[i] = delta / scale
+            xt[i] = delta / scale[i]
             v = finite_or_inf(f, xt)
             if v < best_v:
                 best, best_v = xt, v
@@ -502,8 +503,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     # theta is searched as theta / ts: its steps, its bound tests and the singularity threshold are then
     # relative to the scale of the linear predictor (ts = 1 for logit, probit, cloglog and log links)
-    ts = theta_scale(obj, beta0)
-    summ.theta_scale = ts
+    summ.theta_scale = theta_scale(obj, beta0)
+    # per coordinate: SD-like parameters in units of the scale, correlation and range parameters as they are
+    ts = np.where(obj.theta_scaled, summ.theta_scale, 1.0)
 
     def unpack1(x):
         return ts * x[:nt], ((x[nt:] if m1 else psi0) if m else None)
@@ -751,7 +753,7 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         fval, res = obj.evaluate(theta, beta, psi)
     summ.theta, summ.beta, summ.psi, summ.fval = theta, beta, psi, fval
     summ.family = obj.family_at(psi)
-    summ.singular = bool(np.any(theta[_diag_theta_mask(obj)] / ts < SINGULAR_TOL))
+    summ.singular = bool(np.any((theta / ts)[_diag_theta_mask(obj)] < SINGULAR_TOL))
     if summ.singular:
         summ.messages.append(
             "boundary (singular) fit: a random-effect variance is estimated as (near) zero; "
@@ -856,18 +858,19 @@ def moment_theta_from_residuals(terms, theta0: np.ndarray, w: np.ndarray, r: np.
             means = np.bincount(t.codes, weights=w * r, minlength=t.q)[ok] / sw[ok]
             var_b = np.var(means) - sigma2 * np.mean(1.0 / sw[ok])
             theta[pos] = float(np.clip(np.sqrt(max(var_b, 0.0)) / sigma, 0.05, 5.0))
-        elif t.k > 1 and not t.is_known and hasattr(t.cov, "_rows"):
-            start = _vector_moment_start(t, w, r, sigma2)
+        elif t.k > 1 and not t.is_known:
+            S = _vector_moment_covariance(t, w, r, sigma2)
+            start = None if S is None else t.cov.start_from_covariance(S)
             if start is not None:
                 theta[pos : pos + n_th] = start
         pos += n_th
     return theta
 
 
-def _vector_moment_start(t, w, r, sigma2: float = 1.0) -> np.ndarray | None:
-    """theta of a vector term (1 + x | g) from per-level weighted regressions of the residuals:
-    Sigma ~ cov(b_l) - sigma^2 mean((X_l'W X_l)^-1), made positive definite, relative to sigma; lme4's order
-    of the Cholesky factor."""
+def _vector_moment_covariance(t, w, r, sigma2: float = 1.0) -> np.ndarray | None:
+    """The relative covariance of a vector term (1 + x | g) from per-level weighted regressions of the
+    residuals: Sigma ~ cov(b_l) - sigma^2 mean((X_l'W X_l)^-1), made positive definite, relative to sigma
+    (the covariance class turns it into its theta: ``start_from_covariance``)."""
     G = level_gram(t, w)
     rhs = np.stack([np.bincount(t.codes, weights=w * r * t.X[:, c], minlength=t.q) for c in range(t.k)], axis=1)
     ok = np.linalg.cond(G) < 1e8
@@ -879,11 +882,7 @@ def _vector_moment_start(t, w, r, sigma2: float = 1.0) -> np.ndarray | None:
     S = (np.cov(b, rowvar=False) - sigma2 * V.mean(axis=0)) / sigma2
     vals, vecs = np.linalg.eigh(0.5 * (S + S.T))
     floor = 0.05 ** 2
-    S = (vecs * np.maximum(vals, floor)) @ vecs.T
-    L = np.linalg.cholesky(S)
-    if not np.all(np.isfinite(L)) or np.max(np.abs(L)) > 5:
-        return None
-    return L[t.cov._rows, t.cov._cols]
+    return (vecs * np.maximum(vals, floor)) @ vecs.T
 
 
 def _bad(sg) -> bool:

@@ -26,6 +26,10 @@ class RandomTerm:
     cov: CovStructure
     lhs: str = "1"  # the term's left-hand side as written
     lhs_spec: object = None  # formulaic ModelSpec for the lhs (to code new data)
+    structure: str | None = None  # glmmTMB's covariance structure as written (ar1, exp, rr, ...), None for lme4's
+    #: for columns that are indicators of values (times, positions): the columns read and each column's value
+    value_columns: tuple = ()
+    value_levels: np.ndarray | None = None
     _csr: sp.csr_matrix | None = field(default=None, repr=False)
 
     @property
@@ -72,9 +76,46 @@ class RandomTerm:
 
     @property
     def label(self) -> str:
-        """The term as lme4 writes it, e.g. ``(1 + x | g)`` or ``(1 + x || g)``."""
+        """The term as lme4 writes it, e.g. ``(1 + x | g)`` or ``(1 + x || g)``; glmmTMB's for a structure,
+        e.g. ``ar1(0 + month | clinic)``."""
+        if self.structure:
+            return f"{self.structure}({self.lhs} | {self.group})"
         bar = "|" if not self.cov.__class__.__name__ == "Diagonal" else "||"
         return f"({' + '.join(self.columns)} {bar} {self.group})"
+
+    def new_matrix(self, newdata) -> np.ndarray:
+        """The term's columns for new rows, coded as the fit coded its own.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame
+            Rows with the term's variables.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_new, k); InputError for a time or position the fit did not have.
+        """
+        if self.value_levels is None:
+            from ..formula.coding import coded_matrix
+
+            return np.asarray(coded_matrix(self.lhs_spec, newdata, f"random-effects term {self.label}"), dtype=float)
+        for c in self.value_columns:
+            if c not in newdata.columns:
+                raise InputError(f"newdata lacks the column {c!r} of the term {self.label}")
+        try:
+            vals = np.column_stack([newdata[c].to_numpy(dtype=float) for c in self.value_columns])
+        except (TypeError, ValueError):
+            raise InputError(f"newdata's {list(self.value_columns)} are not numeric (term {self.label})") from None
+        lev = np.asarray(self.value_levels, dtype=float).reshape(len(self.value_levels), -1)
+        match = np.all(np.isclose(vals[:, None, :], lev[None, :, :], rtol=1e-12, atol=0), axis=2)
+        found = match.any(axis=1)
+        if not found.all():
+            i = int(np.flatnonzero(~found)[0])
+            raise InputError(f"newdata row {i} has {dict(zip(self.value_columns, vals[i].tolist()))}, which the term "
+                             f"{self.label} did not have: its coefficients exist at the fitted times or positions "
+                             "only (use re_form='~0', or refit with these rows)")
+        return match.astype(float)
 
     def csr(self) -> sp.csr_matrix:
         """Z (n x q k) as CSR; fixed once the model is built.
@@ -90,6 +131,21 @@ class RandomTerm:
             indptr = np.arange(0, n * k + 1, k)
             self._csr = sp.csr_matrix((self.X.ravel().astype(float), indices, indptr), shape=(n, self.size))
         return self._csr
+
+    def csr_nonzero(self) -> sp.csr_matrix:
+        """Z as CSR without its explicit zeros (the indicator columns of a structured term keep one entry a
+        row); cached.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            The term's model matrix.
+        """
+        if getattr(self, "_csr_nz", None) is None:
+            z = self.csr().copy()
+            z.eliminate_zeros()
+            self._csr_nz = z
+        return self._csr_nz
 
     # ---- Lambda applied to vectors -------------------------------------------------
     def zb(self, b: np.ndarray) -> np.ndarray:

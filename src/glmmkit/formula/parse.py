@@ -21,8 +21,13 @@ class Bar:
     lhs: str
     group: str
     correlated: bool = True
+    structure: str | None = None  # glmmTMB's covariance structure (cs, ar1, toep, ou, exp, gau, mat, rr)
+    rank: int | None = None  # rr()'s d
 
     def __str__(self) -> str:
+        if self.structure:
+            extra = f", d = {self.rank}" if self.structure == "rr" else ""
+            return f"{self.structure}({self.lhs} | {self.group}{extra})"
         return f"({self.lhs} {'|' if self.correlated else '||'} {self.group})"
 
 
@@ -127,8 +132,10 @@ def check_formula_text(formula, what: str = "formula") -> str:
     return formula
 
 
-#: glmmTMB's covariance-structure names; us() and diag() are read, the others are refused by name
+#: glmmTMB's covariance-structure names; us() and diag() are lme4's (x | g) and (x || g), homdiag and homcs
+#: (glmmTMB 1.1.10 and later) are refused by name
 COVARIANCE_STRUCTURES = ("us", "diag", "cs", "ar1", "ou", "toep", "exp", "gau", "mat", "rr", "homdiag", "homcs")
+AVAILABLE_STRUCTURES = ("us", "diag", "cs", "ar1", "ou", "toep", "exp", "gau", "mat", "rr")
 
 
 def parse_formula(formula: str) -> ParsedFormula:
@@ -165,11 +172,14 @@ def parse_formula(formula: str) -> ParsedFormula:
             if sign == "-":
                 raise FormulaError(f"cannot subtract a random-effects term: {term!r}")
             kind = m.group(1)
-            if kind not in ("us", "diag"):
-                raise FormulaError(f"the covariance structure {kind}() in {term!r} is not available yet; "
-                                   "available: us(x | g) (unstructured, lme4's (x | g)) and diag(x | g) "
-                                   "(lme4's (x || g))")
-            bars.extend(Bar(b.lhs, b.group, correlated=(kind == "us")) for b in _parse_bar(m.group(2), term))
+            if kind not in AVAILABLE_STRUCTURES:
+                raise FormulaError(f"the covariance structure {kind}() in {term!r} is not available; available: "
+                                   + ", ".join(f"{k}()" for k in AVAILABLE_STRUCTURES))
+            inner, rank = _structure_options(kind, m.group(2), term)
+            if kind in ("us", "diag"):
+                bars.extend(Bar(b.lhs, b.group, correlated=(kind == "us")) for b in _parse_bar(inner, term))
+            else:
+                bars.extend(Bar(b.lhs, b.group, True, kind, rank) for b in _parse_bar(inner, term))
             continue
         inner = _strip_parens(term)
         if inner is not None and any(s == "|" for s in _top_chars(inner)):
@@ -227,3 +237,22 @@ def _parse_bar(inner: str, term: str) -> list[Bar]:
         raise FormulaError(f"random-effects term {term!r} needs one grouping factor right of '|'")
     return [Bar(lhs=lhs, group=g, correlated=not double) for g in expand_group(group)]
 
+
+
+def _structure_options(kind: str, inner: str, term: str) -> tuple[str, int | None]:
+    """Split ``x | g, d = 2`` into the bar and rr()'s rank (glmmTMB's default d = 2); other structures take
+    no options."""
+    pieces = [p for _, p in _split_top(inner, ",")]
+    bar, opts = pieces[0], pieces[1:]
+    if kind != "rr":
+        if opts:
+            raise FormulaError(f"{kind}() takes no options, got {', '.join(opts)!r} in {term!r}")
+        return bar, None
+    if len(opts) > 1:
+        raise FormulaError(f"rr() takes one option, d (the rank), got {', '.join(opts)!r} in {term!r}")
+    if not opts:
+        return bar, 2
+    m = re.fullmatch(r"(?:d\s*=\s*)?(\d+)", opts[0].strip())
+    if not m or int(m.group(1)) < 1:
+        raise FormulaError(f"rr()'s rank must be written d = <positive integer>, got {opts[0]!r} in {term!r}")
+    return bar, int(m.group(1))

@@ -28,6 +28,7 @@ from ..errors import FormulaError
 from .coding import coded_matrix
 from ..warnings import CostWarning, DataWarning, DroppedRowsWarning, ModelChangeWarning
 from .parse import Bar, ParsedFormula, _split_top, parse_formula
+from .covstruct import coordinate_columns, structured_term
 from ..errors import InputError
 
 _IDENT = re.compile(r"(?<![\w.])([A-Za-z_.][\w.]*)(?![\w.(])(?!\s*\()")
@@ -246,6 +247,8 @@ class ModelSpec:
             used |= {n for n in _idents(piece) | _quoted_names(piece) if n in data.columns}
         for b in parsed.bars:
             used |= {p.strip() for p in b.group.split(":") if p.strip() in data.columns}
+            if b.structure in ("ou", "exp", "gau", "mat"):
+                used |= {c for c in coordinate_columns(b) if c in data.columns}
         for arg in (weights, offset):
             if isinstance(arg, str):
                 used.add(arg)
@@ -624,6 +627,11 @@ def _drop_aliased(X, names, messages, informative=None):
 def _build_terms(bar: Bar, data, relmat, lmm, n) -> list[RandomTerm]:
     codes, labels = group_codes(bar.group, data)
     q = len(labels)
+    if bar.structure:
+        # glmmTMB's structures: a single level is allowed (one spatial field, one series)
+        if bar.group in relmat:
+            raise InputError(f"relmat names {bar.group!r}, whose term {bar} has a covariance structure of its own")
+        return [structured_term(bar, data, codes, labels, _model_matrix)]
     if q < 2:
         raise InputError(f"grouping factor {bar.group!r} has a single level ({str(labels[0])!r}); "
                          "a random effect needs at least two levels")

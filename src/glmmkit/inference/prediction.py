@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 from ..checks import check_int, check_level
 from ..errors import InputError
-from ..formula.coding import coded_matrix
 
 
 def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float = 0.95, *, re_form=None,
@@ -64,7 +63,7 @@ def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float 
         for t, th, b, v in zip(fit.spec.terms, fit._theta_by_term(), b_all, v_all):
             labels = t.labels_in(newdata)
             pos = pd.Index(t.levels).get_indexer(labels)
-            Xr = np.asarray(coded_matrix(t.lhs_spec, newdata, f"random-effects term ({t.lhs} | {t.group})"), dtype=float)
+            Xr = t.new_matrix(newdata)
             draws = np.zeros((len(newdata), t.k, nsim))
             seen = np.unique(pos[pos >= 0])
             if len(seen):

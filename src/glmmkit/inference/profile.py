@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
-from ..engine.covariance import Unstructured
 from ..engine.optimize import minimize
 from ..errors import FitError, InputError
 from ..fitting import optimize
@@ -61,19 +60,12 @@ class ProfileProblem:
         keys = fit._term_keys()
         names, lower, upper, kinds = [], [], [], []
         for key, t in zip(keys, self.terms):
-            cov = t.cov
-            if isinstance(cov, Unstructured):
-                for r, c in zip(cov._rows, cov._cols):
-                    if r == c:
-                        names.append(f"sd_{t.columns[c]}|{key}")
-                        lower.append(0.0), upper.append(np.inf), kinds.append("sd")
-                    else:
-                        names.append(f"cor_{t.columns[c]}.{t.columns[r]}|{key}")
-                        lower.append(-1.0), upper.append(1.0), kinds.append("cor")
-            else:
-                for c in t.columns[: cov.n_theta]:
-                    names.append(f"sd_{c}|{key}")
-                    lower.append(0.0), upper.append(np.inf), kinds.append("sd")
+            # the covariance class names its natural parameters and their bounds (SDs, correlations, ...)
+            lo, hi, kd = t.cov.natural_bounds()
+            names += [f"{nm}|{key}" for nm in t.cov.natural_names(t.columns)]
+            lower += list(lo)
+            upper += list(hi)
+            kinds += list(kd)
         self.n_vc = len(names)
         if self.is_lmm:
             names.append("sigma")
@@ -98,17 +90,8 @@ class ProfileProblem:
     def _z_from_fit(self) -> np.ndarray:
         fit = self.fit
         s = fit.sigma if self.is_lmm else 1.0
-        vc = []
-        for t, th in zip(self.terms, fit._theta_by_term()):
-            cov = t.cov
-            if isinstance(cov, Unstructured):
-                L = cov.template(th) * s
-                S = L @ L.T
-                sd = np.sqrt(np.diag(S))
-                for r, c in zip(cov._rows, cov._cols):
-                    vc.append(sd[c] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0))
-            else:
-                vc.extend(np.abs(np.asarray(th, dtype=float)) * s)
+        vc = [t.cov.natural(th, s) for t, th in zip(self.terms, fit._theta_by_term())]
+        vc = np.concatenate(vc) if vc else np.zeros(0)
         return np.concatenate([vc, [fit.sigma] if self.is_lmm else [], np.asarray(fit._beta, dtype=float), self.psi])
 
     def theta(self, z) -> np.ndarray | None:
@@ -127,26 +110,12 @@ class ProfileProblem:
         s = z[self.n_vc] if self.is_lmm else 1.0
         out, i = [], 0
         for t in self.terms:
-            cov = t.cov
-            nt = cov.n_theta
-            v = z[i : i + nt]
+            nt = t.cov.n_theta
+            th = t.cov.from_natural(z[i : i + nt], s)
             i += nt
-            if isinstance(cov, Unstructured):
-                k = cov.k
-                sd, R = np.zeros(k), np.eye(k)
-                for val, r, c in zip(v, cov._rows, cov._cols):
-                    if r == c:
-                        sd[c] = val
-                    else:
-                        R[r, c] = R[c, r] = val
-                try:
-                    C = np.linalg.cholesky(R)
-                except np.linalg.LinAlgError:
-                    return None
-                L = sd[:, None] * C / s
-                out.append(L[cov._rows, cov._cols])
-            else:
-                out.append(np.asarray(v, dtype=float) / s)
+            if th is None:
+                return None
+            out.append(np.asarray(th, dtype=float))
         return np.concatenate(out) if out else np.zeros(0)
 
     def deviance(self, z) -> float:
@@ -319,7 +288,7 @@ def _select(prob: ProfileProblem, parm) -> list[int]:
         if p == "beta_":
             idx += [i for i in profiled if prob.kinds[i] == "beta"]
         elif p == "theta_":
-            idx += [i for i in profiled if prob.kinds[i] in ("sd", "cor", "sigma")]
+            idx += [i for i in profiled if prob.kinds[i] in ("sd", "cor", "par", "sigma")]
         elif p in prob.names:
             idx.append(prob.names.index(p))
         else:
