@@ -22,7 +22,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .resystem import RandomEffectsSystem, SystemFactor
-from .reterm import RandomTerm
+from .reterm import SMALL_K, RandomTerm
 from ..errors import InputError
 
 # a dense tail larger than this would need gigabytes: refuse with advice
@@ -224,9 +224,6 @@ class SchurPairs:
         return out
 
 
-#: terms with more coefficients per level take batched matrix products (einsum's three-operand contractions
-#: are O(k^4) per level without a contraction path); small ones keep einsum, which is faster there
-SMALL_K = 3
 
 
 def sandwich(T: np.ndarray, V: np.ndarray, transpose_first: bool = False) -> np.ndarray:
@@ -252,6 +249,35 @@ def sandwich(T: np.ndarray, V: np.ndarray, transpose_first: bool = False) -> np.
     return np.matmul(np.matmul(A, V), A.T)
 
 
+def lower_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of lower triangular matrices by blocks, [[A, 0], [C, D]]^-1 =
+    [[A^-1, 0], [-D^-1 C A^-1, D^-1]], recursively: batched products instead of one LU per level (twice as
+    fast as numpy's inv for many small blocks); one large block goes to LAPACK's trtri.
+
+    Parameters
+    ----------
+    L : numpy.ndarray
+        (q, k, k) lower triangular, nonsingular.
+
+    Returns
+    -------
+    numpy.ndarray
+        (q, k, k).
+    """
+    k = L.shape[-1]
+    if L.shape[0] < 8:
+        return np.stack([sla.solve_triangular(l, np.eye(k), lower=True, check_finite=False) for l in L])
+    if k == 1:
+        return 1.0 / L
+    h = k // 2
+    Ai, Di = lower_inverse(L[:, :h, :h]), lower_inverse(L[:, h:, h:])
+    out = np.zeros_like(L)
+    out[:, :h, :h] = Ai
+    out[:, h:, h:] = Di
+    out[:, h:, :h] = -np.matmul(Di, np.matmul(L[:, h:, :h], Ai))
+    return out
+
+
 def level_sandwich(L: np.ndarray, M: np.ndarray) -> np.ndarray:
     """L_q' M_q L_q per level.
 
@@ -270,7 +296,8 @@ def level_sandwich(L: np.ndarray, M: np.ndarray) -> np.ndarray:
     return np.matmul(np.transpose(L, (0, 2, 1)), np.matmul(M, L))
 
 
-def row_quadratic(X: np.ndarray, codes: np.ndarray, P: np.ndarray, chunk_floats: int = 4_000_000) -> np.ndarray:
+def row_quadratic(X: np.ndarray, codes: np.ndarray, P: np.ndarray, chunk_floats: int = 4_000_000,
+                  csr=None) -> np.ndarray:
     """x_i' P_(level of i) x_i for every row.
 
     Parameters
@@ -283,6 +310,8 @@ def row_quadratic(X: np.ndarray, codes: np.ndarray, P: np.ndarray, chunk_floats:
         (q, k, k) symmetric.
     chunk_floats : int
         Rows are taken in chunks of at most this many gathered floats (n_chunk k^2).
+    csr : scipy.sparse.csr_matrix, optional
+        Z without explicit zeros: rows with one nonzero (indicator columns) read P's diagonal only.
 
     Returns
     -------
@@ -290,6 +319,9 @@ def row_quadratic(X: np.ndarray, codes: np.ndarray, P: np.ndarray, chunk_floats:
         (n,).
     """
     n, k = X.shape
+    if csr is not None and k > SMALL_K and csr.nnz == n and np.all(np.diff(csr.indptr) == 1):
+        col = csr.indices % k
+        return csr.data * csr.data * P[codes, col, col]
     h = np.zeros(n)
     if k <= SMALL_K:
         for i in range(k):  # per-level scalars: cheaper than gathering (n, k, k)
@@ -628,7 +660,7 @@ class Structure(RandomEffectsSystem):
             else:
                 A11 = sandwich(t1, raw.G1, transpose_first=True) + np.eye(k1)
                 L11 = np.linalg.cholesky(A11)
-                L11inv = np.linalg.inv(L11)
+                L11inv = lower_inverse(L11) if k1 > SMALL_K else np.linalg.inv(L11)
                 B = L11inv @ t1.T
             q1 = self.first.q
             lam_d = self.tail_lambda_diag(thetas) if self.tail_scalar else None

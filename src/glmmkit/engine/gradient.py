@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .covariance import KnownMatrix
+from .reterm import SMALL_K
 from .blocked import Structure, level_gram, level_sandwich, row_quadratic, sandwich, symmetric_from_lower
 
 
@@ -154,10 +155,10 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
         G_o = level_gram(t, w_o)
         Ainv_o = np.linalg.inv(sandwich(T, G_o, transpose_first=True) + np.eye(k))
     P = sandwich(T, Ainv)  # T A^-1 T'
-    h = row_quadratic(Z, codes, P)  # h_i = x_i' P_j x_i
+    h = row_quadratic(Z, codes, P, csr=t.csr_nonzero() if k > SMALL_K else None)  # h_i = x_i' P_j x_i
     g = dw_l * h  # d logdet / d eta-hat_i
     # v_j = T' sum_{i in j} g_i x_i, a_j = A_O,j^-1 v_j
-    zg = np.stack([np.bincount(codes, weights=g * Z[:, c], minlength=q) for c in range(k)], axis=1)
+    zg = t.zt(g)
     v = zg @ T  # rows: (T' zg_j)' = zg_j' T
     a = np.einsum("qij,qj->qi", Ainv_o, v)
 
@@ -167,8 +168,7 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
     grad_b = -2 * (X.T @ r) + X.T @ g
     J = np.zeros((q * k, len(theta) + p)) if du else None
     if p:
-        S = np.stack([np.stack([np.bincount(codes, weights=w_o * Z[:, c] * X[:, s], minlength=q) for s in range(p)],
-                               axis=1) for c in range(k)], axis=1)  # (q, k, p) = sum W_O x X'
+        S = t.zt_matrix(w_o[:, None] * X)  # (q, k, p) = sum W_O x X'
         cb = -np.einsum("ca,qcs->qas", T, S)  # -T' S_j   (q, k, p)
         grad_b = grad_b + np.einsum("qa,qas->s", a, cb)
         if du:
@@ -178,7 +178,7 @@ def laplace_gradient(obj, theta, beta, res, du: bool = False, psi=None):
     # d eta_i / dT[ra, cb] |_u = x_i[ra] u_j[cb], so (W_qr = sum_i a_qi (T'G_O)_q[i, r])
     #   dD/dT[ra, cb] = sum_q u_q[cb] (zg - 2 s - W)_q[ra] + 2 sum_q (A^-1 T'G)_q[cb, ra] + sum_q s_q[ra] a_q[cb],
     # and the mode moves by A_O^-1 c(D), c_q(D) = D' s_q - T'G_O,q D u_q for a direction D of T
-    s_lev = np.stack([np.bincount(codes, weights=r * Z[:, c], minlength=q) for c in range(k)], axis=1)  # (q, k)
+    s_lev = t.zt(r)  # (q, k)
     AtG = np.matmul(np.matmul(Ainv, T.T), G)  # A^-1 T' G  (q, k, k): the log-determinant's direct term
     TtG = np.matmul(T.T, G_o)  # T' G_O (q, k, k): the mode's move
     W = np.einsum("qi,qir->qr", a, TtG)

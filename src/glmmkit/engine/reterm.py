@@ -15,6 +15,11 @@ import scipy.sparse as sp
 from .covariance import CovStructure, KnownMatrix
 from ..errors import InputError
 
+#: terms with more coefficients per level than this take products over Z's nonzeros and batched matrix
+#: products (einsum's three-operand contractions are O(k^4) per level without a contraction path); small ones
+#: keep per-column passes, which are faster there
+SMALL_K = 3
+
 
 @dataclass
 class RandomTerm:
@@ -147,6 +152,25 @@ class RandomTerm:
             self._csr_nz = z
         return self._csr_nz
 
+    def zt_matrix(self, V: np.ndarray) -> np.ndarray:
+        """Z' V for several columns: per level and coefficient, sum over the level's rows of x_i[c] V_i.
+
+        Parameters
+        ----------
+        V : numpy.ndarray
+            (n, p).
+
+        Returns
+        -------
+        numpy.ndarray
+            (q, k, p).
+        """
+        p = V.shape[1]
+        if self.k > SMALL_K:
+            return np.asarray(self.csr_nonzero().T @ V).reshape(self.q, self.k, p)
+        return np.stack([np.stack([np.bincount(self.codes, weights=self.X[:, c] * V[:, s], minlength=self.q)
+                                   for s in range(p)], axis=1) for c in range(self.k)], axis=1)
+
     # ---- Lambda applied to vectors -------------------------------------------------
     def zb(self, b: np.ndarray) -> np.ndarray:
         """Z b.
@@ -161,6 +185,8 @@ class RandomTerm:
         numpy.ndarray
             (n,).
         """
+        if self.k > SMALL_K:  # many coefficients per level (structured terms): one product over Z's nonzeros
+            return self.csr_nonzero() @ np.ravel(b)
         b = b.reshape(self.q, self.k)
         out = self.X[:, 0] * np.ascontiguousarray(b[:, 0])[self.codes]
         for r in range(1, self.k):  # per-column gathers beat a 2-D gather + einsum
@@ -182,6 +208,8 @@ class RandomTerm:
         """
         if self.k == 1:
             return np.bincount(self.codes, weights=self.X[:, 0] * v, minlength=self.q)[:, None]
+        if self.k > SMALL_K:
+            return (self.csr_nonzero().T @ v).reshape(self.q, self.k)
         return np.stack(
             [np.bincount(self.codes, weights=self.X[:, r] * v, minlength=self.q) for r in range(self.k)], axis=1
         )
