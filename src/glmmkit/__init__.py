@@ -7,6 +7,7 @@
 
 from . import datasets, errors, families, gwas, links, meta, phylo, plots, singlecell
 from .api import add_olre, glmer, lmer, optimize, refit
+from .ordinal import clmm
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
 from .inference import anova, bootstrap_lrt
 from .engine.control import Control
@@ -21,6 +22,7 @@ from .warnings import (ConvergenceWarning, CostWarning, DataWarning, DroppedRows
 __version__ = "0.1.0"
 
 __all__ = [
+    "clmm",
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
     "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "Control", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning", "ModelChangeWarning",

@@ -411,10 +411,12 @@ class Fit(InformationCriteria, Result):
             New rows (coded as the fitted data); None: the fitted rows.
         re_form : {None, "~0"}
             None conditions on all random effects, ``"~0"`` gives the population level.
-        type : {"response", "link", "conditional", "zprob"}
+        type : {"response", "link", "conditional", "zprob", "prob", "cumprob"}
             As glmmTMB's: "response" is E y ((1 - pi) times the count part's mean with a zero model),
             "conditional" the count part's mean (mu, or mu / P(y > 0) for a zero-truncated family), "zprob" the
-            zero model's probability pi (0 without one), "link" the linear predictor.
+            zero model's probability pi (0 without one), "link" the linear predictor. For an ordinal fit
+            (``gk.clmm``): "prob" the category probabilities and "cumprob" P(Y <= j), as DataFrames with a
+            column per category or threshold; "response" the expected category number (1..J).
         allow_new_levels : bool
             Give b = 0 to levels not seen in the fit (otherwise an InputError names them).
         offset : array-like, optional
@@ -425,8 +427,10 @@ class Fit(InformationCriteria, Result):
         numpy.ndarray
             One prediction per row.
         """
-        if type not in ("link", "response", "conditional", "zprob"):
-            raise InputError(f"type must be 'link', 'response', 'conditional' or 'zprob', got {type!r}")
+        ordinal = not self.is_lmm and hasattr(self.family, "category_probabilities")
+        kinds = ("link", "response", "conditional", "zprob") + (("prob", "cumprob") if ordinal else ())
+        if type not in kinds:
+            raise InputError(f"type must be one of {kinds}, got {type!r}")
         use_re = not (re_form is not None and str(re_form).replace(" ", "") in ("~0", "0", "NA", "~NA"))
         if re_form is not None and use_re:
             raise InputError("re_form must be None (all random effects) or '~0' (none)")
@@ -448,6 +452,12 @@ class Fit(InformationCriteria, Result):
             return self.family.pi if newdata is None else self.family.pi_new(newdata)
         if type == "link" or self.is_lmm:
             return np.asarray(eta)
+        if type in ("prob", "cumprob"):  # an ordinal response (gk.clmm): a column per category or threshold
+            fam = self.family
+            if type == "prob":
+                return pd.DataFrame(fam.category_probabilities(np.asarray(eta)), columns=fam.labels)
+            return pd.DataFrame(fam.cumulative_probabilities(np.asarray(eta)),
+                                columns=[f"P(<= {lab})" for lab in fam.labels[:-1]])
         mu = self.family.link.inverse(np.asarray(eta))
         if zero_model:  # E y = (1 - pi) times the count part's mean
             cond = self.family.conditional_mean(mu)

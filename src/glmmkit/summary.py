@@ -31,7 +31,10 @@ def format_summary(fit) -> str:
     else:
         approx = "Laplace approximation" if fit.nagq == 1 else f"adaptive Gauss-Hermite quadrature, nAGQ = {fit.nagq}"
         lines.append(f"Generalized linear mixed model fit by maximum likelihood ({approx}) (glmmkit)")
-        lines.append(f" Family: {fit.family.name}  ( {fit.family.link.name} )")
+        if getattr(fit.family, "cdf", None):  # gk.clmm
+            lines.append(f" Family: cumulative link  ( {fit.family.cdf} ), flexible thresholds")
+        else:
+            lines.append(f" Family: {fit.family.name}  ( {fit.family.link.name} )")
     lines.append(f"Formula: {fit.spec.formula}")
     lines.append("")
     crit = "REML criterion" if fit.reml else "logLik"
@@ -58,7 +61,8 @@ def format_summary(fit) -> str:
     lines.append(f"Number of obs: {fit.nobs}{dropped}, groups:  {ng}")
     if not fit.is_lmm and len(fit.family_params):
         lines.append("")
-        lines.append("Family parameters (95% Wald intervals):")
+        lines.append("Thresholds (95% Wald intervals):" if getattr(fit.family, "cdf", None)
+                     else "Family parameters (95% Wald intervals):")
         with pd.option_context("display.width", 120, "display.float_format", lambda v: f"{v: .5g}"):
             lines.append(fit.family_params.to_string())
     lines.append("")
