@@ -143,8 +143,8 @@ def test_relmat_names_do_not_match(df):
         gk.glmer("y ~ x + (1 | g)", df, relmat={"species": _K(lev)})
 
 
-def test_agq_needs_one_scalar_term(df):
-    with pytest.raises(ValueError, match="single scalar random-effects term"):
+def test_agq_needs_one_term(df):
+    with pytest.raises(ValueError, match="single random-effects term on one grouping factor"):
         gk.glmer("y ~ x + (1 | g) + (1 | h)", df, nagq=5)
     with pytest.raises(gk.errors.InputError, match="nagq must be a whole number from 0 to 25; got 30"):
         gk.glmer("y ~ x + (1 | g)", df, nagq=30)

@@ -119,10 +119,12 @@ def glmer(
     olre: bool = False,
     ziformula: str | None = None,
     dispformula: str | None = None,
+    reml: bool = False,
     calc_derivs: bool = True,
     control=None,
 ) -> Fit:
-    """Fit a generalized linear mixed model by maximum likelihood (Laplace or adaptive Gauss-Hermite).
+    """Fit a generalized linear mixed model by maximum likelihood (Laplace or adaptive Gauss-Hermite), or by
+    REML.
 
     Parameters
     ----------
@@ -138,8 +140,9 @@ def glmer(
     link : str, optional
         A link overriding the family's default (``"probit"``, ``"cloglog"``, ...).
     nagq : int
-        1 for the Laplace approximation, up to 25 for adaptive Gauss-Hermite quadrature (single scalar
-        random-effect term only), 0 for the fast joint-mode approximation.
+        1 for the Laplace approximation, up to 25 for adaptive Gauss-Hermite quadrature (a single term on one
+        grouping factor with up to 3 random effects per level: nagq^k nodes per level), 0 for the fast
+        joint-mode approximation.
     weights : str or array, optional
         Prior weights (number of trials for a binomial proportion) as a column name or array.
     offset : str or array, optional
@@ -160,6 +163,11 @@ def glmer(
         Fixed effects on the log dispersion, e.g. ``"~ x"`` (glmmTMB's ``dispformula``; coefficients on
         glmmTMB's scale, reported as ``disp:`` rows of ``family_params``). With the Gaussian family and the
         identity link the model is fitted by maximum likelihood (heteroscedastic residuals).
+    reml : bool
+        Restricted maximum likelihood as glmmTMB's ``REML = TRUE``: the fixed effects are integrated with the
+        random effects by one Laplace approximation over both, the variance parameters maximise that
+        criterion, and the fixed effects are the joint mode there (``fit.loglik`` is the REML criterion).
+        Laplace only (nagq=1); for the Gaussian family with the identity link it is lme4's REML.
     calc_derivs : bool
         Compute the Hessian at the optimum (convergence check, standard errors).
     control : Control or dict, optional
@@ -172,6 +180,10 @@ def glmer(
     """
     t0 = time.perf_counter()
     fam = get_family(family, link)
+    if not isinstance(reml, (bool, np.bool_)):
+        raise InputError(f"reml must be True or False, got {reml!r}")
+    if reml and nagq != 1:
+        raise InputError("reml=True integrates the fixed effects by the Laplace approximation: use nagq=1")
     nagq = check_int("nagq", nagq, 0, 25)
     if laplace is not None:
         check_choice("laplace", laplace, ("expected", "observed"))
@@ -189,14 +201,14 @@ def glmer(
         if nagq != 1:
             raise InputError("nagq is for GLMMs: a gaussian model with the identity link is a linear mixed model, "
                              "fitted exactly (use lmer(..., reml=False))")
-        return lmer(formula, data, reml=False, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
-                    control=control)
+        return lmer(formula, data, reml=bool(reml), weights=weights, offset=offset, relmat=relmat,
+                    na_action=na_action, control=control)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, ziformula=ziformula, dispformula=dispformula)
     laplace = laplace or spec.family.default_laplace
     control = as_control(control)
     with _fit_failures(spec):
-        opt = optimize(spec.objective(nagq=nagq, laplace=laplace, quad_stop=control.quad_stop),
+        opt = optimize(spec.objective(nagq=nagq, laplace=laplace, quad_stop=control.quad_stop, reml=bool(reml)),
                        calc_derivs=calc_derivs, control=control)
         fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
     _warn(fit)

@@ -145,8 +145,8 @@ class Fit(InformationCriteria, Result):
         if self.is_lmm:
             opt = optimize(spec.lmm_objective(reml=self.reml), calc_derivs=calc_derivs, control=control)
         else:
-            opt = optimize(spec.objective(nagq=self.nagq, laplace=self.optsummary.laplace, quad_stop=control.quad_stop),
-                           calc_derivs=calc_derivs, control=control)
+            opt = optimize(spec.objective(nagq=self.nagq, laplace=self.optsummary.laplace, quad_stop=control.quad_stop,
+                                          reml=self.reml), calc_derivs=calc_derivs, control=control)
         return type(self)(spec, opt, time_s=time.perf_counter() - t0)
 
     @property
@@ -343,6 +343,8 @@ class Fit(InformationCriteria, Result):
                 cov = V[nt + p :, nt + p :]
             except np.linalg.LinAlgError:
                 cov = None
+        elif getattr(self.optsummary, "reml_cov_psi", None) is not None:  # REML: the criterion's Hessian
+            cov = self.optsummary.reml_cov_psi
         rows = self.family.param_table(self._psi, cov)
         return pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=cols)
 
@@ -726,7 +728,8 @@ class Fit(InformationCriteria, Result):
             "formula": self.spec.formula,
             "family": "gaussian" if self.is_lmm else self.family.name,
             "link": "identity" if self.is_lmm else self.family.link.name,
-            "method": ("REML" if self.reml else "ML") if self.is_lmm else ("Laplace" if self.nagq == 1 else f"AGQ({self.nagq})"),
+            "method": ("REML" if self.reml else "ML") if self.is_lmm else (
+                "REML (Laplace)" if self.reml else "Laplace" if self.nagq == 1 else f"AGQ({self.nagq})"),
             "nobs": self.nobs,
             "ngroups": self.ngroups,
             "fixef": fixef,
@@ -792,4 +795,7 @@ def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
         # standard errors, and the fit is reported as not converged (Fit._unusable)
         opt.messages.append("the fixed effects' information matrix is singular at the mode: no standard errors")
         return np.full((p, p), np.nan), "not available (singular information)"
+    extra = getattr(opt, "reml_beta_extra", None)
+    if extra is not None:  # REML: the variance parameters' uncertainty carried into beta (glmmTMB's)
+        return rinv.T @ rinv + extra, "REML: (R_X' R_X)^-1 at the joint mode + J V_theta J'"
     return rinv.T @ rinv, "PIRLS (R_X' R_X)^-1 at the mode"

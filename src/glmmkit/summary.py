@@ -30,7 +30,9 @@ def format_summary(fit) -> str:
         lines.append(f"Linear mixed model fit by {'REML' if fit.reml else 'maximum likelihood'} (glmmkit)")
     else:
         approx = "Laplace approximation" if fit.nagq == 1 else f"adaptive Gauss-Hermite quadrature, nAGQ = {fit.nagq}"
-        lines.append(f"Generalized linear mixed model fit by maximum likelihood ({approx}) (glmmkit)")
+        how = ("REML (fixed effects integrated by Laplace with the random effects)" if fit.reml
+               else f"maximum likelihood ({approx})")
+        lines.append(f"Generalized linear mixed model fit by {how} (glmmkit)")
         if getattr(fit.family, "cdf", None):  # gk.clmm
             lines.append(f" Family: cumulative link  ( {fit.family.cdf} ), flexible thresholds")
         else:

@@ -65,10 +65,15 @@ class WarmStart:
                          None if self.beta_start is None else self.beta_start.copy())
 
 
+#: adaptive Gauss-Hermite quadrature integrates up to this many random effects per level (glmm's limit)
+MAX_AGQ_DIM = 3
+
+
 class GlmmObjective:
     """-2 log L of a GLMM, with warm-started PIRLS; counts and logs every evaluation."""
 
-    def __init__(self, data: GlmmData, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5):
+    def __init__(self, data: GlmmData, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5,
+                 reml: bool = False):
         if laplace not in ("expected", "observed"):
             raise InputError(f"laplace must be 'expected' (lme4) or 'observed' (glmmTMB), got {laplace!r}")
         if laplace == "expected" and not data.family.expected_information_exact:
@@ -79,7 +84,15 @@ class GlmmObjective:
         self.quad_stop = float(quad_stop)  # Control.quad_stop: PIRLS's shortcut after a full Newton step
         self.nagq = check_int("nagq", nagq, 0, 25)
         self.laplace = laplace
+        # REML (glmmTMB's REML = TRUE): beta is integrated with u by one Laplace approximation over (u, beta),
+        #   -2 log L_R = -2 l(u, beta) + |u|^2 + log det A + log det(R_X' R_X) - p log(2 pi)
+        # at the joint mode, R_X the fixed effects' block of the joint factor (the Schur complement of A)
+        self.reml = bool(reml)
+        if self.reml and self.nagq != 1:
+            raise InputError("REML for a GLMM integrates the fixed effects by the Laplace approximation: use nagq=1")
         st = data.structure
+        if self.reml and not st.supports_joint:
+            raise InputError(f"REML needs the joint (u, beta) system, which the {st.name} system does not offer")
         self.n_theta = sum(t.cov.n_theta for t in st._orig_terms())
         self.theta_lower = np.concatenate([t.cov.lower() for t in st._orig_terms()])
         self.theta0 = np.concatenate([t.cov.theta0() for t in st._orig_terms()])
@@ -87,17 +100,27 @@ class GlmmObjective:
         self.n_psi = len(data.family.param_names())
         if self.nagq > 1:
             t = st.terms
-            if len(t) != 1 or t[0].k != 1 or t[0].is_known:
+            if len(t) != 1 or t[0].is_known:
                 raise InputError(
-                    "adaptive Gauss-Hermite quadrature (nagq > 1) needs a single scalar random-effects "
-                    "term such as (1 | g); this model has "
+                    "adaptive Gauss-Hermite quadrature (nagq > 1) needs a single random-effects term on one "
+                    "grouping factor, such as (1 | g) or (1 + x | g); this model has "
                     + ", ".join(x.label for x in t)
                     + ". Use nagq=1 (Laplace)."
                 )
+            if t[0].k > MAX_AGQ_DIM:
+                raise InputError(
+                    f"adaptive Gauss-Hermite quadrature handles up to {MAX_AGQ_DIM} random effects per level "
+                    f"(nagq^k nodes per level); {t[0].label} has {t[0].k}. Use nagq=1 (Laplace)")
             if self.nagq > 25:
                 raise InputError(f"nagq must be at most 25, got {self.nagq}")
             self._nodes, self._weights = hermegauss(self.nagq)
             term = t[0]
+            if term.k > 1:
+                # the tensor grid of the k-dimensional rule: nagq^k nodes z_m with weights prod w
+                grids = np.meshgrid(*([self._nodes] * term.k), indexing="ij")
+                self._grid = np.stack([g.ravel() for g in grids], axis=1)  # (M, k)
+                lw = np.meshgrid(*([np.log(self._weights)] * term.k), indexing="ij")
+                self._grid_logw = np.sum(np.stack([g.ravel() for g in lw], axis=1), axis=1)
             self._indicator = sp.csr_matrix(
                 (np.ones(data.n), (term.codes, np.arange(data.n))), shape=(term.q, data.n)
             )
@@ -160,7 +183,7 @@ class GlmmObjective:
         try:
             try:
                 res = pirls(self.data, theta, beta, self.warm.u, fam, joint=joint,
-                            laplace=self.laplace if not joint else "expected", quad_stop=self.quad_stop)
+                            laplace=self.laplace if not joint or self.reml else "expected", quad_stop=self.quad_stop)
             except PirlsError:
                 # the warm start (the last mode, the last beta) can sit where this theta's linear predictor
                 # leaves the link's domain: start cold, from u = 0 and the GLM's beta
@@ -168,7 +191,8 @@ class GlmmObjective:
                     beta = self.warm.beta_start
                 try:
                     res = pirls(self.data, theta, beta, np.zeros(self.data.structure.Q), fam, joint=joint,
-                                laplace=self.laplace if not joint else "expected", quad_stop=self.quad_stop)
+                                laplace=self.laplace if not joint or self.reml else "expected",
+                                quad_stop=self.quad_stop)
                 except PirlsError:
                     if not joint:
                         raise
@@ -189,8 +213,18 @@ class GlmmObjective:
         else:
             ll = res.kernel_sum + self._loglik_const(fam)
             value = float(-2 * ll + self.data.structure.penalty(theta, res.u) + res.factor.logdet_re())
+            if joint and self.reml:
+                value += self._reml_term(res)
         self.fevals += 1
         return value, res
+
+    def _reml_term(self, res: PirlsResult) -> float:
+        """log det(R_X' R_X) - p log(2 pi): the fixed effects' part of the joint Laplace (module text above)."""
+        st, p = self.data.structure, self.data.p
+        if p == 0:
+            return 0.0
+        rx = np.diag(res.factor.Lt)[st.Qtt : st.Qtt + p]
+        return float(2 * np.sum(np.log(np.abs(rx))) - p * _LOG2PI)
 
     def _loglik_const(self, fam: Family) -> float:
         key = tuple(fam.params) if self.n_psi else None
@@ -203,6 +237,8 @@ class GlmmObjective:
     def _agq(self, theta, res: PirlsResult, fam: Family) -> float:
         d = self.data
         term = d.structure.terms[0]
+        if term.k > 1:
+            return self._agq_vector(theta, res, fam)
         x = term.X[:, 0]
         th = float(theta[0])
         s = res.factor.L11[:, 0, 0]
@@ -215,6 +251,32 @@ class GlmmObjective:
         g = LL - 0.5 * U * U + 0.5 * self._nodes[None, :] ** 2 + np.log(self._weights)[None, :]
         log_i = -np.log(s) - 0.5 * _LOG2PI + logsumexp(g, axis=1)
         res.agq_nodes = (U, eta, mu, g)  # the gradient (engine/gradient.py) reuses them
+        return float(-2 * (np.sum(log_i) + self._loglik_const(fam)))
+
+    def _agq_vector(self, theta, res: PirlsResult, fam: Family) -> float:
+        """AGQ for a term with k = 2 or 3 coefficients per level. With A_j = L_j L_j' at the mode u-hat_j and
+        u = u-hat_j + L_j^-T z,
+
+            log I_j = -log det L_j - k/2 log 2 pi + logsumexp_m [l_j(U_jm) - |U_jm|^2 / 2 + |z_m|^2 / 2 + log w_m]
+
+        over the tensor grid of Gauss-Hermite nodes (weight exp(-z^2 / 2)); nagq = 1 would be the Laplace."""
+        d = self.data
+        term = d.structure.terms[0]
+        k, q, codes = term.k, term.q, term.codes
+        T = term.cov.template(theta)
+        Uhat = res.u.reshape(q, k)
+        Linv = res.factor.L11inv  # (q, k, k)
+        U = Uhat[:, None, :] + np.einsum("qji,mj->qmi", Linv, self._grid)  # (q, M, k): u-hat + L^-T z
+        XT = term.X @ T  # (n, k): eta_i = eta0_i + (X T)_i . u_j(i)
+        eta = (res.eta - np.sum(XT * Uhat[codes], axis=1))[:, None]
+        for c in range(k):
+            eta = eta + XT[:, c][:, None] * U[:, :, c][codes]  # (n, M)
+        mu = fam.link.inverse(eta)
+        LL = np.asarray(self._indicator @ fam.loglik_kernel(d.y[:, None], mu, d.wt[:, None]))  # (q, M)
+        g = (LL - 0.5 * np.sum(U * U, axis=2) + 0.5 * np.sum(self._grid ** 2, axis=1)[None, :]
+             + self._grid_logw[None, :])
+        logdet = np.sum(np.log(np.diagonal(res.factor.L11, axis1=1, axis2=2)), axis=1)
+        log_i = -logdet - 0.5 * k * _LOG2PI + logsumexp(g, axis=1)
         return float(-2 * (np.sum(log_i) + self._loglik_const(fam)))
 
     def reset(self, u=None, beta=None):

@@ -85,6 +85,11 @@ class OptSummary:
     result: object = field(default=None, repr=False)  # the PIRLS result at the optimum (GLMMs)
     _scale: np.ndarray | None = field(default=None, repr=False)  # beta = beta1 + _scale * x in stage 2
     _free: np.ndarray | None = field(default=None, repr=False)  # coordinates off their bounds at the optimum
+    #: REML (GLMM): the fixed effects' covariance from the variance parameters' uncertainty, added to the
+    #: conditional (R_X' R_X)^-1 (glmmTMB's marginal of its joint precision)
+    reml_beta_extra: np.ndarray | None = field(default=None, repr=False)
+    #: REML (GLMM): the family's parameters' covariance from the REML criterion's Hessian
+    reml_cov_psi: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """The summary as plain values (stages, evaluations, convergence, messages, the Control).
@@ -533,16 +538,19 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         res1 = None
         beta1 = np.asarray(beta0, dtype=float)
         scale = glm_standard_errors(obj, beta0, psi0)
-    elif nagq >= 1 and control.skip_stage1 and control.gradient and grad_kind:
+    elif nagq >= 1 and control.skip_stage1 and control.gradient and grad_kind and not obj.reml:
         # the gradient path needs only a start: the joint mode at the moment estimate of theta
         theta1, psi1 = unpack1(x0)
         fv1, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
         summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "none", x0, x0, fv1, 1,
                                     "skipped: analytic gradient in stage 2"))
     else:
-        x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=control.ftol1, xtol_rel=control.xtol1,
+        # REML's answer is this stage's: it is searched to stage 2's tolerances
+        ftol1, xtol1 = (control.ftol2, control.xtol2) if obj.reml else (control.ftol1, control.xtol1)
+        x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=ftol1, xtol_rel=xtol1,
                                     maxeval=control.maxfev, log=summ.log)
-        summ.stages.append(OptStage("stage 1 (beta in PIRLS)", "bobyqa", x0, x1, fv1, n1, rc1))
+        summ.stages.append(OptStage("REML (beta integrated, in PIRLS)" if obj.reml else "stage 1 (beta in PIRLS)",
+                                    "bobyqa", x0, x1, fv1, n1, rc1))
         theta1, psi1 = unpack1(x1)
         _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
     if not system.supports_joint:
@@ -557,12 +565,35 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
     else:
         beta1 = res1.beta
         scale = _beta_scale(res1, obj)
-    if nagq == 0:
+    if nagq == 0 or obj.reml:
+        # the joint mode's criterion is the answer: the nAGQ = 0 approximation, or the REML criterion (beta
+        # integrated with u, its estimate the joint mode at the optimal theta)
         if res1 is None:
-            raise FitError("nAGQ = 0 needs the joint PIRLS system, which is singular here; use nagq=1")
+            raise FitError(("REML" if obj.reml else "nAGQ = 0") + " needs the joint PIRLS system, which is "
+                           "singular here" + ("" if obj.reml else "; use nagq=1"))
         summ.theta, summ.beta, summ.psi, summ.fval = theta1, beta1, psi1, fv1
         summ.family = obj.family_at(psi1)
-        summ.vcov_method = "PIRLS (nAGQ = 0)"
+        summ.vcov_method = "PIRLS (nAGQ = 0)" if not obj.reml else "PIRLS (R_X' R_X)^-1 at the REML estimates"
+        if obj.reml:
+            summ.reml = True
+            if summ.stages and summ.stages[-1].fevals >= control.maxfev:
+                summ.messages.append("the REML search stopped at maxfev")
+            if calc_derivs:
+                x1 = np.concatenate([theta1 / ts, psi1[:m1] if m1 else []])
+                out = reml_beta_extra(lambda x: obj.evaluate(*_t(unpack1(x)), joint=True), x1, lower1, summ)
+                if out is not None:
+                    summ.reml_beta_extra, V, free = out
+                    if m1:
+                        pos = {j: i for i, j in enumerate(free)}
+                        idx = [pos.get(nt + j) for j in range(m1)]
+                        C = np.full((m1, m1), np.nan)
+                        for a, ia in enumerate(idx):
+                            for b, ib in enumerate(idx):
+                                if ia is not None and ib is not None:
+                                    C[a, b] = V[ia, ib]
+                        summ.reml_cov_psi = C
+                obj.reset(u=res1.u, beta=res1.beta)
+                obj.evaluate(theta1, psi=psi1, joint=True)
         summ.fevals = obj.fevals
         summ.time_s = time.perf_counter() - t0
         return summ, res1
@@ -945,6 +976,69 @@ def _newton_step(f, x, fx, g, H, free, lower):
             return cand, fc
         t *= 0.5
     return None, None
+
+
+def reml_beta_extra(f, x, lower, summ, h: float = 1e-4) -> np.ndarray | None:
+    """J V J': the fixed effects' covariance carried from the variance parameters at a GLMM's REML optimum.
+
+    beta-hat(x) is the joint mode at the variance parameters x, V = 2 H^-1 the inverse of half the REML
+    criterion's Hessian in x, J = d beta-hat / dx; both by central differences (coordinates on a bound are
+    held there, as their uncertainty is not Gaussian).  glmmTMB reports the same first-order quantity as the
+    marginal of its joint precision over (b, beta, theta).
+
+    Parameters
+    ----------
+    f : callable
+        x -> (REML criterion, PirlsResult at the joint mode).
+    x : numpy.ndarray
+        The optimum.
+    lower : numpy.ndarray
+        x's lower bounds.
+    summ : OptSummary
+        Where a message goes when the Hessian is not positive definite.
+    h : float
+        The relative step.
+
+    Returns
+    -------
+    tuple or None
+        ((p, p) J V J', V over the free coordinates, the free coordinates), or None when it cannot be formed.
+    """
+    free = np.flatnonzero(x - lower > 10 * h * np.maximum(1.0, np.abs(x)))
+    if not len(free):
+        return None
+    steps = h * np.maximum(1.0, np.abs(x[free]))
+    f0, r0 = f(x)
+    if r0 is None:
+        return None
+    k = len(free)
+    fp, fm, bp, bm = np.zeros(k), np.zeros(k), [], []
+    for i, (j, hj) in enumerate(zip(free, steps)):
+        e = np.zeros(len(x))
+        e[j] = hj
+        (fp[i], rp), (fm[i], rm) = f(x + e), f(x - e)
+        if rp is None or rm is None:
+            return None
+        bp.append(rp.beta)
+        bm.append(rm.beta)
+    J = np.column_stack([(a - b) / (2 * hj) for a, b, hj in zip(bp, bm, steps)])
+    H = np.zeros((k, k))
+    H[np.diag_indices(k)] = (fp - 2 * f0 + fm) / steps ** 2
+    for i in range(k):
+        for j in range(i + 1, k):
+            e = np.zeros(len(x))
+            e[free[i]], e[free[j]] = steps[i], steps[j]
+            e2 = np.zeros(len(x))
+            e2[free[i]], e2[free[j]] = steps[i], -steps[j]
+            H[i, j] = H[j, i] = (f(x + e)[0] - f(x + e2)[0] - f(x - e2)[0] + f(x - e)[0]) / (4 * steps[i] * steps[j])
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        summ.messages.append("the REML criterion's Hessian in the variance parameters is not positive definite: "
+                             "the fixed effects' standard errors are conditional on them")
+        return None
+    V = 2 * np.linalg.inv(H)
+    return J @ V @ J.T, V, free
 
 
 def _t(pair):

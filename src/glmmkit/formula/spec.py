@@ -382,7 +382,7 @@ class ModelSpec:
 
         return Structure(self.terms)
 
-    def objective(self, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5):
+    def objective(self, nagq: int = 1, laplace: str = "expected", quad_stop: float = 1e-5, reml: bool = False):
         """The GLMM objective (-2 log L by Laplace or AGQ) for this model.
 
         Parameters
@@ -393,6 +393,9 @@ class ModelSpec:
             The information in the Laplace log-determinant (lme4's, glmmTMB's).
         quad_stop : float
             PIRLS's shortcut after a full Newton step (``Control.quad_stop``).
+        reml : bool
+            The restricted likelihood: the fixed effects integrated by Laplace with the random effects
+            (glmmTMB's ``REML = TRUE``).
 
         Returns
         -------
@@ -403,7 +406,7 @@ class ModelSpec:
         from ..engine.pirls import GlmmData
 
         data = GlmmData(self.y, self.wt, self.offset, self.X, self.random_effects_system(), self.family)
-        return GlmmObjective(data, nagq=nagq, laplace=laplace, quad_stop=quad_stop)
+        return GlmmObjective(data, nagq=nagq, laplace=laplace, quad_stop=quad_stop, reml=reml)
 
     def lmm_objective(self, reml: bool = True):
         """The profiled LMM deviance (ML) or REML criterion.
