@@ -43,8 +43,8 @@ def test_fit_command_takes_the_new_families_hurdles_and_dispersion_models(tmp_pa
     assert abs(d["loglik"] - ref.loglik) < 1e-8
     capsys.readouterr()
     rc = main(["fit", str(csv), "--formula", "count ~ mined + (1 | site)", "--family", "gaussian",
-               "--dispformula", "~ mined"])
-    assert rc == 2 and "--ml" in capsys.readouterr().err
+               "--dispformula", "~ mined", "--json", str(out)])
+    assert rc == 0 and json.loads(out.read_text())["method"] == "REML (Laplace)"
 
 
 @pytest.mark.slow  # 80-100 s on CI's 2 cores: the suite must stay under 5 minutes; `make demo` runs the same stories
@@ -57,3 +57,30 @@ def test_demo_runs_and_tells_the_stories(tmp_path, capsys):
     assert res["mating"]["se_ratio_nb_over_poisson"] > 1.5  # the Poisson GLMM's false confidence
     assert "Mating success" in text
     assert (tmp_path / "demo_results.json").exists()
+
+
+def test_fit_command_takes_structures_reml_and_ordinal(tmp_path, capsys):
+    from pathlib import Path
+
+    ref_dir = Path(__file__).parent / "reference"
+    out = tmp_path / "ar1.json"
+    clinics = ref_dir / "covstruct" / "clinics.csv"
+    rc = main(["fit", str(clinics), "--formula", "sessions ~ x + offset(log(opp)) + ar1(0 + month | clinic)",
+               "--family", "poisson", "--json", str(out), "--report", str(tmp_path / "ar1.html")])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert {r["parameter"] for r in d["covpars"]} == {"sd", "rho"}
+    assert (tmp_path / "ar1.html").stat().st_size > 1000
+    cbpp = tmp_path / "cbpp.csv"
+    gk.datasets.load("cbpp").to_csv(cbpp, index=False)
+    rc = main(["fit", str(cbpp), "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+               "--family", "binomial", "--factor", "period", "--reml", "--json", str(tmp_path / "reml.json")])
+    assert rc == 0 and json.loads((tmp_path / "reml.json").read_text())["method"] == "REML (Laplace)"
+    wine = ref_dir / "ordinal" / "wine.csv"
+    rc = main(["fit", str(wine), "--formula", "rating ~ temp + contact + (1 | judge)", "--family", "ordinal",
+               "--factor", "judge", "--json", str(tmp_path / "clmm.json")])
+    assert rc == 0
+    assert abs(json.loads((tmp_path / "clmm.json").read_text())["loglik"] - (-81.56541)) < 1e-3
+    assert "cumulative link" in capsys.readouterr().out
+    rc = main(["fit", str(wine), "--formula", "rating ~ temp + (1 | judge)", "--family", "ordinal", "--reml"])
+    assert rc == 2 and "--family ordinal" in capsys.readouterr().err

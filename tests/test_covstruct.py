@@ -255,3 +255,47 @@ def test_bad_input_names_what_is_wrong():
         gk.glmer("sessions ~ x + homcs(0 + month | clinic)", c, "poisson")
     with pytest.raises(FormulaError, match="ou\\(\\) is over one time axis"):
         gk.glmer("sessions ~ x + ou(0 + pos(month, x) | clinic)", c, "poisson")
+
+
+def test_random_effects_in_the_zero_or_dispersion_model_are_refused_by_name():
+    sal = _salamanders()
+    with pytest.raises(FormulaError, match="random effects in the zero-inflation model"):
+        gk.glmer("count ~ mined + (1 | site)", sal, "poisson", ziformula="~ mined + (1 | site)")
+    with pytest.raises(FormulaError, match="fixed effects only"):
+        gk.glmer("count ~ mined + (1 | site)", sal, "nbinom2", dispformula="~ (1 | site)")
+
+
+def test_ou_gau_and_mat_recover_their_parameters():
+    rng = np.random.default_rng(11)
+    # OU over irregular times, Gaussian: sd 0.8, rate 0.3, residual 0.4, 250 subjects
+    times = np.sort(rng.choice(np.arange(0, 30, 0.5), 12, replace=False))
+    D = np.abs(np.subtract.outer(times, times))
+    b = rng.multivariate_normal(np.zeros(12), 0.64 * np.exp(-0.3 * D), size=250)
+    s, j = np.repeat(np.arange(250), 12), np.tile(np.arange(12), 250)
+    d = pd.DataFrame({"subject": s.astype(str), "t": times[j]})
+    d["y"] = 1.0 + b[s, j] + rng.normal(0, 0.4, len(d))
+    f = gk.lmer("y ~ 1 + ou(0 + pos(t) | subject)", d, reml=False)
+    nat = dict(zip(f.covpars["parameter"], f.covpars["estimate"]))
+    assert nat["sd"] == pytest.approx(0.8, rel=0.15) and nat["rate"] == pytest.approx(0.3, rel=0.35)
+    assert f.sigma == pytest.approx(0.4, rel=0.15)
+    # Gaussian and Matern fields over 60 positions, 10 independent replicates (the grouping factor), 2 counts
+    # each (Matern with nu = 0.5 is the exponential)
+    pts = rng.uniform(0, 10, (60, 2))
+    Dm = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+    rep, site = np.repeat(np.arange(10), 120), np.tile(np.repeat(np.arange(60), 2), 10)
+    for kind, K in (("gau", np.exp(-(Dm / 2.5) ** 2)), ("mat", np.exp(-Dm / 2.0))):
+        field = rng.multivariate_normal(np.zeros(60), 0.49 * K + 1e-9 * np.eye(60), size=10)
+        sp = pd.DataFrame({"px": pts[site, 0], "py": pts[site, 1], "field": rep.astype(str)})
+        sp["y"] = rng.poisson(np.exp(1.0 + field[rep, site]))
+        fit = gk.glmer(f"y ~ 1 + {kind}(0 + pos(px, py) | field)", sp, "poisson")
+        nat = dict(zip(fit.covpars["parameter"], fit.covpars["estimate"]))
+        assert fit.converged
+        assert nat["sd"] == pytest.approx(0.7, rel=0.2), kind
+        if kind == "gau":
+            assert nat["range"] == pytest.approx(2.5, rel=0.25)
+        else:  # range and smoothness trade off; their correlation at the data's spacing is what is identified
+            r_true = np.exp(-1.0 / 2.0)
+            from glmmkit.engine.structured import MaternSpatial
+            m = MaternSpatial(np.array([[0.0, 0.0], [1.0, 0.0]]))
+            r_hat = m.correlation(np.log([nat["range"], nat["smoothness"]]))[0, 1]
+            assert r_hat == pytest.approx(r_true, abs=0.2)

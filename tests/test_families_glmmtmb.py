@@ -268,6 +268,12 @@ def test_fit_matches_glmmtmb(name):
     if r.get("disp"):  # the dispersion model's coefficients, on glmmTMB's scale, with their standard errors
         disp = {lme4_name(k[5:]): k for k in fp.index if k.startswith("disp:")}
         for k, v in r["disp"].items():
+            if v["std_error"] > 100:
+                # a boundary fit (compois_disp_salamanders: the dispersion for mined sites runs off to
+                # infinity, glmmTMB's SE in the thousands); the coefficient's value along the flat direction
+                # is arbitrary, the logLik, the fixed effects and the SD above are not
+                assert abs(fp[disp[k]]) > 5, k
+                continue
             assert fp[disp[k]] == pytest.approx(v["estimate"], rel=1e-2, abs=2e-3), k
             assert fit.family_params["std_error"][disp[k]] == pytest.approx(v["std_error"], rel=0.03), k
     if r.get("zi"):
@@ -380,8 +386,6 @@ def test_dispersion_model_bad_input():
         gk.glmer("yn ~ x + (1 | g)", d, "poisson", dispformula="~ z")
     with pytest.raises(Exception, match="nowhere"):
         gk.glmer("yn ~ x + (1 | g)", d, "nbinom2", dispformula="~ nowhere")
-    with pytest.raises(InputError, match="reml=False"):
-        gk.lmer("yg ~ x + (1 | g)", d, dispformula="~ z")
     with pytest.raises(InputError, match="nagq"):
         gk.glmer("yn ~ x + (1 | g)", d, "nbinom2", dispformula="~ z", nagq=5)
     with pytest.raises(InputError, match="held fixed"):

@@ -38,6 +38,8 @@ CASES = {
     "sleepstudy_gaussian": ("Reaction ~ Days + (Days | Subject)", "gaussian", {}),
     # the same model through the GLMM engine (a dispersion model forces it): REML there is the joint Laplace
     "sleepstudy_gaussian_engine": ("Reaction ~ Days + (Days | Subject)", "gaussian", {"dispformula": "~1"}),
+    # a residual variance per row (log sigma^2 linear in Days) under REML
+    "sleepstudy_gaussian_disp": ("Reaction ~ Days + (1 | Subject)", "gaussian", {"dispformula": "~ Days"}),
 }
 
 
@@ -57,6 +59,15 @@ def test_reml_matches_glmmtmb(name):
         assert fit.family_params.loc["theta", "estimate"] == pytest.approx(ref["sigma"], rel=1e-2)
         assert np.isfinite(fit.family_params.loc["theta", "std_error"])
     assert "REML" in fit.summary() and fit.to_dict()["method"] in ("REML", "REML (Laplace)")
+
+
+def test_lmer_with_a_dispersion_model_fits_reml_through_the_engine():
+    """gk.lmer's default reml=True with a dispformula is glmmTMB's REML = TRUE, not a refusal."""
+    ref = REFS["sleepstudy_gaussian_disp"]
+    fit = gk.lmer("Reaction ~ Days + (1 | Subject)", _data("sleepstudy"), dispformula="~ Days")
+    assert fit.converged and fit.reml
+    assert abs(fit.loglik - ref["loglik"]) < 1e-3
+    np.testing.assert_allclose(fit.fixef.to_numpy(), list(ref["fixef"].values()), rtol=1e-3)
 
 
 def test_reml_reduces_the_variance_bias_of_few_groups():

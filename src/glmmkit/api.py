@@ -245,8 +245,7 @@ def lmer(
         Rows with missing values dropped and counted, or refused.
     dispformula : str, optional
         Fixed effects on the log residual variance (heteroscedastic residuals, glmmTMB's ``dispformula``):
-        fitted by maximum likelihood through ``glmer`` with the Gaussian family (``reml=False`` required;
-        REML with a dispersion model is not available).
+        fitted through ``glmer`` with the Gaussian family, by ML or (``reml=True``) glmmTMB's REML.
     control : Control or dict, optional
         Recorded on the fit (``maxfev`` bounds the search).
 
@@ -259,11 +258,10 @@ def lmer(
     if not isinstance(reml, (bool, np.bool_)):
         raise InputError(f"reml must be True or False, got {reml!r}")
     if dispformula is not None:
-        if reml:
-            raise InputError("a dispformula (heteroscedastic residuals) is fitted by maximum likelihood here: give "
-                             "reml=False (REML with a dispersion model is not available)")
+        # heteroscedastic residuals: the GLMM engine's Gaussian family, whose Laplace is exact (REML as
+        # glmmTMB's: the fixed effects integrated with the random effects)
         return glmer(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat, na_action=na_action,
-                     dispformula=dispformula, control=control)
+                     dispformula=dispformula, reml=bool(reml), control=control)
     spec = ModelSpec.from_formula(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, lmm=True)
     with _fit_failures(spec):

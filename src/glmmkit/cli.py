@@ -78,22 +78,26 @@ def cmd_fit(args) -> int:
     for col in factors:
         if col not in named:
             warnings.warn(f"--factor names {col!r}, which the formula does not use", ModelChangeWarning)
-    if args.family == "gaussian" and (args.link in (None, "identity")):
+    if args.family == "ordinal":
+        if args.ziformula or args.dispformula or args.ml or args.reml or args.laplace or args.offset:
+            raise CliError("--family ordinal (gk.clmm) takes --link logit|probit, --nagq and --weights; not "
+                           "--ziformula, --dispformula, --ml, --reml, --laplace or --offset")
+        fit = gk.clmm(args.formula, df, link=args.link or "logit", nagq=args.nagq, weights=args.weights)
+    elif args.family == "gaussian" and (args.link in (None, "identity")):
         if args.ziformula is not None:
             raise CliError("--ziformula is for count families (a gaussian model has no zero model)")
         if args.nagq != 1 or args.laplace is not None:
             raise CliError("--nagq and --laplace are for GLMMs; a gaussian model with the identity link is an LMM "
                            "(use --ml for maximum likelihood)")
-        if args.dispformula is not None and not args.ml:
-            raise CliError("--dispformula with the gaussian family is fitted by maximum likelihood: add --ml")
         fit = gk.lmer(args.formula, df, reml=not args.ml, weights=args.weights, offset=args.offset,
                       dispformula=args.dispformula)
     else:
         if args.ml:
-            raise CliError("--ml is for the linear mixed model (gaussian family, identity link); GLMMs are always ML")
+            raise CliError("--ml is for the linear mixed model (gaussian family, identity link); GLMMs are ML "
+                           "unless --reml")
         fit = gk.glmer(args.formula, df, args.family, link=args.link, nagq=args.nagq, weights=args.weights,
                        offset=args.offset, laplace=args.laplace, ziformula=args.ziformula,
-                       dispformula=args.dispformula)
+                       dispformula=args.dispformula, reml=args.reml)
     print(_summary_text(fit))
     if args.confint:
         print(f"\n{args.confint.capitalize()} 95% confidence intervals:")
@@ -376,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--family", default="gaussian",
                    help="binomial, poisson, nbinom2, nbinom1, Gamma, inverse.gaussian, gaussian (default), or "
                         "glmmTMB's beta, betabinomial, tweedie, t, genpois, compois, truncated_poisson, "
-                        "truncated_nbinom1, truncated_nbinom2")
+                        "truncated_nbinom1, truncated_nbinom2, or ordinal (a cumulative-link model, gk.clmm: "
+                        "--link logit or probit; the response's sorted values are its categories). Covariance "
+                        "structures are written in the formula: ar1(0 + t | g), exp(0 + pos(x, y) | g), ...")
     f.add_argument("--ziformula", default=None,
                    help='zero-inflation formula, e.g. "~1" (with a truncated_* family: a hurdle model)')
     f.add_argument("--dispformula", default=None,
@@ -392,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='comma-separated strings read as missing (default ",NA": empty cells and NA; '
                         'text such as "None" stays a level)')
     f.add_argument("--ml", action="store_true", help="gaussian: maximum likelihood instead of REML")
+    f.add_argument("--reml", action="store_true",
+                   help="GLMMs: REML as glmmTMB's REML = TRUE (the fixed effects integrated by Laplace)")
     f.add_argument("--json", default=None, help="write Fit.to_dict() as JSON to this file")
     f.add_argument("--confint", choices=["wald", "profile", "boot"], default=None,
                    help="print 95%% confidence intervals (boot: 500 parametric-bootstrap refits)")

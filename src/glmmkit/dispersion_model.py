@@ -27,7 +27,8 @@ from .formula.coding import coded_matrix
 _Z95 = 1.959964
 _H = 1e-5
 
-#: families whose dispersion a dispformula can model (Conway-Maxwell-Poisson's series takes one nu per fit)
+#: families whose dispersion a dispformula can model (Conway-Maxwell-Poisson is held back: its series takes a
+#: nu per row, but fits with nu -> 0 on some rows run for tens of minutes; see docs/families.md)
 DISP_FAMILIES = ("gaussian", "Gamma", "inverse.gaussian", "nbinom1", "nbinom2", "beta", "betabinomial", "tweedie",
                  "t", "genpois", "truncated_nbinom1", "truncated_nbinom2")
 

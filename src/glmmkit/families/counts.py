@@ -123,9 +123,10 @@ class GeneralizedPoisson(MeanFamily):
         return _invert(self.pmf_log, np.asarray(mu, dtype=float), rng, self.values["phi"])
 
 
-def _invert(pmf_log, mu, rng, spread):
+def _invert(pmf_log, mu, rng, spread, with_rows: bool = False):
     """Draws by inversion: u ~ U(0, 1), the smallest k with F(k) >= u, walking k = 0, 1, ... over all rows
-    at once (a loop over counts, not rows) until every row has its draw."""
+    at once (a loop over counts, not rows) until every row has its draw (``with_rows``: pmf_log also takes
+    the mask of the rows asked, for a parameter per row)."""
     u = rng.uniform(size=mu.shape)
     out = np.full(mu.shape, -1.0)
     cdf = np.zeros(mu.shape)
@@ -134,7 +135,8 @@ def _invert(pmf_log, mu, rng, spread):
         open_ = out < 0
         if not open_.any():
             break
-        cdf[open_] += np.exp(pmf_log(np.full(int(open_.sum()), float(k)), mu[open_]))
+        k_rows = np.full(int(open_.sum()), float(k))
+        cdf[open_] += np.exp(pmf_log(k_rows, mu[open_], open_) if with_rows else pmf_log(k_rows, mu[open_]))
         hit = open_.copy()
         hit[open_] = cdf[open_] >= u[open_]
         out[hit] = k
@@ -172,18 +174,22 @@ class ConwayMaxwellPoisson(MeanFamily):
         fam._cache = (None, None)
         return fam
 
-    def _window(self, mu):
-        """nu, and per row a window of counts around the mean wide enough for terms down to about e^-40,
-        laid end to end (row index, count) with each row's start: the series costs what each row needs."""
-        nu = 1 / self.values["phi"]
-        sd = np.sqrt(np.maximum(mu, 1.0) / min(nu, 1.0))
+    def _nu_rows(self, shape) -> np.ndarray:
+        """nu = 1 / phi per element of a mean array of this shape (phi is one number, or one per row under
+        a dispersion model)."""
+        return np.broadcast_to(1.0 / np.asarray(self.values["phi"], dtype=float), shape).ravel()
+
+    def _window(self, mu, nu):
+        """Per row a window of counts around the mean wide enough for terms down to about e^-40, laid end
+        to end (row index, count) with each row's start: the series costs what each row needs."""
+        sd = np.sqrt(np.maximum(mu, 1.0) / np.minimum(nu, 1.0))
         half = np.ceil(9 * sd + 15).astype(np.int64)
         lo = np.maximum(np.floor(mu).astype(np.int64) - half, 0)
         width = np.floor(mu).astype(np.int64) + half + 1 - lo
         starts = np.concatenate([[0], np.cumsum(width)[:-1]])
         row = np.repeat(np.arange(mu.size), width)
         j = (lo[row] + np.arange(row.size) - starts[row]).astype(float)
-        return nu, row, starts, j
+        return row, starts, j
 
     @staticmethod
     def _row_sums(w, starts):
@@ -191,16 +197,19 @@ class ConwayMaxwellPoisson(MeanFamily):
 
     def _weights(self, loglam, nu, row, starts, j, lgj):
         """Normalised series terms per (row, count) and log Z per row."""
-        logw = loglam[row] * j - nu * lgj
+        logw = loglam[row] * j - nu[row] * lgj
         m = np.maximum.reduceat(logw, starts)
         w = np.exp(logw - m[row])
         z = self._row_sums(w, starts)
         return w / z[row], np.log(z) + m
 
-    def _moments(self, mu):
-        """(log lambda, log Z, V, k3) per row, log lambda solved by Newton's method from E y = mu."""
+    def _moments(self, mu, nu=None):
+        """(log lambda, log Z, V, k3) per row, log lambda solved by Newton's method from E y = mu (nu per
+        element of mu: ``_nu_rows``)."""
         mu = np.asarray(mu, dtype=float)
-        key = (self.values["phi"], mu.shape, mu.tobytes()) if mu.size < 200_000 else None
+        if nu is None:
+            nu = self._nu_rows(mu.shape)
+        key = (nu.tobytes(), mu.shape, mu.tobytes()) if mu.size < 200_000 else None
         if key is not None and self._cache[0] == key:
             return self._cache[1]
         ok = np.isfinite(mu) & (mu > 0) & (mu < self.MAX_MEAN)
@@ -208,18 +217,18 @@ class ConwayMaxwellPoisson(MeanFamily):
             # a mean the series cannot take (a PIRLS probe far out): no density there (-inf kernel)
             out = tuple(np.full(mu.shape, np.nan) for _ in range(4))
             if np.any(ok):
-                inner = self._moments(mu[ok])
+                inner = self._moments(mu[ok], nu[ok.ravel()])
                 for a, v in zip(out, inner):
                     a[ok] = v
             return out
         flat = mu.ravel()
-        nu, row, starts, j = self._window(flat)
+        row, starts, j = self._window(flat, nu)
         lgj = special.gammaln(j + 1)
         # start: the asymptotic mean lambda^(1/nu) - (nu - 1) / (2 nu) for large means, lambda = mu for small
         # ones (Z ~ 1 + lambda); E y is increasing in log lambda with slope Var y: Newton's steps, capped
         big = flat + (nu - 1) / (2 * nu)
         loglam = np.where((flat > 2) & (big > 1), nu * np.log(np.maximum(big, 1e-300)),
-                          np.log(flat) - np.log1p(flat) * (1 - min(nu, 1.0)))
+                          np.log(flat) - np.log1p(flat) * (1 - np.minimum(nu, 1.0)))
         ends = np.concatenate([starts[1:], [j.size]]) - 1
         prev = None
         self.newton_iterations = 0
@@ -259,7 +268,7 @@ class ConwayMaxwellPoisson(MeanFamily):
         return np.where(np.isfinite(val), val, -np.inf)
 
     def loglik_const(self, y, wt):
-        return -wt * special.gammaln(y + 1) / self.values["phi"]
+        return -wt * special.gammaln(y + 1) / np.asarray(self.values["phi"], dtype=float)
 
     def mu_derivatives(self, y, mu, wt):
         _, _, v, k3 = self._moments(mu)
@@ -288,11 +297,14 @@ class ConwayMaxwellPoisson(MeanFamily):
         mu = np.asarray(mu, dtype=float)
         fam = self
 
-        def pmf_log(k, m):
-            loglam, logz, _, _ = fam._moments(m)
-            return k * loglam - special.gammaln(k + 1) / fam.values["phi"] - logz
+        nu_all = self._nu_rows(mu.shape).reshape(mu.shape)
 
-        return _invert(pmf_log, mu, rng, self.values["phi"])
+        def pmf_log(k, m, rows):
+            nu = nu_all[rows]
+            loglam, logz, _, _ = fam._moments(m, nu.ravel())
+            return k * loglam - special.gammaln(k + 1) * nu - logz
+
+        return _invert(pmf_log, mu, rng, float(np.max(1.0 / nu_all)) if mu.size else 1.0, with_rows=True)
 
 
 class ZeroTruncated(Family):

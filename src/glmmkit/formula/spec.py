@@ -215,9 +215,14 @@ class ModelSpec:
             from ..zeroinflated import ZI_FAMILIES
             if fam.name not in ZI_FAMILIES:
                 raise InputError(f"ziformula is available for the families {list(ZI_FAMILIES)}, not {fam.name!r}")
+            if "|" in re.sub(r"`[^`]*`", "", ziformula):
+                raise FormulaError(f"random effects in the zero-inflation model ({ziformula!r}) are not available yet: "
+                                   "the zero model takes fixed effects, e.g. '~ x' (docs/families.md says why)")
         if dispformula is not None:
             if not isinstance(dispformula, str):
                 raise InputError(f"dispformula must be a one-sided formula string such as '~ x', got {dispformula!r}")
+            if "|" in re.sub(r"`[^`]*`", "", dispformula):
+                raise FormulaError(f"the dispersion model {dispformula!r} takes fixed effects only, e.g. '~ x'")
             from ..dispersion_model import DISP_FAMILIES
             if fam.name not in DISP_FAMILIES:
                 raise InputError(f"dispformula is available for the families with a dispersion parameter "

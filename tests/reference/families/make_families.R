@@ -100,4 +100,7 @@ add("beta_disp_sim", "glmmTMB(y ~ x + (1 | g), dispformula = ~ x, family = beta_
 m <- timed(glmmTMB(y ~ x + (1 | g), dispformula = ~ x, family = Gamma(link = "log"), data = gam))
 add("gamma_disp", "glmmTMB(y ~ x + (1 | g), dispformula = ~ x, family = Gamma(link = 'log'), data = gamma_log)", m,
     list(disp = dispcoefs(m)))
+m <- timed(glmmTMB(count ~ spp + mined + (1 | site), dispformula = ~ mined, family = compois, data = sal))
+add("compois_disp_salamanders", "glmmTMB(count ~ spp + mined + (1 | site), dispformula = ~ mined, family = compois, data = Salamanders)", m,
+    list(disp = dispcoefs(m)))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null"), file.path(dir, "refs.json"))

@@ -25,4 +25,6 @@ m <- glmmTMB(count ~ mined + spp + (1 | site), family = nbinom2, data = sal, REM
 add("salamanders_nbinom2", "glmmTMB(count ~ mined + spp + (1 | site), nbinom2, Salamanders, REML = TRUE)", m)
 m <- glmmTMB(Reaction ~ Days + (Days | Subject), data = sleep, REML = TRUE)
 add("sleepstudy_gaussian", "glmmTMB(Reaction ~ Days + (Days | Subject), sleepstudy, REML = TRUE)", m)
+m <- glmmTMB(Reaction ~ Days + (1 | Subject), dispformula = ~ Days, data = sleep, REML = TRUE)
+add("sleepstudy_gaussian_disp", "glmmTMB(Reaction ~ Days + (1 | Subject), dispformula = ~ Days, sleepstudy, REML = TRUE)", m)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "tests/reference/reml/refs.json")
