@@ -384,6 +384,8 @@ def test_dispersion_model_bad_input():
     d = _disp_data()
     with pytest.raises(InputError, match="dispformula is available for the families .*not 'poisson'"):
         gk.glmer("yn ~ x + (1 | g)", d, "poisson", dispformula="~ z")
+    with pytest.raises(InputError, match="not 'compois'"):  # held back: see dispersion_model.DISP_FAMILIES
+        gk.glmer("yn ~ x + (1 | g)", d, "compois", dispformula="~ z")
     with pytest.raises(Exception, match="nowhere"):
         gk.glmer("yn ~ x + (1 | g)", d, "nbinom2", dispformula="~ nowhere")
     with pytest.raises(InputError, match="nagq"):

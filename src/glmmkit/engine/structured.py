@@ -20,6 +20,8 @@ The reduced-rank class ``rr(x | g, d)`` has Sigma = Lambda Lambda' with Lambda k
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 from scipy import special
 
@@ -65,10 +67,11 @@ class StructuredCovariance(CovStructure):
 
     # -- the correlation part, per class -------------------------------------------------
     @property
+    @abstractmethod
     def n_corr(self) -> int:
         """The number of correlation parameters."""
-        raise NotImplementedError
 
+    @abstractmethod
     def correlation(self, x: np.ndarray) -> np.ndarray:
         """The correlation matrix R(x).
 
@@ -82,7 +85,6 @@ class StructuredCovariance(CovStructure):
         numpy.ndarray
             (k, k).
         """
-        raise NotImplementedError
 
     def correlation_derivatives(self, x: np.ndarray) -> np.ndarray:
         """dR/dx_m: central differences unless a class gives them exactly.
@@ -107,6 +109,7 @@ class StructuredCovariance(CovStructure):
             out.append((self.correlation(up) - self.correlation(dn)) / (2 * h))
         return np.stack(out) if out else np.zeros((0, self.k, self.k))
 
+    @abstractmethod
     def corr_names(self) -> list[str]:
         """Names of the natural correlation parameters.
 
@@ -115,8 +118,8 @@ class StructuredCovariance(CovStructure):
         list of str
             e.g. ["rho"] or ["range", "smoothness"].
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def corr_natural(self, x: np.ndarray) -> np.ndarray:
         """The natural correlation parameters (a correlation, a range, a smoothness).
 
@@ -130,8 +133,8 @@ class StructuredCovariance(CovStructure):
         numpy.ndarray
             (n_corr,).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def corr_from_natural(self, v: np.ndarray) -> np.ndarray | None:
         """x from the natural correlation parameters.
 
@@ -145,8 +148,8 @@ class StructuredCovariance(CovStructure):
         numpy.ndarray or None
             x; None outside their space.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def corr_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of the natural correlation parameters.
 
@@ -155,7 +158,6 @@ class StructuredCovariance(CovStructure):
         tuple
             (lower, upper), each (n_corr,).
         """
-        raise NotImplementedError
 
     def corr_start(self) -> np.ndarray:
         """The starting correlation parameters.
