@@ -36,40 +36,40 @@ args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1]); d$g <- factor(d$g); fam <- args[3]; reps <- as.integer(args[4])
 famobj <- switch(fam, beta = beta_family(), betabinomial = betabinomial(), tweedie = tweedie(), t = t_family(),
                  genpois = genpois(), compois = compois(), truncated_poisson = truncated_poisson(),
-                 truncated_nbinom1 = truncated_nbinom1(), truncated_nbinom2 = truncated_nbinom2())
-f <- as.formula(args[2])
+                 truncated_nbinom1 = truncated_nbinom1(), truncated_nbinom2 = truncated_nbinom2(), poisson = poisson())
+f <- as.formula(args[2]); zi <- if (length(args) >= 5) as.formula(args[5]) else ~0
 times <- c(); m <- NULL
-for (i in seq_len(reps)) times <- c(times, system.time(m <- glmmTMB(f, family = famobj, data = d))[["elapsed"]])
+for (i in seq_len(reps)) times <- c(times, system.time(m <- glmmTMB(f, zi = zi, family = famobj, data = d))[["elapsed"]])
 cat(toJSON(list(time = median(times), loglik = as.numeric(logLik(m)), conv = m$fit$message,
                 pdHess = m$sdr$pdHess), auto_unbox = TRUE, digits = NA), "\n")
 """
 
 
-def run_glmmtmb(d, formula, family, reps, timeout):
+def run_glmmtmb(d, formula, family, reps, timeout, zi=None):
     """glmmTMB's fit of the same data in an R child (time measured inside R)."""
     with tempfile.TemporaryDirectory() as tmp:
         csv, script = Path(tmp) / "d.csv", Path(tmp) / "fit.R"
         d.to_csv(csv, index=False)
         script.write_text(R_SCRIPT)
         try:
-            out = subprocess.run(["Rscript", str(script), str(csv), formula, family, str(reps)],
+            out = subprocess.run(["Rscript", str(script), str(csv), formula, family, str(reps)] + ([zi] if zi else []),
                                  capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"did not finish within {timeout:.0f} s"}
     return _child_result(out)
 
 
-def run_glmmkit(d, formula, family, reps):
+def run_glmmkit(d, formula, family, reps, zi=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t, fit = _median_time(lambda: gk.glmer(formula, d, family), reps)
+        t, fit = _median_time(lambda: gk.glmer(formula, d, family, ziformula=zi), reps)
     return {"time": t, "loglik": fit.loglik, "converged": fit.converged, "fevals": fit.optsummary.fevals}
 
 
 def _table(rows, stamp):
     head = (f"glmmTMB's further families beside glmmkit ({stamp}, {platform.machine()}, {os.cpu_count()} cores; "
             "wall seconds, median of the runs; glmmTMB timed inside R; y ~ x + (1 | g), data drawn from each "
-            "family with simdata.family_data)\n\n"
+            "family with simdata.family_data; the _re rows add ziformula = ~ x + (1 | g) on simdata.zi_re_data)\n\n"
             "| family | n | glmmkit | glmmTMB | glmmTMB / glmmkit | logLik glmmkit | logLik glmmTMB | glmmkit - glmmTMB |\n"
             "|---|---|---|---|---|---|---|---|\n")
     lines = []
@@ -97,15 +97,17 @@ def main():
     run_glmmkit(simdata.family_data("beta", n=500, q=20), "y ~ x + (1 | g)", "beta", 1)  # warm-up
     rows = []
     for name in names:
-        family, formula, n = simdata.FAMILY_MODELS[name]
-        d = simdata.family_data(family, n=n)
-        print(f"== {name}: {formula} ({family}, n = {n})", flush=True)
-        a = run_glmmkit(d, formula, family, args.repeat)
+        family, formula, n, *zi = simdata.FAMILY_MODELS[name]
+        zi = zi[0] if zi else None
+        d = simdata.zi_re_data(n=n) if zi else simdata.family_data(family, n=n)
+        print(f"== {name}: {formula}{f', zi = {zi}' if zi else ''} ({family}, n = {n})", flush=True)
+        a = run_glmmkit(d, formula, family, args.repeat, zi)
         print(f"  glmmkit  {a['time']:.2f} s  logLik {a['loglik']:.4f}", flush=True)
-        b = run_glmmtmb(d, formula, family, args.repeat, args.timeout)
+        b = run_glmmtmb(d, formula, family, args.repeat, args.timeout, zi)
         print(f"  glmmTMB  {b.get('time', float('nan')):.2f} s  logLik {b.get('loglik', float('nan')):.4f} "
               f"{b.get('error', '')}", flush=True)
-        rows.append({"name": name, "family": family, "formula": formula, "n": n, "glmmkit": a, "glmmTMB": b})
+        rows.append({"name": name, "family": family, "formula": formula, "ziformula": zi, "n": n, "glmmkit": a,
+                     "glmmTMB": b})
         write_text(out / "families_speed.json", json.dumps({"stamp": stamp, "rows": rows}, indent=1))
         write_text(out / "families_speed.md", _table(rows, stamp))
     print(_table(rows, stamp))

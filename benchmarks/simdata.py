@@ -183,6 +183,19 @@ def family_data(family: str, n: int = 5000, q: int = 100, seed: int = 30):
 
 #: issue 20's family rows: name -> (family, formula, rows); compois's series makes it the dear one for
 #: glmmTMB too, so it runs on fewer rows
+def zi_re_data(n: int = 5000, q: int = 100, seed: int = 31):
+    """Zero-inflated Poisson counts with random effects in both models (issue 20's ``ziformula`` with a term):
+    log mu = 0.5 + 0.4 x + b_c (sd 0.5), logit pi = -0.5 + 0.3 x + b_z (sd 1), q groups, seeded."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, q, n)
+    x = np.round(rng.normal(size=n), 4)
+    mu = np.exp(0.5 + 0.4 * x + rng.normal(0, 0.5, q)[g])
+    pz = 1 / (1 + np.exp(-(-0.5 + 0.3 * x + rng.normal(0, 1.0, q)[g])))
+    y = np.where(rng.uniform(size=n) < pz, 0, rng.poisson(mu))
+    return pd.DataFrame({"g": [f"g{i:03d}" for i in g], "x": x, "y": y})
+
+
+#: name: (family, formula, n[, ziformula]); rows with a ziformula draw their data from ``zi_re_data``
 FAMILY_MODELS = {
     "beta": ("beta", "y ~ x + (1 | g)", 5000),
     "betabinomial": ("betabinomial", "cbind(k, f) ~ x + (1 | g)", 5000),
@@ -193,6 +206,8 @@ FAMILY_MODELS = {
     "truncated_poisson": ("truncated_poisson", "y ~ x + (1 | g)", 5000),
     "truncated_nbinom1": ("truncated_nbinom1", "y ~ x + (1 | g)", 5000),
     "truncated_nbinom2": ("truncated_nbinom2", "y ~ x + (1 | g)", 5000),
+    "zipoisson_re": ("poisson", "y ~ x + (1 | g)", 5000, "~ x + (1 | g)"),
+    "hurdle_poisson_re": ("truncated_poisson", "y ~ x + (1 | g)", 5000, "~ x + (1 | g)"),
 }
 
 

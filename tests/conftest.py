@@ -23,6 +23,18 @@ def extra_ref(key: str) -> dict:
     return json.loads(EXTRA.read_text())[key]
 
 
+def assert_fixef_matches(fit, ref_fixef: dict, *, abs_tol: float = 1e-4, se_rel: float = 0.02) -> None:
+    """A fit's fixed effects (1e-3 relative) and standard errors (``se_rel``) against an R reference's
+    ``{lme4 name: {"estimate", "std_error"}}``."""
+    from glmmkit import lme4_name
+
+    est = {lme4_name(k): v for k, v in fit.fixef.items()}
+    se = {lme4_name(k): v for k, v in fit.coef_table["std_error"].items()}
+    for k, v in ref_fixef.items():
+        assert est[k] == pytest.approx(v["estimate"], rel=1e-3, abs=abs_tol), k
+        assert se[k] == pytest.approx(v["std_error"], rel=se_rel), k
+
+
 @pytest.fixture(params=["dense", "sparse"])
 def cross_storage(request, monkeypatch):
     """Force the storage of the blocked factor's cross block (engine/blocked.py's rule) each way."""

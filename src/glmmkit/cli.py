@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--link logit or probit; the response's sorted values are its categories). Covariance "
                         "structures are written in the formula: ar1(0 + t | g), exp(0 + pos(x, y) | g), ...")
     f.add_argument("--ziformula", default=None,
-                   help='zero-inflation formula, e.g. "~1" (with a truncated_* family: a hurdle model)')
+                   help='zero-inflation formula, e.g. "~1" or "~ x + (1 | site)" (with a truncated_* family: a '
+                        'hurdle model)')
     f.add_argument("--dispformula", default=None,
                    help='fixed effects on the log dispersion, e.g. "~ x" (with gaussian: heteroscedastic, by ML)')
     f.add_argument("--link", default=None, help="link overriding the family default (probit, cloglog, log, ...)")

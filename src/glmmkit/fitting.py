@@ -70,7 +70,9 @@ def _optimize(obj, calc_derivs: bool, control: Control) -> OptSummary:
         return opt
     d = obj.data
     fam = d.family
-    beta0, mu0, _, _ = fit_glm(d.y, d.X, d.wt, d.offset, fam.start_family())
+    # the GLM start on the data's own rows (a zero model with random effects stacks them: zeroinflated.py)
+    rows = slice(0, fam.n) if getattr(fam, "stacked", False) else slice(None)
+    beta0, mu0, _, _ = fit_glm(d.y[rows], d.X[rows], d.wt[rows], d.offset[rows], fam.start_family())
     psi0 = fam.params_start(d.y, mu0, d.wt)
     opt, res = optimize_glmm(obj, beta0, psi0, nagq=obj.nagq, calc_derivs=calc_derivs, control=control)
     opt.kind, opt.nagq, opt.objective, opt.result, opt.laplace = "glmm", obj.nagq, obj, res, obj.laplace

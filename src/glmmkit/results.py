@@ -7,13 +7,14 @@ maps them to R's (``period2``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import time
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from .engine.blocked import Structure
 from .engine.covariance import Diagonal, Unstructured
@@ -110,6 +111,11 @@ class Fit(InformationCriteria, Result):
             else:
                 self.sigma = float(np.sqrt(self.phi)) if scale_family else 1.0
             self._mu, self._eta = res.mu, res.eta
+            if getattr(self.family, "stacked", False):
+                # random effects in the zero model: the engine's rows were stacked (zeroinflated.py); the fit
+                # speaks of the data's n rows, with the zero model's random part at the modes in pi
+                self.family = self.family.on_rows(res.eta)
+                self._mu, self._eta = res.mu[: spec.n], res.eta[: spec.n]
             self._ranef_factor = res.factor
             self._vcov, self.vcov_method = _glmm_vcov(opt, res, spec, self._structure, self.theta)
         self.singular = bool(opt.singular)
@@ -212,16 +218,22 @@ class Fit(InformationCriteria, Result):
         return out
 
     # ---- random effects ---------------------------------------------------------
+    @property
+    def _all_terms(self) -> list:
+        """The random-effects terms in theta's order: the conditional model's, then the zero model's."""
+        return list(self.spec.terms) + list(self.spec.zi_terms)
+
     def _term_keys(self) -> list[str]:
         keys, seen = [], {}
-        for t in self.spec.terms:
-            c = seen.get(t.group, 0)
-            keys.append(t.group if c == 0 else f"{t.group}.{c}")
-            seen[t.group] = c + 1
+        for i, t in enumerate(self._all_terms):
+            group = t.group if i < len(self.spec.terms) else f"zi:{t.group}"  # glmmTMB prints the zero model apart
+            c = seen.get(group, 0)
+            keys.append(group if c == 0 else f"{group}.{c}")
+            seen[group] = c + 1
         return keys
 
     def _theta_by_term(self) -> list[np.ndarray]:
-        sizes = [t.cov.n_theta for t in self.spec.terms]
+        sizes = [t.cov.n_theta for t in self._all_terms]
         return np.split(self.theta, np.cumsum(sizes)[:-1])
 
     @property
@@ -229,7 +241,7 @@ class Fit(InformationCriteria, Result):
         """One row per variance (sd in ``sd``) and per correlation (in ``corr``), as lme4's VarCorr."""
         rows = []
         scale2 = self._b_scale ** 2
-        for key, t, th in zip(self._term_keys(), self.spec.terms, self._theta_by_term()):
+        for key, t, th in zip(self._term_keys(), self._all_terms, self._theta_by_term()):
             if isinstance(t.cov, StructuredCovariance):
                 # glmmTMB's structures: their SDs (one shared or one per coefficient) and correlation
                 # parameters (rho, the lags' correlations); ranges and smoothness are in covpars
@@ -265,7 +277,7 @@ class Fit(InformationCriteria, Result):
         ``range`` and ``smoothness`` of the spatial classes, the loadings of rr). Columns ``group``,
         ``structure``, ``parameter``, ``estimate``."""
         rows = []
-        for key, t, th in zip(self._term_keys(), self.spec.terms, self._theta_by_term()):
+        for key, t, th in zip(self._term_keys(), self._all_terms, self._theta_by_term()):
             kind = t.structure or ("known" if t.is_known else "diag" if isinstance(t.cov, Diagonal) and t.k > 1
                                    else "us" if isinstance(t.cov, (Unstructured, Diagonal)) else type(t.cov).__name__)
             for nm, v in zip(t.cov.natural_names(t.columns), t.cov.natural(th, self._b_scale)):
@@ -282,7 +294,7 @@ class Fit(InformationCriteria, Result):
         b, _ = self._b_and_condvar()
         return {
             key: pd.DataFrame(bb, index=pd.Index(t.levels, name=t.group), columns=t.columns)
-            for key, t, bb in zip(self._term_keys(), self.spec.terms, b)
+            for key, t, bb in zip(self._term_keys(), self._all_terms, b)
         }
 
     @property
@@ -292,7 +304,7 @@ class Fit(InformationCriteria, Result):
         return {
             key: pd.DataFrame(np.sqrt(np.diagonal(vv, axis1=1, axis2=2)), index=pd.Index(t.levels, name=t.group),
                               columns=t.columns)
-            for key, t, vv in zip(self._term_keys(), self.spec.terms, v)
+            for key, t, vv in zip(self._term_keys(), self._all_terms, v)
         }
 
     def ranef_table(self) -> pd.DataFrame:
@@ -305,7 +317,7 @@ class Fit(InformationCriteria, Result):
         """
         b, v = self._b_and_condvar()
         frames = []
-        for key, t, bb, vv in zip(self._term_keys(), self.spec.terms, b, v):
+        for key, t, bb, vv in zip(self._term_keys(), self._all_terms, b, v):
             sd = np.sqrt(np.diagonal(vv, axis1=1, axis2=2))
             for j, c in enumerate(t.columns):
                 frames.append(pd.DataFrame({"group": key, "level": t.levels, "term": c,
@@ -368,7 +380,7 @@ class Fit(InformationCriteria, Result):
     @property
     def ngroups(self) -> dict[str, int]:
         """The number of levels of each grouping factor (keys as in ``varcorr``'s ``group``)."""
-        return {key: t.q for key, t in zip(self._term_keys(), self.spec.terms)}
+        return {key: t.q for key, t in zip(self._term_keys(), self._all_terms)}
 
     # ---- fitted values, residuals, prediction --------------------------------------
     @property
@@ -448,10 +460,10 @@ class Fit(InformationCriteria, Result):
                 for t, bb in zip(self.spec.terms, b):
                     eta = eta + _term_contribution(t, bb, newdata, allow_new_levels)
         zero_model = not self.is_lmm and hasattr(self.family, "pi_new")
+        if zero_model:
+            pi = self._zero_probability(newdata, use_re, allow_new_levels)
         if type == "zprob":
-            if not zero_model:
-                return np.zeros(len(eta))
-            return self.family.pi if newdata is None else self.family.pi_new(newdata)
+            return pi if zero_model else np.zeros(len(eta))
         if type == "link" or self.is_lmm:
             return np.asarray(eta)
         if type in ("prob", "cumprob"):  # an ordinal response (gk.clmm): a column per category or threshold
@@ -465,9 +477,27 @@ class Fit(InformationCriteria, Result):
             cond = self.family.conditional_mean(mu)
             if type == "conditional":
                 return cond
-            pi = self.family.pi if newdata is None else self.family.pi_new(newdata)
             return (1 - pi) * cond
         return self.family.response_mean(mu)
+
+    def _zero_probability(self, newdata, use_re: bool, allow_new_levels: bool) -> np.ndarray:
+        """P(structural zero) of the fitted or new rows, with the zero model's random effects (modes) or without."""
+        if newdata is None:
+            if use_re or not self.spec.zi_terms:
+                return self.family.pi
+            return special.expit(self.family.X_zi @ self.family.gamma)
+        x = self.family.for_newdata(newdata).zi_eta()
+        if use_re and self.spec.zi_terms:
+            x = x + self._zi_random_part(newdata, allow_new_levels)
+        return special.expit(x)
+
+    def _zi_random_part(self, newdata, allow_new_levels: bool = True) -> np.ndarray:
+        """Z_zi b_zi at the modes for new rows (the zero model's random part)."""
+        b, _ = self._b_and_condvar()
+        total = np.zeros(len(newdata))
+        for t, bb in zip(self.spec.zi_terms, b[len(self.spec.terms):]):
+            total = total + _term_contribution(t, bb, newdata, allow_new_levels)
+        return total
 
     def simulate(self, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
                  re_form: str | None = "~0") -> pd.DataFrame:
@@ -505,12 +535,19 @@ class Fit(InformationCriteria, Result):
             eta_cond = None if uncond else self.predict(newdata, type="link", allow_new_levels=True)
         n = len(eta_fix)
         fam = None if self.is_lmm else (self.family if newdata is None else self.family.for_newdata(newdata))
+        zi_re = bool(self.spec.zi_terms) and not self.is_lmm
+        if zi_re:  # the zero model's random part: fresh draws (below) or the modes
+            fam = copy.copy(fam)
+            fam.zi_offset = 0.0 if uncond else (self.family.zi_offset if newdata is None
+                                                else self._zi_random_part(newdata, True))
         out = np.empty((n, nsim))
         chunk = max(1, int(2e7 // max(n, 1)))
         for start in range(0, nsim, chunk):
             k = min(chunk, nsim - start)
             if uncond:
                 eta = eta_fix[:, None] + self._new_re_contribution(k, rng, newdata)
+                if zi_re:
+                    fam.zi_offset = self._new_re_contribution(k, rng, newdata, zero_model=True)
             else:
                 eta = np.repeat(eta_cond[:, None], k, axis=1)
             if self.is_lmm:
@@ -520,10 +557,13 @@ class Fit(InformationCriteria, Result):
                 out[:, start:start + k] = fam.simulate(mu, np.broadcast_to(wt[:, None], mu.shape), rng)
         return pd.DataFrame(out, columns=[f"sim_{i + 1}" for i in range(nsim)])
 
-    def _new_re_contribution(self, k: int, rng, newdata) -> np.ndarray:
-        """Z b for k fresh draws b = Lambda u, u ~ N(0, I): (n, k)."""
+    def _new_re_contribution(self, k: int, rng, newdata, zero_model: bool = False) -> np.ndarray:
+        """Z b for k fresh draws b = Lambda u, u ~ N(0, I): (n, k); the zero model's terms with ``zero_model``."""
         total = 0.0
-        for t, th in zip(self.spec.terms, self._theta_by_term()):
+        nt = len(self.spec.terms)
+        pairs = (zip(self.spec.zi_terms, self._theta_by_term()[nt:]) if zero_model
+                 else zip(self.spec.terms, self._theta_by_term()[:nt]))
+        for t, th in pairs:
             if newdata is None:
                 codes, q, X = t.codes, t.q, t.X
             else:
@@ -787,7 +827,7 @@ def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
                             "(u, beta) solve to fall back on")
         return np.full((p, p), np.nan), "not available (Hessian not positive definite)"
     try:
-        f = st.factor(st.raw(res.w, spec.X), theta)
+        f = st.factor(st.raw(res.w, opt.objective.data.X), theta)  # the engine's rows (stacked for a zi model)
         rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
         rinv = np.linalg.inv(rx)
     except np.linalg.LinAlgError:

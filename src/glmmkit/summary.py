@@ -38,6 +38,10 @@ def format_summary(fit) -> str:
         else:
             lines.append(f" Family: {fit.family.name}  ( {fit.family.link.name} )")
     lines.append(f"Formula: {fit.spec.formula}")
+    for name, f in (("Zero inflation", getattr(fit.spec, "ziformula", None)),
+                    ("Dispersion", getattr(fit.spec, "dispformula", None))):
+        if f:
+            lines.append(f"{name}: {f}")
     lines.append("")
     crit = "REML criterion" if fit.reml else "logLik"
     lines.append("     AIC      BIC   logLik  deviance  df.resid")

@@ -61,6 +61,9 @@ class ZeroInflated(Family):
         self.zi_names = list(zi_names)
         self.zi_spec = zi_spec
         self.gamma = np.zeros(self.X_zi.shape[1])
+        #: the zero model's random part Z_zi b_zi at the modes (a fit with ``ziformula="~ x + (1 | g)"``; (n,) or,
+        #: for simulation with new random effects, (n, nsim)); 0 without
+        self.zi_offset = 0.0
         self.dispersion_name = base.dispersion_name
         self.dispersion = base.dispersion
         self.dispersion_scales = False
@@ -104,10 +107,22 @@ class ZeroInflated(Family):
     def scale(self):
         return 1.0
 
+    def zi_eta(self) -> np.ndarray:
+        """The zero model's linear predictor of each fitted row, X_zi gamma (+ its random part at the modes).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,), or (n, nsim) when ``zi_offset`` holds draws.
+        """
+        x = self.X_zi @ self.gamma
+        off = np.asarray(self.zi_offset, dtype=float)
+        return x[:, None] + off if off.ndim == 2 else x + off
+
     @property
     def pi(self) -> np.ndarray:
-        """P(structural zero) of each fitted row, expit(X_zi gamma)."""
-        return special.expit(self.X_zi @ self.gamma)
+        """P(structural zero) of each fitted row, expit(X_zi gamma [+ Z_zi b_zi])."""
+        return special.expit(self.zi_eta())
 
     def for_newdata(self, newdata):
         """This family for new rows: their zero model's design (and the base's own rows).
@@ -124,6 +139,7 @@ class ZeroInflated(Family):
         """
         fam = copy.copy(self)
         fam.X_zi = np.asarray(coded_matrix(self.zi_spec, newdata, "the zero-inflation formula"), dtype=float)
+        fam.zi_offset = 0.0  # the zero model's random part of new rows is the caller's (Fit.predict)
         fam.base = self.base.for_newdata(newdata)
         return fam
 
@@ -144,8 +160,8 @@ class ZeroInflated(Family):
 
     # ---- likelihood -------------------------------------------------------------------------
     def loglik_kernel(self, y, mu, wt):
-        x = self.X_zi @ self.gamma
-        if np.ndim(mu) > 1:
+        x = self.zi_eta()
+        if np.ndim(mu) > np.ndim(x):
             x = x[:, None]
         log_pi, log_1m = -np.logaddexp(0.0, -x), -np.logaddexp(0.0, x)  # stable log(pi), log(1 - pi)
         lf = self.base.loglik(y, mu, wt)
@@ -160,7 +176,7 @@ class ZeroInflated(Family):
 
     def _r(self, y, mu, wt):
         """P(a zero came from the count process | y = 0) = (1 - pi) f(0) / p(0); 1 for y > 0."""
-        x = self.X_zi @ self.gamma
+        x = self.zi_eta()
         lf = self.base.loglik(y, mu, wt)
         # r = 1 / (1 + exp(log pi - log(1 - pi) - log f(0))) = expit(log f(0) - x)
         return np.where(y == 0, special.expit(lf - x), 1.0)
@@ -289,9 +305,236 @@ class ZeroInflated(Family):
         return self.base.mustart(y, wt)
 
     def simulate(self, mu, wt, rng):
-        pi = self.pi if np.ndim(mu) == 1 else self.pi[:, None]
+        pi = self.pi
+        if np.ndim(mu) > np.ndim(pi):
+            pi = pi[:, None]
         y = self.base.simulate(mu, wt, rng)
         return np.where(rng.uniform(size=np.shape(mu)) < pi, 0.0, y)
 
     def __repr__(self):
         return f"ZeroInflated({self.base!r}, zi={self.zi_names})"
+
+
+# ---- random effects in the zero model -----------------------------------------------------------------
+#
+# With ``ziformula = "~ x + (1 | g)"`` each row has two linear predictors, eta_c (the count part's) and
+# eta_z = X_zi gamma + Z_zi b_zi (the zero model's), and the Laplace approximation needs the Hessian of
+# -log p over (u_c, u_z): Z' W Z with a 2 x 2 block per row,
+#
+#     W_i = [[a, c], [c, b]],  for y = 0 with r = P(count process | y = 0) (1 for y > 0) and the base's
+#           a = r o0 - r (1 - r) s0^2,   b = pi (1 - pi) - r (1 - r),   c = r (1 - r) s0,
+#     score (r s0, (1 - r) - pi)
+#
+# (log p0 is a log-sum-exp of log pi and log(1 - pi) + log f0; its Hessian is the weighted mean of the two
+# components' plus r (1 - r) times the outer product of their gradients' difference (-s0, 1)).
+#
+# The engine's random-effects system takes one weight per row, so the rows are stacked three times:
+#
+#     block A: eta_c's terms (X, Z_c),  weight a - c        (count part only)
+#     block B: eta_z's terms (Z_zi),    weight b - c        (zero model only; X_zi gamma is added here)
+#     block C: both,                    weight c            c (z_c + z_z)(z_c + z_z)' gives the cross terms
+#
+# so that sum over blocks of w z z' = Z' W Z exactly, and every stage (the blocked Cholesky, its
+# log-determinant, the joint (u, beta) solve) works unchanged. The right-hand side W v + s goes in blocks
+# A and B; block C's linear predictor is never read. gamma stays an outer parameter, as without random effects.
+
+
+class ZeroInflatedRE(ZeroInflated):
+    """The zero-inflated family over the stacked rows of a zero model with random effects (the block above).
+
+    Parameters
+    ----------
+    family : ZeroInflated
+        The model's zero-inflated (or hurdle) family on its n rows.
+    """
+
+    stacked = True
+
+    def __init__(self, family: ZeroInflated):
+        self.__dict__.update(copy.copy(family).__dict__)
+        self.n = self.X_zi.shape[0]
+
+    @property
+    def fast_path(self):
+        return "stacked_zi"
+
+    def _blocks(self, eta, y, wt):
+        """(eta_c, eta_z, y, wt) of the n rows from the stacked arrays."""
+        n = self.n
+        eta = np.asarray(eta, dtype=float)
+        return eta[:n], self.X_zi @ self.gamma + eta[n:2 * n], np.asarray(y)[:n], np.asarray(wt)[:n]
+
+    def _logp(self, y, mu, ez, wt):
+        log_pi, log_1m = -np.logaddexp(0.0, -ez), -np.logaddexp(0.0, ez)
+        lf = self.base.loglik(y, mu, wt)
+        return np.where(y == 0, np.logaddexp(log_pi, log_1m + lf), log_1m + lf), lf
+
+    def fast_kernel(self, eta, y, wt):
+        ec, ez, yy, ww = self._blocks(eta, y, wt)
+        mu = self.link.inverse(ec)
+        lp, _ = self._logp(yy, mu, ez, ww)
+        return float(np.sum(lp)), np.concatenate([mu, special.expit(ez), mu])
+
+    def information(self, eta, y, wt):
+        """Per row the score (s_c, s_z) and the information (a, b, c) of the block above.
+
+        Parameters
+        ----------
+        eta, y, wt : numpy.ndarray
+            The stacked linear predictor (3n), responses and prior weights.
+
+        Returns
+        -------
+        tuple
+            (s_c, s_z, a, b, c), each (n,).
+        """
+        ec, ez, yy, ww = self._blocks(eta, y, wt)
+        mu = self.link.inverse(ec)
+        pi = special.expit(ez)
+        lf = self.base.loglik(yy, mu, ww)
+        r = np.where(yy == 0, special.expit(lf - ez), 1.0)
+        live = r > 0  # a hurdle's zeros (f(0) = 0) carry nothing of the count part
+        s0 = np.where(live, self.base.score_eta(yy, ec, mu, ww), 0.0)
+        o0 = np.where(live, self.base.observed_weights(yy, ec, mu, ww), 0.0)
+        rr = r * (1 - r)
+        return r * s0, (1 - r) - pi, r * o0 - rr * s0 * s0, pi * (1 - pi) - rr, rr * s0
+
+    @staticmethod
+    def _stacked_weights(a, b, c):
+        return np.concatenate([a - c, b - c, c])
+
+    def fast_weights(self, eta, mu, y, wt, base):
+        # Newton steps with the exact information; PIRLS falls back on ``psd_weights`` where it is indefinite
+        return self._step_weights(eta, y, wt, base, psd=False)
+
+    def psd_weights(self, eta, y, wt, base):
+        """(W, W v) with each row's information made positive semi-definite (``psd_2x2``): PIRLS's fallback.
+
+        Parameters
+        ----------
+        eta, y, wt : numpy.ndarray
+            The stacked linear predictor, responses and prior weights.
+        base : numpy.ndarray
+            The part of eta the step solves for.
+
+        Returns
+        -------
+        tuple
+            (W, W v) over the stacked rows.
+        """
+        return self._step_weights(eta, y, wt, base, psd=True)
+
+    def _step_weights(self, eta, y, wt, base, psd):
+        sc, sz, a, b, c = self.information(eta, y, wt)
+        if psd:
+            a, b, c = psd_2x2(a, b, c)
+        n = self.n
+        bc, bz = base[:n], base[n:2 * n]
+        wv = np.concatenate([a * bc + c * bz + sc, c * bc + b * bz + sz, np.zeros(n)])
+        return self._stacked_weights(a, b, c), wv
+
+    def observed_weights(self, y, eta, mu, wt):
+        _, _, a, b, c = self.information(eta, y, wt)
+        return self._stacked_weights(a, b, c)
+
+    def working_weights(self, eta, mu, wt):
+        raise InputError("a zero model with random effects uses the observed information (laplace='observed')")
+
+    def laplace_gradient_terms(self, y, eta, mu, wt, laplace: str = "observed"):
+        return None
+
+    def param_gradient_terms(self, y, eta, mu, wt, laplace: str = "observed"):
+        return None
+
+    def params_start(self, y, mu, wt):
+        n = self.n
+        return super().params_start(np.asarray(y)[:n], np.asarray(mu)[:n], np.asarray(wt)[:n])
+
+    def loglik_const_sum(self, y, wt, unique=None):
+        return 0.0
+
+    def on_rows(self, eta) -> ZeroInflated:
+        """The model's zero-inflated family on its n rows, with the zero model's random part at the modes.
+
+        Parameters
+        ----------
+        eta : numpy.ndarray
+            The stacked linear predictor at the mode.
+
+        Returns
+        -------
+        ZeroInflated
+            ``pi`` includes Z_zi b_zi (glmmTMB's fitted zero probabilities).
+        """
+        fam = ZeroInflated.__new__(ZeroInflated)
+        fam.__dict__.update({k: v for k, v in self.__dict__.items() if k != "n"})
+        fam.zi_offset = np.asarray(eta, dtype=float)[self.n:2 * self.n].copy()
+        return fam
+
+
+def psd_2x2(a, b, c, floor: float = 1e-8):
+    """The nearest positive semi-definite [[a, c], [c, b]] per row (eigenvalues clipped at ``floor``).
+
+    Parameters
+    ----------
+    a, b, c : numpy.ndarray
+        The entries, one matrix per row.
+    floor : float
+        The smallest eigenvalue kept.
+
+    Returns
+    -------
+    tuple
+        (a, b, c), unchanged where both eigenvalues are at least ``floor``.
+    """
+    half = 0.5 * (a + b)
+    d = np.sqrt(0.25 * (a - b) ** 2 + c * c)
+    l1, l2 = half + d, half - d
+    bad = l2 < floor
+    if not np.any(bad):
+        return a, b, c
+    # the leading eigenvector: (c, l1 - a), or an axis when c = 0
+    v1, v2 = np.where(c != 0, c, np.where(a >= b, 1.0, 0.0)), np.where(c != 0, l1 - a, np.where(a >= b, 0.0, 1.0))
+    nrm = np.hypot(v1, v2)
+    v1, v2 = v1 / nrm, v2 / nrm
+    L1, L2 = np.maximum(l1, floor), floor
+    # W = L1 v v' + L2 (I - v v')
+    na = L2 + (L1 - L2) * v1 * v1
+    nb = L2 + (L1 - L2) * v2 * v2
+    nc = (L1 - L2) * v1 * v2
+    return np.where(bad, na, a), np.where(bad, nb, b), np.where(bad, nc, c)
+
+
+def stacked_glmm_data(spec):
+    """The engine's data for a model whose zero model has random effects: the rows stacked three times.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model (``spec.zi_terms`` not empty, ``spec.family`` zero-inflated).
+
+    Returns
+    -------
+    GlmmData
+        3n rows: X = [X; 0; X], each count-part term with rows [Z_c; 0; Z_c], each zero-model term with
+        [0; Z_zi; Z_zi], the family ``ZeroInflatedRE`` (the block comment above).
+    """
+    import dataclasses
+
+    from .engine.blocked import Structure
+    from .engine.pirls import GlmmData
+
+    n = spec.n
+    zero = np.zeros(n)
+
+    def stack(t, blocks):
+        X = np.vstack([t.X if on else np.zeros_like(t.X) for on in blocks])
+        return dataclasses.replace(t, codes=np.tile(t.codes, 3), X=X, _csr=None)
+
+    if any(t.cov.system is not None for t in spec.terms):
+        raise InputError("random effects in the zero model go with lme4's terms and glmmTMB's structures in the "
+                         "conditional model, not with a known covariance (relmat, tree)")
+    terms = [stack(t, (True, False, True)) for t in spec.terms] + [stack(t, (False, True, True)) for t in spec.zi_terms]
+    X3 = np.vstack([spec.X, np.zeros_like(spec.X), spec.X])
+    return GlmmData(np.tile(spec.y, 3), np.tile(spec.wt, 3), np.concatenate([spec.offset, zero, spec.offset]), X3,
+                    Structure(terms), ZeroInflatedRE(spec.family))

@@ -653,6 +653,8 @@ class Structure(RandomEffectsSystem):
             k1 = self.first.k
             if k1 == 1:
                 a = t1[0, 0] ** 2 * raw.G1[:, 0, 0] + 1.0
+                if np.any(a <= 0):  # negative weights (an indefinite observed information) can make it so
+                    raise np.linalg.LinAlgError("first block not positive definite")
                 l = np.sqrt(a)
                 L11 = l[:, None, None]
                 L11inv = (1.0 / l)[:, None, None]

@@ -846,6 +846,8 @@ def moment_theta(obj, beta0, psi0) -> np.ndarray:
     """
     d = obj.data
     fam = obj.family_at(psi0 if obj.n_psi else None)
+    if getattr(fam, "stacked", False):  # a zero model with random effects: its rows are stacked (zeroinflated.py)
+        return np.array(obj.theta0, dtype=float)
     eta = d.offset + d.X @ beta0
     mu = fam.link.inverse(eta)
     dmu = fam.link.mu_eta(eta)

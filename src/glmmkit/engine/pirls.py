@@ -133,14 +133,22 @@ def pirls(
     it = 0
     factor = None
     for it in range(1, maxit + 1):
-        w, wv = kern.weights(eta, mu, y, wt, eta - off - (0.0 if joint else xb))
-        if joint:
-            factor = st.factor(st.raw(w, X), theta)
-            rhs = np.concatenate([st.lam_zt(theta, wv), X.T @ wv])
-        else:
-            raw = st.raw(w, None)
+        base = eta - off - (0.0 if joint else xb)
+        w, wv = kern.weights(eta, mu, y, wt, base)
+        try:
+            raw = st.raw(w, X if joint else None)
             factor = st.factor(raw, theta)
-            rhs = st.lam_zt(theta, wv)
+        except np.linalg.LinAlgError:
+            # an indefinite observed information (a family that steps with it, e.g. a zero model with random
+            # effects): step with its positive semi-definite part instead
+            if not hasattr(family, "psd_weights"):
+                raise
+            w, wv = family.psd_weights(eta, y, wt, base)
+            raw = st.raw(w, X if joint else None)
+            factor = st.factor(raw, theta)
+        rhs = st.lam_zt(theta, wv)
+        if joint:
+            rhs = np.concatenate([rhs, X.T @ wv])
         sol = factor.solve(rhs)
         du = sol[: st.Q] - u
         db = sol[st.Q :] - beta if joint else 0.0

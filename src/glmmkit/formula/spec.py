@@ -138,6 +138,11 @@ class ModelSpec:
     messages: list[str] = field(default_factory=list)
     offset_exprs: list[str] = field(default_factory=list)
     user_offset: bool = False
+    #: random-effects terms of the zero-inflation model (``ziformula="~ x + (1 | g)"``), after the main ones in theta
+    zi_terms: list[RandomTerm] = field(default_factory=list)
+    #: the zero-inflation and dispersion formulas as given (None without)
+    ziformula: str | None = None
+    dispformula: str | None = None
     _kept_cols: np.ndarray | None = field(default=None, repr=False)  # columns of X kept after aliasing
 
     @property
@@ -215,9 +220,6 @@ class ModelSpec:
             from ..zeroinflated import ZI_FAMILIES
             if fam.name not in ZI_FAMILIES:
                 raise InputError(f"ziformula is available for the families {list(ZI_FAMILIES)}, not {fam.name!r}")
-            if "|" in re.sub(r"`[^`]*`", "", ziformula):
-                raise FormulaError(f"random effects in the zero-inflation model ({ziformula!r}) are not available yet: "
-                                   "the zero model takes fixed effects, e.g. '~ x' (docs/families.md says why)")
         if dispformula is not None:
             if not isinstance(dispformula, str):
                 raise InputError(f"dispformula must be a one-sided formula string such as '~ x', got {dispformula!r}")
@@ -329,10 +331,23 @@ class ModelSpec:
             dmm = _model_matrix(disp_rhs, data, f"the dispersion formula {dispformula!r}")
             fam = DispersionModel(fam, np.asarray(dmm, dtype=float), [_re_name(c) for c in dmm.columns],
                                   dmm.model_spec)
+        zi_terms: list[RandomTerm] = []
         if zi_rhs is not None:
             from ..zeroinflated import ZeroInflated
 
-            zmm = _model_matrix(zi_rhs, data, f"the zero-inflation formula {ziformula!r}")
+            zi_fixed = zi_rhs
+            if "|" in re.sub(r"`[^`]*`", "", zi_rhs):
+                # random effects in the zero model: its own terms, fitted on the stacked system (zeroinflated.py)
+                zi_parsed = parse_formula(f"{parsed.response} ~ {zi_rhs}")
+                if zi_parsed.offsets:
+                    raise FormulaError(f"offset() in the zero-inflation formula {ziformula!r} is not available")
+                zi_fixed = zi_parsed.fixed
+                for bar in zi_parsed.bars:
+                    zi_terms.extend(_build_terms(bar, data, {}, False, n))
+                if any(t.cov.system is not None for t in zi_terms):
+                    raise FormulaError(f"the zero-inflation formula {ziformula!r} takes lme4's terms and glmmTMB's "
+                                       "covariance structures, not a known covariance")
+            zmm = _model_matrix(zi_fixed, data, f"the zero-inflation formula {ziformula!r}")
             fam = ZeroInflated(fam, np.asarray(zmm, dtype=float), [_re_name(c) for c in zmm.columns], zmm.model_spec)
         # ---- random-effects terms ---------------------------------------------
         terms = []
@@ -348,6 +363,7 @@ class ModelSpec:
             formula=formula, parsed=parsed, family=fam, data=data, y=y, wt=wt, offset=off, X=X,
             x_names=x_names, x_spec=mm.model_spec, terms=terms, response=resp_name,
             messages=messages, offset_exprs=list(parsed.offsets), user_offset=offset is not None,
+            zi_terms=zi_terms, ziformula=ziformula, dispformula=dispformula,
         )
         spec._kept_cols = kept_cols
         return spec
@@ -364,7 +380,7 @@ class ModelSpec:
         dX = getattr(self.family, "X_disp", getattr(getattr(self.family, "base", None), "X_disp", None))
         if dX is not None:
             checks.append(("the dispformula", ~np.all(np.isfinite(dX), axis=1)))
-        checks += [(f"({t.lhs} | {t.group})", ~np.all(np.isfinite(t.X), axis=1)) for t in self.terms]
+        checks += [(f"({t.lhs} | {t.group})", ~np.all(np.isfinite(t.X), axis=1)) for t in self.terms + self.zi_terms]
         for label, mask in checks:
             if mask.any():
                 out[label] = mask
@@ -410,7 +426,18 @@ class ModelSpec:
         from ..engine.objective import GlmmObjective
         from ..engine.pirls import GlmmData
 
-        data = GlmmData(self.y, self.wt, self.offset, self.X, self.random_effects_system(), self.family)
+        if self.zi_terms:
+            # random effects in the zero model: the engine's rows stacked three times (zeroinflated.py)
+            from ..zeroinflated import stacked_glmm_data
+
+            if nagq != 1 or reml:
+                raise InputError("a zero-inflation formula with random effects is fitted by the Laplace "
+                                 "approximation and maximum likelihood: use nagq=1 and reml=False "
+                                 f"(got nagq={nagq}, reml={reml})")
+
+            data = stacked_glmm_data(self)
+        else:
+            data = GlmmData(self.y, self.wt, self.offset, self.X, self.random_effects_system(), self.family)
         return GlmmObjective(data, nagq=nagq, laplace=laplace, quad_stop=quad_stop, reml=reml)
 
     def lmm_objective(self, reml: bool = True):

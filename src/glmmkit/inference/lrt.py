@@ -20,7 +20,9 @@ from ..errors import InputError
 
 def _label(fit) -> str:
     fam = "gaussian" if fit.is_lmm else fit.family.name
-    return f"{fam}: {fit.spec.formula}"
+    extra = "".join(f", {name} = {f}" for name, f in (("zi", getattr(fit.spec, "ziformula", None)),
+                                                        ("disp", getattr(fit.spec, "dispformula", None))) if f)
+    return f"{fam}: {fit.spec.formula}{extra}"
 
 
 def anova(*fits) -> pd.DataFrame:
@@ -65,8 +67,9 @@ def anova(*fits) -> pd.DataFrame:
 
 def _re_columns(fit) -> dict[str, set]:
     out: dict[str, set] = {}
-    for t in fit.spec.terms:
-        out.setdefault(t.group, set()).update(t.columns)
+    for key, t in zip(fit._term_keys(), fit._all_terms):
+        group = f"zi:{t.group}" if key.startswith("zi:") else t.group  # the zero model's terms apart
+        out.setdefault(group, set()).update(t.columns)
     return out
 
 

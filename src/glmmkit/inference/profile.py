@@ -55,7 +55,7 @@ class ProfileProblem:
     def _names(self, fit) -> None:
         """Names, kinds and bounds of the parameters (no objective needed)."""
         self.fit = fit
-        self.terms = list(fit.spec.terms)
+        self.terms = fit._all_terms  # the conditional model's terms, then the zero model's
         self.is_lmm = fit.is_lmm
         keys = fit._term_keys()
         names, lower, upper, kinds = [], [], [], []
