@@ -229,6 +229,20 @@ def test_zero_model_random_effects_bad_input():
         gk.glmer("y ~ x + (1 | g)", d.assign(y=d.y + 0.5), "gaussian", ziformula="~ (1 | g)")
 
 
+def test_zero_model_takes_slopes_and_a_dense_relmat_beside_it():
+    d = _sim()
+    lev = sorted(d.g.unique())
+    K = pd.DataFrame(np.eye(len(lev)), index=lev, columns=lev)
+    plain = gk.glmer("y ~ x + (1 | g)", d, "poisson", ziformula="~ (1 | g)")
+    known = gk.glmer("y ~ x + (1 | g)", d, "poisson", ziformula="~ (1 | g)", relmat={"g": K})
+    assert known.converged and known.loglik == pytest.approx(plain.loglik, abs=1e-6)
+    slopes = gk.glmer("y ~ x + (1 | g)", d, "poisson", ziformula="~ x + (1 + x | g)")
+    vc = slopes.varcorr
+    assert slopes.converged and vc.loc[vc.group == "zi:g", "term1"].tolist() == ["(Intercept)", "x", "(Intercept)"]
+    # a model nested in it (the zero model's slope dropped) cannot fit better
+    assert slopes.loglik >= gk.glmer("y ~ x + (1 | g)", d, "poisson", ziformula="~ x + (1 | g)").loglik - 1e-6
+
+
 def test_cli_fits_a_zero_model_with_random_effects(tmp_path):
     csv, out = tmp_path / "sim.csv", tmp_path / "fit.json"
     _sim().to_csv(csv, index=False)

@@ -532,8 +532,9 @@ def stacked_glmm_data(spec):
         return dataclasses.replace(t, codes=np.tile(t.codes, 3), X=X, _csr=None)
 
     if any(t.cov.system is not None for t in spec.terms):
-        raise InputError("random effects in the zero model go with lme4's terms and glmmTMB's structures in the "
-                         "conditional model, not with a known covariance (relmat, tree)")
+        raise InputError("random effects in the zero model go with the blocked system's terms in the conditional "
+                         "model (lme4's, glmmTMB's structures, a dense relmat), not with a tree or a sparse known "
+                         "covariance")
     terms = [stack(t, (True, False, True)) for t in spec.terms] + [stack(t, (False, True, True)) for t in spec.zi_terms]
     X3 = np.vstack([spec.X, np.zeros_like(spec.X), spec.X])
     return GlmmData(np.tile(spec.y, 3), np.tile(spec.wt, 3), np.concatenate([spec.offset, zero, spec.offset]), X3,
