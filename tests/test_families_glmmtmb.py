@@ -219,6 +219,8 @@ FITS = {
                                                 dispformula="~ Days"),
     "nbinom2_disp_salamanders": lambda: gk.glmer("count ~ spp + mined + (1 | site)", _sal(), "nbinom2",
                                                  laplace="observed", dispformula="~ mined"),
+    "compois_disp_salamanders": lambda: gk.glmer("count ~ spp + mined + (1 | site)", _sal(), "compois",
+                                                 dispformula="~ mined"),
     "beta_disp_sim": lambda: gk.glmer("y ~ x + (1 | g)", pd.read_csv(REF / "beta.csv"), "beta", dispformula="~ x"),
     "gamma_disp": lambda: gk.glmer("y ~ x + (1 | g)", pd.read_csv(SHARED / "gamma_log" / "data.csv"), "Gamma",
                                    link="log", laplace="observed", dispformula="~ x"),
@@ -293,6 +295,25 @@ def test_hurdle_predictions_match_glmmtmb():
     assert np.allclose(fit.predict(nd, type="zprob"), r["predict_zprob"], rtol=1e-3)
     assert np.allclose(fit.predict(nd, type="conditional"), r["predict_conditional"], rtol=2e-3)
     assert np.allclose(fit.predict(nd, type="response"), r["predict_response"], rtol=2e-3)
+
+
+def test_compois_series_is_exact_from_the_geometric_limit_to_poisson():
+    """log Z, the mean and the variance against a 20,000-count series: small nu (the geometric limit, where the
+    window is capped) and moderate nu with moderate means (a heavy right tail, where the window widens)."""
+    from scipy.special import gammaln, logsumexp
+
+    j = np.arange(0, 20000.0)
+    mu = np.array([0.05, 0.3, 1.0, 2.5, 7.0, 20.0, 60.0])
+    for nu in [1e-7, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]:
+        loglam, logz, var, _ = F.ConwayMaxwellPoisson(phi=1 / nu)._moments(mu)
+        for i, m in enumerate(mu):
+            lw = loglam[i] * j - nu * gammaln(j + 1)
+            lz = logsumexp(lw)
+            p = np.exp(lw - lz)
+            mean = np.sum(p * j)
+            assert logz[i] == pytest.approx(lz, abs=1e-8), (nu, m)
+            assert mean == pytest.approx(m, rel=1e-8), (nu, m)
+            assert var[i] == pytest.approx(np.sum(p * (j - mean) ** 2), rel=1e-8), (nu, m)
 
 
 # ---- the rest of the toolkit on the new families --------------------------------------------------------
@@ -383,8 +404,6 @@ def test_dispersion_model_bad_input():
     d = _disp_data()
     with pytest.raises(InputError, match="dispformula is available for the families .*not 'poisson'"):
         gk.glmer("yn ~ x + (1 | g)", d, "poisson", dispformula="~ z")
-    with pytest.raises(InputError, match="not 'compois'"):  # held back: see dispersion_model.DISP_FAMILIES
-        gk.glmer("yn ~ x + (1 | g)", d, "compois", dispformula="~ z")
     with pytest.raises(Exception, match="nowhere"):
         gk.glmer("yn ~ x + (1 | g)", d, "nbinom2", dispformula="~ nowhere")
     with pytest.raises(InputError, match="nagq"):

@@ -27,10 +27,9 @@ from .formula.coding import coded_matrix
 _Z95 = 1.959964
 _H = 1e-5
 
-#: families whose dispersion a dispformula can model (Conway-Maxwell-Poisson is held back: its series takes a
-#: nu per row, but fits with nu -> 0 on some rows run for tens of minutes; see docs/families.md)
+#: families whose dispersion a dispformula can model
 DISP_FAMILIES = ("gaussian", "Gamma", "inverse.gaussian", "nbinom1", "nbinom2", "beta", "betabinomial", "tweedie",
-                 "t", "genpois", "truncated_nbinom1", "truncated_nbinom2")
+                 "t", "genpois", "compois", "truncated_nbinom1", "truncated_nbinom2")
 
 
 class DispersionModel(Family):

@@ -179,11 +179,17 @@ class ConwayMaxwellPoisson(MeanFamily):
         a dispersion model)."""
         return np.broadcast_to(1.0 / np.asarray(self.values["phi"], dtype=float), shape).ravel()
 
-    def _window(self, mu, nu):
+    def _window(self, mu, nu, widen=1.0):
         """Per row a window of counts around the mean wide enough for terms down to about e^-40, laid end
-        to end (row index, count) with each row's start: the series costs what each row needs."""
-        sd = np.sqrt(np.maximum(mu, 1.0) / np.minimum(nu, 1.0))
-        half = np.ceil(9 * sd + 15).astype(np.int64)
+        to end (row index, count) with each row's start: the series costs what each row needs (``widen``:
+        a factor per row on the half-width, for rows whose tail the first window cut)."""
+        m1 = np.maximum(mu, 1.0)
+        sd = np.sqrt(m1 / np.minimum(nu, 1.0))
+        # Var y ~ mu / nu holds for large means; as nu -> 0 the law tends to the geometric (Var = mu (1 + mu),
+        # term ratio lambda ~ mu / (1 + mu) at most), whose terms fall below e^-40 within 40 (1 + mu) counts:
+        # without this bound the window grew as nu^-1/2 and a fit running to nu -> 0 (a dispersion model at its
+        # boundary) slowed without end
+        half = np.ceil(widen * (np.minimum(9 * sd, 40 * (1 + m1)) + 15)).astype(np.int64)
         lo = np.maximum(np.floor(mu).astype(np.int64) - half, 0)
         width = np.floor(mu).astype(np.int64) + half + 1 - lo
         starts = np.concatenate([[0], np.cumsum(width)[:-1]])
@@ -222,7 +228,28 @@ class ConwayMaxwellPoisson(MeanFamily):
                     a[ok] = v
             return out
         flat = mu.ravel()
-        row, starts, j = self._window(flat, nu)
+        nu = np.broadcast_to(nu, flat.shape)
+        res = [np.empty(flat.size) for _ in range(4)]
+        idx, widen = np.arange(flat.size), np.ones(flat.size)
+        for _ in range(8):
+            # a row whose solved series still has mass at its window's end (a heavy right tail at small nu and
+            # moderate means: 9 SDs are not enough there) is solved again on twice the window, until none is cut
+            part, cut = self._solve(flat[idx], nu[idx], widen[idx])
+            for a, v in zip(res, part):
+                a[idx] = v
+            idx = idx[cut]
+            if not idx.size:
+                break
+            widen[idx] *= 2
+        out = tuple(a.reshape(mu.shape) for a in res)
+        if key is not None:
+            self._cache = (key, out)
+        return out
+
+    def _solve(self, flat, nu, widen):
+        """(log lambda, log Z, V, k3) on the windows ``_window(flat, nu, widen)``, and the rows whose window cut
+        the series (mass above 1e-12 at its last count)."""
+        row, starts, j = self._window(flat, nu, widen)
         lgj = special.gammaln(j + 1)
         # start: the asymptotic mean lambda^(1/nu) - (nu - 1) / (2 nu) for large means, lambda = mu for small
         # ones (Z ~ 1 + lambda); E y is increasing in log lambda with slope Var y: Newton's steps, capped
@@ -231,21 +258,25 @@ class ConwayMaxwellPoisson(MeanFamily):
                           np.log(flat) - np.log1p(flat) * (1 - np.minimum(nu, 1.0)))
         ends = np.concatenate([starts[1:], [j.size]]) - 1
         prev = None
+        halved = np.zeros(flat.size, dtype=int)
         self.newton_iterations = 0
         for _ in range(200):
             p, _ = self._weights(loglam, nu, row, starts, j, lgj)
             # a step past the root makes the series heavy beyond the window (its mean then looks too small):
-            # such rows go back halfway to their last value
+            # such rows go back halfway to their last value; a row still heavy after 40 halvings has a window
+            # too narrow even where it started, and is left to the caller's wider window (``_moments``)
             over = p[ends] > 1e-12
-            if prev is not None and np.any(over):
-                loglam = np.where(over, 0.5 * (loglam + prev), loglam)
+            back = over & (halved < 40) if prev is not None else np.zeros_like(over)
+            if np.any(back):
+                loglam = np.where(back, 0.5 * (loglam + prev), loglam)
+                halved += back
                 continue
             mean = self._row_sums(p * j, starts)
             dev = j - mean[row]
             var = np.maximum(self._row_sums(p * dev * dev, starts), 1e-300)
             gap = flat - mean
             self.newton_iterations += 1
-            if np.all(np.abs(gap) <= 1e-12 * np.maximum(flat, 1.0)):
+            if np.all((np.abs(gap) <= 1e-12 * np.maximum(flat, 1.0)) | (halved >= 40)):
                 break
             prev = loglam.copy()
             loglam = loglam + np.clip(gap / var, -2, 2)
@@ -254,10 +285,7 @@ class ConwayMaxwellPoisson(MeanFamily):
         dev = j - mean[row]
         var = np.maximum(self._row_sums(p * dev * dev, starts), 1e-300)
         k3 = self._row_sums(p * dev ** 3, starts)
-        out = tuple(a.reshape(mu.shape) for a in (loglam, logz, var, k3))
-        if key is not None:
-            self._cache = (key, out)
-        return out
+        return (loglam, logz, var, k3), p[ends] > 1e-12
 
     def variance(self, mu):
         return self._moments(mu)[2]
