@@ -54,6 +54,8 @@ def test_demo_runs_and_tells_the_stories(tmp_path, capsys):
     assert "Birds" in text and "Clinics" in text
     assert 1.2 < res["birds"]["odds_ratio"] < 3.0  # simulated truth exp(0.8) = 2.2
     assert 1.1 < res["clinics"]["rate_ratio"] < 1.6  # simulated truth exp(0.25) = 1.28
+    # simulated with a constant clinician effect (no drift): the AR(1) over months goes to rho = 1, no gain
+    assert res["clinics"]["ar1"]["rho"] > 0.9 and res["clinics"]["ar1"]["lr"] < 3.84
     assert res["mating"]["se_ratio_nb_over_poisson"] > 1.5  # the Poisson GLMM's false confidence
     assert "Mating success" in text
     assert (tmp_path / "demo_results.json").exists()
