@@ -28,6 +28,9 @@ from .errors import FitError, InputError
 from .output import json_safe
 
 
+#: an LMM's coef_table computes Satterthwaite df when that costs less than this (seconds, estimated)
+DDF_BUDGET_S = 20.0
+
 def lme4_name(name: str) -> str:
     """A formulaic coefficient name as lme4 writes it: ``period[T.2]`` -> ``period2``, ``Intercept`` -> ``(Intercept)``.
 
@@ -206,16 +209,85 @@ class Fit(InformationCriteria, Result):
 
     @property
     def coef_table(self) -> pd.DataFrame:
-        """Estimates, standard errors and Wald statistics: ``estimate``, ``std_error`` and ``t`` (LMM) or ``z`` and ``p`` (GLMM)."""
+        """Estimates, standard errors and Wald tests: ``estimate``, ``std_error``, then ``df``, ``t`` and ``p``
+        with Satterthwaite's df (LMM, as lmerTest) or ``z`` and ``p`` (GLMM).
+
+        An LMM whose df would take more than ``DDF_BUDGET_S`` seconds (a few hundred evaluations of the
+        objective) reports NaN df and p here, with a message; ``fixef_table(ddf=...)`` computes them."""
         se = np.sqrt(np.diag(self._vcov))
         z = self._beta / se
-        out = pd.DataFrame({"estimate": self._beta, "std_error": se}, index=self.spec.x_names)
         if self.is_lmm:
-            out["t"] = z
-        else:
-            out["z"] = z
-            out["p"] = 2 * stats.norm.sf(np.abs(z))
+            per_eval = self.optsummary.time_s / max(self.optsummary.fevals, 1)
+            m = len(self.theta) + 1
+            if per_eval * (8 * m * m + 16 * m) > DDF_BUDGET_S and "_ddf_cache" not in self.__dict__:
+                out = pd.DataFrame({"estimate": self._beta, "std_error": se, "df": np.nan, "t": z, "p": np.nan},
+                                   index=self.spec.x_names)
+                return out
+            try:
+                return self.fixef_table()
+            except (np.linalg.LinAlgError, FloatingPointError, ValueError, InputError):
+                return pd.DataFrame({"estimate": self._beta, "std_error": se, "df": np.nan, "t": z, "p": np.nan},
+                                    index=self.spec.x_names)
+        out = pd.DataFrame({"estimate": self._beta, "std_error": se}, index=self.spec.x_names)
+        out["z"] = z
+        out["p"] = 2 * stats.norm.sf(np.abs(z))
         return out
+
+    def fixef_table(self, ddf: str | None = None, level: float | None = None) -> pd.DataFrame:
+        """The fixed-effects table with the chosen denominator degrees of freedom (lmerTest's
+        ``summary(fit, ddf=...)``).
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "residual", "none"}, optional
+            LMMs: Satterthwaite's df (the default), Kenward-Roger's (with its adjusted standard errors, REML
+            fits), n - p, or none (normal reference). GLMMs take only "none" (their tests are Wald z).
+        level : float, optional
+            Add ``lower`` and ``upper`` confidence limits on the same df.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate``, ``std_error``, ``df``, ``t``, ``p`` (LMM) or ``estimate``, ``std_error``, ``z``,
+            ``p`` (GLMM), one row per coefficient.
+        """
+        from .inference.wald import t_tests
+
+        out = t_tests(self, np.eye(self.spec.p), 0.0, ddf, level)
+        out.index = self.spec.x_names
+        return out
+
+    def contest(self, L, rhs=0.0, ddf: str | None = None, joint: bool = True) -> pd.DataFrame:
+        """Test contrasts of the fixed effects, L beta = rhs (lmerTest's ``contest``).
+
+        Parameters
+        ----------
+        L : array-like, dict or DataFrame
+            One contrast (length p), several (q x p), or ``{coefficient: weight}``.
+        rhs : float or array
+            The hypothesised values.
+        ddf : str, optional
+            As for ``fixef_table``.
+        joint : bool
+            One joint F (LMM) or chi-square (GLMM) test of all rows; False: one t or z test per row.
+
+        Returns
+        -------
+        pandas.DataFrame
+            joint: one row with ``F``, ``num_df``, ``den_df``, ``p`` (LMM) or ``chisq``, ``df``, ``p``;
+            otherwise one row per contrast with ``estimate``, ``std_error``, (``df``), ``t``/``z``, ``p``.
+        """
+        from .inference.wald import contrast_matrix, f_test, t_tests
+
+        M = contrast_matrix(self, L)
+        rhs_arr = np.asarray(rhs, dtype=float)
+        if rhs_arr.ndim and rhs_arr.shape != (M.shape[0],):
+            raise InputError(f"rhs has {rhs_arr.size} values for {M.shape[0]} contrast rows")
+        if not isinstance(joint, (bool, np.bool_)):
+            raise InputError(f"joint must be True or False, got {joint!r}")
+        if joint:
+            return pd.DataFrame([f_test(self, M, rhs_arr, ddf)])
+        return t_tests(self, M, rhs_arr, ddf)
 
     # ---- random effects ---------------------------------------------------------
     @property

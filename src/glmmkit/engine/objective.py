@@ -376,8 +376,21 @@ class LmmObjective:
         u, beta = sol[:Q], sol[Q:]
         nr = self.n - self.p if self.reml else self.n
         sigma2 = f.Lt[-1, -1] ** 2 / nr
+        return beta, u, float(sigma2), sigma2 * self.unscaled_vcov(f), f
+
+    def unscaled_vcov(self, f) -> np.ndarray:
+        """(R_X' R_X)^-1 = (X' V^-1 X)^-1 / sigma^2 from a factor: vcov(beta) without sigma^2.
+
+        Parameters
+        ----------
+        f : BlockedFactor
+            From ``factor``.
+
+        Returns
+        -------
+        numpy.ndarray
+            (p, p).
+        """
         qt = self.structure.Qtt
-        rx = f.Lt[qt : qt + self.p, qt : qt + self.p]
-        rinv = np.linalg.inv(rx)
-        vcov = sigma2 * (rinv.T @ rinv)
-        return beta, u, float(sigma2), vcov, f
+        rinv = np.linalg.inv(f.Lt[qt : qt + self.p, qt : qt + self.p])
+        return rinv.T @ rinv

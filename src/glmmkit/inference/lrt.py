@@ -25,20 +25,32 @@ def _label(fit) -> str:
     return f"{fam}: {fit.spec.formula}{extra}"
 
 
-def anova(*fits) -> pd.DataFrame:
-    """Sequential likelihood-ratio tests of nested fits, smallest first.
+def anova(*fits, type=3, ddf: str | None = None) -> pd.DataFrame:
+    """An anova table of one fit's fixed-effects terms, or likelihood-ratio tests of nested fits.
 
     Parameters
     ----------
     *fits : Fit
-        Two or more nested fits to the same data.
+        One fit: Wald tests per term (lmerTest's ``anova`` for an LMM, car's ``Anova`` for a GLMM).
+        Two or more nested fits to the same data: sequential likelihood-ratio tests, smallest first.
+    type : {1, 2, 3}
+        One fit: the terms' hypotheses (sequential, adjusted for all but containing terms, or SAS's type III;
+        docs/inference.md).
+    ddf : str, optional
+        One LMM: ``"satterthwaite"`` (default), ``"kenward-roger"``, ``"residual"`` or ``"none"``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per model (index ``model``), by number of parameters: ``npar``, ``AIC``, ``BIC``,
-        ``logLik``, ``deviance``, ``Chisq``, ``Df``, ``p`` and the boundary-corrected ``p_boundary``.
+        One fit: index ``term``; LMM columns ``F``, ``num_df``, ``den_df``, ``p``; GLMM ``chisq``, ``df``,
+        ``p``. Several: one row per model (index ``model``), by number of parameters: ``npar``, ``AIC``,
+        ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``, ``p`` and the boundary-corrected ``p_boundary``.
     """
+    if len(fits) == 1:
+        from .wald import anova_table
+
+        check_fits(fits, "anova", at_least=1)
+        return anova_table(fits[0], type=type, ddf=ddf)
     check_fits(fits, "anova", at_least=2)
     if any(f.reml for f in fits):
         raise InputError("compare LMMs fitted by ML (reml=False): REML criteria of different fixed effects "

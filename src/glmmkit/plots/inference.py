@@ -220,3 +220,56 @@ def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
     for ax in axes.ravel()[len(params):]:
         ax.axis("off")
     return finish(fig, path, dpi=110)
+
+
+def interval_plot(labels, estimate, lower, upper, *, group=None, xlabel: str = "estimate", reference=None,
+                  ax=None, path=None, log: bool = False):
+    """Estimates with intervals, one row each (marginal means, contrasts), grouped by colour.
+
+    Parameters
+    ----------
+    labels : array-like
+        One label per row.
+    estimate, lower, upper : array-like
+        The estimates and their interval limits.
+    group : array-like, optional
+        A group per row (each ``by`` level), drawn in its own colour.
+    xlabel : str
+        The axis label.
+    reference : float, optional
+        A vertical line (0 for differences, 1 for ratios).
+    ax : matplotlib.axes.Axes, optional
+        Draw here (a new figure sized to the rows otherwise).
+    path : str or path-like, optional
+        Save there (atomically).
+    log : bool
+        A logarithmic axis (ratios).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    plt = _plt()
+    labels = np.asarray(labels).astype(str)
+    est, lo, hi = (np.asarray(v, dtype=float) for v in (estimate, lower, upper))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(labels) + 1.4))
+    else:
+        fig = ax.figure
+    y = np.arange(len(labels))[::-1]
+    groups = [None] if group is None else list(dict.fromkeys(np.asarray(group).astype(str)))
+    for i, g in enumerate(groups):
+        sel = np.ones(len(labels), bool) if g is None else np.asarray(group).astype(str) == g
+        ax.errorbar(est[sel], y[sel], xerr=[est[sel] - lo[sel], hi[sel] - est[sel]], fmt="o", ms=4, capsize=2,
+                    color=f"C{i % 10}", label=g)
+    if reference is not None:
+        ax.axvline(reference, color="grey", lw=0.8, ls="--")
+    if log:
+        ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    if group is not None:
+        ax.legend(fontsize=7, frameon=False, loc="best")
+    return finish(fig, path, dpi=110)
