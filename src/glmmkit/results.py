@@ -488,15 +488,16 @@ class Fit(InformationCriteria, Result):
         raise InputError(f"residual type must be 'deviance', 'pearson' or 'response', got {type!r}")
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None, type: str = "response",
-                allow_new_levels: bool = False, offset=None) -> np.ndarray:
-        """Predictions, with or without the random effects.
+                allow_new_levels: bool = False, offset=None, se_fit: bool = False, level: float = 0.95):
+        """Predictions, with or without the random effects, optionally with standard errors.
 
         Parameters
         ----------
         newdata : pandas.DataFrame, optional
             New rows (coded as the fitted data); None: the fitted rows.
-        re_form : {None, "~0"}
-            None conditions on all random effects, ``"~0"`` gives the population level.
+        re_form : {None, "~0"} or str
+            None conditions on all random effects, ``"~0"`` gives the population level, and a formula of
+            bars such as ``"~ (1 | herd)"`` keeps the named terms only (the others at b = 0).
         type : {"response", "link", "conditional", "zprob", "prob", "cumprob"}
             As glmmTMB's: "response" is E y ((1 - pi) times the count part's mean with a zero model),
             "conditional" the count part's mean (mu, or mu / P(y > 0) for a zero-truncated family), "zprob" the
@@ -507,19 +508,42 @@ class Fit(InformationCriteria, Result):
             Give b = 0 to levels not seen in the fit (otherwise an InputError names them).
         offset : array-like, optional
             An offset added to the new rows' linear predictor.
+        se_fit : bool
+            Return standard errors (glmmTMB's ``predict(se.fit = TRUE)``): from vcov(beta) at the population
+            level, and with random effects from the joint precision of (beta, b) at the mode
+            (inference/prediction.py); on the response scale by the delta method. ``type`` "link" or
+            "response" only.
+        level : float
+            The confidence level of the intervals returned with ``se_fit``.
 
         Returns
         -------
-        numpy.ndarray
-            One prediction per row.
+        numpy.ndarray or pandas.DataFrame
+            One prediction per row; with ``se_fit`` a DataFrame with ``estimate``, ``std_error``, ``lower`` and
+            ``upper`` (a Wald interval on the link scale, mapped to the response scale).
         """
+        from .inference.prediction import link_standard_errors, parse_re_form
+
         ordinal = not self.is_lmm and hasattr(self.family, "category_probabilities")
         kinds = ("link", "response", "conditional", "zprob") + (("prob", "cumprob") if ordinal else ())
         if type not in kinds:
             raise InputError(f"type must be one of {kinds}, got {type!r}")
-        use_re = not (re_form is not None and str(re_form).replace(" ", "") in ("~0", "0", "NA", "~NA"))
-        if re_form is not None and use_re:
-            raise InputError("re_form must be None (all random effects) or '~0' (none)")
+        if not isinstance(se_fit, (bool, np.bool_)):
+            raise InputError(f"se_fit must be True or False, got {se_fit!r}")
+        kept = parse_re_form(self, re_form)
+        use_re = kept != []
+        if kept is not None and len(kept) == len(self.spec.terms):
+            kept = None
+        if se_fit:
+            if type not in ("link", "response") or ordinal:
+                raise InputError("se_fit=True gives standard errors of type='link' or type='response' predictions")
+            if self.spec.zi_terms or (not self.is_lmm and hasattr(self.family, "pi_new")) and type == "response":
+                raise InputError("se_fit for a zero-inflated or hurdle model is available on the link scale of the "
+                                 "conditional model (type='link')")
+        if newdata is None and (kept is not None or se_fit):
+            newdata = self.spec.data
+            if offset is None:  # the fitted rows keep the offset the fit was given (an offset= argument too)
+                offset = self.spec.offset - self.spec.new_offset(newdata)
         if newdata is None:
             eta = self._eta if use_re else self.spec.X @ self._beta + self.spec.offset
         else:
@@ -529,8 +553,21 @@ class Fit(InformationCriteria, Result):
                 eta = eta + np.asarray(offset, dtype=float)
             if use_re:
                 b, _ = self._b_and_condvar()
-                for t, bb in zip(self.spec.terms, b):
-                    eta = eta + _term_contribution(t, bb, newdata, allow_new_levels)
+                for i, (t, bb) in enumerate(zip(self.spec.terms, b)):
+                    if kept is None or i in kept:
+                        eta = eta + _term_contribution(t, bb, newdata, allow_new_levels)
+        if se_fit:
+            level = check_level(level)
+            se = link_standard_errors(self, newdata, [] if not use_re else kept, allow_new_levels)
+            z = stats.norm.ppf(0.5 + level / 2)
+            eta = np.asarray(eta, dtype=float)
+            lo, hi = eta - z * se, eta + z * se
+            if type == "response" and not self.is_lmm:
+                link = self.family.link
+                est, se = link.inverse(eta), np.abs(link.mu_eta(eta)) * se
+                lo, hi = np.sort(np.vstack([link.inverse(lo), link.inverse(hi)]), axis=0)
+                eta = est
+            return pd.DataFrame({"estimate": eta, "std_error": se, "lower": lo, "upper": hi})
         zero_model = not self.is_lmm and hasattr(self.family, "pi_new")
         if zero_model:
             pi = self._zero_probability(newdata, use_re, allow_new_levels)

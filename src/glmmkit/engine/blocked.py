@@ -1068,6 +1068,34 @@ class BlockedFactor(SystemFactor):
         x1 = self._l11_solve(c1 - self._m(xt), trans=True) if self.Q1 else c1
         return np.concatenate([x1, xt])
 
+    def forward(self, rhs: np.ndarray) -> np.ndarray:
+        """L^-1 rhs for many right-hand sides at once (the forward half of ``solve``).
+
+        With A = L L', a' A^-1 a = |L^-1 a|^2; the leading rows of L^-1 [a; 0] depend only on the leading
+        block, so a bordered factor (an LMM's, with y last) serves its leading system too.
+
+        Parameters
+        ----------
+        rhs : numpy.ndarray
+            (Q + m, c).
+
+        Returns
+        -------
+        numpy.ndarray
+            (Q + m, c).
+        """
+        r1, rt = rhs[: self.Q1], rhs[self.Q1 :]
+        if self.Q1:
+            q, k = self.L11inv.shape[0], self.L11inv.shape[1]
+            c1 = np.einsum("qij,qjc->qic", self.L11inv, r1.reshape(q, k, -1)).reshape(self.Q1, -1)
+            parts = [self.Mt.T @ c1 if self.Mt is not None else np.zeros((self.Qtt, rhs.shape[1]))]
+            parts.append(self.MD.T @ c1 if self.m else np.zeros((0, rhs.shape[1])))
+            rt = rt - np.vstack(parts)
+        else:
+            c1 = r1
+        ct = _tri_solve(self.Lt, rt) if len(rt) else rt
+        return np.vstack([c1, ct])
+
     def solve_last_column(self) -> np.ndarray:
         """For a system whose last D column is y: the solution of the system without y, rhs = its y column.
 

@@ -102,3 +102,236 @@ def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float 
     a = (1 - level) / 2
     return pd.DataFrame({"fit": point, "mean": sims.mean(axis=1), "lower": np.quantile(sims, a, axis=1),
                          "upper": np.quantile(sims, 1 - a, axis=1)}, index=newdata.index)
+
+
+def parse_re_form(fit, re_form) -> list | None:
+    """The random-effects terms a prediction conditions on.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit.
+    re_form : None, str
+        None (all terms), ``"~0"`` / ``"NA"`` (none), or a formula of bars naming some of the model's terms,
+        e.g. ``"~ (1 | herd)"``.
+
+    Returns
+    -------
+    list of int or None
+        The indices of the kept terms in ``fit.spec.terms`` (None: all).
+    """
+    if re_form is None:
+        return None
+    if not isinstance(re_form, str):
+        raise InputError(f"re_form must be None, '~0' or a formula of random-effects terms, got {re_form!r}")
+    text = re_form.replace(" ", "")
+    if text in ("~0", "0", "NA", "~NA", "~1", ""):
+        return []
+    from ..errors import FormulaError
+    from ..formula.parse import parse_formula
+
+    try:
+        bars = parse_formula("y ~ " + re_form.split("~", 1)[-1]).bars
+    except FormulaError as err:
+        raise InputError(f"re_form {re_form!r} cannot be read: {err}") from None
+    if not bars:
+        raise InputError(f"re_form {re_form!r} names no random-effects term such as (1 | g)")
+    kept = []
+    for bar in bars:
+        hits = [i for i, t in enumerate(fit.spec.terms)
+                if t.group == bar.group and t.lhs.replace(" ", "") == bar.lhs.replace(" ", "")]
+        if not hits:
+            have = ", ".join(f"({t.lhs} | {t.group})" for t in fit.spec.terms)
+            raise InputError(f"re_form names ({bar.lhs} | {bar.group}), which is not a term of the model; its "
+                             f"terms are {have}")
+        kept.extend(hits)
+    return sorted(set(kept))
+
+
+def _new_level_positions(t, newdata, allow_new_levels: bool) -> np.ndarray:
+    labels = t.labels_in(newdata)
+    pos = pd.Index(t.levels).get_indexer(labels)
+    if (pos < 0).any() and not allow_new_levels:
+        raise InputError(f"new level(s) of {t.group!r} in newdata: {sorted(set(labels[pos < 0]))[:10]}; "
+                         "pass allow_new_levels=True to predict them at b = 0")
+    return pos
+
+
+class _NewRandomRows:
+    """The random-effects columns of new rows, in the engine's layout of u: A_u(theta) = Lambda' Z_new'."""
+
+    def __init__(self, fit, newdata: pd.DataFrame, kept, allow_new_levels: bool):
+        st = fit._structure
+        keep_ids = {id(fit.spec.terms[i]) for i in (range(len(fit.spec.terms)) if kept is None else kept)}
+        self.st, self.n = st, len(newdata)
+        self.parts = []
+        for pos, t in enumerate(st.terms):
+            if id(t) not in keep_ids:
+                continue
+            lv = _new_level_positions(t, newdata, allow_new_levels)
+            self.parts.append((pos, t, lv, t.new_matrix(newdata)))
+
+    def matrix(self, theta) -> tuple[np.ndarray, np.ndarray]:
+        """(A_u (Q, n_new), the prior variance of new levels' effects per row, before the residual scale)."""
+        st = self.st
+        thetas = st.split_theta(theta)
+        A = np.zeros((st.Q, self.n))
+        prior = np.zeros(self.n)
+        rows = np.arange(self.n)
+        for pos, t, lv, Xr in self.parts:
+            th = thetas[pos]
+            seen = lv >= 0
+            raw = np.zeros((t.size, self.n))
+            for r in range(t.k):  # k coefficients per level: a handful of columns
+                raw[lv[seen] * t.k + r, rows[seen]] = Xr[seen, r]
+            A[st.u_off[pos] : st.u_off[pos + 1]] = t.lambda_t(th, raw)
+            if (~seen).any():  # a new level: its prior covariance T T'
+                T = t.cov.template(th) if not t.is_known else np.atleast_2d(th[0])
+                prior[~seen] += np.einsum("ij,jk,ik->i", Xr[~seen], T @ T.T, Xr[~seen])
+        return A, prior
+
+
+def _quadratic_forms(f, A: np.ndarray, width: int) -> np.ndarray:
+    """a' B^-1 a for each column a of A, B the leading (width) block of the factored system."""
+    total = f.Q1 + f.Qtt + f.m
+    m = total - width
+    out = np.empty(A.shape[1])
+    chunk = max(1, int(2e7 // (total + 1)))
+    for s in range(0, A.shape[1], chunk):
+        sl = slice(s, s + chunk)
+        fw = f.forward(np.vstack([A[:, sl], np.zeros((m, A[:, sl].shape[1]))]))[:width]
+        out[sl] = np.sum(fw * fw, axis=0)
+    return out
+
+
+def _lmm_parameter_part(fit, X: np.ndarray, rows: _NewRandomRows) -> np.ndarray:
+    """G Sigma G' for an LMM: eta_new(beta, theta) = X beta + A_u(theta)' u-hat(theta, beta), with Sigma the
+    inverse of half the observed Hessian of the (non-profiled) deviance in (beta, theta, sigma)."""
+    from ..engine.numderiv import hessian, jacobian
+
+    obj, st, spec = fit.optsummary.objective, fit._structure, fit.spec
+    p, nt, Q = spec.p, len(fit.theta), st.Q
+    resid0 = spec.y - spec.offset
+
+    def u_hat(theta, beta):
+        f = st.factor(st.raw(spec.wt, None), theta)
+        return f.solve(st.lam_zt(theta, spec.wt * (resid0 - spec.X @ beta)))
+
+    def eta(phi):
+        beta, theta = phi[:p], phi[p:]
+        return X @ beta + rows.matrix(theta)[0].T @ u_hat(theta, beta)
+
+    def deviance(phi):
+        beta, theta, s2 = phi[:p], phi[p : p + nt], phi[-1] ** 2
+        try:
+            f = obj.factor(theta)
+        except np.linalg.LinAlgError:
+            return np.inf
+        sol = f.solve_last_column()
+        rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
+        d = rx.T @ (beta - sol[Q:])
+        dev = f.logdet_re() + (f.Lt[-1, -1] ** 2 + d @ d) / s2 + obj.n * np.log(2 * np.pi * s2)
+        if obj.reml:
+            dev += f.logdet_tail(0, p) - p * np.log(2 * np.pi * s2)
+        return float(dev)
+
+    phi = np.r_[fit._beta, fit.theta, fit.sigma]
+    se = np.sqrt(np.diag(fit._vcov))
+    floor = np.r_[se * 100, np.full(nt, 0.1), 0.0]
+    H = hessian(deviance, phi, floor=floor)
+    if obj.reml:  # REML's criterion has no beta: beta from vcov, the variance parameters from the criterion
+        Sig = np.zeros((p + nt + 1, p + nt + 1))
+        Sig[:p, :p] = fit._vcov
+        Hv = H[p:, p:]
+        Sig[p:, p:] = 2 * np.linalg.pinv(Hv)
+    else:
+        Sig = 2 * np.linalg.pinv(H)
+    G = jacobian(eta, phi[:-1], floor=floor[:-1])
+    return np.einsum("ij,jk,ik->i", G, Sig[:-1, :-1], G)
+
+
+def _glmm_parameter_part(fit, X: np.ndarray, rows: _NewRandomRows) -> np.ndarray:
+    """G Sigma G' for a GLMM: eta_new(theta, beta, psi) through the conditional mode, Sigma the fit's inverse
+    Hessian of -2 log L / 2 over (theta, beta, psi) (the free coordinates)."""
+    opt = fit.optsummary
+    obj = opt.objective
+    if opt.hessian is None or opt._free is None:
+        return np.zeros(len(X))
+    nt, p = len(fit.theta), fit.spec.p
+    ts = np.where(obj.theta_scaled, opt.theta_scale, 1.0)
+    D = np.r_[ts, opt._scale, np.ones(len(fit._psi))]
+    free = opt._free
+    Hf = opt.hessian[np.ix_(free, free)]
+    Sig = np.zeros_like(opt.hessian)
+    Sig[np.ix_(free, free)] = 2 * np.linalg.pinv(Hf)
+    Sig = Sig * np.outer(D, D)
+    warm = obj.warm.copy()
+    phi = np.r_[fit.theta, fit._beta, fit._psi]
+
+    def eta(x):
+        theta, beta, psi = x[:nt], x[nt : nt + p], x[nt + p :]
+        obj.warm = warm.copy()
+        _, res = obj.evaluate(theta, beta, psi if len(psi) else None)
+        return X @ beta + rows.matrix(theta)[0].T @ res.u
+
+    h = np.r_[1e-4 * np.maximum(np.abs(fit.theta), 0.1), 1e-4 * np.maximum(np.sqrt(np.diag(fit._vcov)), 1e-8),
+              np.full(len(fit._psi), 1e-4)]
+    G = np.zeros((len(X), len(phi)))
+    try:
+        for j in np.flatnonzero(free):  # a handful of parameters
+            e = np.zeros(len(phi))
+            e[j] = h[j]
+            G[:, j] = (eta(phi + e) - eta(phi - e)) / (2 * h[j])
+    finally:
+        obj.warm = warm
+    return np.einsum("ij,jk,ik->i", G, Sig, G)
+
+
+def link_standard_errors(fit, newdata: pd.DataFrame, kept: list | None, allow_new_levels: bool = False) -> np.ndarray:
+    """Standard errors of the linear predictor of new rows, as glmmTMB's ``predict(se.fit = TRUE)``.
+
+    Population level (no random effects): x' V x, V = vcov(beta).  With random effects, the delta method over
+    all the parameters phi (fixed effects, variance and family parameters) plus the random effects' own
+    conditional variance (TMB's ``sdreport``):
+
+        var(eta-hat) = s^2 a' (Lambda'Z'WZLambda + I)^-1 a  +  g' Sigma_phi g,   a = Lambda' z,  g = d eta-hat / d phi
+
+    with eta-hat = x'beta + z' b-hat(phi) through the conditional mode, s^2 = sigma^2 for an LMM and 1 for a
+    GLMM, Sigma_phi the inverse of half the observed Hessian of -2 log L.  A new level adds its prior variance
+    x' Sigma x.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit.
+    newdata : pandas.DataFrame
+        The rows.
+    kept : list of int or None
+        The conditioning terms (``parse_re_form``).
+    allow_new_levels : bool
+        Accept levels the fit never saw.
+
+    Returns
+    -------
+    numpy.ndarray
+        One standard error per row.
+    """
+    X = fit.spec.new_fixed_matrix(newdata)
+    V = np.asarray(fit._vcov, dtype=float)
+    if kept == []:
+        return np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
+    if fit.spec.zi_terms or getattr(fit.family, "stacked", False) or (not fit.is_lmm and fit.optsummary.objective.reml):
+        raise InputError("standard errors of conditional predictions are not available for a zero model with "
+                         "random effects or a REML GLMM; use re_form='~0' or fit.predict_interval")
+    st = fit._structure
+    f = fit._ranef_factor
+    if not hasattr(f, "forward"):
+        raise InputError(f"standard errors of conditional predictions need the blocked system; the {st.name} "
+                         "system of this model does not offer them: use re_form='~0'")
+    rows = _NewRandomRows(fit, newdata, kept, allow_new_levels)
+    A, prior = rows.matrix(fit.theta)
+    scale = fit.sigma**2 if fit.is_lmm else 1.0
+    var = scale * (_quadratic_forms(f, A, st.Q) + prior)
+    with np.errstate(all="ignore"):
+        var = var + (_lmm_parameter_part(fit, X, rows) if fit.is_lmm else _glmm_parameter_part(fit, X, rows))
+    return np.sqrt(np.maximum(var, 0.0))

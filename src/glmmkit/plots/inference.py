@@ -94,16 +94,17 @@ def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
     return finish(fig, path, dpi=110)
 
 
-def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 60, type: str = "response"):
-    """Population-level prediction against one predictor (others at their mean or reference level), with a
-    pointwise confidence band from vcov(beta) on the link scale; the data as points where they fit the scale.
+def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 60, type: str = "response",
+                 ax=None, re_form: str | None = "~0", newdata: pd.DataFrame | None = None):
+    """Predictions against one predictor (others at their mean or reference level), with a pointwise
+    confidence band from ``fit.predict(..., se_fit=True)``; the data as points where they fit the scale.
 
     Parameters
     ----------
     fit : Fit
         The fitted model.
     predictor : str
-        A numeric predictor of the fixed effects.
+        A predictor of the fixed effects (numeric: a curve and band; a factor: points and intervals).
     level : float
         The band's level.
     path : str or path-like, optional
@@ -112,6 +113,13 @@ def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 6
         Points along the predictor.
     type : {"response", "link"}
         The scale.
+    ax : matplotlib.axes.Axes, optional
+        Draw here (a new figure otherwise).
+    re_form : str, optional
+        ``"~0"`` (population level, the default) or None / a term formula to condition on random effects
+        (then ``newdata`` must name the levels).
+    newdata : pandas.DataFrame, optional
+        One row of values for the other variables (default: means and first levels).
 
     Returns
     -------
@@ -129,34 +137,41 @@ def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 6
             base[c] = float(col.mean())
         else:
             base[c] = col.cat.categories[0] if isinstance(col.dtype, pd.CategoricalDtype) else col.iloc[0]
+    if newdata is not None:
+        base.update({c: newdata[c].iloc[0] for c in newdata.columns})
     x = data[predictor]
     numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
     grid = np.linspace(x.min(), x.max(), n) if numeric else (
         list(x.cat.categories) if isinstance(x.dtype, pd.CategoricalDtype) else sorted(x.unique()))
     new = pd.DataFrame({c: [v] * len(grid) for c, v in base.items()})
     new[predictor] = grid
-    if isinstance(x.dtype, pd.CategoricalDtype):
-        new[predictor] = pd.Categorical(new[predictor], categories=x.cat.categories)
-    X = fit.spec.new_fixed_matrix(new)
-    eta = X @ fit._beta + fit.spec.new_offset(new)
-    se = np.sqrt(np.einsum("ij,jk,ik->i", X, fit.vcov.to_numpy(), X))
-    z = stats.norm.ppf(0.5 + level / 2)
-    inv = (lambda e: e) if (fit.is_lmm or type == "link") else fit.family.link.inverse
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for c in data.columns:
+        if isinstance(data[c].dtype, pd.CategoricalDtype):
+            new[c] = pd.Categorical(new[c], categories=data[c].cat.categories)
+    kind = "link" if (fit.is_lmm or type == "link") else "response"
+    pred = fit.predict(new, re_form=re_form, type=kind, se_fit=True, level=level)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    else:
+        fig = ax.figure
     if numeric:
-        ax.fill_between(grid, inv(eta - z * se), inv(eta + z * se), color="tab:blue", alpha=0.25)
-        ax.plot(grid, inv(eta), color="tab:blue")
+        ax.fill_between(grid, pred["lower"], pred["upper"], color="tab:blue", alpha=0.25,
+                        label=f"{int(level * 100)}% confidence band")
+        ax.plot(grid, pred["estimate"], color="tab:blue")
         if type == "response" and not fit.spec.offset.any():
             ax.plot(x, fit.spec.y, ".", color="k", alpha=0.15, ms=3)
     else:
         pos = np.arange(len(grid))
-        ax.errorbar(pos, inv(eta), yerr=[inv(eta) - inv(eta - z * se), inv(eta + z * se) - inv(eta)], fmt="o")
+        est = pred["estimate"].to_numpy()
+        ax.errorbar(pos, est, yerr=[est - pred["lower"].to_numpy(), pred["upper"].to_numpy() - est], fmt="o",
+                    capsize=3)
         ax.set_xticks(pos)
         ax.set_xticklabels([str(g) for g in grid])
     ax.set_xlabel(predictor)
     ax.set_ylabel("predicted " + ("response" if type == "response" else "linear predictor")
                   + (" (offset at its mean)" if fit.spec.offset.any() else ""))
-    ax.set_title(f"Effect of {predictor} (random effects at 0; {int(level * 100)}% confidence band)", fontsize=9)
+    what = "random effects at 0" if re_form == "~0" else "conditional on the random effects"
+    ax.set_title(f"Effect of {predictor} ({what}; {int(level * 100)}% confidence band)", fontsize=9)
     return finish(fig, path, dpi=110)
 
 
