@@ -7,9 +7,10 @@
 
 from . import datasets, errors, families, gwas, links, meta, phylo, plots, singlecell
 from .api import add_olre, glmer, lmer, optimize, refit
+from .allfit import AllFit, all_fit
 from .ordinal import clmm
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
-from .inference import anova, bootstrap_lrt, emmeans
+from .inference import anova, bootstrap_lrt, emmeans, influence
 from .engine.control import Control
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
@@ -22,7 +23,7 @@ from .warnings import (ConvergenceWarning, CostWarning, DataWarning, DroppedRows
 __version__ = "0.1.0"
 
 __all__ = [
-    "clmm", "emmeans",
+    "clmm", "emmeans", "all_fit", "AllFit", "influence",
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
     "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "Control", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning", "ModelChangeWarning",

@@ -122,6 +122,7 @@ def glmer(
     reml: bool = False,
     calc_derivs: bool = True,
     control=None,
+    start: dict | None = None,
 ) -> Fit:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or adaptive Gauss-Hermite), or by
     REML.
@@ -171,13 +172,21 @@ def glmer(
     calc_derivs : bool
         Compute the Hessian at the optimum (convergence check, standard errors).
     control : Control or dict, optional
-        The optimiser's switches and tolerances (``gk.Control``), recorded as ``fit.optsummary.control``.
+        The optimiser's switches and tolerances (``gk.Control``, e.g. ``Control(optimizer="nelder-mead")``),
+        recorded as ``fit.optsummary.control``.
+    start : dict, optional
+        Start values ``{"theta": ..., "beta": ..., "psi": ...}`` (lme4's ``start``; e.g. a previous fit's
+        ``fit.theta`` and ``fit.fixef``) in place of the moment and GLM starts.
 
     Returns
     -------
     Fit
         The fitted model.
     """
+    call = {"fn": glmer, "glmer": glmer, "formula": formula, "data": data, "family": family,
+            "kw": dict(link=link, nagq=nagq, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
+                       laplace=laplace, olre=olre, ziformula=ziformula, dispformula=dispformula, reml=reml,
+                       calc_derivs=calc_derivs, control=control, start=start)}
     t0 = time.perf_counter()
     fam = get_family(family, link)
     if not isinstance(reml, (bool, np.bool_)):
@@ -201,16 +210,20 @@ def glmer(
         if nagq != 1:
             raise InputError("nagq is for GLMMs: a gaussian model with the identity link is a linear mixed model, "
                              "fitted exactly (use lmer(..., reml=False))")
+        if start is not None and set(start) - {"theta"}:
+            raise InputError("a gaussian model with the identity link is a linear mixed model, whose fixed "
+                             "effects are profiled out: start takes theta only")
         return lmer(formula, data, reml=bool(reml), weights=weights, offset=offset, relmat=relmat,
-                    na_action=na_action, control=control)
+                    na_action=na_action, control=control, start=start)
     spec = ModelSpec.from_formula(formula, data, fam, weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, ziformula=ziformula, dispformula=dispformula)
     laplace = laplace or spec.family.default_laplace
     control = as_control(control)
     with _fit_failures(spec):
         opt = optimize(spec.objective(nagq=nagq, laplace=laplace, quad_stop=control.quad_stop, reml=bool(reml)),
-                       calc_derivs=calc_derivs, control=control)
+                       calc_derivs=calc_derivs, control=control, start=start)
         fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
+    fit._call = call
     _warn(fit)
     return fit
 
@@ -226,6 +239,7 @@ def lmer(
     na_action: str = "drop",
     dispformula: str | None = None,
     control=None,
+    start: dict | None = None,
 ) -> Fit:
     """Fit a linear mixed model by REML (default) or ML, with the closed-form profiled deviance.
 
@@ -247,26 +261,34 @@ def lmer(
         Fixed effects on the log residual variance (heteroscedastic residuals, glmmTMB's ``dispformula``):
         fitted through ``glmer`` with the Gaussian family, by ML or (``reml=True``) glmmTMB's REML.
     control : Control or dict, optional
-        Recorded on the fit (``maxfev`` bounds the search).
+        The search (``gk.Control(optimizer=...)``; ``maxfev`` bounds it), recorded on the fit.
+    start : dict, optional
+        ``{"theta": ...}``: a start for the relative covariance parameters (lme4's ``start``).
 
     Returns
     -------
     Fit
         The fitted model.
     """
+    call = {"fn": lmer, "glmer": glmer, "formula": formula, "data": data, "family": "gaussian",
+            "kw": dict(reml=reml, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
+                       dispformula=dispformula, control=control, start=start)}
     t0 = time.perf_counter()
     if not isinstance(reml, (bool, np.bool_)):
         raise InputError(f"reml must be True or False, got {reml!r}")
     if dispformula is not None:
         # heteroscedastic residuals: the GLMM engine's Gaussian family, whose Laplace is exact (REML as
         # glmmTMB's: the fixed effects integrated with the random effects)
-        return glmer(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat, na_action=na_action,
-                     dispformula=dispformula, reml=bool(reml), control=control)
+        fit = glmer(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat, na_action=na_action,
+                    dispformula=dispformula, reml=bool(reml), control=control, start=start)
+        fit._call = call
+        return fit
     spec = ModelSpec.from_formula(formula, data, "gaussian", weights=weights, offset=offset, relmat=relmat,
                                   na_action=na_action, lmm=True)
     with _fit_failures(spec):
-        opt = optimize(spec.lmm_objective(reml=reml), control=control)
+        opt = optimize(spec.lmm_objective(reml=reml), control=control, start=start)
         fit = Fit(spec, opt, time_s=time.perf_counter() - t0)
+    fit._call = call
     _warn(fit)
     return fit
 

@@ -158,6 +158,50 @@ class Fit(InformationCriteria, Result):
                                           reml=self.reml), calc_derivs=calc_derivs, control=control)
         return type(self)(spec, opt, time_s=time.perf_counter() - t0)
 
+    def update(self, formula: str | None = None, data=None, family=None, **kwargs) -> "Fit":
+        """The model refitted with changes (lme4's ``update``).
+
+        Parameters
+        ----------
+        formula : str, optional
+            The new formula, where ``.`` stands for the old sides: ``"~ . - x"`` drops x, ``"~ . + (0 + x | g)"``
+            adds a term, ``"log(y) ~ ."`` changes the response.
+        data : DataFrame, optional
+            New data (default: the data the fit was given).
+        family : str or Family, optional
+            A new family (a gaussian LMM given another family is refitted by ``glmer``).
+        **kwargs
+            Any other argument of ``gk.glmer`` / ``gk.lmer`` (``reml``, ``nagq``, ``control``, ``start``, ...).
+
+        Returns
+        -------
+        Fit
+            The new fit.
+        """
+        from .formula.update import update_formula
+
+        call = getattr(self, "_call", None)
+        if call is None:
+            raise InputError("update() refits a model made by gk.glmer or gk.lmer; this fit was made another way")
+        new_formula = call["formula"] if formula is None else update_formula(call["formula"], formula)
+        kw = dict(call["kw"])
+        fn = call["fn"]
+        if family is not None:
+            same = str(getattr(family, "name", family)) == "gaussian" and fn is not call["glmer"]
+            if not same:
+                fn = call["glmer"]
+                kw = {k: v for k, v in kw.items() if k in fn.__code__.co_varnames}
+                if call["fn"] is not call["glmer"]:
+                    kw["reml"] = False  # lmer's REML default does not carry over to a GLMM
+        kw.update(kwargs)
+        args = (new_formula, call["data"] if data is None else data)
+        if fn is call["glmer"]:
+            args = args + (call["family"] if family is None else family,)
+        try:
+            return fn(*args, **kw)
+        except TypeError as err:
+            raise InputError(f"update(): {err}") from None
+
     @property
     def estimates_finite(self) -> bool:
         """Whether the estimates, the log-likelihood and the standard errors are all finite (a profile, a

@@ -18,6 +18,10 @@ from ..checks import check_int, check_real
 from ..errors import InputError
 
 
+#: the searches a Control can ask for
+OPTIMIZERS = ("default", "lbfgs", "bobyqa", "nelder-mead")
+
+
 @dataclass(frozen=True)
 class Control:
     """The optimiser's switches and tolerances for one fit.
@@ -48,6 +52,10 @@ class Control:
         would move it by about its square); 0 turns the shortcut off.
     maxfev : int
         Most objective evaluations per BOBYQA or Nelder-Mead search.
+    optimizer : {"default", "lbfgs", "bobyqa", "nelder-mead"}
+        The search: the default path (L-BFGS-B on the analytic gradient where the model has one and it pays,
+        BOBYQA otherwise), L-BFGS-B wherever an analytic gradient exists, or a derivative-free search by
+        BOBYQA or by Nelder-Mead (nlopt's) throughout; ``gk.all_fit`` tries each.
     """
 
     gradient: bool = True
@@ -62,8 +70,15 @@ class Control:
     step2_beta: float = 0.25
     quad_stop: float = 1e-5
     maxfev: int = 20000
+    optimizer: str = "default"
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"Control.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer in ("bobyqa", "nelder-mead"):
+            object.__setattr__(self, "gradient", False)  # a derivative-free search throughout
+        elif self.optimizer == "lbfgs":
+            object.__setattr__(self, "gradient", True)
         for name in ("gradient", "skip_stage1", "moment_start"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"Control.{name} must be True or False, got {getattr(self, name)!r}")
@@ -71,6 +86,11 @@ class Control:
             check_real(f"Control.{name}", getattr(self, name), 0.0, None, open_lo=True)
         check_real("Control.quad_stop", self.quad_stop, 0.0, None)
         check_int("Control.maxfev", self.maxfev, 1)
+
+    @property
+    def algorithm(self) -> str:
+        """The derivative-free searches' nlopt algorithm ("neldermead" or "bobyqa")."""
+        return "neldermead" if self.optimizer == "nelder-mead" else "bobyqa"
 
     def replace(self, **changes) -> "Control":
         """A copy with some settings changed.

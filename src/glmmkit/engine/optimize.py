@@ -478,7 +478,8 @@ def _diag_theta_mask(obj) -> np.ndarray:
 
 
 def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, nagq: int = 1,
-                  calc_derivs: bool = True, control: Control = DEFAULT_CONTROL) -> tuple[OptSummary, object]:
+                  calc_derivs: bool = True, control: Control = DEFAULT_CONTROL,
+                  theta0: np.ndarray | None = None) -> tuple[OptSummary, object]:
     """Fit theta, beta (and the family's parameters psi) of a GLMM.
 
     Parameters
@@ -493,6 +494,8 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         Compute the gradient and Hessian at the optimum (convergence check, standard errors).
     control : Control
         Switches and tolerances.
+    theta0 : numpy.ndarray, optional
+        A start for theta (the user's ``start``) in place of the moment estimate.
 
     Returns
     -------
@@ -517,7 +520,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
 
     # ---- stage 1: theta [, psi], beta inside PIRLS --------------------------------
     obj.reset(beta=beta0)
-    x0 = np.concatenate([(moment_theta(obj, beta0, psi0) if control.moment_start else obj.theta0) / ts, psi0[:m1]])
+    th0 = (np.asarray(theta0, dtype=float) if theta0 is not None
+           else moment_theta(obj, beta0, psi0) if control.moment_start else obj.theta0)
+    x0 = np.concatenate([th0 / ts, psi0[:m1]])
     lower1 = np.concatenate([obj.theta_lower, np.full(m1, -np.inf)])
     f1 = lambda x: obj.evaluate(*_t(unpack1(x)), joint=True)[0]  # noqa: E731
     step1 = np.concatenate([np.full(nt, 0.25), np.full(m1, 0.25)])
@@ -548,9 +553,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         # REML's answer is this stage's: it is searched to stage 2's tolerances
         ftol1, xtol1 = (control.ftol2, control.xtol2) if obj.reml else (control.ftol1, control.xtol1)
         x1, fv1, n1, rc1 = minimize(f1, x0, lower1, step1, ftol_abs=ftol1, xtol_rel=xtol1,
-                                    maxeval=control.maxfev, log=summ.log)
+                                    maxeval=control.maxfev, log=summ.log, algorithm=control.algorithm)
         summ.stages.append(OptStage("REML (beta integrated, in PIRLS)" if obj.reml else "stage 1 (beta in PIRLS)",
-                                    "bobyqa", x0, x1, fv1, n1, rc1))
+                                    control.algorithm, x0, x1, fv1, n1, rc1))
         theta1, psi1 = unpack1(x1)
         _, res1 = obj.evaluate(theta1, psi=psi1, joint=True)
     if not system.supports_joint:
@@ -648,8 +653,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         summ.stages.append(OptStage("stage 2 (theta, beta)", "L-BFGS-B, analytic gradient", x20, x2, fv2, n2, rc2))
     else:
         x2, fv2, n2, rc2 = minimize(f2, x20, lower2, step2, ftol_abs=control.ftol2, xtol_rel=control.xtol2,
+                                    algorithm=control.algorithm,
                                     maxeval=control.maxfev, log=summ.log)
-        summ.stages.append(OptStage("stage 2 (theta, beta)", "bobyqa", x20, x2, fv2, n2, rc2))
+        summ.stages.append(OptStage("stage 2 (theta, beta)", control.algorithm, x20, x2, fv2, n2, rc2))
 
     on_bound = x2[:nt][obj.theta_lower == 0] <= SINGULAR_TOL
     if on_bound.any():
@@ -662,8 +668,9 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
             how = "L-BFGS-B, analytic gradient"
         else:
             x2b, fv2b, n2b, rc2b = minimize(f2, x2b0, lower2, step2, ftol_abs=control.ftol2, xtol_rel=control.xtol2,
+                                            algorithm=control.algorithm,
                                             maxeval=control.maxfev, log=summ.log)
-            how = "bobyqa"
+            how = control.algorithm
         summ.stages.append(OptStage("stage 2 from lme4's theta0 (boundary reached)", how, x2b0, x2b, fv2b, n2b, rc2b))
         if np.isfinite(fv2b) and fv2b < fv2 - 1e-8:
             summ.messages.append(f"the first search ended on the boundary at -2 log L {fv2:.6f}; a second one from "
@@ -1130,7 +1137,8 @@ def lmm_moment_theta(obj: LmmObjective) -> np.ndarray:
     return moment_theta_from_residuals(terms, obj.theta0, w, r, s2e)
 
 
-def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control = DEFAULT_CONTROL) -> OptSummary:
+def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control = DEFAULT_CONTROL,
+                 theta0: np.ndarray | None = None) -> OptSummary:
     """Fit theta of a linear mixed model on the profiled (RE)ML deviance (BOBYQA, then a gradient check).
 
     Parameters
@@ -1141,6 +1149,8 @@ def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control =
         Compute the gradient and Hessian at the optimum.
     control : Control
         Recorded on the summary (``maxfev`` bounds the searches; the LMM's tolerances are fixed, 1e-10).
+    theta0 : numpy.ndarray, optional
+        A start for theta (the user's ``start``).
 
     Returns
     -------
@@ -1155,8 +1165,9 @@ def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control =
         # cheap evaluations win (sleepstudy: 0.011 s by BOBYQA, 0.035 s by the gradient): time one
         t_eval = time.perf_counter()
         finite_or_inf(obj, obj.theta0)
-        use_grad = time.perf_counter() - t_eval >= LMM_GRADIENT_MIN_SECONDS
-    x0 = lmm_moment_theta(obj) if control.moment_start and use_grad else obj.theta0
+        use_grad = time.perf_counter() - t_eval >= LMM_GRADIENT_MIN_SECONDS or control.optimizer == "lbfgs"
+    x0 = (np.asarray(theta0, dtype=float) if theta0 is not None
+          else lmm_moment_theta(obj) if control.moment_start and use_grad else obj.theta0)
     summ.param_names = [f"theta{i + 1}" for i in range(len(x0))]
     h = np.full(len(x0), 1e-4)
 
@@ -1195,9 +1206,9 @@ def optimize_lmm(obj: LmmObjective, calc_derivs: bool = True, control: Control =
                 break
             x, fv = xc, fvc
     else:
-        x, fv, n, rc = minimize(obj, x0, obj.theta_lower, np.full(len(x0), 0.25), ftol_abs=1e-10,
+        x, fv, n, rc = minimize(obj, x0, obj.theta_lower, np.full(len(x0), 0.25), ftol_abs=1e-10, algorithm=control.algorithm,
                                 xtol_rel=1e-10, maxeval=control.maxfev, log=summ.log)
-        summ.stages.append(OptStage("theta", "bobyqa", x0, x, fv, n, rc))
+        summ.stages.append(OptStage("theta", control.algorithm, x0, x, fv, n, rc))
 
     def derivs(x):
         return gradient_derivatives(fg, x, h, obj.theta_lower) if use_grad else derivatives(obj, x, h, obj.theta_lower)

@@ -1,9 +1,10 @@
 """Inference on fits: likelihood-ratio tests, profiles, bootstrap, prediction intervals, R^2."""
 
 from .emmeans import MarginalMeans, emmeans
+from .influence import Influence, influence
 from .bootstrap import bootstrap, bootstrap_lrt, confint_boot
 from .lrt import anova
 from .profile import confint_profile, profile
 from .r2 import icc, r2
 
-__all__ = ["anova", "emmeans", "MarginalMeans", "bootstrap", "bootstrap_lrt", "confint_boot", "confint_profile", "profile", "r2", "icc"]
+__all__ = ["anova", "emmeans", "MarginalMeans", "influence", "Influence", "bootstrap", "bootstrap_lrt", "confint_boot", "confint_profile", "profile", "r2", "icc"]

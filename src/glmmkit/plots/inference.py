@@ -288,3 +288,59 @@ def interval_plot(labels, estimate, lower, upper, *, group=None, xlabel: str = "
     if group is not None:
         ax.legend(fontsize=7, frameon=False, loc="best")
     return finish(fig, path, dpi=110)
+
+
+def influence_plot(infl, which: str = "cooks", ax=None, path=None):
+    """Cook's distance of each deleted group, sorted, or the change in each fixed effect (``gk.influence``).
+
+    Parameters
+    ----------
+    infl : Influence
+        From ``gk.influence``.
+    which : {"cooks", "dfbeta"}
+        What to draw.
+    ax : matplotlib.axes.Axes, optional
+        Draw here (Cook's distance only).
+    path : str or path-like, optional
+        Save there (atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    plt = _plt()
+    if which not in ("cooks", "dfbeta"):
+        raise InputError(f"which must be 'cooks' or 'dfbeta', got {which!r}")
+    t = infl.table
+    labels = np.asarray(t.index).astype(str)
+    if which == "cooks":
+        d = t["cooks_distance"].to_numpy(float)
+        order = np.argsort(np.nan_to_num(d, nan=-1.0))
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5.6, min(0.22 * len(d) + 1.4, 14)))
+        else:
+            fig = ax.figure
+        y = np.arange(len(d))
+        ax.hlines(y, 0, d[order], color="grey", lw=0.8)
+        ax.plot(d[order], y, "o", color="k", ms=4)
+        ax.axvline(4 / len(d), color="tab:red", lw=0.8, ls="--", label="4 / n")
+        ax.set_yticks(y if len(y) <= 60 else [])
+        if len(y) <= 60:
+            ax.set_yticklabels(labels[order], fontsize=7)
+        ax.set_xlabel("Cook's distance (leave one group out)")
+        ax.legend(fontsize=7, frameon=False)
+        return finish(fig, path, dpi=110)
+    db = infl.dfbeta
+    fig, axes = plt.subplots(1, db.shape[1], figsize=(3.2 * db.shape[1], min(0.22 * len(db) + 1.4, 14)),
+                             squeeze=False, sharey=True)
+    y = np.arange(len(db))
+    for a, c in zip(axes[0], db.columns):
+        a.plot(db[c].to_numpy(), y, "o", ms=3, color="k")
+        a.axvline(0, color="tab:red", lw=0.8)
+        a.set_title(c, fontsize=8)
+        a.set_xlabel("change without the group", fontsize=8)
+    axes[0][0].set_yticks(y if len(y) <= 60 else [])
+    if len(y) <= 60:
+        axes[0][0].set_yticklabels(labels, fontsize=7)
+    return finish(fig, path, dpi=110)
