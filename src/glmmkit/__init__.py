@@ -10,7 +10,7 @@ from .api import add_olre, glmer, lmer, optimize, refit
 from .allfit import AllFit, all_fit
 from .ordinal import clmm
 from .diagnostics import compare, dispersion_test, overdispersion_report, pearson_dispersion, simulate_residuals
-from .inference import anova, bootstrap_lrt, emmeans, influence
+from .inference import anova, bootstrap_lrt, emmeans, influence, power
 from .engine.control import Control
 from .engine.optimize import OptSummary
 from .formula.spec import ModelSpec
@@ -23,7 +23,7 @@ from .warnings import (ConvergenceWarning, CostWarning, DataWarning, DroppedRows
 __version__ = "0.1.0"
 
 __all__ = [
-    "clmm", "emmeans", "all_fit", "AllFit", "influence",
+    "clmm", "emmeans", "all_fit", "AllFit", "influence", "power",
     "glmer", "lmer", "optimize", "add_olre", "anova", "bootstrap_lrt", "plots", "compare", "overdispersion_report",
     "pearson_dispersion", "dispersion_test", "simulate_residuals", "refit", "ModelSpec", "Fit", "OptSummary", "Control", "datasets", "families", "links", "meta", "phylo", "singlecell", "gwas", "lme4_name",
     "ConvergenceWarning", "SingularFitWarning", "DroppedRowsWarning", "GlmmkitWarning", "ModelChangeWarning",
