@@ -506,7 +506,7 @@ def test_more_hostile_calls_get_typed_errors(df, tmp_path):
         f1.report(tmp_path / "no" / "r.html")
     with pytest.raises(gk.InputError, match="n_genes must be a whole number >= 1"):
         gk.singlecell.simulate(n_genes=0)
-    with pytest.raises(gk.InputError, match="data must be a pandas DataFrame"):
+    with pytest.raises(gk.InputError, match="data must be a pandas or polars DataFrame"):
         gk.add_olre("y ~ x", [1, 2])
     with pytest.raises(gk.InputError, match="a GRM must be square"):
         gk.gwas.threshold_grm(np.ones((3, 4)), 0.1)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .engine.control import as_control
+from .frames import as_pandas
 from .fitting import optimize
 from .families import Family, get_family
 from .formula.spec import ModelSpec
@@ -94,8 +95,7 @@ def add_olre(formula: str, data: pd.DataFrame, name: str = "obs") -> tuple[str, 
     tuple
         (formula + ``(1 | name)``, data with that column).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data)
     col = name
     while col in data.columns and data[col].nunique() != len(data):
         col += "_"
@@ -183,6 +183,7 @@ def glmer(
     Fit
         The fitted model.
     """
+    data = as_pandas(data)
     call = {"fn": glmer, "glmer": glmer, "formula": formula, "data": data, "family": family,
             "kw": dict(link=link, nagq=nagq, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
                        laplace=laplace, olre=olre, ziformula=ziformula, dispformula=dispformula, reml=reml,
@@ -270,6 +271,7 @@ def lmer(
     Fit
         The fitted model.
     """
+    data = as_pandas(data)
     call = {"fn": lmer, "glmer": glmer, "formula": formula, "data": data, "family": "gaussian",
             "kw": dict(reml=reml, weights=weights, offset=offset, relmat=relmat, na_action=na_action,
                        dispformula=dispformula, control=control, start=start)}

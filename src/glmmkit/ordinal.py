@@ -106,8 +106,9 @@ def clmm(formula: str, data: pd.DataFrame, *, link: str = "logit", threshold: st
         raise InputError(f"threshold={threshold!r} is not available; thresholds are 'flexible' (free and ordered)")
     nagq = check_int("nagq", nagq, 1, 25)
     check_formula_text(formula)
-    if not isinstance(data, pd.DataFrame):
-        raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    from .frames import as_pandas
+
+    data = as_pandas(data)
     parsed = parse_formula(formula)
     resp = parsed.response.strip().strip("`")
     if resp not in data.columns:

@@ -566,8 +566,11 @@ class Fit(InformationCriteria, Result):
             One prediction per row; with ``se_fit`` a DataFrame with ``estimate``, ``std_error``, ``lower`` and
             ``upper`` (a Wald interval on the link scale, mapped to the response scale).
         """
+        from .frames import as_pandas
         from .inference.prediction import link_standard_errors, parse_re_form
 
+        if newdata is not None:
+            newdata = as_pandas(newdata, "newdata")
         ordinal = not self.is_lmm and hasattr(self.family, "category_probabilities")
         kinds = ("link", "response", "conditional", "zprob") + (("prob", "cumprob") if ordinal else ())
         if type not in kinds:
@@ -673,8 +676,12 @@ class Fit(InformationCriteria, Result):
         pandas.DataFrame
             Columns ``sim_1`` ... ``sim_nsim``; binomial responses on the fit's scale (proportions of ``weights``).
         """
+        from .frames import as_pandas
+
         nsim = check_int("nsim", nsim, 1)
         rng = np.random.default_rng(seed)
+        if newdata is not None:
+            newdata = as_pandas(newdata, "newdata")
         uncond = re_form is not None
         if uncond and str(re_form).replace(" ", "") not in ("~0", "0", "NA", "~NA"):
             raise InputError("re_form must be '~0' (new random effects) or None (the fitted ones)")

@@ -29,6 +29,7 @@ from .coding import coded_matrix
 from ..warnings import CostWarning, DataWarning, DroppedRowsWarning, ModelChangeWarning
 from .parse import Bar, ParsedFormula, _split_top, parse_formula
 from .covstruct import coordinate_columns, structured_term
+from . import splines  # noqa: F401  (registers ns() with formulaic)
 from ..errors import InputError
 
 _IDENT = re.compile(r"(?<![\w.])([A-Za-z_.][\w.]*)(?![\w.(])(?!\s*\()")
@@ -203,8 +204,9 @@ class ModelSpec:
         ModelSpec
             The response, weights, offset, fixed-effects matrix and random-effects terms of the rows used.
         """
-        if not isinstance(data, pd.DataFrame):
-            raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        from ..frames import as_pandas
+
+        data = as_pandas(data)
         if len(data) == 0:
             raise InputError("data has no rows")
         if na_action not in ("drop", "raise"):

@@ -48,6 +48,9 @@ def predict_interval(fit, newdata: pd.DataFrame, nsim: int = 1000, level: float 
         raise InputError("type must be 'link' or 'response'")
     if which == "observation" and type == "link":
         raise InputError("an interval for a new observation is on the response scale (type='response')")
+    from ..frames import as_pandas
+
+    newdata = as_pandas(newdata, "newdata")
     nsim = check_int("nsim", nsim, 2)
     level = check_level(level)
     rng = np.random.default_rng(seed)

@@ -89,8 +89,9 @@ def read_table(data: pd.DataFrame, measure: str, *, study=None, mods: str | None
     """
     if measure not in MEASURES:
         raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError("data must be a pandas DataFrame with one row per study")
+    from ..frames import as_pandas
+
+    data = as_pandas(data, "the study table")
     if len(data) == 0:
         raise InputError("the study table is empty")
     if study is None:
