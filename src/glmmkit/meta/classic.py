@@ -20,7 +20,7 @@ from scipy import optimize, stats
 
 from .effects import escalc
 from .results import MetaFit, wald_table
-from .tables import StudyTable, read_table
+from .tables import StudyTable, read_table, study_rows
 from ..errors import InputError
 
 
@@ -216,8 +216,7 @@ def rma_table(table: StudyTable, *, method: str = "REML", add: float = 0.5, to: 
     het = _hetero_rows([("Cochran's Q", Q, k - p, stats.chi2.sf(Q, k - p))])
     loglik = reml_loglik(tau2, y, v, X) if method == "REML" else ml_loglik(tau2, y, v, X)
     crit = stats.norm.ppf(0.5 + level / 2)
-    studies = pd.DataFrame({"yi": es.yi, "vi": es.vi, "lower": es.yi - crit * np.sqrt(es.vi),
-                            "upper": es.yi + crit * np.sqrt(es.vi)})
+    studies = study_rows(es, table, crit)
     weight = np.full(table.k, np.nan)
     weight[ok] = 100 * w / w.sum()
     studies["weight"] = weight
@@ -354,8 +353,7 @@ def _common_fit(name, table, b, var, add, to, level, t0) -> MetaFit:
     coef = wald_table(np.array([b]), np.array([[var]]), ["intrcpt"], level)
     es, Q, df = _cochran_about(table, b, add, to)
     crit = stats.norm.ppf(0.5 + level / 2)
-    studies = pd.DataFrame({"yi": es.yi, "vi": es.vi, "lower": es.yi - crit * np.sqrt(es.vi),
-                            "upper": es.yi + crit * np.sqrt(es.vi)})
+    studies = study_rows(es, table, crit)
     w = 1 / es.vi
     studies["weight"] = 100 * w / w.sum()
     return MetaFit(method=name, measure=table.measure, k=table.k, coef=coef, vcov=np.array([[var]]), tau2=0.0,

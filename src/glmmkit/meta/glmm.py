@@ -40,7 +40,7 @@ from .classic import _hetero_rows, _proj, _qm, typical_variance
 from .effects import escalc
 from .hypergeom import HypergeometricTables
 from .results import MetaFit, wald_table
-from .tables import StudyTable, drop_double_zero, no_information, read_table
+from .tables import StudyTable, drop_double_zero, no_information, read_table, study_rows
 from ..errors import InputError
 
 MODELS = ("UM.FS", "UM.RS", "CM.EL", "CM.AL")
@@ -125,8 +125,7 @@ def glmm(data: pd.DataFrame, *, measure: str = "OR", model: str | None = None, m
     vt = typical_variance(es.vi.to_numpy()[ok], table.X.to_numpy()[ok]) if ok.sum() > p else np.nan
     tau2 = core["tau2"]
     crit = stats.norm.ppf(0.5 + level / 2)
-    studies = pd.DataFrame({"yi": es.yi, "vi": es.vi, "lower": es.yi - crit * np.sqrt(es.vi),
-                            "upper": es.yi + crit * np.sqrt(es.vi)})
+    studies = study_rows(es, table, crit)
     w = np.where(ok, 1 / (es.vi.to_numpy() + tau2), 0.0)
     studies["weight"] = 100 * w / w.sum()  # approximate: inverse variance of the corrected estimates
     if core.get("blup") is not None:

@@ -280,3 +280,28 @@ def drop_double_zero(table: StudyTable, drop00: bool) -> StudyTable:
     if kept.k == 0:
         raise InputError("no study is left after dropping those without events in both arms")
     return kept
+
+
+def study_rows(es, table: StudyTable, crit: float) -> pd.DataFrame:
+    """The per-study rows of a meta-analysis result: effect size, variance, interval, then the counts.
+
+    Parameters
+    ----------
+    es : EffectSizes
+        ``escalc``'s yi and vi.
+    table : StudyTable
+        The counts (the forest plot prints them, as metafor's).
+    crit : float
+        The interval's normal quantile.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``yi``, ``vi``, ``lower``, ``upper`` and the measure's count columns (ai bi ci di, x1i t1i x2i t2i or
+        xi mi), one row per study.
+    """
+    out = pd.DataFrame({"yi": es.yi, "vi": es.vi, "lower": es.yi - crit * np.sqrt(es.vi),
+                        "upper": es.yi + crit * np.sqrt(es.vi)})
+    for c in table.counts.columns:
+        out[c] = table.counts[c].to_numpy()
+    return out

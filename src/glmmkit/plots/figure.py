@@ -41,3 +41,36 @@ def finish(fig, path, dpi: int = 120):
     if path is not None:
         save_figure(fig, path, dpi=dpi)
     return fig
+
+
+def axes_for(ax, n: int, figsize, **kwargs):
+    """The figure and n axes to draw on: the caller's (``ax``: one Axes, or a sequence of n) or new ones.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes, sequence of Axes or None
+        Where the caller wants the drawing.
+    n : int
+        How many panels the figure function draws.
+    figsize : tuple
+        The size of a new figure.
+    **kwargs
+        Passed to ``plt.subplots`` for a new figure (``sharey``, ...).
+
+    Returns
+    -------
+    tuple
+        (figure, list of n axes).
+    """
+    from ..errors import InputError
+
+    if ax is None:
+        plt = plt_module()
+        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False, **kwargs)
+        return fig, list(axes[0])
+    axes = list(ax) if isinstance(ax, (list, tuple)) or getattr(ax, "ndim", 0) else [ax]
+    axes = [a for a in (axes if not hasattr(axes[0], "ravel") else list(ax.ravel()))]
+    if len(axes) != n:
+        raise InputError(f"this figure has {n} panel(s): pass ax as {'one Axes' if n == 1 else f'{n} Axes'}, "
+                         f"got {len(axes)}")
+    return axes[0].figure, axes

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .figure import finish, plt_module as _plt
+from .figure import axes_for, finish, plt_module as _plt
 from ..errors import InputError
 
 
-def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, max_levels: int = 200):
+def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, max_levels: int = 200, ax=None):
     """Conditional modes of one grouping factor's random effects, sorted, with +- z x conditional SD.
 
     Parameters
@@ -28,6 +28,8 @@ def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, m
         Save there (atomically).
     max_levels : int
         Most levels drawn (the extremes kept).
+    ax : matplotlib.axes.Axes or sequence of Axes, optional
+        One axes per random-effect column (a new figure otherwise).
 
     Returns
     -------
@@ -42,25 +44,28 @@ def caterpillar(fit, group: str | None = None, level: float = 0.95, path=None, m
     b, s = modes[group], sds[group]
     z = stats.norm.ppf(0.5 + level / 2)
     cols = list(b.columns)
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), min(0.14 * min(len(b), max_levels) + 1.5, 14)),
-                             squeeze=False)
-    for ax, c in zip(axes[0], cols):
+    shown = min(len(b), max_levels)
+    fig, axes = axes_for(ax, len(cols), (4.2 * len(cols), min(0.16 * shown + 1.6, 16)))
+    for a, c in zip(axes, cols):
         order = np.argsort(b[c].to_numpy())
         if len(order) > max_levels:  # thin evenly, keep both ends
             order = order[np.linspace(0, len(order) - 1, max_levels).astype(int)]
         y = np.arange(len(order))
-        ax.errorbar(b[c].to_numpy()[order], y, xerr=z * s[c].to_numpy()[order], fmt="o", ms=3, color="k",
-                    ecolor="grey", lw=0.8)
-        ax.axvline(0, color="tab:red", lw=0.8)
-        ax.set_yticks(y if len(y) <= 40 else [])
-        if len(y) <= 40:
-            ax.set_yticklabels(np.asarray(b.index)[order], fontsize=7)
-        ax.set_title(f"{group}: {c}", fontsize=9)
-        ax.set_xlabel(f"conditional mode, {int(level * 100)}% interval")
+        a.errorbar(b[c].to_numpy()[order], y, xerr=z * s[c].to_numpy()[order], fmt="o", ms=3, color="k",
+                   ecolor="grey", lw=0.8)
+        a.axvline(0, color="tab:red", lw=0.8)
+        # every level labelled up to 80; beyond, every k-th (both ends kept)
+        step = 1 if len(y) <= 80 else int(np.ceil(len(y) / 60))
+        ticks = np.unique(np.r_[y[::step], y[-1]])
+        a.set_yticks(ticks)
+        a.set_yticklabels(np.asarray(b.index).astype(str)[order][ticks], fontsize=7 if len(y) <= 40 else 6)
+        a.set_ylim(-1, len(y))
+        a.set_title(f"{group}: {c}", fontsize=9)
+        a.set_xlabel(f"conditional mode, {int(level * 100)}% interval")
     return finish(fig, path, dpi=110)
 
 
-def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
+def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False, ax=None):
     """Fixed-effect estimates with Wald intervals.
 
     Parameters
@@ -73,6 +78,8 @@ def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
         Save there (atomically).
     intercept : bool
         Draw the intercept too.
+    ax : matplotlib.axes.Axes, optional
+        Draw here (a new figure sized to the coefficients otherwise).
 
     Returns
     -------
@@ -83,14 +90,20 @@ def coef_plot(fit, level: float = 0.95, path=None, intercept: bool = False):
     ct = fit.coef_table
     if not intercept and len(ct) > 1:
         ct = ct.drop(index="(Intercept)", errors="ignore")
-    z = stats.norm.ppf(0.5 + level / 2)
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(ct) + 1.3))
+    df = ct["df"].to_numpy(float) if "df" in ct else np.full(len(ct), np.inf)
+    crit = stats.t.ppf(0.5 + level / 2, np.where(np.isfinite(df), df, np.inf))
+    fig, (ax,) = axes_for(ax, 1, (7.0, max(0.5 * len(ct) + 1.6, 3.2)))
     y = np.arange(len(ct))[::-1]
-    ax.errorbar(ct["estimate"], y, xerr=z * ct["std_error"], fmt="o", color="k", ecolor="grey")
+    ax.errorbar(ct["estimate"], y, xerr=crit * ct["std_error"], fmt="o", ms=6, color="k", ecolor="grey", lw=1.5,
+                capsize=3)
     ax.axvline(0, color="tab:red", lw=0.8)
     ax.set_yticks(y)
-    ax.set_yticklabels(ct.index, fontsize=8)
-    ax.set_xlabel(f"estimate ({'link' if not fit.is_lmm else 'response'} scale), {int(level * 100)}% Wald interval")
+    ax.set_yticklabels([str(i) for i in ct.index], fontsize=10)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_ylim(-0.7, len(ct) - 0.3)
+    ax.set_xlabel(f"estimate ({'link' if not fit.is_lmm else 'response'} scale), {int(level * 100)}% interval"
+                  + (" (Satterthwaite df)" if "df" in ct else ""), fontsize=10)
+    ax.set_title("Fixed effects", fontsize=11)
     return finish(fig, path, dpi=110)
 
 
@@ -175,8 +188,10 @@ def effects_plot(fit, predictor: str, level: float = 0.95, path=None, n: int = 6
     return finish(fig, path, dpi=110)
 
 
-def fitted_observed(fit, path=None):
-    """Observed response against the fitted (conditional) mean, with the identity line.
+def fitted_observed(fit, path=None, ax=None, bins: int = 10):
+    """Observed against fitted, the identity line marked.  A binary response (0/1 without trials) gets a
+    calibration plot instead: the observed share in bins of the fitted probability (deciles), with binomial
+    intervals, against the bins' mean fitted probability.
 
     Parameters
     ----------
@@ -184,25 +199,50 @@ def fitted_observed(fit, path=None):
         The fitted model.
     path : str or path-like, optional
         Save there (atomically).
+    ax : matplotlib.axes.Axes, optional
+        Draw here (a new figure otherwise).
+    bins : int
+        Bins of the calibration plot.
 
     Returns
     -------
     matplotlib.figure.Figure
         The figure.
     """
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    fig, (ax,) = axes_for(ax, 1, (5.6, 4.8))
     y, mu = fit.spec.y, np.asarray(fit.fitted)
+    binary = (not fit.is_lmm and fit.family.name in ("binomial", "bernoulli") and np.all(fit.spec.wt == 1)
+              and np.all(np.isin(y, (0.0, 1.0))))
+    if binary:
+        edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins + 1)))
+        which = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, len(edges) - 2)
+        n = np.bincount(which, minlength=len(edges) - 1)
+        ok = n > 0
+        k = np.bincount(which, weights=y, minlength=len(edges) - 1)[ok]
+        n = n[ok]
+        m = (np.bincount(which, weights=mu, minlength=len(edges) - 1)[ok]) / n
+        p = k / n
+        lo = stats.beta.ppf(0.025, k, n - k + 1)
+        hi = stats.beta.ppf(0.975, k + 1, n - k)
+        lo, hi = np.nan_to_num(lo, nan=0.0), np.nan_to_num(hi, nan=1.0)
+        ax.errorbar(m, p, yerr=[p - lo, hi - p], fmt="o", color="k", ecolor="grey", capsize=3)
+        ax.plot([0, 1], [0, 1], color="tab:red", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("fitted probability (bin mean)")
+        ax.set_ylabel("observed share (95% interval)")
+        ax.set_title(f"Calibration: {len(n)} bins of the fitted probability", fontsize=10)
+        return finish(fig, path, dpi=110)
     ax.plot(mu, y, ".", alpha=0.4, ms=4, color="k")
     lo, hi = float(min(mu.min(), y.min())), float(max(mu.max(), y.max()))
     ax.plot([lo, hi], [lo, hi], color="tab:red", lw=1)
     ax.set_xlabel("fitted (conditional mean)")
     ax.set_ylabel("observed")
-    ax.set_title("Fitted vs observed", fontsize=9)
+    ax.set_title("Fitted vs observed", fontsize=10)
     return finish(fig, path, dpi=110)
 
 
-def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
+def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None, ax=None):
     """zeta against each parameter (lme4's ``xyplot`` of a profile), with the interval's quantiles dashed.
 
     Parameters
@@ -213,6 +253,8 @@ def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
         The interval's level.
     path : str or path-like, optional
         Save there (atomically).
+    ax : sequence of matplotlib.axes.Axes, optional
+        One axes per parameter (a new grid otherwise).
 
     Returns
     -------
@@ -223,16 +265,20 @@ def profile_plot(table: pd.DataFrame, level: float = 0.95, path=None):
     params = list(dict.fromkeys(table["parameter"]))
     ncol = min(3, len(params))
     nrow = int(np.ceil(len(params) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.8 * nrow), squeeze=False)
+    if ax is None:
+        fig, grid = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.8 * nrow), squeeze=False)
+        axes = grid.ravel()
+    else:
+        fig, axes = axes_for(ax, len(params), None)
     z = stats.norm.ppf(0.5 + level / 2)
-    for ax, p in zip(axes.ravel(), params):
+    for ax, p in zip(axes, params):
         t = table[table["parameter"] == p].sort_values("value")
         ax.plot(t["value"], t["zeta"], "o-", ms=3)
         for q in (-z, 0, z):
             ax.axhline(q, color="grey", lw=0.7, ls="--" if q else "-")
         ax.set_title(p, fontsize=8)
         ax.set_ylabel("zeta")
-    for ax in axes.ravel()[len(params):]:
+    for ax in list(axes)[len(params):]:
         ax.axis("off")
     return finish(fig, path, dpi=110)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figure import finish, plt_module as _plt
+from .figure import axes_for, finish
 
 
 
 
-def plot_simulated_residuals(res, path=None, title: str = ""):
+def plot_simulated_residuals(res, path=None, title: str = "", ax=None):
     """QQ plot of the scaled residuals against U(0, 1), and the residuals against the ranked prediction.
 
     Parameters
@@ -20,14 +20,15 @@ def plot_simulated_residuals(res, path=None, title: str = ""):
         Save there (atomically).
     title : str
         The title.
+    ax : sequence of two matplotlib.axes.Axes, optional
+        The QQ panel and the residual panel (a new figure otherwise).
 
     Returns
     -------
     matplotlib.figure.Figure
         The figure.
     """
-    plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+    fig, (a, b) = axes_for(ax, 2, (9, 4))
     r = np.sort(res.scaled)
     expected = (np.arange(1, len(r) + 1) - 0.5) / len(r)
     a.plot(expected, r, ".", ms=3, alpha=0.6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .figure import finish, plt_module as _plt
+from .figure import axes_for, finish, plt_module as _plt
 
 
 def volcano(table: pd.DataFrame, ax=None, fdr: float = 0.05, label: int = 10, path=None, title: str = ""):
@@ -47,7 +47,7 @@ def volcano(table: pd.DataFrame, ax=None, fdr: float = 0.05, label: int = 10, pa
     return finish(fig, path, dpi=120)
 
 
-def compare_methods(a: pd.DataFrame, b: pd.DataFrame, labels=("GLMM", "pseudobulk"), path=None, truth=None):
+def compare_methods(a: pd.DataFrame, b: pd.DataFrame, labels=("GLMM", "pseudobulk"), path=None, truth=None, ax=None):
     """Signed -log10 p of two methods on the same genes, and their log fold changes; ``truth``: DE flags.
 
     Parameters
@@ -60,20 +60,21 @@ def compare_methods(a: pd.DataFrame, b: pd.DataFrame, labels=("GLMM", "pseudobul
         Save there (atomically).
     truth : pandas.Series, optional
         Which genes are truly DE.
+    ax : sequence of two matplotlib.axes.Axes, optional
+        The two panels (a new figure otherwise).
 
     Returns
     -------
     matplotlib.figure.Figure
         The figure.
     """
-    plt = _plt()
     genes = a.index.intersection(b.index)
     a, b = a.loc[genes], b.loc[genes]
     ok = np.isfinite(a["p"]) & np.isfinite(b["p"])
     a, b = a[ok], b[ok]
     sa = np.sign(a["log_fc"]) * -np.log10(np.clip(a["p"], 1e-300, 1))
     sb = np.sign(b["log_fc"]) * -np.log10(np.clip(b["p"], 1e-300, 1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig, axes = axes_for(ax, 2, (10, 4.5))
     colour = np.where(truth.loc[a.index].to_numpy(), "tab:red", "0.5") if truth is not None else "tab:blue"
     for ax, (x, y, what) in zip(axes, [(sb, sa, "signed -log10 p"), (b["log_fc"], a["log_fc"], "log fold change")]):
         ax.scatter(x, y, s=5, c=colour, lw=0, alpha=0.7)
