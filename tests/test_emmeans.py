@@ -169,3 +169,20 @@ def test_emmeans_plot_returns_a_figure(tmp_path):
     fig2, ax = plt.subplots()
     assert gk.emmeans(fit, "N").contrast().plot(ax=ax) is fig2
     plt.close("all")
+
+
+def test_a_cell_the_data_cannot_estimate_is_nan_not_a_copy_of_another():
+    oats = gk.datasets.load("oats")
+    sub = oats[~((oats["nitro"] == "0.6") & (oats["variety"] == "Victory"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = gk.lmer("yield ~ nitro * variety + (1 | block / variety)", sub)
+    em = gk.emmeans(fit, "nitro", by="variety")
+    t = em.table.set_index(["nitro", "variety"])
+    assert np.isnan(t.loc[("0.6", "Victory"), "estimate"])
+    assert t["estimate"].notna().sum() == 11
+    assert any("not estimable" in n for n in em.notes)
+    ct = em.contrast("pairwise").table
+    vic = ct[ct["variety"] == "Victory"].set_index("contrast")
+    assert np.isnan(vic.loc["0 - 0.6", "estimate"]) and np.isfinite(vic.loc["0.2 - 0.4", "p"])
+    assert np.isnan(gk.emmeans(fit, "variety").table.set_index("variety").loc["Victory", "estimate"])

@@ -37,6 +37,10 @@ _INFO = {
     "isolates": ("Simulated: 200 bacterial isolates on a coalescent tree (isolates.nwk); a gene carried by one "
                  "clade, disease that follows the tree, no effect of the gene; "
                  "glmmkit.datasets.simulate.isolates(seed=5).", {}),
+    "oats": ("Yates's split-plot oats experiment: yield of 3 varieties (main plots) in 6 blocks, 4 nitrogen levels "
+             "(cwt/acre) on the subplots. nlme's Oats (Yates 1935).",
+             {"nitro": ["0", "0.2", "0.4", "0.6"], "variety": ["Golden Rain", "Marvellous", "Victory"],
+              "block": ["I", "II", "III", "IV", "V", "VI"]}),
     "clinics": ("Simulated: monthly therapy sessions of 150 clinicians in 25 clinics with exposure "
                 "(opportunities); glmmkit.datasets.simulate.clinics(seed=7).", {"training": ["no", "yes"]}),
 }
@@ -87,10 +91,15 @@ def load(name: str) -> pd.DataFrame:
     if name not in _INFO:
         raise InputError(f"unknown dataset {name!r}; available: {list_datasets()}")
     path = resources.files(__package__).joinpath("data", f"{name}.csv")
-    with path.open("r") as fh:
-        df = pd.read_csv(fh)
-    for col, levels in _INFO[name][1].items():
-        df[col] = pd.Categorical(df[col].astype(str), categories=levels)
+    levels_of = _INFO[name][1]
+    with path.open("r") as fh:  # factor columns read as text: "0" stays "0", not 0.0
+        df = pd.read_csv(fh, dtype={col: str for col in levels_of})
+    for col, levels in levels_of.items():
+        values = df[col].astype(str)
+        unknown = sorted(set(values) - set(levels))
+        if unknown:  # a bundled file and its level list disagree: a packaging error, never silent NaN
+            raise InputError(f"dataset {name!r}: column {col!r} has values {unknown[:5]} outside its levels {levels}")
+        df[col] = pd.Categorical(values, categories=levels)
     df.attrs["source"] = _INFO[name][0]
     return df
 

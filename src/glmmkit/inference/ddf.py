@@ -297,7 +297,10 @@ class KenwardRoger:
         """
         Phi, PhiA = self.phi, self.vcov_adjusted
         q = L.shape[0]
-        Theta = L.T @ np.linalg.solve(L @ Phi @ L.T, L)
+        try:
+            Theta = L.T @ np.linalg.solve(L @ Phi @ L.T, L)
+        except np.linalg.LinAlgError:  # L beta has no variance: nothing to test
+            return {"F": np.nan, "num_df": q, "den_df": np.nan, "scaling": np.nan, "F_unscaled": np.nan}
         TP = Theta @ Phi
         u = [TP @ Pr @ Phi for Pr in self.P]
         A1 = A2 = 0.0

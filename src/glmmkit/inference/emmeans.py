@@ -151,11 +151,17 @@ class MarginalMeans(Result):
                  n_family: np.ndarray | None = None, notes: list[str] | None = None):
         self.fit, self.L, self.specs, self.by, self.type, self.ddf = fit, L, specs, by, type, ddf
         self.level, self.kind, self.adjust, self.method = level, kind, adjust, method
-        self.notes = list(notes or [])
+        self.notes = [n for n in (notes or []) if "not estimable" not in n]
         self.labels = labels.reset_index(drop=True)
         link = _link_name(fit)
-        base = t_tests(fit, L, 0.0, ddf)
-        est, se, df = base["estimate"].to_numpy(), base["std_error"].to_numpy(), self._df(base)
+        ok = np.all(np.isfinite(L), axis=1)
+        est, se, df = (np.full(len(L), np.nan) for _ in range(3))
+        if ok.any():
+            base = t_tests(fit, L[ok], 0.0, ddf)
+            est[ok], se[ok], df[ok] = base["estimate"].to_numpy(), base["std_error"].to_numpy(), self._df(base)
+        if not ok.all():
+            self.notes.append(f"{int(np.sum(~ok))} row(s) not estimable from these data (an empty cell or an "
+                              "aliased column): NaN, as emmeans' nonEst")
         stat = est / se
         if kind == "means":
             crit = stats.t.ppf(0.5 + level / 2, df)
@@ -234,7 +240,11 @@ class MarginalMeans(Result):
             C, cnames = _contrast_coefficients(method, names, ref)
             sep = " / " if self._ratio_scale() else " - "
             cnames = [c.replace(" - ", sep) if isinstance(method, str) else c for c in cnames]
-            Ls.append(C @ self.L[idx])
+            Lg = self.L[idx]
+            bad = ~np.all(np.isfinite(Lg), axis=1)
+            Lc = C @ np.nan_to_num(Lg)
+            Lc[(np.abs(C[:, bad]) > 0).any(axis=1)] = np.nan  # a contrast touching a non-estimable mean
+            Ls.append(Lc)
             for c in cnames:
                 row = {"contrast": c}
                 row.update({b: self.labels.loc[idx[0], b] for b in by_cols})
@@ -380,6 +390,20 @@ def _families(labels: pd.DataFrame) -> np.ndarray:
     return labels.groupby(by_cols, sort=False).ngroup().to_numpy()
 
 
+def _estimable_rows(spec, grid: pd.DataFrame) -> np.ndarray:
+    """Which grid rows are estimable: x in the row space of the full (unaliased) design of the data."""
+    import scipy.linalg as sla
+
+    from ..formula.coding import coded_matrix
+
+    if spec._kept_cols is None or len(spec._kept_cols) == len(spec.x_spec.column_names):
+        return np.ones(len(grid), dtype=bool)
+    full = np.asarray(coded_matrix(spec.x_spec, spec.data, "the fixed effects"), dtype=float)
+    N = sla.null_space(full)
+    G = np.asarray(coded_matrix(spec.x_spec, grid, "the fixed effects"), dtype=float)
+    return np.max(np.abs(G @ N), axis=1, initial=0.0) <= 1e-8 * max(np.max(np.abs(G)), 1.0)
+
+
 def emmeans(fit, specs, by=None, at: dict | None = None, type: str = "link", ddf: str | None = None,
             level: float = 0.95) -> MarginalMeans:
     """Estimated marginal means of a fit's fixed effects (emmeans' ``emmeans``).
@@ -427,11 +451,15 @@ def emmeans(fit, specs, by=None, at: dict | None = None, type: str = "link", ddf
         raise InputError("specs and by must name different variables")
     grid = reference_grid(fit, at)
     X = fit.spec.new_fixed_matrix(grid)
+    estimable = _estimable_rows(fit.spec, grid)
     keys = specs_l + by_l
     groups = grid.groupby(keys, sort=False, observed=True).indices
     labels = pd.DataFrame(list(groups.keys()), columns=keys) if len(keys) > 1 else pd.DataFrame(
         {keys[0]: list(groups.keys())})
-    L = np.vstack([X[idx].mean(axis=0) for idx in groups.values()])
+    # a mean over a cell the data cannot estimate (an empty combination, an aliased column) is NaN, as
+    # emmeans' "nonEst"
+    L = np.vstack([X[idx].mean(axis=0) if estimable[idx].all() else np.full(X.shape[1], np.nan)
+                   for idx in groups.values()])
     # order rows by the by-groups first (each group's means together), as emmeans prints them
     if by_l:
         order = labels.groupby(by_l, sort=False).ngroup().to_numpy()
