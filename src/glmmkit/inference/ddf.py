@@ -23,8 +23,8 @@ Q_rs = X' Sigma^-1 G_r Sigma^-1 G_s Sigma^-1 X and W = 2 I_E^-1 (the expected in
     V_A = Phi + 2 Phi [sum_rs W_rs (Q_rs - P_r Phi P_s)] Phi,     Phi = (X' Sigma^-1 X)^-1,
 
 and the F statistic of L is scaled by lambda and referred to F(q, m) (Kenward & Roger 1997; the formulas of
-pbkrtest's ``vcovAdj`` and ``.KR_adjust``).  Sigma is dense (n x n): Kenward-Roger is refused above
-``MAX_KR_ROWS`` rows (use Satterthwaite there).
+pbkrtest's ``vcovAdj`` and ``.KR_adjust``), computed in the random effects' space (Q x Q; pbkrtest holds
+n x n matrices): refused above ``MAX_KR_LEVELS`` random effects (use Satterthwaite there).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from ..engine.covariance import Diagonal, KnownMatrix, Unstructured
 from ..engine.numderiv import hessian, jacobian
 from ..errors import InputError
 
-#: Kenward-Roger holds n x n matrices, one per variance component: refused above this many rows
-MAX_KR_ROWS = 5000
+#: Kenward-Roger holds Q x Q matrices (Q random effects): refused above this many
+MAX_KR_LEVELS = 8000
 #: eigenvalues of the deviance's Hessian below this are dropped from its inverse (lmerTest's tol)
 HESSIAN_TOL = 1e-8
 
@@ -174,12 +174,12 @@ def f_statistic_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
     return 2 * E / (E - len(nu))
 
 
-def _same_level(codes: np.ndarray) -> np.ndarray:
-    return (codes[:, None] == codes[None, :]).astype(float)
+def variance_components(fit):
+    """The random-effects columns of an LMM and its variance components, for Kenward-Roger.
 
-
-def variance_components(fit) -> tuple[list[np.ndarray], np.ndarray]:
-    """The marginal covariance of y as sum_r gamma_r G_r, linear in the variance components.
+    Sigma = sigma^2 W^-1 + sum_r gamma_r Z E_r Z' with Z the raw columns of all terms (per term, per coefficient a,
+    per level) and E_r selecting the entries (a, b) of a term's covariance (Z_a Z_b' + Z_b Z_a'), or a known
+    covariance K over the term's levels.
 
     Parameters
     ----------
@@ -190,46 +190,78 @@ def variance_components(fit) -> tuple[list[np.ndarray], np.ndarray]:
     Returns
     -------
     tuple
-        (list of dense (n, n) G_r, gamma): per term the lower-triangle entries of its covariance (column by
-        column), then the residual variance with G = diag(1 / weights).
+        (Z sparse (n, Q), Lambda sparse (Q, Q) with Z Lambda Lambda' Z' sigma^2 the random part of Sigma, the list
+        of sparse (Q, Q) selectors E_r, gamma: per term the lower-triangle entries of its covariance column by
+        column, then sigma^2 for the residual).
     """
-    G, gamma = [], []
+    import scipy.sparse as sp
+
+    n = fit.spec.n
+    rows = np.arange(n)
     s2 = fit.sigma**2
+    blocks, lams, sel_parts, gamma = [], [], [], []
+    off = 0
     for t, th in zip(fit._all_terms, fit._theta_by_term()):
         cov = t.cov
         if isinstance(cov, KnownMatrix):
-            K = cov.factor @ cov.factor.T
-            x = t.X[:, 0]
-            G.append(K[np.ix_(t.codes, t.codes)] * np.outer(x, x))
+            blocks.append(sp.csr_matrix((t.X[:, 0], (rows, t.codes)), shape=(n, t.q)))
+            lams.append(sp.csr_matrix(float(th[0]) * cov.factor))
+            sel_parts.append((off, t.q, [(0, 0, sp.csr_matrix(cov.factor @ cov.factor.T))]))
             gamma.append(s2 * float(th[0]) ** 2)
+            off += t.q
             continue
         if type(cov) not in (Unstructured, Diagonal):
             raise InputError(f"Kenward-Roger needs covariances linear in their parameters; the term {t.label} has "
                              f"a {type(cov).__name__} structure: use ddf='satterthwaite'")
         T = cov.template(th)
         C = s2 * T @ T.T
-        same = _same_level(t.codes)
+        for a in range(t.k):  # columns ordered (coefficient, level): Lambda = T kron I_q
+            blocks.append(sp.csr_matrix((t.X[:, a], (rows, t.codes)), shape=(n, t.q)))
+        lams.append(sp.kron(sp.csr_matrix(T), sp.identity(t.q)).tocsr())
+        entries = []
         for b in range(t.k):
             for a in range(b, t.k):
                 if a != b and isinstance(cov, Diagonal):
                     continue
-                xa, xb = t.X[:, a], t.X[:, b]
-                outer = np.outer(xa, xa) if a == b else np.outer(xa, xb) + np.outer(xb, xa)
-                G.append(same * outer)
+                entries.append((a, b, None))
                 gamma.append(C[a, b])
-    G.append(np.diag(1.0 / fit.spec.wt))
+        sel_parts.append((off, t.q, entries))
+        off += t.k * t.q
+    Z = sp.hstack(blocks).tocsc() if blocks else sp.csc_matrix((n, 0))
+    Lam = sp.block_diag(lams).tocsr() if lams else sp.csr_matrix((0, 0))
+    E = []
+    for start, q, entries in sel_parts:
+        for a, b, K in entries:
+            if K is not None:  # a known covariance over the term's levels
+                Er = sp.lil_matrix((off, off))
+                Er[start:start + q, start:start + q] = K
+            else:
+                ia, ib = start + a * q + np.arange(q), start + b * q + np.arange(q)
+                rr = np.r_[ia, ib] if a != b else ia
+                cc = np.r_[ib, ia] if a != b else ia
+                Er = sp.csr_matrix((np.ones(len(rr)), (rr, cc)), shape=(off, off))
+            E.append(sp.csr_matrix(Er))
     gamma.append(s2)
-    return G, np.asarray(gamma)
+    return Z, Lam, E, np.asarray(gamma)
 
 
 class KenwardRoger:
     """pbkrtest's adjusted covariance of the fixed effects of an LMM fitted by REML, with the pieces of
     its F test.
 
+    Everything is computed in the random effects' space (Q x Q), never n x n: with S = Sigma^-1 =
+    (W - W Z~ F^-1 Z~' W) / sigma^2 (Woodbury; Z~ = Z Lambda, F = Z~'WZ~ + I, the penalised system),
+    K = Z'SZ, C = Z'SX,
+
+        P_r = -C' E_r C,   Q_rs = C' E_r K E_s C,   tr(G_r S G_s S) = tr(E_r K E_s K),
+
+    and the residual component (G = W^-1) through S X, W^-1 S X and S W^-1 S X (n x p) and
+    tr((S W^-1)^2) = (n - 2 tr(F^-1 A) + tr((F^-1 A)^2)) / sigma^4, A = Z~'WZ~.
+
     Parameters
     ----------
     fit : Fit
-        An ``lmer`` fit by REML with at most ``MAX_KR_ROWS`` rows and positive weights.
+        An ``lmer`` fit by REML with positive weights and at most ``MAX_KR_LEVELS`` random effects.
     """
 
     def __init__(self, fit):
@@ -237,45 +269,70 @@ class KenwardRoger:
         if not fit.reml:
             raise InputError("Kenward-Roger's method is for REML fits (as lmerTest and pbkrtest): refit with "
                              "reml=True, or use ddf='satterthwaite'")
-        n = fit.spec.n
-        if n > MAX_KR_ROWS:
-            raise InputError(f"Kenward-Roger holds n x n matrices; this model has {n} rows (limit {MAX_KR_ROWS}): "
-                             "use ddf='satterthwaite'")
         if np.any(fit.spec.wt <= 0):
             raise InputError("Kenward-Roger needs positive weights on every row")
-        X = fit.spec.X
-        G, gamma = variance_components(fit)
-        Sigma = sum(g * Gr for g, Gr in zip(gamma, G))
-        cf = sla.cho_factor(Sigma, lower=True)
-        Sinv = sla.cho_solve(cf, np.eye(n))
+        Z, Lam, E, gamma = variance_components(fit)
+        Q = Z.shape[1]
+        if Q > MAX_KR_LEVELS:
+            raise InputError(f"Kenward-Roger holds Q x Q matrices; this model has {Q} random effects (limit "
+                             f"{MAX_KR_LEVELS}): use ddf='satterthwaite'")
+        X, w, s2, n = fit.spec.X, fit.spec.wt, fit.sigma**2, fit.spec.n
+        WZ = Z.multiply(w[:, None]).tocsc()
+        Hr = (Z.T @ WZ).toarray()  # Z'WZ
+        ZWX = np.asarray(WZ.T @ X)  # Z'WX
+        LH = np.asarray(Lam.T @ Hr)  # Lambda'Z'WZ
+        A = np.asarray(LH @ Lam)  # Z~'WZ~
+        Fi = np.linalg.inv(np.eye(Q) + A)
+        HLF = LH.T @ Fi  # Z'WZ~ F^-1
+        K = (Hr - HLF @ LH) / s2
+        C = (ZWX - HLF @ (Lam.T @ ZWX)) / s2
+
+        def S_apply(Y):
+            WY = w[:, None] * Y
+            return (WY - w[:, None] * np.asarray(Z @ (Lam @ (Fi @ (Lam.T @ np.asarray(Z.T @ WY)))))) / s2
+
+        V1 = S_apply(X)  # S X
+        R1 = V1 / w[:, None]  # W^-1 S X
+        V2 = S_apply(R1)  # S W^-1 S X
+        ZV2 = np.asarray(Z.T @ V2)
+        # Z' S W^-1 S Z = (Hr - 2 Z'WZ~ F^-1 Z~'WZ + Z'WZ~ F^-1 A F^-1 Z~'WZ) / sigma^4
+        Ke = (Hr - 2 * HLF @ LH + HLF @ A @ HLF.T) / s2**2
+        FA = Fi @ A
+        m = len(gamma)
+        e = m - 1  # the residual component is last
+        EC = [Er @ C for Er in E]  # (Q, p)
+        EK = [np.asarray(Er @ K) for Er in E]  # (Q, Q)
+        P = [-(C.T @ ec) for ec in EC] + [-(V1.T @ R1)]
+        P = [(Pr + Pr.T) / 2 for Pr in P]
+        Qm = {}
+        for r in range(e):
+            for s_ in range(r, e):
+                Qm[r, s_] = EC[r].T @ (K @ EC[s_])
+            Qm[r, e] = EC[r].T @ ZV2
+        Qm[e, e] = R1.T @ V2
+        Ktr = np.empty((m, m))
+        for r in range(e):
+            for s_ in range(r, e):
+                Ktr[r, s_] = Ktr[s_, r] = float(np.sum(EK[r] * EK[s_].T))
+            Ktr[r, e] = Ktr[e, r] = float(np.asarray(E[r].multiply(Ke).sum()))
+        Ktr[e, e] = (n - 2 * np.trace(FA) + np.sum(FA * FA.T)) / s2**2
         Phi = np.asarray(fit._vcov, dtype=float)
-        TT = Sinv @ X
-        HH = [Gr @ Sinv for Gr in G]
-        OO = [H @ X for H in HH]
-        m = len(G)
-        P = []
-        for r in range(m):
-            Pr = -OO[r].T @ TT
-            P.append((Pr + Pr.T) / 2)
-        SO = [Sinv @ O for O in OO]
-        Q = {(r, s): OO[r].T @ SO[s] for r in range(m) for s in range(r, m)}
         IE2 = np.empty((m, m))
         for r in range(m):
             PhiPr = Phi @ P[r]
-            for s in range(r, m):
-                ktrace = float(np.sum(HH[r].T * HH[s]))  # tr(H_r H_s)
-                IE2[r, s] = IE2[s, r] = (ktrace - 2 * float(np.sum(Phi * Q[r, s]))
-                                         + float(np.sum(PhiPr * (P[s] @ Phi))))
+            for s_ in range(r, m):
+                IE2[r, s_] = IE2[s_, r] = (Ktr[r, s_] - 2 * float(np.sum(Phi * Qm[r, s_]))
+                                           + float(np.sum(PhiPr * (P[s_] @ Phi))))
         condi = np.min(np.abs(np.linalg.eigvalsh(IE2)))
         W = 2 * (np.linalg.inv(IE2) if condi > 1e-10 else np.linalg.pinv(IE2))
         W = (W + W.T) / 2
         U = np.zeros_like(Phi)
         for r in range(m - 1):
-            for s in range(r + 1, m):
-                U += W[r, s] * (Q[r, s] - P[r] @ Phi @ P[s])
+            for s_ in range(r + 1, m):
+                U += W[r, s_] * (Qm[r, s_] - P[r] @ Phi @ P[s_])
         U = U + U.T
         for r in range(m):
-            U += W[r, r] * (Q[r, r] - P[r] @ Phi @ P[r])
+            U += W[r, r] * (Qm[r, r] - P[r] @ Phi @ P[r])
         self.phi = Phi
         self.vcov_adjusted = Phi + 2 * Phi @ U @ Phi
         self.P, self.W = P, W

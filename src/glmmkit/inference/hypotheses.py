@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InputError
 from ..warnings import GlmmkitWarning
@@ -154,7 +155,10 @@ def _type3_lmm(spec, terms: list[FixedTerm], intercept) -> dict[str, np.ndarray]
     blocks = [np.ones((spec.n, 1))] if intercept is not None else []
     owner = [None] if intercept is not None else []
     for t in terms:
-        B = np.asarray(formulaic.model_matrix("0 + " + ":".join(t.expr), spec.data, na_action="ignore"), dtype=float)
+        B = _full_dummies(spec, t)
+        if B is None:  # a factor that is an expression: formulaic's full-dummy coding of the term
+            B = np.asarray(formulaic.model_matrix("0 + " + ":".join(t.expr), spec.data, na_action="ignore"),
+                           dtype=float)
         blocks.append(B)
         owner += [t.name] * B.shape[1]
     rdX = np.column_stack(blocks)
@@ -162,8 +166,10 @@ def _type3_lmm(spec, terms: list[FixedTerm], intercept) -> dict[str, np.ndarray]
     M = _zap((pinv @ rdX).T)  # (m, p): rdX's parameters in Xt's
     # each column of Xt is one column of rdX (treatment coding: products of level indicators and numerics)
     sel = []
-    for j in range(Xt.shape[1]):
-        hit = np.flatnonzero(np.all(np.isclose(rdX, Xt[:, [j]], rtol=1e-10, atol=1e-12), axis=0))
+    for j in range(Xt.shape[1]):  # p columns
+        hit = np.flatnonzero(np.all(rdX == Xt[:, [j]], axis=0))
+        if not len(hit):
+            hit = np.flatnonzero(np.all(np.isclose(rdX, Xt[:, [j]], rtol=1e-10, atol=1e-12), axis=0))
         if not len(hit):
             raise InputError("type III hypotheses: a column of the treatment-coded design is not a column of the "
                              "over-parameterised one; use type=2 or write the contrasts with fit.contest")
@@ -185,6 +191,28 @@ def _type3_lmm(spec, terms: list[FixedTerm], intercept) -> dict[str, np.ndarray]
         if to_fit is not None:
             L = _zap(L @ to_fit)
         out[t.name] = L[np.sum(np.abs(L), axis=1) > 1e-8]
+    return out
+
+
+def _full_dummies(spec, term: FixedTerm) -> np.ndarray | None:
+    """The term's over-parameterised columns (every level of each factor, times its numeric variables) when its
+    factors are plain data columns; None otherwise."""
+    levels = {k.expr: list(v.levels) for k, v in spec.x_spec.factor_contrasts.items()}
+    out = np.ones((spec.n, 1))
+    for e in term.expr:
+        if e not in spec.data.columns:
+            return None
+        v = spec.data[e]
+        if e in levels:
+            codes = pd.Categorical(v.astype(object), categories=levels[e]).codes
+            if np.any(codes < 0):
+                return None
+            m = (codes[:, None] == np.arange(len(levels[e]))[None, :]).astype(float)
+        elif pd.api.types.is_numeric_dtype(v):
+            m = v.to_numpy(float)[:, None]
+        else:
+            return None
+        out = (out[:, :, None] * m[:, None, :]).reshape(spec.n, -1)
     return out
 
 
@@ -259,6 +287,16 @@ def hypothesis_matrices(fit, type: int) -> dict[str, np.ndarray]:
     dict
         Term name (formulaic's label) to its (rows, p) matrix; GLMM type III tables start with the intercept.
     """
+    if not fit.is_lmm and type == 3:
+        _warn_treatment_type3(fit.spec, fixed_terms(fit.spec)[0])
+    cache = fit.__dict__.setdefault("_hypotheses", {})
+    if type in cache:
+        return cache[type]
+    cache[type] = out = _hypothesis_matrices(fit, type)
+    return out
+
+
+def _hypothesis_matrices(fit, type: int) -> dict[str, np.ndarray]:
     spec = fit.spec
     terms, intercept = fixed_terms(spec)
     if fit.is_lmm:
@@ -272,7 +310,6 @@ def hypothesis_matrices(fit, type: int) -> dict[str, np.ndarray]:
         return _sequential(np.linalg.inv(V), terms)
     if type == 2:
         return _type2_glmm(V, terms)
-    _warn_treatment_type3(spec, terms)
     I = np.eye(spec.p)
     out = {"(Intercept)": I[[intercept]]} if intercept is not None else {}
     out.update({t.name: I[t.columns] for t in terms})

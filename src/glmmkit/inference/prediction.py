@@ -208,49 +208,47 @@ def _quadratic_forms(f, A: np.ndarray, width: int) -> np.ndarray:
 
 
 def _lmm_parameter_part(fit, X: np.ndarray, rows: _NewRandomRows) -> np.ndarray:
-    """G Sigma G' for an LMM: eta_new(beta, theta) = X beta + A_u(theta)' u-hat(theta, beta), with Sigma the
-    inverse of half the observed Hessian of the (non-profiled) deviance in (beta, theta, sigma)."""
-    from ..engine.numderiv import hessian, jacobian
+    """G Sigma G' for an LMM: eta_new(beta, theta) = X beta + A_u(theta)' u-hat(theta, beta).
+
+    With beta-hat(theta) the profiled fixed effects, the inverse Hessian of the deviance in (beta, theta,
+    sigma) is, in blocks (Sigma_t = 2 H_p^-1 of the profiled deviance, Satterthwaite's; J = d beta-hat / d theta),
+
+        Sigma_bb = V + J Sigma_t J',   Sigma_bt = J Sigma_t,   Sigma_tt = Sigma_t,
+
+    because the Hessian's beta block is 2 V^-1 and its cross block -2 V^-1 J.  d eta / d beta is exact
+    (X - A_u' F^-1 Lambda'Z'WX, F the penalised system), d eta / d theta by Richardson's differences."""
+    from ..engine.numderiv import jacobian
+    from .wald import ddf_engine
 
     obj, st, spec = fit.optsummary.objective, fit._structure, fit.spec
     p, nt, Q = spec.p, len(fit.theta), st.Q
+    sat = ddf_engine(fit, "satterthwaite")
+    S_t = sat.vcov_varpar[:nt, :nt]
+    floor = np.full(nt, 0.1)
+
+    def beta_hat(theta):
+        return obj.factor(theta).solve_last_column()[Q:]
+
+    J = jacobian(beta_hat, fit.theta, floor=floor)  # (p, nt)
     resid0 = spec.y - spec.offset
 
-    def u_hat(theta, beta):
+    def eta_at(theta):
         f = st.factor(st.raw(spec.wt, None), theta)
-        return f.solve(st.lam_zt(theta, spec.wt * (resid0 - spec.X @ beta)))
+        beta = fit._beta
+        u = f.solve(st.lam_zt(theta, spec.wt * (resid0 - spec.X @ beta)))
+        return X @ beta + rows.matrix(theta)[0].T @ u
 
-    def eta(phi):
-        beta, theta = phi[:p], phi[p:]
-        return X @ beta + rows.matrix(theta)[0].T @ u_hat(theta, beta)
-
-    def deviance(phi):
-        beta, theta, s2 = phi[:p], phi[p : p + nt], phi[-1] ** 2
-        try:
-            f = obj.factor(theta)
-        except np.linalg.LinAlgError:
-            return np.inf
-        sol = f.solve_last_column()
-        rx = f.Lt[st.Qtt : st.Qtt + p, st.Qtt : st.Qtt + p]
-        d = rx.T @ (beta - sol[Q:])
-        dev = f.logdet_re() + (f.Lt[-1, -1] ** 2 + d @ d) / s2 + obj.n * np.log(2 * np.pi * s2)
-        if obj.reml:
-            dev += f.logdet_tail(0, p) - p * np.log(2 * np.pi * s2)
-        return float(dev)
-
-    phi = np.r_[fit._beta, fit.theta, fit.sigma]
-    se = np.sqrt(np.diag(fit._vcov))
-    floor = np.r_[se * 100, np.full(nt, 0.1), 0.0]
-    H = hessian(deviance, phi, floor=floor)
-    if obj.reml:  # REML's criterion has no beta: beta from vcov, the variance parameters from the criterion
-        Sig = np.zeros((p + nt + 1, p + nt + 1))
-        Sig[:p, :p] = fit._vcov
-        Hv = H[p:, p:]
-        Sig[p:, p:] = 2 * np.linalg.pinv(Hv)
-    else:
-        Sig = 2 * np.linalg.pinv(H)
-    G = jacobian(eta, phi[:-1], floor=floor[:-1])
-    return np.einsum("ij,jk,ik->i", G, Sig[:-1, :-1], G)
+    G_t = jacobian(eta_at, fit.theta, floor=floor)  # (n_new, nt)
+    f = fit._ranef_factor
+    A = rows.matrix(fit.theta)[0]
+    # d u-hat / d beta = -F^-1 Lambda'Z'W X, one column per fixed effect (p columns)
+    M = np.column_stack([f.solve(st.lam_zt(fit.theta, spec.wt * spec.X[:, j])) for j in range(p)])
+    G_b = X - A.T @ M
+    V = np.asarray(fit._vcov, dtype=float)
+    Sbb = V + J @ S_t @ J.T
+    Sbt = J @ S_t
+    return (np.einsum("ij,jk,ik->i", G_b, Sbb, G_b) + 2 * np.einsum("ij,jk,ik->i", G_b, Sbt, G_t)
+            + np.einsum("ij,jk,ik->i", G_t, S_t, G_t))
 
 
 def _glmm_parameter_part(fit, X: np.ndarray, rows: _NewRandomRows) -> np.ndarray:
