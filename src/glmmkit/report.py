@@ -172,11 +172,12 @@ def write_report(fit, path, *, intervals: str = "profile", title: str | None = N
         def means():
             em = emmeans(fit, fac, type=kind)
             ct = em.contrast("pairwise")
+            ax = plt.subplots(figsize=(FIGURE_SIZE[0], min(0.45 * len(em.table) + 1.4, FIGURE_SIZE[1])))[1]
             return (_table(em.table.set_index(fac)) + "<h3>Pairwise contrasts (Tukey)</h3>"
                     + _table(ct.table.set_index("contrast"))
-                    + _figure(f"Marginal means of {fac}", em.plot(ax=new_ax())))
+                    + _figure(f"Marginal means of {fac} with 95% intervals", em.plot(ax=ax)))
 
-        cards.append(_card(f"Marginal means of {fac}", attempt("The marginal means", means), wide=True))
+        cards.append(_card(f"Marginal means of {fac}", attempt("The marginal means", means)))
     cards.append(_card("Diagnostics", attempt(
         "The diagnostic plot", lambda: _figure("Calibration (binned) or fitted against observed",
                                                figs.fitted_observed(fit, ax=new_ax())))))
