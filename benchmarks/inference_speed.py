@@ -37,6 +37,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_io import write_result  # noqa: E402
+from run_speed import _median_time as _median  # noqa: E402
 
 import glmmkit as gk  # noqa: E402
 
@@ -77,15 +78,6 @@ def split_plot(blocks: int, seed: int = 21) -> pd.DataFrame:
                     y = 100 + 3 * n + 4 * v + 0.3 * n * v + vb[b] + mp + rng.normal(0, 6)
                     rows.append((f"b{b:03d}", f"v{v}", f"n{n}", y))
     return pd.DataFrame(rows, columns=["B", "V", "N", "y"])
-
-
-def _median(fn, reps):
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def main(argv=None):

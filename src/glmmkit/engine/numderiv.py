@@ -61,17 +61,22 @@ def jacobian(f: Callable[[np.ndarray], np.ndarray], x, *, d: float = 1e-4, eps: 
     """
     x = np.asarray(x, dtype=float)
     h0 = _steps(x, d, eps, floor)
-    cols = []
-    for i in range(len(x)):
-        a = []
-        h = h0[i]
-        for _ in range(r):
-            e = np.zeros(len(x))
-            e[i] = h
-            a.append((np.ravel(f(x + e)) - np.ravel(f(x - e))) / (2 * h))
-            h /= 2
-        cols.append(_richardson(np.array(a)))
-    return np.column_stack(cols)
+    n = len(x)
+    return np.column_stack([
+        _extrapolated(lambda h, i=i: (np.ravel(f(x + h * _unit(n, i))) - np.ravel(f(x - h * _unit(n, i)))) / (2 * h),
+                      h0[i], r)
+        for i in range(n)])
+
+
+def _unit(n: int, i: int) -> np.ndarray:
+    e = np.zeros(n)
+    e[i] = 1.0
+    return e
+
+
+def _extrapolated(diff, h0: float, r: int):
+    """A difference quotient diff(h) at h0, h0 / 2, ..., h0 / 2^(r-1), extrapolated to h = 0."""
+    return _richardson(np.array([diff(h0 / 2**k) for k in range(r)]))
 
 
 def hessian(f: Callable[[np.ndarray], float], x, *, d: float = 1e-3, eps: float = 1e-4, r: int = 4,
@@ -102,23 +107,14 @@ def hessian(f: Callable[[np.ndarray], float], x, *, d: float = 1e-3, eps: float 
     h0 = _steps(x, d, eps, floor)
     H = np.zeros((n, n))
     for i in range(n):
-        a = []
-        h = h0.copy()
-        for _ in range(r):
-            e = np.zeros(n)
-            e[i] = h[i]
-            a.append((float(f(x + e)) - 2 * f0 + float(f(x - e))) / h[i] ** 2)
-            h = h / 2
-        H[i, i] = _richardson(np.array(a))
+        ui = _unit(n, i)
+        H[i, i] = _extrapolated(lambda h: (float(f(x + h * ui)) - 2 * f0 + float(f(x - h * ui))) / h**2, h0[i], r)
     for i in range(n):
         for j in range(i):
-            a = []
-            h = h0.copy()
-            for _ in range(r):
-                e = np.zeros(n)
-                e[i], e[j] = h[i], h[j]
-                a.append((float(f(x + e)) - 2 * f0 + float(f(x - e)) - H[i, i] * h[i] ** 2 - H[j, j] * h[j] ** 2)
-                         / (2 * h[i] * h[j]))
-                h = h / 2
-            H[i, j] = H[j, i] = _richardson(np.array(a))
+            # a step h0_i along e_i with h0_j along e_j, halved together: u = e_i + (h0_j / h0_i) e_j
+            u = _unit(n, i) + (h0[j] / h0[i]) * _unit(n, j)
+            ratio = h0[j] / h0[i]
+            H[i, j] = H[j, i] = _extrapolated(
+                lambda h: (float(f(x + h * u)) - 2 * f0 + float(f(x - h * u)) - H[i, i] * h**2
+                           - H[j, j] * (ratio * h) ** 2) / (2 * h * ratio * h), h0[i], r)
     return H
