@@ -249,11 +249,16 @@ def cmd_gwas(args) -> int:
     from glmmkit import gwas
 
     client = None
+    if args.sample is not None and args.bgen is None:
+        raise CliError("--sample goes with --bgen (the BGEN's Oxford .sample file)")
+    if (args.vcf_field or args.id_delim) and args.vcf is None:
+        raise CliError("--vcf-field and --id-delim go with --vcf")
+    geno = gwas.open_genotypes(args.bfile, pfile=args.pfile, bgen=args.bgen, sample=args.sample, vcf=args.vcf,
+                               vcf_field=args.vcf_field, id_delim=args.id_delim)
     if args.gwas_command == "grm":
         _check_outputs(("--out", args.out))
         if args.sparse_only and args.sparse is None:
             raise CliError("--sparse-only needs --sparse THRESHOLD")
-        geno = gwas.Genotypes.open(args.bfile)
         if args.sparse_only:
             S, m = gwas.sparse_grm(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf, memory=args.memory)
             _save_sparse(args.out + ".sparse.npz", S)
@@ -271,13 +276,14 @@ def cmd_gwas(args) -> int:
     if args.gwas_command == "null":
         _check_outputs(("--out", args.out))
         if args.loco and (args.grm is not None or args.sparse_grm is not None):
-            raise CliError("--loco needs the GRM built from --bfile: it cannot be combined with --grm or --sparse-grm")
+            raise CliError("--loco needs the GRM built from the genotypes: it cannot be combined with --grm or "
+                           "--sparse-grm")
         if args.grm is not None and args.sparse_grm is not None:
             raise CliError("--grm reads a dense GCTA GRM and --sparse-grm builds a sparse one: give one of them")
         covs = [c for c in (args.covar_name or "").split(",") if c] or None
         if covs and args.covar is None:
             raise CliError("--covar-name needs --covar (the covariate table)")
-        model = gwas.null(args.bfile, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
+        model = gwas.null(geno, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
                           grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm)
         model.save(args.out)
         print(model.summary())
@@ -296,7 +302,7 @@ def cmd_gwas(args) -> int:
             from distributed import Client
 
             client = Client(args.dask_scheduler)
-        scan = gwas.test(args.bfile, args.null, out=args.out, chunk=args.chunk, spa=not args.no_spa,
+        scan = gwas.test(geno, args.null, out=args.out, chunk=args.chunk, spa=not args.no_spa,
                          exact=True if args.exact else (False if args.variance_ratio else None),
                          min_mac=args.min_mac, workers=args.workers, client=client)
         res = scan.table
@@ -457,10 +463,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="de.tsv", help="output table (TSV), one row per gene")
     c.set_defaults(func=cmd_sc_de)
 
+    def genotype_args(parser):
+        """plink2's genotype flags: exactly one of --bfile, --pfile, --bgen (with --sample) or --vcf."""
+        src = parser.add_mutually_exclusive_group(required=True)
+        src.add_argument("--bfile", default=None, help="PLINK 1 prefix (.bed/.bim/.fam)")
+        src.add_argument("--pfile", default=None, help="PLINK 2 prefix (.pgen/.pvar/.psam)")
+        src.add_argument("--bgen", default=None, help="BGEN v1.2 file (dosages)")
+        src.add_argument("--vcf", default=None, help="VCF/BCF file (DS, else GT)")
+        parser.add_argument("--sample", default=None, help="the BGEN's Oxford .sample file")
+        parser.add_argument("--vcf-field", default=None, choices=["DS", "GT"], help="the VCF field to read")
+        parser.add_argument("--id-delim", default=None, help="split VCF sample IDs into FID and IID at this character")
+
     g = sub.add_parser("gwas", help="genome-wide association with a mixed model (grm | null | test)")
     gsub = g.add_subparsers(dest="gwas_command", required=True)
     g1 = gsub.add_parser("grm", help="build the standardised GRM and write it in GCTA's binary format")
-    g1.add_argument("--bfile", required=True, help="PLINK prefix (.bed/.bim/.fam)")
+    genotype_args(g1)
     g1.add_argument("--out", required=True, help="output prefix (.grm.bin, .grm.N.bin, .grm.id)")
     g1.add_argument("--chunk", type=int, default=5000)
     g1.add_argument("--min-maf", type=float, default=0.01)
@@ -470,13 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     g1.add_argument("--memory", type=float, default=2e9, help="bytes for one strip with --sparse-only (default 2e9)")
     g1.set_defaults(func=cmd_gwas)
     g2 = gsub.add_parser("null", help="step 1: fit the null GLMM and the variance ratio")
-    g2.add_argument("--bfile", required=True)
+    genotype_args(g2)
     g2.add_argument("--pheno", required=True, help="table with FID IID and the phenotype")
     g2.add_argument("--pheno-name", default=None, help="phenotype column (default: the first)")
     g2.add_argument("--covar", default=None, help="table with FID IID and covariates")
     g2.add_argument("--covar-name", default=None, help="comma-separated covariate columns (default: all)")
     g2.add_argument("--trait", default="binary", choices=["binary", "quantitative", "count"])
-    g2.add_argument("--grm", default=None, help="GCTA GRM prefix (default: built from --bfile)")
+    g2.add_argument("--grm", default=None, help="GCTA GRM prefix (default: built from the genotypes)")
     g2.add_argument("--method", default="pql", choices=["pql", "laplace"])
     g2.add_argument("--loco", action="store_true", help="leave-one-chromosome-out random effects")
     g2.add_argument("--sparse-grm", type=float, default=None,
@@ -484,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--out", required=True, help="output prefix for the null model")
     g2.set_defaults(func=cmd_gwas)
     g3 = gsub.add_parser("test", help="step 2: score tests of every variant")
-    g3.add_argument("--bfile", required=True)
+    genotype_args(g3)
     g3.add_argument("--null", required=True, help="prefix written by `gwas null`")
     g3.add_argument("--out", required=True, help="results table (TSV; .gz for gzip)")
     g3.add_argument("--chunk", type=int, default=20000)

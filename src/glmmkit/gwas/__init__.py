@@ -7,17 +7,21 @@
     res = gk.gwas.test("cohort", "step1", out="results.tsv.gz")    # step 2: CHR POS ID A1 A2 A1_FREQ N BETA SE T_STAT P
     gk.gwas.lambda_gc(res["P"])
 
-Needs ``glmmkit[gwas]`` (bed-reader).  See docs/gwas.md.
+Genotypes in any format plink2 reads: ``gk.gwas.open_genotypes(pfile=...)``, ``bgen=..., sample=...``,
+``vcf=...`` (or a path ending .pgen/.bgen/.vcf); the result goes wherever a PLINK prefix does.
+
+Needs ``glmmkit[gwas]`` (bed-reader, pgenlib, cbgen, cyvcf2).  See docs/gwas.md.
 """
 
 from .grm import check_psd, grm, read_gcta, sparse_grm, threshold_grm, write_gcta
 from .null import NullModel, fit_null
 from .plink import BedWriter, Genotypes
 from .scan import lambda_gc, null, test, top_hits
+from .sources import BgenGenotypes, PgenGenotypes, VcfGenotypes, open_genotypes
 from .score import ScoreTester, spa_pvalue
 from .simulate import simulate_cohort
 from .tables import Samples, match, read_table
 
 __all__ = ["grm", "sparse_grm", "check_psd", "threshold_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
            "Genotypes", "BedWriter", "null", "test", "lambda_gc", "top_hits", "ScoreTester", "spa_pvalue", "simulate_cohort",
-           "Samples", "match", "read_table"]
+           "Samples", "match", "read_table", "open_genotypes", "PgenGenotypes", "BgenGenotypes", "VcfGenotypes"]

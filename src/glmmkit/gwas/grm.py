@@ -23,6 +23,7 @@ from scipy.linalg import blas
 
 from ..progress import progress
 from .plink import Genotypes
+from .sources import open_genotypes
 from ..checks import check_choice, check_int, check_real
 from ..errors import InputError
 from ..output import atomic_paths
@@ -65,7 +66,7 @@ def grm(geno: Genotypes | str, rows: np.ndarray | None = None, variants: np.ndar
     check_choice("precision", precision, ("single", "double"))
     chunk = check_int("chunk", chunk, 1)
     check_real("min_maf", min_maf, 0, 0.5, open_hi=True)
-    g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
+    g = open_genotypes(geno)
     n = g.n_samples if rows is None else len(rows)
     Kf = np.zeros((n, n), order="F")  # BLAS fills its upper triangle
     single = precision == "single"
@@ -151,7 +152,7 @@ def sparse_grm(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray 
     check_real("min_maf", min_maf, 0, 0.5, open_hi=True)
     if chunk is not None:
         chunk = check_int("chunk", chunk, 1)
-    g = Genotypes.open(geno) if not isinstance(geno, Genotypes) else geno
+    g = open_genotypes(geno)
     sample_rows = np.arange(g.n_samples) if rows is None else np.asarray(rows)
     n = len(sample_rows)
     b = int(min(n, max(64, memory // (12 * n))))

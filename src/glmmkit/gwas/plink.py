@@ -31,6 +31,8 @@ class Genotypes:
     prefix: Path
     samples: pd.DataFrame   # FID, IID
     variants: pd.DataFrame  # CHR, POS, ID, A1, A2
+    #: a .fam always has family IDs: samples are matched to tables by FID and IID
+    fid_known = True
 
     @classmethod
     def open(cls, path) -> "Genotypes":
@@ -96,6 +98,35 @@ class Genotypes:
     def bed_file(self) -> BedFile:
         """A picklable handle on the .bed for worker processes."""
         return BedFile(self.prefix.with_suffix(".bed"), self.n_samples, self.n_variants)
+
+    @property
+    def handle(self) -> BedFile:
+        """The picklable reader every genotype source offers (``read(start, stop, rows)``)."""
+        return self.bed_file
+
+    @property
+    def sample_file(self) -> str:
+        """The file that lists the samples (for messages)."""
+        return str(self.prefix.with_suffix(".fam"))
+
+    def read_columns(self, idx, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(G, n_missing) of the variants ``idx`` for the sample rows, mean-imputed.
+
+        Parameters
+        ----------
+        idx : array-like
+            Variant indices.
+        rows : numpy.ndarray, optional
+            Sample rows.
+
+        Returns
+        -------
+        tuple
+            (G, missing calls per variant).
+        """
+        with self._bed() as bed:
+            G = bed.read(index=(rows if rows is not None else np.s_[:], np.asarray(idx)), dtype="float64")
+        return impute(G)
 
     def _bed(self):
         from bed_reader import open_bed

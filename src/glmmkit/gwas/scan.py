@@ -23,6 +23,7 @@ from .results import ScanResult
 from .grm import check_psd, grm, read_gcta, sparse_grm, threshold_grm
 from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
+from .sources import open_genotypes
 from .score import ScoreTester
 from .tables import match, read_table
 from ..checks import check_choice, check_int
@@ -105,7 +106,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         raise InputError("loco=True needs the GRM built here from bfile: pass neither K nor grm_prefix "
                          "(--grm) with loco")
     method = check_choice("method", method, ("pql", "laplace"))
-    geno = Genotypes.open(bfile)
+    geno = open_genotypes(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
     if K is None and grm_prefix is not None:
         Kfull, ids, _ = read_gcta(grm_prefix)
@@ -204,11 +205,7 @@ def _variance_ratio(model: NullModel, geno: Genotypes, K, n_var, min_mac, seed) 
 
 
 def _read_cols(geno, idx, rows):
-    from .plink import impute
-
-    with geno._bed() as bed:
-        G = bed.read(index=(rows, idx), dtype="float64")
-    return impute(G)
+    return geno.read_columns(idx, rows)
 
 
 def _test_task(shared, item):
@@ -259,7 +256,7 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     workers = check_int("workers", workers, 1)
     if out is not None:
         check_output_path(out, "out")
-    geno = Genotypes.open(bfile)
+    geno = open_genotypes(bfile)
     model = NullModel.load(null_model) if isinstance(null_model, (str, Path)) else null_model
     rows = match_null_samples(model, geno)
     tester = ScoreTester(model, exact=exact, spa=spa)
@@ -273,7 +270,7 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     items = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         items += [(s, min(s + chunk, b), chrom[a] if model.loco else None) for s in range(a, b, chunk)]
-    res = map_tasks(_test_task, items, shared=(geno.bed_file, testers, rows), workers=workers, client=client,
+    res = map_tasks(_test_task, items, shared=(geno.handle, testers, rows), workers=workers, client=client,
                     desc="score tests", progress_bar=progress_bar, total=len(items))
     cols = ["A1_FREQ", "N", "BETA", "SE", "T_STAT", "P"] + (["P_NORMAL"] if tester.spa else [])
     parts = {c: np.concatenate([r[c] for _, r in res]) for c in cols}
@@ -309,20 +306,22 @@ def match_null_samples(model: NullModel, geno: Genotypes) -> np.ndarray:
     ids = model.ids
     if ids is None or len(ids) != model.n:
         raise SampleMismatchError("the null model carries no sample IDs for its samples; run `gwas null` again")
-    key = lambda d: d["FID"].astype(str).str.cat(d["IID"].astype(str), sep="\t")  # noqa: E731
+    # a source without family IDs (VCF, BGEN, a .psam without FID) is matched by IID alone
+    key = ((lambda d: d["FID"].astype(str).str.cat(d["IID"].astype(str), sep="\t")) if geno.fid_known  # noqa: E731
+           else (lambda d: d["IID"].astype(str)))
     pos = pd.Series(np.arange(geno.n_samples), index=key(geno.samples))
     want = key(ids)
     found = want.isin(pos.index).to_numpy()
     if not found.all():
         first = ids.loc[~found].iloc[0]
         raise SampleMismatchError(
-            f"{int((~found).sum())} of the null model's {model.n} samples are not in {geno.prefix}.fam "
+            f"{int((~found).sum())} of the null model's {model.n} samples are not in {geno.sample_file} "
             f"(first: {first['FID']}/{first['IID']}); step 2 needs every sample of step 1 (match FID/IID, or "
             "fit the null model on the samples this genotype file has)")
     rows = pos[want].to_numpy()
     extra = geno.n_samples - model.n
     if extra:
-        warnings.warn(f"{extra} samples of {geno.prefix}.fam are not in the null model and are not tested "
+        warnings.warn(f"{extra} samples of {geno.sample_file} are not in the null model and are not tested "
                       f"({model.n} of {geno.n_samples} used)", DroppedRowsWarning, stacklevel=3)
     return rows
 

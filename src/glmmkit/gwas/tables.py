@@ -92,8 +92,16 @@ def match(geno: Genotypes, pheno: pd.DataFrame, pheno_col: str | None = None, co
         raise InputError(f"phenotype {pheno_col!r} not in the phenotype table; columns: {cols}")
     fam = geno.samples.reset_index(drop=True).assign(_row=np.arange(geno.n_samples))
     report = {"in .fam": geno.n_samples}
-    keyed = pheno[["FID", "IID", pheno_col]].rename(columns={pheno_col: "_y"})
-    df = fam.merge(keyed, on=["FID", "IID"], how="left", indicator=True)
+    # a genotype source without family IDs (VCF, BGEN, a .psam without FID) is matched by IID alone; the
+    # tables' FIDs are then kept from the genotype side
+    on = ["FID", "IID"] if getattr(geno, "fid_known", True) else ["IID"]
+    for what, table in (("phenotype", pheno), ("covariate", covar)):
+        if table is not None and on == ["IID"] and table["IID"].duplicated().any():
+            dup = table["IID"][table["IID"].duplicated()].iloc[0]
+            raise InputError(f"the {what} table repeats IID {dup!r}; {geno.sample_file} has no family IDs, so samples "
+                             "are matched by IID, which must then be unique")
+    keyed = pheno[on + [pheno_col]].rename(columns={pheno_col: "_y"})
+    df = fam.merge(keyed, on=on, how="left", indicator=True)
     report["no phenotype row"] = int((df["_merge"] == "left_only").sum())
     report["phenotype rows not in .fam"] = int(len(pheno) - (df["_merge"] == "both").sum())
     df = df.drop(columns="_merge")
@@ -119,7 +127,7 @@ def match(geno: Genotypes, pheno: pd.DataFrame, pheno_col: str | None = None, co
         missing_cols = [c for c in covar_cols if c not in covar.columns]
         if missing_cols:
             raise InputError(f"covariate(s) {missing_cols} not in the covariate table; columns: {list(covar.columns)}")
-        cv = fam[["FID", "IID"]].merge(covar[["FID", "IID", *covar_cols]], on=["FID", "IID"], how="left")
+        cv = fam[["FID", "IID"]].merge(covar[on + covar_cols], on=on, how="left")
         vals = cv[covar_cols].apply(pd.to_numeric, errors="coerce")
         vals = vals.where((vals != -9) & np.isfinite(vals))
         ok = vals.notna().all(axis=1).to_numpy()
