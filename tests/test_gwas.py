@@ -355,3 +355,22 @@ def test_sparse_grm_laplace_null_is_the_dense_laplace_null(cohort):
     np.testing.assert_allclose(sparse_fit.tau, dense_fit.tau, rtol=0.05, atol=1e-3)
     np.testing.assert_allclose(sparse_fit.beta, dense_fit.beta, atol=2e-3)
     np.testing.assert_allclose(sparse_fit.mu, dense_fit.mu, atol=2e-3)
+
+
+def test_screened_step2_is_exact_where_it_matters(cohort):
+    """The default where P is stored: the variance ratio for every variant, the exact g'Pg for those whose
+    variance-ratio p is below 0.01 (issue 22: step 2 stays O(n) per variant at every n)."""
+    info = cohort
+    m = gwas.null(info["bfile"], info["pheno"], "y", info["covar"], ["sex", "age"], trait="binary",
+                  progress_bar=False)
+    assert m.P is not None and m.variance_ratio > 0
+    scr = gwas.test(info["bfile"], m, progress_bar=False).table
+    ex = gwas.test(info["bfile"], m, progress_bar=False, exact=True).table
+    vr = gwas.test(info["bfile"], m, progress_bar=False, exact=False).table
+    p_vr = vr["P_NORMAL"].to_numpy()
+    low = p_vr < 0.01
+    assert 0 < low.sum() < 0.2 * len(vr)  # a screen, not everything
+    np.testing.assert_allclose(scr["SE"][low], ex["SE"][low], rtol=1e-10)
+    np.testing.assert_allclose(scr["SE"][~low & vr["SE"].notna()], vr["SE"][~low & vr["SE"].notna()], rtol=1e-12)
+    small = ex["P"] < 1e-3
+    np.testing.assert_allclose(scr["P"][small], ex["P"][small], rtol=1e-10)  # the hits are exact

@@ -235,7 +235,9 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     chunk : int
         Variants per task.
     exact : bool, optional
-        The exact variance g'Pg (default: where the null model kept P).
+        True: the exact variance g'Pg for every variant (needs the stored P); False: the variance ratio for
+        every variant; None (default): the variance ratio, and the exact variance for the variants with a
+        variance-ratio p below 0.01 where the null model kept P (O(n) per variant at every n).
     spa : bool
         Saddlepoint-corrected p-values (binary traits).
     min_mac : float

@@ -3,9 +3,12 @@
 For a variant g (A1 dosages, mean-imputed):  U = g'(y - mu)/phi = g' P Y,   Var(U) = g' P g,
 T = U / sqrt(Var), BETA = U / Var, SE = Var^-1/2 (the one-step estimate SAIGE reports).
 
-- exact (moderate n): Var = colsum(G * (P G)) with the stored projection P.
-- variance ratio (large n, SAIGE): Var = r * g~' W~ g~, with g~ the covariate-adjusted genotype,
-  W~ = W / phi, and r estimated in step 1 from random variants; O(n p) per variant.
+- variance ratio (SAIGE): Var = r * g~' W~ g~, with g~ the covariate-adjusted genotype, W~ = W / phi, and r
+  estimated in step 1 from random variants; O(n p) per variant.
+- exact: Var = colsum(G * (P G)) with the stored projection P (moderate n); O(n^2) per variant.
+- screened (the default where P is stored): the variance ratio for every variant, then the exact variance
+  for those whose variance-ratio p-value is below ``SCREEN_P`` -- the only ones whose answer the exact
+  variance can change at any threshold in use -- so that step 2 stays O(n) per variant at every n.
 - SPA (binary traits, |T| > ``spa_cutoff``): the p-value of S = sum_i g~_i (y_i - mu_i), y_i ~ Bernoulli(mu_i),
   by the saddle-point approximation (Barndorff-Nielsen), as SAIGE: the observed value is U / sqrt(r_g),
   r_g = Var / (g~'W g~), so that the Bernoulli model's variance matches.
@@ -20,6 +23,9 @@ from scipy.special import expit
 from .null import NullModel
 from ..errors import InputError
 
+
+#: variants whose variance-ratio p-value is below this get the exact variance g'Pg when P is stored
+SCREEN_P = 0.01
 
 #: the weighted sums of squares go by blocks of this many contiguous rows or columns (a block fits in cache)
 BLOCK = 256
@@ -43,9 +49,13 @@ def _weighted_squares(G: np.ndarray, w: np.ndarray) -> np.ndarray:
 class ScoreTester:
     """Precomputes what every chunk shares."""
 
-    def __init__(self, null: NullModel, exact: bool | None = None, spa: bool = True, spa_cutoff: float = 2.0):
+    def __init__(self, null: NullModel, exact: bool | None = None, spa: bool = True, spa_cutoff: float = 2.0,
+                 screen_p: float = SCREEN_P):
         self.null = null
-        self.exact = (null.P is not None) if exact is None else exact
+        # None: screened where P is stored (exact below screen_p), the variance ratio otherwise
+        self.screen = exact is None and null.P is not None and null.variance_ratio is not None
+        self.exact = bool(exact) if exact is not None else (null.P is not None and null.variance_ratio is None)
+        self.screen_p = float(screen_p)
         if self.exact and null.P is None:
             raise InputError("the exact score test needs the null model's projection P (fit it with keep_P=True)")
         if not self.exact and null.variance_ratio is None:
@@ -101,6 +111,13 @@ class ScoreTester:
             var = np.einsum("ij,ij->j", G, self.null.P @ G)
         else:
             var = self.null.variance_ratio * vt
+            if self.screen:  # the exact variance where it can change the answer (module text)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    p_vr = 2 * stats.norm.sf(np.abs(U) / np.sqrt(var))
+                sel = np.flatnonzero((p_vr < self.screen_p) & ~untestable)
+                if len(sel):
+                    Gs = G[:, sel]
+                    var[sel] = np.einsum("ij,ij->j", Gs, self.null.P @ Gs)
         with np.errstate(divide="ignore", invalid="ignore"):
             T = U / np.sqrt(var)
             p = 2 * stats.norm.sf(np.abs(T))
