@@ -322,9 +322,34 @@ def test_sparse_grm_null_by_conjugate_gradients(cohort):
     r = gwas.test(cohort["bfile"], m, progress_bar=False).table
     assert m.variance_ratio > 0 and r["P"].notna().all()
     assert r.nsmallest(1, "P")["ID"].iloc[0] == "rs1"
-    with pytest.raises(ValueError, match="loco=True is not available with a sparse GRM"):
-        gwas.null(cohort["bfile"], cohort["pheno"], "y", cohort["covar"], ["sex", "age"], sparse=0.05, loco=True,
-                  progress_bar=False)
+
+
+def test_loco_with_the_sparse_grm(cohort):
+    """LOCO on the sparse GRM (issue 22): each chromosome's share is computed at the sparse GRM's nonzeros only
+    (pattern_grm, equal to the dense GRM there), K_-c = (m K - m_c K_c) / (m - m_c) on that pattern, the random
+    effects predicted again with tau held; step 2 then tests each chromosome against its own model."""
+    g, s = _samples(cohort)
+    K, m = gwas.grm(g, rows=s.rows, progress_bar=False, precision="double")
+    Ks, ms = gwas.sparse_grm(g, 0.05, rows=s.rows, progress_bar=False, precision="double")
+    C = Ks.tocoo()
+    vals, mp = gwas.pattern_grm(g, C.row, C.col, rows=s.rows)
+    assert mp == m == ms
+    np.testing.assert_allclose(vals, K[C.row, C.col], atol=2e-6)
+    chr1 = np.flatnonzero(g.variants["CHR"].to_numpy() == "1")
+    v1, m1 = gwas.pattern_grm(g, C.row, C.col, rows=s.rows, variants=chr1)
+    K1, m1d = gwas.grm(g, rows=s.rows, variants=chr1, progress_bar=False, precision="double")
+    assert m1 == m1d
+    np.testing.assert_allclose(v1, K1[C.row, C.col], atol=2e-6)
+    ml = gwas.null(cohort["bfile"], cohort["pheno"], "y", cohort["covar"], ["sex", "age"], sparse=0.05, loco=True,
+                   progress_bar=False)
+    assert set(ml.loco) == {"1", "2", "3"}
+    r = gwas.test(cohort["bfile"], ml, progress_bar=False).table
+    dense = gwas.null(cohort["bfile"], cohort["pheno"], "y", cohort["covar"], ["sex", "age"], loco=True,
+                      progress_bar=False)
+    rd = gwas.test(cohort["bfile"], dense, progress_bar=False).table
+    assert r.nsmallest(1, "P")["ID"].iloc[0] == "rs1"
+    ok = r["P"].notna() & rd["P"].notna()
+    assert np.corrcoef(-np.log10(r["P"][ok]), -np.log10(rd["P"][ok]))[0, 1] > 0.98
 
 
 def test_sparse_grm_laplace_null_is_the_dense_laplace_null(cohort):

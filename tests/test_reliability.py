@@ -162,7 +162,7 @@ def test_gwas_cli_chunk_zero_and_loco_with_a_given_grm(tmp_path):
     assert code == 2 and "chunk must be a whole number >= 1; got 0" in err
     code, _, err = run_cli(["gwas", "null", "--bfile", c["bfile"], "--pheno", c["pheno"], "--out",
                             str(tmp_path / "n"), "--grm", str(tmp_path / "k"), "--loco"])
-    assert code == 2 and "--loco needs the GRM built from --bfile" in err
+    assert code == 2 and "--loco needs the GRM built from the genotypes" in err
     with pytest.raises(gk.InputError, match="loco=True needs the GRM built here"):
         gk.gwas.null(c["bfile"], c["pheno"], "y", grm_prefix=str(tmp_path / "k"), loco=True, progress_bar=False)
 

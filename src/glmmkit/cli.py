@@ -275,9 +275,8 @@ def cmd_gwas(args) -> int:
         return 0
     if args.gwas_command == "null":
         _check_outputs(("--out", args.out))
-        if args.loco and (args.grm is not None or args.sparse_grm is not None):
-            raise CliError("--loco needs the GRM built from the genotypes: it cannot be combined with --grm or "
-                           "--sparse-grm")
+        if args.loco and args.grm is not None:
+            raise CliError("--loco needs the GRM built from the genotypes: it cannot be combined with --grm")
         if args.grm is not None and args.sparse_grm is not None:
             raise CliError("--grm reads a dense GCTA GRM and --sparse-grm builds a sparse one: give one of them")
         covs = [c for c in (args.covar_name or "").split(",") if c] or None

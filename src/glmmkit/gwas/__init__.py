@@ -13,7 +13,7 @@ Genotypes in any format plink2 reads: ``gk.gwas.open_genotypes(pfile=...)``, ``b
 Needs ``glmmkit[gwas]`` (bed-reader, pgenlib, cbgen, cyvcf2).  See docs/gwas.md.
 """
 
-from .grm import check_psd, grm, read_gcta, sparse_grm, threshold_grm, write_gcta
+from .grm import check_psd, grm, pattern_grm, read_gcta, sparse_grm, threshold_grm, write_gcta
 from .null import NullModel, fit_null
 from .plink import BedWriter, Genotypes
 from .scan import lambda_gc, null, test, top_hits
@@ -22,6 +22,6 @@ from .score import ScoreTester, spa_pvalue
 from .simulate import simulate_cohort
 from .tables import Samples, match, read_table
 
-__all__ = ["grm", "sparse_grm", "check_psd", "threshold_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
+__all__ = ["grm", "sparse_grm", "pattern_grm", "check_psd", "threshold_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
            "Genotypes", "BedWriter", "null", "test", "lambda_gc", "top_hits", "ScoreTester", "spa_pvalue", "simulate_cohort",
            "Samples", "match", "read_table", "open_genotypes", "PgenGenotypes", "BgenGenotypes", "VcfGenotypes"]

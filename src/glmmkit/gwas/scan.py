@@ -20,7 +20,7 @@ from scipy import stats
 
 from ..parallel import map_tasks
 from .results import ScanResult
-from .grm import check_psd, grm, read_gcta, sparse_grm, threshold_grm
+from .grm import check_psd, grm, pattern_grm, read_gcta, sparse_grm, threshold_grm
 from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
 from .sources import open_genotypes
@@ -100,8 +100,6 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     NullModel
         Step 1's model (``.save(prefix)`` for the command line's step 2).
     """
-    if sparse is not None and loco:
-        raise InputError("loco=True is not available with a sparse GRM")
     if loco and (K is not None or grm_prefix is not None):
         raise InputError("loco=True needs the GRM built here from bfile: pass neither K nor grm_prefix "
                          "(--grm) with loco")
@@ -120,7 +118,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
     elif K is None and sparse is not None:
-        K, _ = sparse_grm(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
+        K, m_all = sparse_grm(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     if sparse is not None:
@@ -144,7 +142,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     model.report = dict(s.report)
     _variance_ratio(model, geno, K, vr_variants, min_mac, seed)
     if loco:
-        model.loco = _loco(model, geno, s, K, m_all, keep_P=s.n <= loco_exact_max, progress_bar=progress_bar)
+        model.loco = _loco(model, geno, s, K, m_all, keep_P=s.n <= loco_exact_max and not sp.issparse(K),
+                           progress_bar=progress_bar)
     return model
 
 
@@ -153,15 +152,25 @@ def _loco(model: NullModel, geno: Genotypes, s, K, m_all, keep_P, progress_bar) 
 
     out = {}
     chroms = pd.unique(geno.variants["CHR"])
+    sparse = sp.issparse(K)
+    if sparse:  # the sparse GRM's pattern: each chromosome's share computed at its nonzeros only
+        Kc_ = K.tocoo()
+        I, J = Kc_.row, Kc_.col
     for c in progress(chroms, total=len(chroms), desc="LOCO", enable=progress_bar):
         idx = np.flatnonzero(geno.variants["CHR"].to_numpy() == c)
         try:
-            Kc, mc = grm(geno, rows=s.rows, variants=idx, progress_bar=False)
+            if sparse:
+                vals, mc = pattern_grm(geno, I, J, rows=s.rows, variants=idx)
+                Kc = sp.csr_matrix((vals, (I, J)), shape=K.shape)
+            else:
+                Kc, mc = grm(geno, rows=s.rows, variants=idx, progress_bar=False)
         except ValueError:  # no polymorphic variant on c
             continue
         if mc >= m_all:
             continue
         Km = (m_all * K - mc * Kc) / (m_all - mc)
+        if sparse:
+            Km = sp.csr_matrix(Km)
         sub = fit_null(s, Km, fix_tau=model.tau, fix_phi=model.phi if model.trait == "quantitative" else None,
                        keep_P=keep_P, tau0=model.tau)
         d = {"mu": sub.mu, "W": sub.W, "b": sub.b, "beta": sub.beta}
