@@ -12,6 +12,8 @@
    BOLT-LMM (Debian's bolt-lmm; infinitesimal model, --lmmInfOnly, the same GRM variants as model SNPs,
    2 threads), which takes the 0/1 trait as quantitative -- beside glmmkit's linear mixed model
    (trait="quantitative") on the same phenotype: times of both steps and agreement of the p-values.
+5. FaST-LMM (PyPI: fastlmm, pysnptools and six, benchmark-only) on the same model variants, and plink2 --glm
+   (Debian's plink2; no relatedness, the baseline), each as a child process with its memory peak.
 Wall times, variants per second (per core), memory peak.
 """
 
@@ -48,7 +50,8 @@ def main():
     ap.add_argument("--grm-variants", type=int, default=20_000)
     ap.add_argument("--chunk", type=int, default=5000)
     ap.add_argument("--dir", default=None, help="where to write the PLINK files (default: a temporary folder)")
-    ap.add_argument("--no-peers", action="store_true", help="skip BOLT-LMM on the same files")
+    ap.add_argument("--no-peers", action="store_true", help="skip the peers on the same files")
+    ap.add_argument("--name", default="gwas_speed", help="the results file, benchmarks/results/NAME.md")
     a = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
@@ -83,6 +86,8 @@ def main():
         lam = gwas.lambda_gc(res.loc[~res["ID"].isin(info["causal"]), "P"])
         del res, res2
         peers = "" if a.no_peers or not shutil.which("bolt") else bolt_side_by_side(prefix, info, geno, sel, a, n)
+        if not a.no_peers:
+            peers += other_peers(prefix, info, sel, a, n)
     per_s1 = a.variants / t_test
     per_s2 = a.variants / t_test2
     text = f"""# GWAS at scale (issue 7)
@@ -104,7 +109,7 @@ Results identical between the runs: {same}. tau = {model.tau:.3f}, variance rati
 lambda_GC over the null variants {lam:.3f}. In variant x sample units: {per_s2 * n / 2 / 1e6:,.0f} million genotypes
 tested per second per core (2 processes).
 """
-    write_result("gwas_speed", text + peers)
+    write_result(a.name, text + peers)
 
 
 def bolt_side_by_side(prefix: Path, info: dict, geno, sel, a, n: int) -> str:
@@ -165,6 +170,84 @@ Agreement: correlation of -log10 p over {int(ok.sum()):,} variants {r:.4f} (BOLT
 chromosome chunk out of the GRM, glmmkit's here does not). BOLT's step 2 is a dot product per variant on
 the packed genotypes in C++; glmmkit's decodes each chunk to floating point (bed-reader) first.
 """
+
+
+def _timed_child(cmd, log: Path):
+    """Run a peer as a child of its own: wall seconds and its memory peak (GB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({status}): {log.read_text()[-2000:]}")
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024 ** 2
+
+
+FASTLMM_SCRIPT = r"""
+import sys, time, json
+import numpy as np, pandas as pd
+from pysnptools.snpreader import Bed, SnpData
+from fastlmm.association import single_snp
+prefix, pheno, covar, sel, out = sys.argv[1:6]
+bed = Bed(prefix, count_A1=True)
+p = pd.read_csv(pheno, sep=r"\s+"); c = pd.read_csv(covar, sep=r"\s+")
+iid = bed.iid
+key = pd.Index(p["FID"].astype(str) + " " + p["IID"].astype(str))
+order = key.get_indexer([f"{a} {b}" for a, b in iid])
+y = SnpData(iid=iid, sid=["y"], val=p["y"].to_numpy(float)[order][:, None])
+ck = pd.Index(c["FID"].astype(str) + " " + c["IID"].astype(str)).get_indexer([f"{a} {b}" for a, b in iid])
+X = SnpData(iid=iid, sid=["sex", "age"], val=c[["sex", "age"]].to_numpy(float)[ck])
+idx = np.array([int(v) for v in open(sel).read().split()])
+t0 = time.perf_counter()
+res = single_snp(test_snps=bed, pheno=y, covar=X, K0=bed[:, idx], count_A1=True, leave_out_one_chrom=False)
+res[["SNP", "PValue"]].to_csv(out, sep="	", index=False)
+print(json.dumps({"time": time.perf_counter() - t0}))
+"""
+
+
+def other_peers(prefix: Path, info: dict, sel, a, n: int) -> str:
+    """FaST-LMM (PyPI's fastlmm, an LMM on the same model variants) and plink2 --glm (no relatedness: the
+    baseline), on the same files; glmmkit's quantitative-trait scan beside them."""
+    d = prefix.parent
+    rows = []
+    model = gwas.null(prefix, info["pheno"], "y", info["covar"], ["sex", "age"], trait="quantitative",
+                      K=gwas.grm(prefix, variants=sel, chunk=2000, progress_bar=False)[0], progress_bar=False)
+    ours = gwas.test(prefix, model, chunk=a.chunk, workers=2, progress_bar=False).table[["ID", "P"]]
+    null = ~ours["ID"].isin(info["causal"])
+    try:
+        (d / "sel.txt").write_text(" ".join(map(str, sel)))
+        script = d / "fastlmm_run.py"
+        script.write_text(FASTLMM_SCRIPT)
+        t, mem = _timed_child([sys.executable, str(script), str(prefix), str(info["pheno"]), str(info["covar"]),
+                               str(d / "sel.txt"), str(d / "fastlmm.tsv")], d / "fastlmm.log")
+        f = pd.read_csv(d / "fastlmm.tsv", sep="\t")
+        both = ours.merge(f, left_on="ID", right_on="SNP")
+        ok = both["P"].notna() & both["PValue"].notna()
+        r = np.corrcoef(-np.log10(both.loc[ok, "P"]), -np.log10(both.loc[ok, "PValue"]))[0, 1]
+        rows.append(("FaST-LMM (fastlmm, single_snp, K0 = the model variants)", t, mem, r,
+                     gwas.lambda_gc(both.loc[~both["ID"].isin(info["causal"]), "PValue"])))
+    except Exception as err:  # noqa: BLE001  (a peer that fails is reported, not fatal)
+        rows.append((f"FaST-LMM: failed ({type(err).__name__}: {str(err)[:80]})", np.nan, np.nan, np.nan, np.nan))
+    if shutil.which("plink2"):
+        t, mem = _timed_child(["plink2", "--bfile", str(prefix), "--pheno", str(info["pheno"]), "--pheno-name", "y",
+                               "--covar", str(info["covar"]), "--covar-name", "sex", "age", "--glm", "hide-covar",
+                               "--1", "--threads", "2", "--out", str(d / "plink2")], d / "plink2.log")
+        out = next(d.glob("plink2.y.glm.*"))
+        g = pd.read_csv(out, sep="\t")
+        both = ours.merge(g[["ID", "P"]].rename(columns={"P": "P2"}), on="ID")
+        ok = both["P"].notna() & both["P2"].notna()
+        r = np.corrcoef(-np.log10(both.loc[ok, "P"]), -np.log10(both.loc[ok, "P2"]))[0, 1]
+        rows.append((f"plink2 --glm ({out.suffix[1:]}, no relatedness)", t, mem, r,
+                     gwas.lambda_gc(both.loc[~both["ID"].isin(info["causal"]), "P2"])))
+    text = (f"\n## FaST-LMM and plink2 on the same files\n\nThe same {n:,} samples x {a.variants:,} variants, the "
+            f"same covariates and the same {len(sel):,} model variants; whole job (kernel, null model and every "
+            "test) as a child process with its memory peak; correlation of -log10 p with glmmkit's "
+            f"quantitative-trait scan (lambda_GC of glmmkit's over the null variants: "
+            f"{gwas.lambda_gc(ours.loc[null, 'P']):.3f}).\n\n"
+            "| peer | whole job (s) | variants/s | memory peak (GB) | corr. of -log10 p with glmmkit | lambda_GC |\n"
+            "|---|---|---|---|---|---|\n")
+    for name, t, mem, r, lam in rows:
+        text += f"| {name} | {t:.0f} | {a.variants / t:,.0f} | {mem:.2f} | {r:.4f} | {lam:.3f} |\n"
+    return text
 
 
 def _bolt_version(log: str) -> str:
