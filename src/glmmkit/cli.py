@@ -186,6 +186,10 @@ def cmd_sc_de(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be at least 1, got {args.workers}")
     covs = [c for c in (args.covariates or "").split(",") if c]
+    if args.celltype and (args.pseudobulk or args.volcano or args.cell_glm):
+        raise CliError("--pseudobulk, --volcano and --cell-glm are per cell type in Python "
+                       "(gk.singlecell.de(..., celltype=...).results); with --celltype the CLI writes the gene table "
+                       "and the per-cell-type summary")
     client = None
     if args.dask_scheduler:
         from distributed import Client
@@ -196,7 +200,15 @@ def cmd_sc_de(args) -> int:
                                reference=args.reference, family=args.family, laplace=args.laplace,
                                min_cells=args.min_cells, random_terms=args.random, engine=args.engine,
                                pvalue=args.pvalue, prior=None if args.prior == "none" else args.prior,
-                               cell_glm=args.cell_glm, workers=args.workers, client=client)
+                               cell_glm=args.cell_glm, workers=args.workers, client=client,
+                               celltype=args.celltype, min_donors=args.min_donors)
+        if args.celltype:
+            print(res.summary())
+            res.to_tsv(args.out)
+            path = _sibling(args.out, "celltypes")
+            write_table(res.celltypes, path, sep="\t", float_format="%.6g")
+            print(f"wrote {args.out} (one row per cell type and gene) and {path} (per cell type)")
+            return 0
         pb = (gk.singlecell.pseudobulk(args.data, args.subject, args.condition, covs, layer=args.layer,
                                        libsize=args.libsize, reference=args.reference, min_cells=args.min_cells)
               if args.pseudobulk else None)
@@ -454,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--random", default=None, help='extra random terms, e.g. "(1 | donor:celltype)" (general engine)')
     c.add_argument("--engine", default="auto", choices=["auto", "fast", "general"])
     c.add_argument("--min-cells", type=int, default=10, help="test genes expressed in at least this many cells")
+    c.add_argument("--celltype", default=None,
+                   help="obs column of cell types: test every cell type in one call (BH within each)")
+    c.add_argument("--min-donors", type=int, default=2,
+                   help="with --celltype: donors needed in each condition within a cell type (else skipped)")
     c.add_argument("--workers", type=int, default=None, help="local processes (default: all cores for large data)")
     c.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler to spread gene blocks over")
     c.add_argument("--cell-glm", action="store_true", help="also write the cell-level GLM (no subject effect)")

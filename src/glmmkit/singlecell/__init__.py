@@ -11,10 +11,11 @@ is the same Laplace objective as ``gk.glmer`` on one gene; other designs go to t
 Needs ``glmmkit[sc]`` (anndata; pydeseq2 for pseudobulk).
 """
 
+from .celltypes import CellTypeDE
 from .data import CellData, prepare
 from .de import cell_glm, de
 from .pseudobulk import aggregate, pseudobulk
 from .results import DEResult, bh_fdr, power_at_fdp
 from .simulate import simulate
 
-__all__ = ["de", "cell_glm", "pseudobulk", "aggregate", "prepare", "CellData", "DEResult", "bh_fdr", "power_at_fdp", "simulate"]
+__all__ = ["de", "CellTypeDE", "cell_glm", "pseudobulk", "aggregate", "prepare", "CellData", "DEResult", "bh_fdr", "power_at_fdp", "simulate"]

@@ -58,7 +58,8 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
        reference=None, family: str = "nbinom2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
        prior: str | None = "eb", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
-       client=None, progress_bar: bool = True) -> DEResult:
+       client=None, progress_bar: bool = True, celltype: str | None = None, min_donors: int = 2,
+       min_type_cells: int = 50):
     """Test every gene for a condition effect with a GLMM, subject as a random intercept.
 
     Parameters
@@ -82,12 +83,25 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
     cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
     workers, client : local processes (default: every core when the data are large -- above 2 million
         nonzero counts -- else one), or a ``dask.distributed.Client``; results are identical.
+    celltype : ``obs`` column of cell types: test every cell type in one call (the file read once; BH within each
+        cell type; a cell type with fewer than ``min_donors`` donors in a condition, or fewer than
+        ``min_type_cells`` cells, skipped and counted).  Returns a ``CellTypeDE`` (singlecell/celltypes.py).
 
     Returns
     -------
-    DEResult
-        One row per gene in ``table`` (filtered genes kept, with NaN statistics), ``summary()``, ``to_dict()``.
+    DEResult or CellTypeDE
+        One row per gene in ``table`` (filtered genes kept, with NaN statistics), ``summary()``, ``to_dict()``;
+        with ``celltype``, the per-cell-type results.
     """
+    if celltype is not None:
+        from .celltypes import de_by_celltype
+
+        return de_by_celltype(de, data, subject, condition, covariates, celltype=celltype, layer=layer,
+                              min_donors=min_donors, min_type_cells=min_type_cells, progress_bar=progress_bar,
+                              libsize=libsize, reference=reference, family=family, laplace=laplace,
+                              min_cells=min_cells, random_terms=random_terms, engine=engine, fallback=fallback,
+                              pvalue=pvalue, prior=prior, cell_glm=cell_glm, block_size=block_size, workers=workers,
+                              client=client)
     return _run(data, subject, condition, covariates, layer=layer, libsize=libsize, reference=reference, family=family,
                 laplace=laplace, min_cells=min_cells, random_terms=random_terms, engine=engine, fallback=fallback,
                 pvalue=pvalue, prior=prior, random=True, cell_glm=cell_glm, block_size=block_size, workers=workers,

@@ -1,0 +1,67 @@
+"""Several cell types in one call (issue 22): each tested on its own cells exactly as a separate ``de`` call
+would, BH within the cell type, a cell type with too few donors skipped and counted; the CLI's --celltype."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glmmkit as gk
+
+ad = pytest.importorskip("anndata")
+
+
+@pytest.fixture(scope="module")
+def cells():
+    parts = []
+    for seed, (name, n_cells) in enumerate((("T", 1200), ("B", 900), ("NK", 300))):
+        x = gk.singlecell.simulate(n_genes=200, n_cells=n_cells, n_subjects=8, seed=seed + 1, lfc=0.8)
+        x.obs["cell_type"] = name
+        if name == "NK":  # one donor only in the first condition: cannot be tested
+            first = x.obs["condition"].iloc[0]
+            keep = (x.obs["condition"] != first) | (x.obs["subject"] == x.obs["subject"].iloc[0])
+            x = x[keep.to_numpy()].copy()
+        parts.append(x)
+    allc = ad.concat(parts, index_unique="-")
+    allc.var = parts[0].var
+    return allc
+
+
+def test_every_cell_type_in_one_call_equals_separate_calls(cells):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = gk.singlecell.de(cells, "subject", "condition", celltype="cell_type", progress_bar=False)
+        alone = gk.singlecell.de(cells[(cells.obs["cell_type"] == "B").to_numpy()].copy(), "subject", "condition",
+                                 progress_bar=False)
+    assert set(r.results) == {"T", "B"} and r.n_skipped == 1
+    nk = r.celltypes.loc["NK"]
+    assert nk["status"] == "skipped" and "fewer than 2 donors" in nk["reason"] and nk["n_cells"] > 0
+    b = r.table[r.table["cell_type"] == "B"].reset_index(drop=True)
+    np.testing.assert_allclose(b["p"].to_numpy(float), alone.table["p"].to_numpy(float), rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(b["fdr"].to_numpy(float), alone.table["fdr"].to_numpy(float), rtol=1e-10,
+                               equal_nan=True)  # BH within the cell type
+    assert len(r.table) == 2 * cells.n_vars
+    assert r.celltypes.loc["T", "n_fdr05"] == int((r.results["T"].table["fdr"] <= 0.05).sum())
+    import json
+
+    json.dumps(r.to_dict(), allow_nan=False)
+    assert "skipped" in r.summary()
+
+
+def test_celltype_cli_and_bad_input(cells, tmp_path, capsys):
+    from glmmkit.cli import main
+
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    out = tmp_path / "de.tsv"
+    assert main(["sc-de", str(path), "--subject", "subject", "--condition", "condition", "--celltype", "cell_type",
+                 "--out", str(out)]) == 0
+    t = pd.read_csv(out, sep="\t")
+    assert set(t["cell_type"]) == {"T", "B"}
+    s = pd.read_csv(tmp_path / "de.celltypes.tsv", sep="\t")
+    assert set(s["cell_type"]) == {"T", "B", "NK"} and (s["status"] == "skipped").sum() == 1
+    with pytest.raises(gk.InputError, match="not in obs"):
+        gk.singlecell.de(cells, "subject", "condition", celltype="celltype", progress_bar=False)
+    with pytest.raises(gk.InputError, match="no cell type"):
+        gk.singlecell.de(cells, "subject", "condition", celltype="cell_type", min_donors=10, progress_bar=False)
