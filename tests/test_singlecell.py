@@ -285,14 +285,18 @@ def test_de_without_prior_is_the_per_gene_fit(adata):
 def test_de_from_h5ad_path_and_layer(adata, tmp_path):
     ad = adata.copy()
     ad.layers["counts"] = ad.X.copy()
-    ad.X = ad.X.astype(float) / 2.5  # normalised values in X: must be refused ...
+    ad.X = ad.X.astype(float) / 2.5  # normalised values in X: the counts layer is taken (issue 22), and said
     path = tmp_path / "cells.h5ad"
     ad.write_h5ad(path)
-    with pytest.raises(ValueError, match="raw non-negative integers: gene .*cell"):
-        gk.singlecell.de(path, "subject", "condition", progress_bar=False)
+    with pytest.warns(gk.DataWarning, match="layers\\['counts'\\]"):
+        auto = gk.singlecell.de(path, "subject", "condition", progress_bar=False)
     res = gk.singlecell.de(path, "subject", "condition", layer="counts", progress_bar=False)  # ... the layer works
     ref = gk.singlecell.de(adata, "subject", "condition", progress_bar=False)
     pd.testing.assert_frame_equal(res.table, ref.table)
+    pd.testing.assert_frame_equal(auto.table, ref.table)
+    del ad.layers["counts"]  # normalised values and no counts layer: refused
+    with pytest.raises(ValueError, match="raw non-negative integers: gene .*cell"):
+        gk.singlecell.de(ad, "subject", "condition", progress_bar=False)
 
 
 def test_processes_and_dask_give_identical_results(adata):

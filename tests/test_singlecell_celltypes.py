@@ -65,3 +65,27 @@ def test_celltype_cli_and_bad_input(cells, tmp_path, capsys):
         gk.singlecell.de(cells, "subject", "condition", celltype="celltype", progress_bar=False)
     with pytest.raises(gk.InputError, match="no cell type"):
         gk.singlecell.de(cells, "subject", "condition", celltype="cell_type", min_donors=10, progress_bar=False)
+
+
+def test_scverse_conventions(cells):
+    """Counts from layers["counts"] when X is normalised (said in a DataWarning), the usual obs names found,
+    results written back into varm / uns."""
+    x = cells[(cells.obs["cell_type"] == "T").to_numpy()].copy()
+    x.layers["counts"] = x.X.copy()
+    import scipy.sparse as sp
+
+    lib = np.asarray(x.X.sum(axis=1)).ravel()
+    x.X = sp.csr_matrix(sp.diags(1e4 / lib) @ x.X).log1p()  # scanpy's normalize_total + log1p
+    x.obs = x.obs.rename(columns={"subject": "donor_id", "condition": "group"})
+    with pytest.warns(gk.DataWarning, match="layers\\['counts'\\]"):
+        r = gk.singlecell.de(x, progress_bar=False)  # donor_id and group found by name
+    ref = gk.singlecell.de(cells[(cells.obs["cell_type"] == "T").to_numpy()].copy(), "subject", "condition",
+                           progress_bar=False)
+    np.testing.assert_allclose(r.table["p"].to_numpy(float), ref.table["p"].to_numpy(float), rtol=1e-10,
+                               equal_nan=True)
+    r.to_adata(x)
+    assert x.varm["glmmkit_de"].shape[0] == x.n_vars and "p" in x.varm["glmmkit_de"].columns
+    assert x.uns["glmmkit_de"]["model"].startswith("nbinom2")
+    x.obs = x.obs.rename(columns={"group": "arm"})
+    with pytest.raises(gk.InputError, match="no condition column given"):
+        gk.singlecell.de(x, progress_bar=False)

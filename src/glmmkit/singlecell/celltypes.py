@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..protocol import Result
-from .data import _load
+from .data import CONDITION_NAMES, SUBJECT_NAMES, _load, resolve_column
 
 
 class CellTypeDE(Result):
@@ -53,6 +53,23 @@ class CellTypeDE(Result):
     def _as_dict(self) -> dict:
         return {"column": self.column, "celltypes": self.celltypes.reset_index().to_dict(orient="records"),
                 "table": self.table.to_dict(orient="records")}
+
+    def to_adata(self, adata, key: str = "glmmkit_de") -> None:
+        """Write each cell type's gene table into ``adata.varm[f"{key}_{cell type}"]`` and the per-cell-type summary
+        into ``adata.uns[key]`` (scverse's places).
+
+        Parameters
+        ----------
+        adata : anndata.AnnData
+            The object the cells came from.
+        key : str
+            The key prefix.
+        """
+        from .results import write_to_adata
+
+        for ct, res in self.results.items():
+            write_to_adata(adata, res.table, f"{key}_{ct}", {"model": res.model, "cell_type": ct})
+        adata.uns[key] = {"column": self.column, "celltypes": self.celltypes.reset_index().astype(str).to_dict(orient="list")}
 
     def to_tsv(self, path) -> None:
         """Write the combined gene table (TSV, atomically; ``.gz`` compresses).
@@ -101,6 +118,8 @@ def de_by_celltype(run, data, subject: str, condition: str, covariates=(), *, ce
     """
     adata, _, _ = _load(data, layer)
     obs = adata.obs
+    subject = resolve_column(obs, subject, SUBJECT_NAMES, "subject")
+    condition = resolve_column(obs, condition, CONDITION_NAMES, "condition")
     for col in (celltype, subject, condition):
         if col not in obs.columns:
             raise InputError(f"column {col!r} not in obs; columns: {list(obs.columns)}")

@@ -101,6 +101,15 @@ def _load(data, layer):
     if layer is None:
         X = data.X
         where = "X"
+        # scverse's convention: X normalised (log1p, scaled), the raw counts in layers["counts"]
+        if X is not None and not _looks_like_counts(X) and "counts" in getattr(data, "layers", {}):
+            import warnings
+
+            from ..warnings import DataWarning
+
+            warnings.warn("X holds normalised values (not whole numbers); the raw counts are read from "
+                          "layers['counts'] (pass layer= to choose)", DataWarning, stacklevel=3)
+            X, where = data.layers["counts"], "layer 'counts'"
     else:
         if layer not in data.layers:
             raise InputError(f"layer {layer!r} not in the AnnData object; layers: {list(data.layers.keys())}")
@@ -114,6 +123,13 @@ def _load(data, layer):
     else:
         X = np.asarray(X)
     return data, X, where
+
+
+def _looks_like_counts(X, probe: int = 100_000) -> bool:
+    """Whether the first ``probe`` stored values are non-negative whole numbers (a quick look, not the check)."""
+    vals = X.data[:probe] if sp.issparse(X) else np.asarray(X).ravel()[:probe]
+    vals = np.asarray(vals, dtype=float)
+    return bool(np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(vals == np.floor(vals)))
 
 
 def _check_counts(X, genes, cells, where):
@@ -134,7 +150,41 @@ def _check_counts(X, genes, cells, where):
                      f"has {v:g} ({what}; {int(bad.sum())} such entries). Pass the layer with raw counts (layer=).")
 
 
-def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
+#: the obs column names scanpy, pertpy and CELLxGENE users have, tried in order when none is given
+SUBJECT_NAMES = ("donor", "donor_id", "subject", "subject_id", "individual", "patient", "patient_id", "sample",
+                 "sample_id", "replicate")
+CONDITION_NAMES = ("condition", "group", "treatment", "perturbation", "stim", "disease", "label")
+
+
+def resolve_column(obs, name, candidates, what: str) -> str:
+    """The obs column to use: ``name`` when given, else the first of ``candidates`` that obs has.
+
+    Parameters
+    ----------
+    obs : pandas.DataFrame
+        The cell metadata.
+    name : str or None
+        The user's choice.
+    candidates : sequence of str
+        Common names, in order.
+    what : str
+        Its role, for messages.
+
+    Returns
+    -------
+    str
+        The column.
+    """
+    if name is not None:
+        return name
+    for c in candidates:
+        if c in obs.columns:
+            return c
+    raise InputError(f"no {what} column given and none of the usual names {list(candidates)} is in obs; "
+                     f"obs has {list(obs.columns)}: pass {what}=")
+
+
+def prepare(data, subject: str | None, condition: str | None, covariates=(), *, layer: str | None = None,
             libsize: str | None = None, reference=None) -> CellData:
     """Read and check the input; build the subject-level design ``~ condition + covariates``.
 
@@ -160,6 +210,8 @@ def prepare(data, subject: str, condition: str, covariates=(), *, layer: str | N
     """
     adata, X, where = _load(data, layer)
     obs = adata.obs
+    subject = resolve_column(obs, subject, SUBJECT_NAMES, "subject")
+    condition = resolve_column(obs, condition, CONDITION_NAMES, "condition")
     genes = pd.Index(adata.var_names.astype(str))
     cells = pd.Index(adata.obs_names.astype(str))
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)

@@ -54,7 +54,7 @@ def _general_task(shared, item):
         return (np.nan, np.nan, np.nan, np.nan, np.nan, False, f"{type(e).__name__}: {e}")
 
 
-def de(data, subject: str, condition: str, covariates=(), *, layer: str | None = None, libsize: str | None = None,
+def de(data, subject: str | None = None, condition: str | None = None, covariates=(), *, layer: str | None = None, libsize: str | None = None,
        reference=None, family: str = "nbinom2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
        prior: str | None = "eb", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
@@ -66,6 +66,9 @@ def de(data, subject: str, condition: str, covariates=(), *, layer: str | None =
     ----------
     data : AnnData or path of an ``.h5ad`` file; raw counts in ``X`` or ``layer``.
     subject, condition, covariates : columns of ``obs``; the condition has two levels (``reference`` first).
+        Without a subject or condition the usual names are tried in order (``donor``, ``donor_id``, ``subject``,
+        ``individual``, ``patient``, ``sample``, ...; ``condition``, ``group``, ``treatment``, ``perturbation``,
+        ``stim``, ``disease``, ``label``).
     libsize : column with library sizes or size factors; absent: each cell's total count.  Offset log(libsize).
     family : ``"nbinom2"`` (default; ``"nb2"`` is the same) or ``"poisson"``.  laplace : ``"expected"`` (lme4) or ``"observed"`` (glmmTMB).
     min_cells : genes with a positive count in fewer cells are not tested (status ``filtered``).

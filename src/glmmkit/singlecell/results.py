@@ -154,6 +154,21 @@ class DEResult(Result):
         """
         write_table(self.table, path, sep="\t", float_format="%.6g")
 
+    def to_adata(self, adata, key: str = "glmmkit_de") -> None:
+        """Write the results back into an AnnData object (scverse's places): ``adata.varm[key]`` the gene
+        table aligned to ``var_names`` (genes the run did not see get NaN), ``adata.uns[key]`` the model and
+        its settings.
+
+        Parameters
+        ----------
+        adata : anndata.AnnData
+            The object the cells came from (its genes matched by name).
+        key : str
+            The key under ``varm`` and ``uns``.
+        """
+        write_to_adata(adata, self.table, key, {"model": self.model, "pvalue": self.pvalue, "min_cells": self.min_cells,
+                                                "n_tested": self.n_tested, "n_filtered": self.n_filtered})
+
     def volcano(self, path=None, ax=None, fdr: float = 0.05, label: int = 10):
         """Volcano plot of the GLMM table (``gk.plots.volcano``); saved to ``path`` when given.
 
@@ -176,3 +191,29 @@ class DEResult(Result):
         from ..plots.singlecell import volcano
 
         return volcano(self.table, ax=ax, fdr=fdr, label=label, path=path)
+
+
+def write_to_adata(adata, table: pd.DataFrame, key: str, info: dict) -> None:
+    """``adata.varm[key]`` = the table's numeric columns aligned to ``adata.var_names``; ``adata.uns[key]`` = info.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The object.
+    table : pandas.DataFrame
+        One row per gene, indexed by gene name (or with a ``gene`` column).
+    key : str
+        The key.
+    info : dict
+        Plain values for ``uns``.
+    """
+    from ..errors import InputError
+
+    if not (hasattr(adata, "varm") and hasattr(adata, "uns") and hasattr(adata, "var_names")):
+        raise InputError(f"to_adata needs an AnnData object, got {type(adata).__name__}")
+    t = table.set_index("gene") if "gene" in table.columns else table
+    num = t.select_dtypes(include=[np.number, bool]).astype(float)
+    aligned = num.reindex(pd.Index(adata.var_names.astype(str)))
+    aligned.index = adata.var_names
+    adata.varm[key] = aligned
+    adata.uns[key] = {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in info.items()}
