@@ -265,12 +265,17 @@ def cmd_gwas(args) -> int:
         raise CliError("--sample goes with --bgen (the BGEN's Oxford .sample file)")
     if (args.vcf_field or args.id_delim) and args.vcf is None:
         raise CliError("--vcf-field and --id-delim go with --vcf")
-    geno = gwas.open_genotypes(args.bfile, pfile=args.pfile, bgen=args.bgen, sample=args.sample, vcf=args.vcf,
-                               vcf_field=args.vcf_field, id_delim=args.id_delim)
+
+    def source():
+        """The genotypes, opened once the arguments have passed their checks."""
+        return gwas.open_genotypes(args.bfile, pfile=args.pfile, bgen=args.bgen, sample=args.sample, vcf=args.vcf,
+                                   vcf_field=args.vcf_field, id_delim=args.id_delim)
+
     if args.gwas_command == "grm":
         _check_outputs(("--out", args.out))
         if args.sparse_only and args.sparse is None:
             raise CliError("--sparse-only needs --sparse THRESHOLD")
+        geno = source()
         if args.sparse_only:
             S, m = gwas.sparse_grm(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf, memory=args.memory)
             _save_sparse(args.out + ".sparse.npz", S)
@@ -294,7 +299,7 @@ def cmd_gwas(args) -> int:
         covs = [c for c in (args.covar_name or "").split(",") if c] or None
         if covs and args.covar is None:
             raise CliError("--covar-name needs --covar (the covariate table)")
-        model = gwas.null(geno, args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
+        model = gwas.null(source(), args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
                           grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm)
         model.save(args.out)
         print(model.summary())
@@ -308,6 +313,7 @@ def cmd_gwas(args) -> int:
         raise CliError("--exact and --variance-ratio are two ways to the same variance: give one of them")
     if args.dask_scheduler and args.workers != 1:
         raise CliError("--workers sets local processes and --dask-scheduler a cluster: give one of them")
+    geno = source()
     try:
         if args.dask_scheduler:
             from distributed import Client

@@ -82,7 +82,8 @@ def de(data, subject: str | None = None, condition: str | None = None, covariate
         (liberal with few subjects).
     prior : ``"eb"`` (default) -- an empirical-Bayes prior on the subject variance, fitted across genes
         (``prior.py``: scaled inverse chi-square, d0 pseudo-subjects; each gene is refitted with it), so
-        that no gene's variance rests on its S subjects alone; ``None`` -- each gene on its own.
+        that no gene's variance rests on its S subjects alone; ``"eb-trend"`` -- the same with the prior's
+        scale a smooth function of mean expression (limma-trend); ``None`` -- each gene on its own.
     cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
     workers, client : local processes (default: every core when the data are large -- above 2 million
         nonzero counts -- else one), or a ``dask.distributed.Client``; results are identical.
@@ -159,8 +160,8 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
         raise InputError(f"engine must be 'auto', 'fast' or 'general', got {engine!r}")
     if pvalue not in ("t", "z"):
         raise InputError(f"pvalue must be 't' or 'z', got {pvalue!r}")
-    if prior not in ("eb", None):
-        raise InputError(f"prior must be 'eb' or None, got {prior!r}")
+    if prior not in ("eb", "eb-trend", None):
+        raise InputError(f"prior must be 'eb', 'eb-trend' or None, got {prior!r}")
     needs_general = bool(random_terms) or not cd.subject_level
     if needs_general and engine == "fast":
         raise InputError(_why_general(cd, random_terms))
@@ -193,8 +194,9 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
         fits = list(map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
                               desc="GLMM fast path", progress_bar=progress_bar, total=len(blocks)))
         glmms = [glmm for glmm, _ in fits]
-        if random and prior == "eb":
-            vprior, glmms = _refit_with_prior(design, cd, blocks, glmms, workers, client, progress_bar)
+        if random and prior in ("eb", "eb-trend"):
+            vprior, glmms = _refit_with_prior(design, cd, blocks, glmms, workers, client, progress_bar,
+                                              trend=prior == "eb-trend")
         for b, glmm, (_, glm) in zip(blocks, glmms, fits):
             if glmm is not None:
                 _store(cols, converged, b, glmm, j)
@@ -277,7 +279,7 @@ def _store(cols, converged, genes, fit: BlockFit, j):
     converged[genes] = fit.converged
 
 
-def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, client, progress_bar):
+def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, client, progress_bar, trend=False):
     """Fit the variance prior to the first fits and refit every gene with it, started from its first fit."""
     beta = np.concatenate([f.beta for f in fits])
     theta = np.concatenate([f.theta for f in fits])
@@ -285,11 +287,12 @@ def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, clien
     ok = np.concatenate([f.converged for f in fits])
     S, d = cd.n_subjects, float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs))
     noise = subject_noise(beta, theta, design.Xs, design.lib, design.lib2)
-    vp = fit_prior(v, noise, ok, S, d)
+    # limma-trend's way: the prior's scale follows mean expression (the intercept: log mean at the reference)
+    vp = fit_prior(v, noise, ok, S, d, expression=beta[:, 0] if trend else None)
     if not vp.active:
         return vp, fits
     cut = np.cumsum([0] + [len(b) for b in blocks])
-    d0, s2 = np.full(len(beta), vp.d0), np.full(len(beta), vp.s2)
+    d0, s2 = np.full(len(beta), vp.d0), np.broadcast_to(np.asarray(vp.s2, dtype=float), (len(beta),))
     items = ((_columns(cd, b), True, False, (d0[lo:hi], s2[lo:hi]), (beta[lo:hi], v[lo:hi], theta[lo:hi]))
              for b, lo, hi in zip(blocks, cut[:-1], cut[1:]))
     out = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,

@@ -36,9 +36,10 @@ D0_MAX = 1e4
 @dataclass
 class VariancePrior:
     d0: float          # prior degrees of freedom (0: no prior)
-    s2: float          # prior scale s0^2 of v = sigma^2
+    s2: object         # prior scale s0^2 of v = sigma^2: one value, or one per gene with a trend
     n_informative: int  # genes the prior was fitted to
     note: str = ""
+    trend: bool = False  # s0^2 follows mean expression (limma-trend's way)
 
     @property
     def active(self) -> bool:
@@ -119,9 +120,15 @@ def noise_inflation(noise: np.ndarray, v: float) -> np.ndarray:
     return 1.0 / np.mean((v / (v + n)) ** 2, axis=1)
 
 
-def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: float) -> VariancePrior:
+def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: float,
+              expression: np.ndarray | None = None, trend_df: int = 3) -> VariancePrior:
     """Fit (d0, s0^2) to the ML estimates ``v_ml`` (scaled to REML's by S / d) of the genes ``ok``;
     ``noise``: the within-subject noise, (G, S) from ``subject_noise`` or (G,) for subjects alike.
+
+    With ``expression`` (each gene's log mean expression), s0^2 follows it, as limma-trend's prior: the
+    moment equation's left side E log v^ is a natural cubic spline (``trend_df`` df, knots at quantiles) in
+    log expression fitted to the informative genes by least squares, d0 comes from the residuals' excess
+    variance, and each gene's s0^2 is the trend at its expression (linear beyond the fitted range).
 
     Parameters
     ----------
@@ -136,10 +143,15 @@ def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: fl
     d : float
         Residual degrees of freedom between subjects.
 
+    expression : numpy.ndarray, optional
+        (G,) log mean expression: fit a trend.
+    trend_df : int
+        The trend's degrees of freedom.
+
     Returns
     -------
     VariancePrior
-        d0, s0^2 and how many genes it was fitted to.
+        d0, s0^2 (per gene with a trend) and how many genes it was fitted to.
     """
     v = np.asarray(v_ml, dtype=float) * S / d
     noise = np.asarray(noise, dtype=float)
@@ -159,10 +171,28 @@ def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: fl
                              f"{k} genes with a measurable subject variance (< {MIN_INFORMATIVE}): no prior")
     e = np.log(v[informative]) - digamma(d / 2) + np.log(d / 2)
     sampling = float(polygamma(1, d / 2)) * float(np.mean(inflation[informative]))
-    excess = float(np.var(e, ddof=1)) - sampling
+    if expression is None:
+        centre, centre_all, used = e.mean(), None, 1
+    else:
+        from ..formula.splines import natural_spline_basis
+
+        x = np.asarray(expression, dtype=float)
+        xi = x[informative]
+        inner = np.quantile(xi, np.linspace(0, 1, trend_df + 1)[1:-1])
+        lo, hi = float(xi.min()), float(xi.max())
+        B = np.column_stack([np.ones(k), natural_spline_basis(xi, inner, lo, hi)])
+        coef, *_ = np.linalg.lstsq(B, e, rcond=None)
+        centre = B @ coef
+        xa = np.where(np.isfinite(x), x, np.median(xi))
+        centre_all = np.column_stack([np.ones(len(xa)), natural_spline_basis(xa, inner, lo, hi)]) @ coef
+        used = B.shape[1]
+    resid = e - centre
+    excess = float(np.sum(resid**2) / (k - used)) - sampling
     d0 = min(2 * trigamma_inverse(excess), D0_MAX) if excess > 0 else D0_MAX
-    s2 = float(np.exp(e.mean() + digamma(d0 / 2) - np.log(d0 / 2)))
-    return VariancePrior(float(d0), s2, k)
+    shift = digamma(d0 / 2) - np.log(d0 / 2)
+    if centre_all is None:
+        return VariancePrior(float(d0), float(np.exp(e.mean() + shift)), k)
+    return VariancePrior(float(d0), np.exp(centre_all + shift), k, trend=True)
 
 
 def donor_share(v: np.ndarray, noise: np.ndarray, Xs: np.ndarray, j: int) -> np.ndarray:

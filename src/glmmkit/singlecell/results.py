@@ -104,6 +104,15 @@ class DEResult(Result):
                 "not_converged": int((~t["converged"] & t["p"].notna()).sum()),
                 "genes_table": t.reset_index().to_dict(orient="records")}
 
+    def _prior_text(self) -> str:
+        p = self.prior
+        if p is None or not p.active:
+            return "per gene" + (f" ({p.note})" if p is not None and p.note else "")
+        scale = (f"a trend in mean expression ({np.min(p.s2):.3g} to {np.max(p.s2):.3g})" if p.trend
+                 else f"{p.s2:.3g}")
+        return (f"empirical-Bayes prior, d0 = {p.d0:.3g} pseudo-subjects at sigma^2 = {scale} "
+                f"(fitted to {p.n_informative} genes)")
+
     def summary(self, fdr: float = 0.05) -> str:
         """The run as text.
 
@@ -127,10 +136,7 @@ class DEResult(Result):
             "  p-values: " + (f"Wald with the REML-scaled variance, t with {self.df:g} df (between subjects"
                               + (" + the prior's)" if self.prior is not None and self.prior.active else ")")
                               if self.pvalue == "t" else "Wald z, normal"),
-            "  subject variance: " + (
-                f"empirical-Bayes prior, d0 = {self.prior.d0:.3g} pseudo-subjects at sigma^2 = {self.prior.s2:.3g} "
-                f"(fitted to {self.prior.n_informative} genes)" if self.prior is not None and self.prior.active else
-                ("per gene" + (f" ({self.prior.note})" if self.prior is not None and self.prior.note else ""))),
+            "  subject variance: " + self._prior_text(),
             f"  significant at FDR {fdr:g}: {int((t['fdr'] <= fdr).sum())}",
         ]
         if self.cell_glm is not None:
