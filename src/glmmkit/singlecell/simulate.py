@@ -17,7 +17,7 @@ from ..errors import InputError
 
 def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, frac_de: float = 0.1,
              lfc: float = 0.5, seed: int = 1, mean_lib: float = 4000.0, sd_range=(0.15, 0.5),
-             block: int = 500, cells_sd: float = 0.0, progress_bar: bool = False):
+             block: int = 500, cells_sd: float = 0.0, sd_trend: float = 0.0, progress_bar: bool = False):
     """An AnnData object: X (cells x genes, CSR integer counts), obs (subject, condition), var (truth).
 
     Parameters
@@ -38,6 +38,9 @@ def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, fra
         Genes simulated at a time.
     cells_sd : float
         SD of the log number of cells per subject (0: equal).
+    sd_trend : float
+        How much the subject SD falls with mean expression: sigma_g = sd_range scaled by exp(-sd_trend z_g),
+        z_g the gene's standardised log mean, clipped to 4 times the range (0: independent of expression).
     progress_bar : bool
         Show a progress bar.
 
@@ -71,6 +74,9 @@ def simulate(n_genes: int = 2000, n_cells: int = 4000, n_subjects: int = 12, fra
     b0 = log_mean - np.log(mean_lib)
     theta = np.exp(rng.normal(np.log(1.5), 0.6, n_genes) + 0.15 * (log_mean - np.log(0.08)))
     sigma = rng.uniform(*sd_range, n_genes)
+    if sd_trend:  # lowly expressed genes vary more between subjects (as in real data)
+        z = (log_mean - log_mean.mean()) / log_mean.std()
+        sigma = np.clip(sigma * np.exp(-sd_trend * z), sd_range[0] / 4, 4 * sd_range[1])
     is_de = rng.random(n_genes) < frac_de
     true_lfc = np.where(is_de, lfc * rng.choice([-1.0, 1.0], n_genes), 0.0)
     parts = []
