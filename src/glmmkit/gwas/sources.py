@@ -127,9 +127,30 @@ def _subset_order(rows, n: int):
     return uniq, inv
 
 
+class _RawHandle:
+    """What a picklable reader shares: ``read`` from its ``raw`` (dosages with NaN for missing calls)."""
+
+    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(G, n_missing) of variants start..stop-1, mean-imputed.
+
+        Parameters
+        ----------
+        start, stop : int
+            The variant range.
+        rows : numpy.ndarray, optional
+            Sample rows.
+
+        Returns
+        -------
+        tuple
+            (G, missing calls per variant).
+        """
+        return impute(self.raw(np.arange(start, stop), rows))
+
+
 # ---- PLINK 2 ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PgenFile:
+class PgenFile(_RawHandle):
     """The .pgen alone, with its dimensions: what a worker needs to read a chunk."""
 
     path: Path
@@ -166,23 +187,6 @@ class PgenFile:
         out[out < 0] = np.nan  # pgenlib's -9
         G = out.T
         return G if inv is None else G[inv]
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n_missing) of variants start..stop-1, mean-imputed.
-
-        Parameters
-        ----------
-        start, stop : int
-            The variant range.
-        rows : numpy.ndarray, optional
-            Sample rows.
-
-        Returns
-        -------
-        tuple
-            (G, missing calls per variant).
-        """
-        return impute(self.raw(np.arange(start, stop), rows))
 
 
 class PgenGenotypes(_Source):
@@ -280,7 +284,7 @@ def _read_pvar(path) -> pd.DataFrame:
 
 # ---- BGEN ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class BgenFileHandle:
+class BgenFileHandle(_RawHandle):
     """The .bgen with its variants' byte offsets: what a worker needs."""
 
     path: Path
@@ -313,23 +317,6 @@ class BgenFileHandle:
                                           f"({p.shape[1]} probabilities per sample)")
                 G[:, j] = 2 * p[:, 0] + p[:, 1]  # NaN rows stay NaN (missing)
         return G if rows is None else G[np.asarray(rows)]
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n_missing) of variants start..stop-1, mean-imputed.
-
-        Parameters
-        ----------
-        start, stop : int
-            The variant range.
-        rows : numpy.ndarray, optional
-            Sample rows.
-
-        Returns
-        -------
-        tuple
-            (G, missing calls per variant).
-        """
-        return impute(self.raw(np.arange(start, stop), rows))
 
 
 class BgenGenotypes(_Source):
@@ -420,7 +407,7 @@ def _read_oxford_sample(path, n: int) -> tuple[pd.DataFrame, bool]:
 
 # ---- VCF -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MatrixFile:
+class MatrixFile(_RawHandle):
     """A float32 samples x variants matrix on disk (NaN missing): a decoded VCF."""
 
     path: Path
@@ -445,23 +432,6 @@ class MatrixFile:
         M = np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.n_variants, self.n_samples))
         G = np.asarray(M[np.asarray(idx)], dtype=np.float64).T
         return G if rows is None else G[np.asarray(rows)]
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n_missing) of variants start..stop-1, mean-imputed.
-
-        Parameters
-        ----------
-        start, stop : int
-            The variant range.
-        rows : numpy.ndarray, optional
-            Sample rows.
-
-        Returns
-        -------
-        tuple
-            (G, missing calls per variant).
-        """
-        return impute(self.raw(np.arange(start, stop), rows))
 
 
 class VcfGenotypes(_Source):
