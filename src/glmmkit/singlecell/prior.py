@@ -128,7 +128,8 @@ def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: fl
     With ``expression`` (each gene's log mean expression), s0^2 follows it, as limma-trend's prior: the
     moment equation's left side E log v^ is a natural cubic spline (``trend_df`` df, knots at quantiles) in
     log expression fitted to the informative genes by least squares, d0 comes from the residuals' excess
-    variance, and each gene's s0^2 is the trend at its expression (linear beyond the fitted range).
+    variance, and each gene's s0^2 is the trend at its expression (held at the boundary value beyond the
+    informative genes' range).
 
     Parameters
     ----------
@@ -183,7 +184,9 @@ def fit_prior(v_ml: np.ndarray, noise: np.ndarray, ok: np.ndarray, S: int, d: fl
         B = np.column_stack([np.ones(k), natural_spline_basis(xi, inner, lo, hi)])
         coef, *_ = np.linalg.lstsq(B, e, rcond=None)
         centre = B @ coef
-        xa = np.where(np.isfinite(x), x, np.median(xi))
+        # beyond the informative genes' range the trend stays at its boundary value (as limma-trend's lowess):
+        # a linear extrapolation to the lowly expressed genes, which rarely inform the prior, runs away
+        xa = np.clip(np.where(np.isfinite(x), x, np.median(xi)), lo, hi)
         centre_all = np.column_stack([np.ones(len(xa)), natural_spline_basis(xa, inner, lo, hi)]) @ coef
         used = B.shape[1]
     resid = e - centre
