@@ -1,7 +1,8 @@
 """Run independent tasks in this process, in local processes, or on a Dask cluster -- same results.
 
 ``map_tasks(fn, items, shared=obj)`` calls ``fn(shared, item)`` for every item and returns the results in
-the order of ``items``.  ``workers > 1`` uses a process pool, with at most ``2 * workers`` items in flight
+the order of ``items``.  ``workers > 1`` uses a process pool (``shared`` sent to each worker once, by the
+pool's initializer), with at most ``2 * workers`` items in flight
 (``items`` may be a generator: a large input is never materialised as pieces all at once); ``client`` (a
 ``dask.distributed.Client``) sends ``shared`` to the workers once and spreads the items there.  A progress
 bar counts finished tasks."""
@@ -67,17 +68,32 @@ def map_tasks(fn: Callable[[Any, Any], Any], items: Iterable, *, shared: Any = N
     return out
 
 
+#: a worker process's copy of the shared object, set once by the pool's initializer
+_SHARED: Any = None
+
+
+def _set_shared(shared) -> None:
+    global _SHARED
+    _SHARED = shared
+
+
+def _call_shared(fn, item):
+    return fn(_SHARED, item)
+
+
 def _pool(fn, items, shared, workers, desc, progress_bar, total) -> list:
-    with ProcessPoolExecutor(max_workers=workers) as ex:
-        results = _in_order(ex, fn, shared, items, 2 * workers)
+    # the shared object goes to each worker once (the initializer), not with every task: a GWAS null model
+    # that keeps its n x n projection would otherwise be pickled per chunk
+    with ProcessPoolExecutor(max_workers=workers, initializer=_set_shared, initargs=(shared,)) as ex:
+        results = _in_order(ex, fn, items, 2 * workers)
         return list(progress(results, total=total, desc=desc, enable=progress_bar))
 
 
-def _in_order(ex, fn, shared, items, window_size: int):
+def _in_order(ex, fn, items, window_size: int):
     """Results in the order of ``items``, with at most ``window_size`` submitted and not yet collected."""
     window: deque = deque()
     for it in items:
-        window.append(ex.submit(fn, shared, it))
+        window.append(ex.submit(_call_shared, fn, it))
         if len(window) >= window_size:
             yield window.popleft().result()
     while window:
