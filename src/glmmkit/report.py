@@ -85,26 +85,17 @@ def _figure(caption: str, fig) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _first_factor(fit):
+def _first_predictors(fit) -> tuple:
+    """(the first factor, the first numeric covariate) of the fixed effects, None where there is none."""
     from .inference.emmeans import _model_variables
 
     try:
         used, categorical, _ = _model_variables(fit.spec)
     except Exception:  # noqa: BLE001  (a model without a formulaic fixed part)
-        return None
+        return None, None
     facs = [v for v in used if v in categorical]
-    return facs[0] if facs else None
-
-
-def _numeric_predictor(fit):
-    from .inference.emmeans import _model_variables
-
-    try:
-        used, categorical, _ = _model_variables(fit.spec)
-    except Exception:  # noqa: BLE001
-        return None
     nums = [v for v in used if v not in categorical]
-    return nums[0] if nums else None
+    return (facs[0] if facs else None), (nums[0] if nums else None)
 
 
 def write_report(fit, path, *, intervals: str = "profile", title: str | None = None) -> Path:
@@ -160,12 +151,11 @@ def write_report(fit, path, *, intervals: str = "profile", title: str | None = N
         "R<sup>2</sup>", lambda: _table(pd.concat([fit.r2(), fit.icc()]).to_frame("value")))))
     cards.append(_card("Fixed effects, with intervals", attempt(
         "The coefficient plot", lambda: _figure("Estimates with 95% intervals", figs.coef_plot(fit, ax=new_ax())))))
-    num = _numeric_predictor(fit)
+    fac, num = _first_predictors(fit)
     if num is not None:
         cards.append(_card(f"Effect of {num}", attempt(
             "The effect plot", lambda: _figure("Population-level prediction with a 95% confidence band "
                                                "(predict(se_fit=True))", figs.effects_plot(fit, num, ax=new_ax())))))
-    fac = _first_factor(fit)
     if fac is not None:
         kind = "response" if not fit.is_lmm else "link"
 

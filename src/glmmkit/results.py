@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import re
 import time
 
@@ -190,7 +191,7 @@ class Fit(InformationCriteria, Result):
             same = str(getattr(family, "name", family)) == "gaussian" and fn is not call["glmer"]
             if not same:
                 fn = call["glmer"]
-                kw = {k: v for k, v in kw.items() if k in fn.__code__.co_varnames}
+                kw = {k: v for k, v in kw.items() if k in inspect.signature(fn).parameters}
                 if call["fn"] is not call["glmer"]:
                     kw["reml"] = False  # lmer's REML default does not carry over to a GLMM
         kw.update(kwargs)
@@ -952,12 +953,10 @@ class Fit(InformationCriteria, Result):
 
 
 def _term_contribution(t, b: np.ndarray, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-    labels = t.labels_in(newdata)
-    pos = pd.Index(t.levels).get_indexer(labels)
+    from .inference.prediction import new_level_positions
+
+    pos = new_level_positions(t, newdata, allow_new_levels)
     new = pos < 0
-    if new.any() and not allow_new_levels:
-        raise InputError(f"new level(s) of {t.group!r} in newdata: {sorted(set(labels[new]))[:10]}; "
-                         "pass allow_new_levels=True to predict them at b = 0")
     Xr = t.new_matrix(newdata)
     bb = np.where(new[:, None], 0.0, b[np.maximum(pos, 0)])
     return np.einsum("ik,ik->i", Xr, bb)

@@ -151,7 +151,23 @@ def parse_re_form(fit, re_form) -> list | None:
     return sorted(set(kept))
 
 
-def _new_level_positions(t, newdata, allow_new_levels: bool) -> np.ndarray:
+def new_level_positions(t, newdata, allow_new_levels: bool) -> np.ndarray:
+    """Each new row's level of a term among the fitted levels (-1 for a level the fit never saw).
+
+    Parameters
+    ----------
+    t : RandomTerm
+        The term.
+    newdata : pandas.DataFrame
+        The rows.
+    allow_new_levels : bool
+        Accept unseen levels (otherwise an InputError names them).
+
+    Returns
+    -------
+    numpy.ndarray
+        Positions into the term's levels.
+    """
     labels = t.labels_in(newdata)
     pos = pd.Index(t.levels).get_indexer(labels)
     if (pos < 0).any() and not allow_new_levels:
@@ -171,7 +187,7 @@ class _NewRandomRows:
         for pos, t in enumerate(st.terms):
             if id(t) not in keep_ids:
                 continue
-            lv = _new_level_positions(t, newdata, allow_new_levels)
+            lv = new_level_positions(t, newdata, allow_new_levels)
             self.parts.append((pos, t, lv, t.new_matrix(newdata)))
 
     def matrix(self, theta) -> tuple[np.ndarray, np.ndarray]:
