@@ -12,7 +12,7 @@ from .fuzzing import CASES, FAILURES, case_cli
 
 PROFILE = settings(max_examples=30, deadline=None, database=None, derandomize=True,
                    suppress_health_check=list(HealthCheck))
-EXAMPLES = {"formula": 150, "glmer": 60, "after_fit": 10, "meta": 40, "tree": 60, "gwas": 12, "singlecell": 8}
+EXAMPLES = {"formula": 150, "glmer": 60, "after_fit": 6, "meta": 40, "tree": 60, "gwas": 12, "singlecell": 8}
 
 
 @pytest.mark.parametrize("entry", sorted(CASES))
