@@ -1,10 +1,12 @@
 """GWAS: PLINK I/O, GRM, null GLMM, score tests (exact, variance ratio, SPA), LOCO, scale-out, bad input."""
 
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from scipy import stats
 
 import glmmkit as gk
@@ -88,6 +90,38 @@ def test_sparse_grm_by_strips_equals_thresholded_dense(cohort):
     assert 400 < dense.nnz < 400 * 400 / 4  # families kept, unrelated pairs dropped
     with pytest.raises(ValueError, match="threshold"):
         gwas.sparse_grm(g, 0.0)
+
+
+def test_screened_sparse_grm_keeps_the_exact_pairs_at_the_exact_values(cohort):
+    """The screen (issue 22): a sketch on k variants finds candidate pairs, the GRM over every variant is computed
+    at those only.  Every pair the exact sparse GRM keeps well above the threshold is found, nothing else is
+    kept, the values and the diagonal are the exact ones; "auto" measures the population structure and falls
+    back to the exact strips (and says so) where no sketch would pay; a k too small for the threshold is refused."""
+    g = gwas.Genotypes.open(cohort["bfile"])
+    rows = np.random.default_rng(2).permutation(g.n_samples)[:300]
+    exact, m = gwas.sparse_grm(g, 0.2, rows=rows, progress_bar=False, precision="double")
+    K, m2, rep = gwas.screened_sparse_grm(g, 0.2, rows=rows, k=1000, progress_bar=False)
+    assert m2 == m and rep.screened and rep.k == 1000 and rep.cut == pytest.approx(0.2 - 3 / np.sqrt(1000))
+    assert (K != K.T).nnz == 0 and rep.kept == (K.nnz - 300) // 2 and rep.candidates >= rep.kept
+    E = sp.triu(exact, 1).tocoo()
+    found = np.asarray(K[E.row, E.col]).ravel() != 0
+    assert found[E.data >= 0.3].all() and found.mean() > 0.95  # the relatives (~0.5) all found
+    kp, ep = (sp.triu(K, 1) != 0).astype(int), (sp.triu(exact, 1) != 0).astype(int)
+    both = kp.multiply(ep).tocoo()
+    assert both.nnz == kp.nnz  # nothing the exact GRM drops
+    np.testing.assert_allclose(np.asarray(K[both.row, both.col]).ravel(),
+                               np.asarray(exact[both.row, both.col]).ravel(), atol=1e-6)
+    np.testing.assert_allclose(K.diagonal(), exact.diagonal(), atol=1e-6)
+    K2, _, rep2 = gwas.screened_sparse_grm(g, 0.05, rows=rows, progress_bar=False)  # auto: 1,500 variants are too few
+    assert not rep2.screened and "exact strips" in rep2.note and abs(K2 - gwas.sparse_grm(
+        g, 0.05, rows=rows, progress_bar=False)[0]).max() == 0
+    with pytest.raises(gk.InputError, match="cut"):
+        gwas.screened_sparse_grm(g, 0.05, k=2, progress_bar=False)
+    model = gwas.null(cohort["bfile"], cohort["pheno"], "y", cohort["covar"], ["sex", "age"], sparse=0.2,
+                      screen=1000, progress_bar=False)
+    assert model.report["sparse_grm_screen"]["k"] == 1000 and model.converged
+    json.dumps(model.report["sparse_grm_screen"], allow_nan=False)
+    assert gwas.build_sparse_grm(g, 0.2, rows=rows, progress_bar=False)[2] is None  # auto: few samples, exact strips
 
 
 def test_sparse_sigma_solves_in_lockstep_on_threads(monkeypatch):
@@ -274,6 +308,12 @@ def test_cli_gwas(cohort, tmp_path, capsys):
     assert S.nnz == gwas.threshold_grm(K, 0.05).nnz and not (tmp_path / "ks.grm.bin").exists()
     assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "kx"), "--sparse-only"]) == 2
     assert "--sparse-only needs --sparse" in capsys.readouterr().err
+    assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "kk"), "--sparse", "0.2",
+                 "--sparse-only", "--screen", "1000"]) == 0
+    assert "screened by a sketch of 1000 variants" in capsys.readouterr().out
+    assert main(["gwas", "grm", "--bfile", info["bfile"], "--out", str(tmp_path / "kk"), "--sparse", "0.2",
+                 "--sparse-only", "--screen", "many"]) == 2
+    assert "--screen takes auto, none" in capsys.readouterr().err
     assert main(["gwas", "null", "--bfile", info["bfile"], "--pheno", info["pheno"], "--pheno-name", "y",
                  "--covar", info["covar"], "--covar-name", "sex,age", "--grm", str(tmp_path / "k"),
                  "--out", str(tmp_path / "s1")]) == 0

@@ -236,6 +236,23 @@ def cmd_sc_de(args) -> int:
     return 0
 
 
+SCREEN_HELP = ("how a sparse GRM is built: auto (pairs screened by a sketch on a few variants above 20,000 samples "
+               "where it pays), none (exact strips) or a number of sketch variants")
+
+
+def _screen_arg(text: str):
+    """--screen: "auto", "none" or a number of sketch variants."""
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise CliError(f"--screen takes auto, none or a number of sketch variants (>= 1), got {text!r}")
+    return k
+
+
 def _save_sparse(path: str, S) -> None:
     import scipy.sparse as sp
 
@@ -277,10 +294,13 @@ def cmd_gwas(args) -> int:
             raise CliError("--sparse-only needs --sparse THRESHOLD")
         geno = source()
         if args.sparse_only:
-            S, m = gwas.sparse_grm(geno, args.sparse, chunk=args.chunk, min_maf=args.min_maf, memory=args.memory)
+            S, m, rep = gwas.build_sparse_grm(geno, args.sparse, screen=_screen_arg(args.screen), chunk=args.chunk,
+                                              min_maf=args.min_maf, memory=args.memory)
             _save_sparse(args.out + ".sparse.npz", S)
-            print(f"sparse GRM of {geno.n_samples} samples over {m} variants (|K| >= {args.sparse}), built by "
-                  f"strips: {S.nnz} entries, {args.out}.sparse.npz")
+            how = ("by strips" if rep is None or not rep.screened else
+                   f"from {rep.candidates} pairs screened by a sketch of {rep.k} variants")
+            print(f"sparse GRM of {geno.n_samples} samples over {m} variants (|K| >= {args.sparse}), built {how}: "
+                  f"{S.nnz} entries, {args.out}.sparse.npz" + (f" ({rep.note})" if rep is not None and rep.note else ""))
             return 0
         K, m = gwas.grm(geno, chunk=args.chunk, min_maf=args.min_maf)
         gwas.write_gcta(args.out, K, geno.samples, m)
@@ -300,7 +320,8 @@ def cmd_gwas(args) -> int:
         if covs and args.covar is None:
             raise CliError("--covar-name needs --covar (the covariate table)")
         model = gwas.null(source(), args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
-                          grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm)
+                          grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm,
+                          screen=_screen_arg(args.screen))
         model.save(args.out)
         print(model.summary())
         print("samples: " + ", ".join(f"{k} {v}" for k, v in (model.report or {}).items()))
@@ -466,9 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--laplace", default="expected", choices=["expected", "observed"])
     c.add_argument("--pvalue", default="t", choices=["t", "z"],
                    help="t: REML-scaled Wald on between-subject df (default); z: Wald z")
-    c.add_argument("--prior", default="eb", choices=["eb", "none"],
-                   help="eb: empirical-Bayes prior on the subject variance, shared across genes (default); "
-                        "none: each gene's variance from its own subjects")
+    c.add_argument("--prior", default="eb-trend", choices=["eb-trend", "eb", "none"],
+                   help="eb-trend: empirical-Bayes prior on the subject variance, its scale following mean "
+                        "expression (default); eb: one scale for all genes; none: each gene's variance from its own "
+                        "subjects")
     c.add_argument("--random", default=None, help='extra random terms, e.g. "(1 | donor:celltype)" (general engine)')
     c.add_argument("--engine", default="auto", choices=["auto", "fast", "general"])
     c.add_argument("--min-cells", type=int, default=10, help="test genes expressed in at least this many cells")
@@ -506,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     g1.add_argument("--sparse-only", action="store_true",
                     help="write only the sparse GRM, built by strips of rows (never n x n; for large samples)")
     g1.add_argument("--memory", type=float, default=2e9, help="bytes for one strip with --sparse-only (default 2e9)")
+    g1.add_argument("--screen", default="auto", help=SCREEN_HELP)
     g1.set_defaults(func=cmd_gwas)
     g2 = gsub.add_parser("null", help="step 1: fit the null GLMM and the variance ratio")
     genotype_args(g2)
@@ -519,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--loco", action="store_true", help="leave-one-chromosome-out random effects")
     g2.add_argument("--sparse-grm", type=float, default=None,
                     help="threshold the GRM at this value and fit by conjugate gradients (large samples)")
+    g2.add_argument("--screen", default="auto", help=SCREEN_HELP)
     g2.add_argument("--out", required=True, help="output prefix for the null model")
     g2.set_defaults(func=cmd_gwas)
     g3 = gsub.add_parser("test", help="step 2: score tests of every variant")

@@ -17,6 +17,7 @@ from .grm import check_psd, grm, pattern_grm, read_gcta, sparse_grm, threshold_g
 from .null import NullModel, fit_null
 from .plink import BedWriter, Genotypes
 from .scan import lambda_gc, null, test, top_hits
+from .screen import ScreenReport, build_sparse_grm, screened_sparse_grm, sketch_size
 from .sources import BgenGenotypes, PgenGenotypes, VcfGenotypes, open_genotypes
 from .score import ScoreTester, spa_pvalue
 from .simulate import simulate_cohort
@@ -24,4 +25,5 @@ from .tables import Samples, match, read_table
 
 __all__ = ["grm", "sparse_grm", "pattern_grm", "check_psd", "threshold_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
            "Genotypes", "BedWriter", "null", "test", "lambda_gc", "top_hits", "ScoreTester", "spa_pvalue", "simulate_cohort",
-           "Samples", "match", "read_table", "open_genotypes", "PgenGenotypes", "BgenGenotypes", "VcfGenotypes"]
+           "Samples", "match", "read_table", "open_genotypes", "PgenGenotypes", "BgenGenotypes", "VcfGenotypes",
+           "build_sparse_grm", "screened_sparse_grm", "sketch_size", "ScreenReport"]

@@ -21,6 +21,7 @@ from scipy import stats
 from ..parallel import map_tasks
 from .results import ScanResult
 from .grm import check_psd, grm, pattern_grm, read_gcta, sparse_grm, threshold_grm
+from .screen import build_sparse_grm
 from .null import NullModel, _apply_P, _sigma_parts, fit_null
 from .plink import Genotypes
 from .sources import open_genotypes
@@ -42,7 +43,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
          grm_prefix=None, K: np.ndarray | None = None, method: str = "pql", exact_max: int = 5000,
          vr_variants: int = 30, min_mac: int = 20, seed: int = 1, progress_bar: bool = True,
          fix_tau: float | None = None, loco: bool = False, loco_exact_max: int = 3000,
-         sparse: float | None = None) -> NullModel:
+         sparse: float | None = None, screen: int | str | None = "auto") -> NullModel:
     """Step 1: match the samples, get the GRM (given ``K`` in the samples' order, a GCTA ``grm_prefix``, or
     built from ``bfile``), fit the null GLMM, and estimate the variance ratio from ``vr_variants`` random
     variants with minor-allele count >= ``min_mac``.
@@ -55,6 +56,10 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     ``sparse``: threshold the GRM (fastGWA's sparse GRM, entries below ``sparse`` set to 0) and fit the null
     model by conjugate gradients on it (SAIGE's PCG): nothing n x n is factorised, and when the GRM is
     built here (no ``K``, no ``grm_prefix``) nothing n x n is held either (``sparse_grm``: by strips).
+    ``screen``: how that sparse GRM is built -- from pairs screened by a sketch on a few variants
+    (``screen.py``: n^2 k / 2 + pairs x m instead of n^2 m / 2), an int k for k sketch variants, ``None`` for
+    the exact strips; ``"auto"`` screens above 20,000 samples when the sketch is at most half of the
+    variants.  What the screen did is in ``model.report["sparse_grm_screen"]``.
 
     Parameters
     ----------
@@ -94,6 +99,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         Exact LOCO projections up to this many samples.
     sparse : float, optional
         Threshold a sparse GRM there and fit by conjugate gradients.
+    screen : int, "auto" or None
+        Screen the sparse GRM's pairs with a sketch of this many variants ("auto": where it pays; None: never).
 
     Returns
     -------
@@ -104,6 +111,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         raise InputError("loco=True needs the GRM built here from bfile: pass neither K nor grm_prefix "
                          "(--grm) with loco")
     method = check_choice("method", method, ("pql", "laplace"))
+    screened = None
     geno = open_genotypes(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
     if K is None and grm_prefix is not None:
@@ -118,7 +126,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
     elif K is None and sparse is not None:
-        K, m_all = sparse_grm(geno, sparse, rows=s.rows, progress_bar=progress_bar)  # never n x n
+        K, m_all, screened = build_sparse_grm(geno, sparse, rows=s.rows, screen=screen,
+                                              progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     if sparse is not None:
@@ -140,6 +149,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
                              "a binary trait with one observation per person and a nearly full-rank GRM can be "
                              "separated by the random effects. Use fewer, more distant relatives or fix tau")
     model.report = dict(s.report)
+    if screened is not None:
+        model.report["sparse_grm_screen"] = screened.to_dict()
     _variance_ratio(model, geno, K, vr_variants, min_mac, seed)
     if loco:
         model.loco = _loco(model, geno, s, K, m_all, keep_P=s.n <= loco_exact_max and not sp.issparse(K),
