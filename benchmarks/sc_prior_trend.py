@@ -7,8 +7,8 @@ Two scenarios simulated by ``gk.singlecell.simulate`` (seeded): the subject SD i
 (uniform on [0.15, 0.5]), and falling with expression (``sd_trend=0.6``: lowly expressed genes vary more,
 as in real data).  Each with no DE (null calibration: share of p < 0.05 and 0.01, KS) and with 10% DE genes
 (|log fc| 0.5: discoveries at BH 5%, actual FDP, power, power at actual FDP 5%).  GLMM fast path with
-``prior="eb"`` (one prior scale) and ``prior="eb-trend"`` (limma-trend's scale in mean expression); pseudobulk
-is benchmarks/sc_calibration.py's.
+``prior="eb-trend"`` (the default: the prior's scale a spline in mean expression), ``prior="eb"`` (one scale),
+``prior=None``, and pseudobulk (PyDESeq2 on donor sums, as benchmarks/sc_calibration.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ from glmmkit.singlecell import bh_fdr, power_at_fdp
 sys.path.insert(0, str(Path(__file__).parent))
 from results_io import write_result  # noqa: E402
 
-PRIORS = {"EB prior, one scale (prior='eb')": "eb", "EB prior, trend in expression (prior='eb-trend')": "eb-trend"}
+PRIORS = {"GLMM, EB prior with a trend in expression (prior='eb-trend', default)": "eb-trend",
+          "GLMM, EB prior, one scale (prior='eb')": "eb", "GLMM per gene, no prior (prior=None)": None,
+          "pseudobulk (PyDESeq2)": "pseudobulk"}
+
+
+def _pvalues(ad, prior):
+    if prior == "pseudobulk":
+        return gk.singlecell.pseudobulk(ad, "subject", "condition")["p"].to_numpy()
+    return gk.singlecell.de(ad, "subject", "condition", prior=prior, progress_bar=False).table["p"].to_numpy()
 
 
 def main():
@@ -52,10 +60,10 @@ def main():
             ad1 = gk.singlecell.simulate(frac_de=0.1, lfc=0.5, seed=400 + seed, sd_trend=trend, **size)
             truth = ad1.var["is_de"].to_numpy()
             for m, prior in PRIORS.items():
-                p0 = gk.singlecell.de(ad0, "subject", "condition", prior=prior, progress_bar=False).table["p"].to_numpy()
+                p0 = _pvalues(ad0, prior)
                 nulls[m].append(p0[np.isfinite(p0)])
                 t0 = time.perf_counter()
-                p = gk.singlecell.de(ad1, "subject", "condition", prior=prior, progress_bar=False).table["p"].to_numpy()
+                p = _pvalues(ad1, prior)
                 times[m].append(time.perf_counter() - t0)
                 s = bh_fdr(p) <= 0.05
                 des[m].append([s.sum(), (s & ~truth).sum() / max(s.sum(), 1), (s & truth).sum() / truth.sum(),
@@ -69,7 +77,7 @@ def main():
             rows.append([m, f"{np.mean(p0 < 0.05):.3f}", f"{np.mean(p0 < 0.01):.4f}",
                          f"{stats.kstest(p0, 'uniform').pvalue:.3g}", f"{d[0]:.0f}", f"{d[1]:.3f}",
                          f"{d[2]:.3f} ± {se[2]:.3f}", f"{d[3]:.3f} ± {se[3]:.3f}", f"{np.mean(times[m]):.1f} s"])
-        table = pd.DataFrame(rows, columns=["prior", "null P(p<0.05)", "null P(p<0.01)", "null KS p",
+        table = pd.DataFrame(rows, columns=["method", "null P(p<0.05)", "null P(p<0.01)", "null KS p",
                                             "discoveries (FDR 5%)", "actual FDP", "power ± s.e.",
                                             "power at actual FDP 5% ± s.e.", "time"])
         out.append(f"### {sc}\n\n{table.to_markdown(index=False)}\n")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import InputError
+from ..parallel import shared_pool
 from ..protocol import Result
-from .data import CONDITION_NAMES, SUBJECT_NAMES, _load, resolve_column
+from .data import CONDITION_NAMES, SUBJECT_NAMES, _load, default_workers, resolve_column
 
 
 class CellTypeDE(Result):
@@ -128,6 +129,23 @@ def de_by_celltype(run, data, subject: str, condition: str, covariates=(), *, ce
         pd.unique(types.dropna().astype(str)))
     cond_levels = sorted(pd.unique(obs[condition].dropna().astype(str)))
     rows, tables, results = [], [], {}
+    # one worker pool for every cell type (sized from the whole file, as ``de`` would size it)
+    X = adata.layers[layer] if layer is not None and layer in adata.layers else adata.X
+    workers = default_workers(kwargs.pop("workers", None), X.nnz if hasattr(X, "nnz") else X.size, 2 ** 31)
+    with shared_pool(workers if kwargs.get("client") is None else 1):
+        _each_type(run, adata, levels, types, obs, subject, condition, covariates, cond_levels, min_donors,
+                   min_type_cells, layer, progress_bar, workers, kwargs, rows, tables, results)
+    if not results:
+        raise InputError(f"no cell type of {celltype!r} could be tested: "
+                         + "; ".join(f"{r['cell_type']}: {r['reason']}" for r in rows))
+    table = pd.concat(tables, ignore_index=True)
+    summary = pd.DataFrame(rows).set_index("cell_type")
+    return CellTypeDE(table, summary, results, celltype)
+
+
+def _each_type(run, adata, levels, types, obs, subject, condition, covariates, cond_levels, min_donors,
+               min_type_cells, layer, progress_bar, workers, kwargs, rows, tables, results) -> None:
+    """Test every cell type in turn (inside the shared pool); fills ``rows``, ``tables`` and ``results``."""
     for ct in levels:
         mask = (types.astype(str) == str(ct)).to_numpy()
         sub_obs = obs.loc[mask]
@@ -143,7 +161,8 @@ def de_by_celltype(run, data, subject: str, condition: str, covariates=(), *, ce
         if progress_bar:
             print(f"cell type {ct}: {row['n_cells']} cells, {row['n_donors']} donors", flush=True)
         try:
-            res = run(adata[mask], subject, condition, covariates, layer=layer, progress_bar=progress_bar, **kwargs)
+            res = run(adata[mask], subject, condition, covariates, layer=layer, progress_bar=progress_bar,
+                      workers=workers, **kwargs)
         except InputError as err:  # a cell type whose design cannot be tested: said, not fatal
             rows.append({**row, "status": "skipped", "n_tested": 0, "n_fdr05": 0, "reason": str(err)[:200]})
             continue
@@ -155,9 +174,3 @@ def de_by_celltype(run, data, subject: str, condition: str, covariates=(), *, ce
         tables.append(t.reset_index(drop=True))
         rows.append({**row, "status": "tested", "n_tested": res.n_tested,
                      "n_fdr05": int((res.table["fdr"] <= 0.05).sum()), "reason": ""})
-    if not results:
-        raise InputError(f"no cell type of {celltype!r} could be tested: "
-                         + "; ".join(f"{r['cell_type']}: {r['reason']}" for r in rows))
-    table = pd.concat(tables, ignore_index=True)
-    summary = pd.DataFrame(rows).set_index("cell_type")
-    return CellTypeDE(table, summary, results, celltype)

@@ -6,6 +6,8 @@ with one subject, the cell with no library size."""
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,3 +326,27 @@ def gene_totals(X) -> np.ndarray:
         (genes,).
     """
     return np.asarray(X.sum(axis=0)).ravel().astype(float)
+
+
+def default_workers(workers: int | None, nnz: int, n_tasks: int) -> int:
+    """``de``'s processes: ``workers`` if given, else every core when the counts hold more than 2 million
+    nonzeros (at most one per task), else one.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Asked for.
+    nnz : int
+        Nonzero counts.
+    n_tasks : int
+        Tasks there are.
+
+    Returns
+    -------
+    int
+        Processes.
+    """
+    if workers is not None:
+        return max(1, int(workers))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_tasks)) if nnz > 2_000_000 else 1

@@ -8,7 +8,6 @@ model without the subject effect) is the fast path's start and comes out beside 
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -17,7 +16,7 @@ from scipy import stats
 
 from ..parallel import map_tasks
 from .block import GeneBlock
-from .data import CellData, expressed_cells, gene_totals, prepare
+from .data import CellData, default_workers, expressed_cells, gene_totals, prepare
 from .fastpath import BlockFit, Design, fit_block, sc_family
 from .prior import VariancePrior, donor_share, fit_prior, subject_noise
 from .results import DEResult, bh_fdr
@@ -57,7 +56,7 @@ def _general_task(shared, item):
 def de(data, subject: str | None = None, condition: str | None = None, covariates=(), *, layer: str | None = None, libsize: str | None = None,
        reference=None, family: str = "nbinom2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
-       prior: str | None = "eb", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
+       prior: str | None = "eb-trend", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
        client=None, progress_bar: bool = True, celltype: str | None = None, min_donors: int = 2,
        min_type_cells: int = 50):
     """Test every gene for a condition effect with a GLMM, subject as a random intercept.
@@ -80,10 +79,10 @@ def de(data, subject: str | None = None, condition: str | None = None, covariate
         df); without: stat = z sqrt((S - p) / S) on t with S - p df (p = subject-level coefficients; exact
         for a balanced Gaussian design).  ``"z"`` -- z against N(0, 1), as glmmTMB and NEBULA report it
         (liberal with few subjects).
-    prior : ``"eb"`` (default) -- an empirical-Bayes prior on the subject variance, fitted across genes
-        (``prior.py``: scaled inverse chi-square, d0 pseudo-subjects; each gene is refitted with it), so
-        that no gene's variance rests on its S subjects alone; ``"eb-trend"`` -- the same with the prior's
-        scale a smooth function of mean expression (limma-trend); ``None`` -- each gene on its own.
+    prior : ``"eb-trend"`` (default) -- an empirical-Bayes prior on the subject variance whose scale follows mean
+        expression (limma-trend's idea), fitted to every gene by marginal likelihood (``prior.py``: scaled inverse
+        chi-square, d0 pseudo-subjects; each gene is then refitted with it), so that no gene's variance rests on
+        its S subjects alone; ``"eb"`` -- the same with one scale for all genes; ``None`` -- each gene on its own.
     cell_glm : also fit the cell-level GLM (no subject effect; it then starts the GLMM), in ``.cell_glm``.
     workers, client : local processes (default: every core when the data are large -- above 2 million
         nonzero counts -- else one), or a ``dask.distributed.Client``; results are identical.
@@ -186,7 +185,8 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
     note = np.where(tested, "", "").astype(object)
     note[~tested] = [f"expressed in {k} cells (< {min_cells})" for k in n_expr[~tested]]
     j = cd.x_names.index(cd.tested)
-    workers = _default_workers(workers, cd, max(1, -(-len(idx) // block_size)) if not use_general else len(idx))
+    nnz = cd.counts.nnz if hasattr(cd.counts, "nnz") else cd.counts.size
+    workers = default_workers(workers, nnz, max(1, -(-len(idx) // block_size)) if not use_general else len(idx))
     if not use_general and len(idx):
         design = Design(cd.Xs, cd.offset, cd.subject, cd.n_subjects, family=family, laplace=laplace)
         blocks = [idx[i : i + block_size] for i in range(0, len(idx), block_size)]
@@ -232,14 +232,6 @@ def _run(data, subject, condition, covariates, *, layer, libsize, reference, fam
     return DEResult(table, glm_table, cd, model=model,
                     n_filtered=int((~tested).sum()), min_cells=min_cells, pvalue=pvalue,
                     df=float(np.max(df, initial=-np.inf)) if len(df) else np.nan, prior=vprior)
-
-
-def _default_workers(workers, cd: CellData, n_tasks: int) -> int:
-    if workers is not None:
-        return max(1, int(workers))
-    nnz = cd.counts.nnz if hasattr(cd.counts, "nnz") else cd.counts.size
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_tasks)) if nnz > 2_000_000 else 1
 
 
 def _why_general(cd: CellData, random_terms) -> str:
