@@ -167,9 +167,9 @@ def screened_sparse_grm(geno, threshold: float = 0.05, rows: np.ndarray | None =
         del W  # before the larger sketch is read
         W = _sketch(g, sample_rows, var_idx, want, sketch_maf)
     k_used = W.shape[1]
-    I, J = _candidate_pairs(W, threshold - z / np.sqrt(k_used), memory, progress_bar)
-    del W
     cut = threshold - z / np.sqrt(k_used)
+    I, J = _candidate_pairs(W, cut, memory, progress_bar)
+    del W
     t_sketch = time.perf_counter() - t0
     t0 = time.perf_counter()
     diag = np.arange(n, dtype=np.int64)

@@ -133,8 +133,34 @@ def de_by_celltype(run, data, subject: str, condition: str, covariates=(), *, ce
     X = adata.layers[layer] if layer is not None and layer in adata.layers else adata.X
     workers = default_workers(kwargs.pop("workers", None), X.nnz if hasattr(X, "nnz") else X.size, 2 ** 31)
     with shared_pool(workers if kwargs.get("client") is None else 1):
-        _each_type(run, adata, levels, types, obs, subject, condition, covariates, cond_levels, min_donors,
-                   min_type_cells, layer, progress_bar, workers, kwargs, rows, tables, results)
+        for ct in levels:
+            mask = (types.astype(str) == str(ct)).to_numpy()
+            sub_obs = obs.loc[mask]
+            donors = sub_obs.groupby(sub_obs[condition].astype(str), observed=True)[subject].nunique()
+            per = {f"donors_{c}": int(donors.get(c, 0)) for c in cond_levels}
+            row = {"cell_type": str(ct), "n_cells": int(mask.sum()), "n_donors": int(sub_obs[subject].nunique()), **per}
+            few = [c for c in cond_levels if donors.get(c, 0) < min_donors]
+            if row["n_cells"] < min_type_cells or few:
+                why = (f"{row['n_cells']} cells (< {min_type_cells})" if row["n_cells"] < min_type_cells else
+                       f"fewer than {min_donors} donors in {few}")
+                rows.append({**row, "status": "skipped", "n_tested": 0, "n_fdr05": 0, "reason": why})
+                continue
+            if progress_bar:
+                print(f"cell type {ct}: {row['n_cells']} cells, {row['n_donors']} donors", flush=True)
+            try:
+                res = run(adata[mask], subject, condition, covariates, layer=layer, progress_bar=progress_bar,
+                          workers=workers, **kwargs)
+            except InputError as err:  # a cell type whose design cannot be tested: said, not fatal
+                rows.append({**row, "status": "skipped", "n_tested": 0, "n_fdr05": 0, "reason": str(err)[:200]})
+                continue
+            results[str(ct)] = res
+            t = res.table.copy()
+            t.insert(0, "cell_type", str(ct))
+            if "gene" not in t.columns:
+                t.insert(1, "gene", res.table.index.astype(str))
+            tables.append(t.reset_index(drop=True))
+            rows.append({**row, "status": "tested", "n_tested": res.n_tested,
+                         "n_fdr05": int((res.table["fdr"] <= 0.05).sum()), "reason": ""})
     if not results:
         raise InputError(f"no cell type of {celltype!r} could be tested: "
                          + "; ".join(f"{r['cell_type']}: {r['reason']}" for r in rows))
@@ -142,35 +168,3 @@ def de_by_celltype(run, data, subject: str, condition: str, covariates=(), *, ce
     summary = pd.DataFrame(rows).set_index("cell_type")
     return CellTypeDE(table, summary, results, celltype)
 
-
-def _each_type(run, adata, levels, types, obs, subject, condition, covariates, cond_levels, min_donors,
-               min_type_cells, layer, progress_bar, workers, kwargs, rows, tables, results) -> None:
-    """Test every cell type in turn (inside the shared pool); fills ``rows``, ``tables`` and ``results``."""
-    for ct in levels:
-        mask = (types.astype(str) == str(ct)).to_numpy()
-        sub_obs = obs.loc[mask]
-        donors = sub_obs.groupby(sub_obs[condition].astype(str), observed=True)[subject].nunique()
-        per = {f"donors_{c}": int(donors.get(c, 0)) for c in cond_levels}
-        row = {"cell_type": str(ct), "n_cells": int(mask.sum()), "n_donors": int(sub_obs[subject].nunique()), **per}
-        few = [c for c in cond_levels if donors.get(c, 0) < min_donors]
-        if row["n_cells"] < min_type_cells or few:
-            why = (f"{row['n_cells']} cells (< {min_type_cells})" if row["n_cells"] < min_type_cells else
-                   f"fewer than {min_donors} donors in {few}")
-            rows.append({**row, "status": "skipped", "n_tested": 0, "n_fdr05": 0, "reason": why})
-            continue
-        if progress_bar:
-            print(f"cell type {ct}: {row['n_cells']} cells, {row['n_donors']} donors", flush=True)
-        try:
-            res = run(adata[mask], subject, condition, covariates, layer=layer, progress_bar=progress_bar,
-                      workers=workers, **kwargs)
-        except InputError as err:  # a cell type whose design cannot be tested: said, not fatal
-            rows.append({**row, "status": "skipped", "n_tested": 0, "n_fdr05": 0, "reason": str(err)[:200]})
-            continue
-        results[str(ct)] = res
-        t = res.table.copy()
-        t.insert(0, "cell_type", str(ct))
-        if "gene" not in t.columns:
-            t.insert(1, "gene", res.table.index.astype(str))
-        tables.append(t.reset_index(drop=True))
-        rows.append({**row, "status": "tested", "n_tested": res.n_tested,
-                     "n_fdr05": int((res.table["fdr"] <= 0.05).sum()), "reason": ""})
