@@ -32,7 +32,7 @@ from glmmkit.singlecell import bh_fdr, power_at_fdp
 sys.path.insert(0, str(Path(__file__).parent))
 from results_io import write_result  # noqa: E402
 
-METHODS = ["GLMM, EB variance prior, t (default)", "GLMM per gene, no prior, t", "GLMM per gene, Wald z",
+METHODS = ["GLMM, EB variance prior with its trend in expression, t (default)", "GLMM per gene, no prior, t", "GLMM per gene, Wald z",
            "pseudobulk (DESeq2)", "cell-level NB GLM"]
 
 

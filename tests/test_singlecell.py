@@ -397,3 +397,58 @@ def test_cli_sc_de(adata, tmp_path, capsys):
     np.testing.assert_allclose(pd.read_csv(out, sep="\t", index_col=0)["p"], ref["p"], rtol=1e-5)
     assert main(["sc-de", str(path), "--subject", "donor", "--condition", "condition", "--out", str(out)]) == 2
     assert "column 'donor' not in the cell metadata" in capsys.readouterr().err
+
+
+def test_quasi_newton_ends_where_newton_does_on_the_finite_difference_hessian(toy):
+    """BFGS updates between finite-difference Hessians (the default) end where Newton with one at every
+    iteration does; convergence is declared, and H reported, on the finite-difference Hessian at the end; a
+    start Hessian, even a poor one, changes the path and not the end; a sub-block is the block of its genes."""
+    from glmmkit.singlecell.newton import newton
+
+    Y, subj, cond, o, Xs = toy
+    S, G = Xs.shape[0], len(Y)
+    des = Design(Xs, o, subj, S)
+    blk = GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)
+    beta, kappa = des.start(blk)
+    x0 = np.column_stack([beta, np.full(G, 0.1), kappa])
+    full = newton(LaplaceProblem(des.kernel(blk), Xs), x0, quasi=False)
+    quasi = newton(LaplaceProblem(des.kernel(blk), Xs), x0)
+    poor = newton(LaplaceProblem(des.kernel(blk), Xs), x0, H0=np.broadcast_to(np.eye(4), (G, 4, 4)))
+    assert full.converged.all() and quasi.converged.all() and poor.converged.all()
+    for r in (quasi, poor):
+        np.testing.assert_allclose(r.x, full.x, rtol=0, atol=2e-4)
+        np.testing.assert_allclose(r.D, full.D, rtol=0, atol=1e-7)
+        prob = LaplaceProblem(des.kernel(blk), Xs)
+        _, g = prob.evaluate(r.x)
+        np.testing.assert_allclose(r.H, prob.hessian(r.x, g), rtol=2e-3, atol=1e-3)  # FD noise from the modes
+    genes = np.array([1, 4, 5, 9])
+    sub, ref = blk.subset(genes), GeneBlock.from_csc(sp.csc_matrix(Y[genes].T), o, subj, S)
+    for f in ("y", "o", "gene", "pair", "Y", "YO", "dist_gene", "dist_y", "dist_n", "lgamma_y1", "starts", "pairs"):
+        assert np.array_equal(getattr(sub, f), getattr(ref, f)), f
+
+
+def test_predicted_modes_are_first_order_and_checked(toy):
+    """The modes' linearisation (implicit-function theorem) predicts the modes after a small step to second
+    order, and an evaluation that only checks the prediction (``fd=True``) gives what solving gives."""
+    Y, subj, cond, o, Xs = toy
+    S, G = Xs.shape[0], len(Y)
+    des = Design(Xs, o, subj, S)
+    blk = GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)
+    x = np.column_stack([np.full(G, -8.3), np.full(G, 0.3), np.full(G, 0.09), np.full(G, 1.1)])
+    prob = LaplaceProblem(des.kernel(blk), Xs)
+    prob.evaluate(x)  # the linearisation at x
+    errs = []
+    for h in (1e-2, 1e-3):
+        xh = x + h * np.array([1.0, -0.5, 0.2, 0.7])
+        beta, v, kappa = prob.unpack(xh)
+        m = Xs @ beta.T
+        pred = prob.predict_modes(xh, m.T, np.sqrt(v)[:, None], kappa)
+        exact = LaplaceProblem(des.kernel(blk), Xs).solve_modes(m.T, v, kappa)
+        errs.append(np.abs(pred - exact).max())
+    assert errs[1] < errs[0] / 50  # second order: a tenth of the step, a hundredth of the error
+    xj = x.copy()
+    xj[:, 2] += 1e-6
+    checked = prob.evaluate(xj, fd=True)
+    solved = LaplaceProblem(des.kernel(blk), Xs).evaluate(xj)
+    np.testing.assert_allclose(checked[0], solved[0], rtol=1e-12)
+    np.testing.assert_allclose(checked[1], solved[1], rtol=1e-7, atol=1e-7)

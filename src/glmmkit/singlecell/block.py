@@ -90,10 +90,16 @@ class GeneBlock:
         genes = np.asarray(genes)
         new = np.full(self.n_genes, -1)
         new[genes] = np.arange(len(genes))
-        m = new[self.gene] >= 0
         S = self.n_subjects
-        subj = self.pair[m] % S
-        return GeneBlock._build(self.y[m], self.o[m], new[self.gene[m]], subj, len(genes), S)
+        m = new[self.gene] >= 0
+        gene = new[self.gene[m]]
+        pair = gene * S + self.pair[m] % S  # still sorted: the genes keep their order
+        starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, dtype=np.int64)
+        dm = new[self.dist_gene] >= 0
+        # the per-pair and per-gene sums are rows of this block's (the same sums, in the same order)
+        return GeneBlock(self.y[m], self.o[m], gene, pair, len(genes), S, self.Y[genes], self.YO[genes],
+                         new[self.dist_gene[dm]], self.dist_y[dm], self.dist_n[dm], self.lgamma_y1[genes],
+                         starts, pair[starts])
 
     def per_pair(self, w: np.ndarray) -> np.ndarray:
         """sum over the nonzeros of each (gene, subject) of w, as (G, S).

@@ -56,7 +56,7 @@ def _general_task(shared, item):
 def de(data, subject: str | None = None, condition: str | None = None, covariates=(), *, layer: str | None = None, libsize: str | None = None,
        reference=None, family: str = "nbinom2", laplace: str = "expected", min_cells: int = 10,
        random_terms: str | None = None, engine: str = "auto", fallback: bool = True, pvalue: str = "t",
-       prior: str | None = "eb-trend", cell_glm: bool = False, block_size: int = 256, workers: int | None = None,
+       prior: str | None = "eb-trend", cell_glm: bool = False, block_size: int = 128, workers: int | None = None,
        client=None, progress_bar: bool = True, celltype: str | None = None, min_donors: int = 2,
        min_type_cells: int = 50):
     """Test every gene for a condition effect with a GLMM, subject as a random intercept.
@@ -113,7 +113,7 @@ def de(data, subject: str | None = None, condition: str | None = None, covariate
 
 def cell_glm(data, subject: str, condition: str, covariates=(), *, layer: str | None = None,
              libsize: str | None = None, reference=None, family: str = "nbinom2", min_cells: int = 10,
-             block_size: int = 256, workers: int | None = None, client=None, progress_bar: bool = True) -> pd.DataFrame:
+             block_size: int = 128, workers: int | None = None, client=None, progress_bar: bool = True) -> pd.DataFrame:
     """The cell-level NB GLM (the same model without the subject effect): what pseudoreplication looks like.
     Same table as ``de``; p-values against N(0, 1) as a GLM gives them.
 
@@ -283,9 +283,12 @@ def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, clien
     vp = fit_prior(v, noise, ok, S, d, expression=beta[:, 0] if trend else None)
     if not vp.active:
         return vp, fits
+    H = np.concatenate([f.hessian for f in fits]) if all(f.hessian is not None for f in fits) else None
     cut = np.cumsum([0] + [len(b) for b in blocks])
     d0, s2 = np.full(len(beta), vp.d0), np.broadcast_to(np.asarray(vp.s2, dtype=float), (len(beta),))
-    items = ((_columns(cd, b), True, False, (d0[lo:hi], s2[lo:hi]), (beta[lo:hi], v[lo:hi], theta[lo:hi]))
+    # each gene started from its first fit, with that fit's Hessian (the prior's curvature is added there)
+    items = ((_columns(cd, b), True, False, (d0[lo:hi], s2[lo:hi]),
+              (beta[lo:hi], v[lo:hi], theta[lo:hi], None if H is None else H[lo:hi]))
              for b, lo, hi in zip(blocks, cut[:-1], cut[1:]))
     out = map_tasks(_fast_task, items, shared=design, workers=workers, client=client,
                     desc="GLMM with the variance prior", progress_bar=progress_bar, total=len(blocks))

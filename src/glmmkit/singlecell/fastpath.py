@@ -30,6 +30,7 @@ class BlockFit:
     deviance: np.ndarray   # (G,) -2 log L
     converged: np.ndarray  # (G,)
     iterations: np.ndarray
+    hessian: np.ndarray | None = None  # (G, d, d) of -2 log L (unpenalised) over (beta, v, kappa) at the estimate
 
 
 def sc_family(family) -> str:
@@ -146,12 +147,13 @@ def _vcov_beta(res: NewtonResult, prob: LaplaceProblem) -> np.ndarray:
     return V
 
 
-def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool = True, tol: float = 1e-9,
+def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool = True, tol: float = 1e-7,
               maxit: int = 50, prior=None, start=None) -> tuple[BlockFit | None, BlockFit | None]:
     """(GLMM fit, GLM fit) of every gene in ``block``.  With ``glm`` the cell-level GLM is fitted first and
     starts the GLMM; without, the GLMM starts from the moment estimates.  ``prior`` = (d0, s0^2) per gene
     puts the empirical-Bayes penalty on v (``prior.py``); ``start`` = (beta, v, theta) per gene, a first fit,
-    starts it (no GLM then).
+    starts it (no GLM then), and with a fourth element, that fit's ``hessian``, so does its Hessian (the
+    prior's curvature in v added): Newton's first steps then need no finite differences.
 
     Parameters
     ----------
@@ -170,7 +172,7 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
     prior : tuple, optional
         (d0, s0^2) per gene.
     start : tuple, optional
-        (beta, v, theta) per gene.
+        (beta, v, theta) or (beta, v, theta, hessian) per gene.
 
     Returns
     -------
@@ -180,12 +182,20 @@ def fit_block(design: Design, block: GeneBlock, random: bool = True, glm: bool =
     kern = design.kernel(block)
     p = design.Xs.shape[1]
     if start is not None:
-        beta0, v0, theta0 = (np.asarray(a, dtype=float) for a in start)
-        if prior is not None:
-            v0 = np.maximum(v0, 0.25 * np.asarray(prior[1]))
+        beta0, v0, theta0 = (np.asarray(a, dtype=float) for a in start[:3])
+        if prior is not None:  # near the penalised optimum: (d v + d0 s0^2) / (d + d0), d = S - p (module prior.py)
+            d0, s2 = (np.asarray(a, dtype=float) for a in prior)
+            d = max(design.S - np.linalg.matrix_rank(design.Xs), 1)
+            v0 = np.maximum((d * v0 + d0 * s2) / (d + d0), 0.25 * s2)
         kappa0 = np.log(np.clip(theta0, np.exp(KAPPA_MIN), np.exp(KAPPA_MAX))) if design.family == "nbinom2" else None
         prob = LaplaceProblem(kern, design.Xs, random=True, prior=prior)
-        res = newton(prob, _pack(beta0, v0, kappa0), tol=tol, maxit=maxit)
+        H0 = None
+        if len(start) > 3 and start[3] is not None:
+            H0 = np.array(start[3], dtype=float)
+            if prior is not None:  # d^2/dv^2 of d0 (log v + s0^2 / v)
+                d0, s2 = (np.asarray(a, dtype=float) for a in prior)
+                H0[:, prob.iv, prob.iv] += np.where(d0 > 0, d0 * (2 * s2 / v0 ** 3 - 1 / v0 ** 2), 0.0)
+        res = newton(prob, _pack(beta0, v0, kappa0), tol=tol, maxit=maxit, H0=H0)
         return _as_fit(res, prob, p), None
     beta, kappa = design.start(block)
     glm_fit = None
@@ -210,4 +220,5 @@ def _as_fit(res: NewtonResult, prob: LaplaceProblem, p: int) -> BlockFit:
     beta, v, kappa = prob.unpack(res.x)
     theta = np.exp(kappa) if kappa is not None else np.full(len(beta), np.inf)
     D = res.D if prob.prior is None else res.D - prior_penalty(v, *prob.prior)  # -2 log L, not the penalised
-    return BlockFit(beta, _vcov_beta(res, prob), np.sqrt(v), theta, D, res.converged, res.iterations)
+    return BlockFit(beta, _vcov_beta(res, prob), np.sqrt(v), theta, D, res.converged, res.iterations,
+                    res.H if prob.prior is None else None)

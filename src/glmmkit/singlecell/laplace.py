@@ -26,6 +26,9 @@ def _rows_times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("gi,ij->gj", a, b)
 
 
+#: the modes' tolerance on |u - sigma l1| / (1 + |u|)
+MODE_TOL = 1e-10
+
 #: bounds of kappa = log theta; theta = 1e6 is the Poisson limit for any count a cell holds
 KAPPA_MIN, KAPPA_MAX = np.log(1e-4), np.log(1e6)
 
@@ -66,6 +69,8 @@ class LaplaceProblem:
         self.iv = self.p if random else None
         self.ik = self.p + int(random) if kernel.n_psi else None
         self.u = np.zeros((G, S))
+        #: the modes' linearisation at the last point evaluated with its gradient: (x, sigma, u, wobs, l1k)
+        self._base = None
 
     def restrict(self, genes) -> "LaplaceProblem":
         """The problem for some of its genes (warm-start state kept).
@@ -83,7 +88,60 @@ class LaplaceProblem:
         prior = None if self.prior is None else tuple(a[genes] for a in self.prior)
         new = LaplaceProblem(self.k.restrict(genes), self.Xs, self.random, prior)
         new.u = self.u[genes]
+        if self._base is not None:
+            new._base = tuple(None if a is None else a[genes] for a in self._base)
         return new
+
+    def take_state(self, genes, other: "LaplaceProblem") -> None:
+        """The modes and their linearisation of ``genes`` from ``other``, a restriction of this problem to them.
+
+        Parameters
+        ----------
+        genes : numpy.ndarray
+            Local gene indices here (``other``'s genes, in its order).
+        other : LaplaceProblem
+            ``self.restrict(genes)``, evaluated since.
+        """
+        self.u[genes] = other.u
+        if other._base is not None and self._base is not None:
+            for mine, theirs in zip(self._base, other._base):
+                if mine is not None:
+                    mine[genes] = theirs
+
+    def predict_modes(self, x, m, sig, kappa) -> np.ndarray:
+        """The modes at x to first order from the last linearisation (the implicit-function theorem on
+        F(u) = u - sigma l1(m + sigma u) = 0):
+
+            du = -(sigma wobs dm + (sigma u wobs - u / sigma) dsigma - sigma l1k dkappa) / (1 + v wobs)
+
+        (at the mode l1 = u / sigma); the stored modes where there is no linearisation or sigma was 0.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (G, d) the new parameters.
+        m, sig : numpy.ndarray
+            (G, S) fixed part and (G, 1) sigma at x.
+        kappa : numpy.ndarray or None
+            (G,) log theta at x.
+
+        Returns
+        -------
+        numpy.ndarray
+            (G, S) the predicted modes.
+        """
+        b = self._base
+        if b is None or b[0].shape != x.shape:
+            return self.u
+        xb, sb, ub, wb, l1kb = b
+        dm = m - _rows_times(xb[:, : self.p], self.Xs.T)
+        on = sb > 0
+        sb_ = np.where(on, sb, 1.0)
+        num = sb_ * wb * dm + (sb_ * ub * wb - ub / sb_) * (sig - sb_)
+        if l1kb is not None and kappa is not None:
+            num = num - sb_ * l1kb * (kappa - xb[:, self.ik])[:, None]
+        du = -num / (1 + sb_ * sb_ * wb)
+        return np.where(on & (sig > 0), ub + du, self.u)
 
     def unpack(self, x):
         """Split the parameters.
@@ -103,7 +161,7 @@ class LaplaceProblem:
         kappa = x[:, self.ik] if self.ik is not None else None
         return beta, v, kappa
 
-    def solve_modes(self, m, v, kappa, tol: float = 1e-10, maxit: int = 60):
+    def solve_modes(self, m, v, kappa, tol: float = MODE_TOL, maxit: int = 60):
         """u solving u = sigma l1(m + sigma u) for every (gene, subject): safeguarded Newton.
 
         Parameters
@@ -131,11 +189,11 @@ class LaplaceProblem:
         u = np.where(sig > 0, self.u, 0.0)
         lo = np.full(u.shape, -np.inf)
         hi = np.full(u.shape, np.inf)
-        active = np.ones(u.shape, dtype=bool)
+        settled = np.zeros(u.shape, dtype=bool)
         for _ in range(maxit):
             l1, wobs = self.k.mode_terms(m + sig * u, kappa)
             F = u - sig * l1
-            active = np.abs(F) > tol * (1 + np.abs(u))
+            active = (np.abs(F) > tol * (1 + np.abs(u))) & ~settled
             if not active.any():
                 break
             hi = np.where(F > 0, np.minimum(hi, u), hi)
@@ -146,12 +204,21 @@ class LaplaceProblem:
             bounded = np.isfinite(lo) & np.isfinite(hi)
             bad = ((new <= lo) | (new >= hi)) & bounded
             new = np.where(bad, 0.5 * (np.where(bounded, lo, 0.0) + np.where(bounded, hi, 0.0)), new)
+            # a full Newton step this small leaves an error of its square: done without another pass
+            settled |= active & ~bad & (np.abs(dz) < 5.0) & (np.abs(new - u) <= np.sqrt(tol) * 1e-1 * (1 + np.abs(u)))
             u = np.where(active, new, u)
+            if np.all(~active | settled):  # each pair's F depends on its own u only: the rest stay solved
+                break
         self.u = u
         return u
 
-    def evaluate(self, x, grad: bool = True):
+    def evaluate(self, x, grad: bool = True, fd: bool = False):
         """-2 log L per gene (G,) and, with grad, its gradient (G, d).
+
+        The modes start from their first-order prediction (``predict_modes``); with ``fd`` (a point a
+        finite-difference step from the last one evaluated with its gradient) the prediction is only
+        checked -- the score at the predicted modes is computed with the terms anyway -- and solved for
+        only if it misses the tolerance.
 
         Parameters
         ----------
@@ -159,6 +226,8 @@ class LaplaceProblem:
             (G, d) parameters per gene.
         grad : bool
             Also the gradient.
+        fd : bool
+            x is a finite-difference neighbour of the last point evaluated with its gradient.
 
         Returns
         -------
@@ -167,9 +236,22 @@ class LaplaceProblem:
         """
         beta, v, kappa = self.unpack(x)
         m = _rows_times(beta, self.Xs.T)
-        u = self.solve_modes(m, v, kappa)
-        zeta = m + np.sqrt(v)[:, None] * u
-        t = self.k.terms(zeta, kappa, grad)
+        sig = np.sqrt(v)[:, None]
+        t = None
+        if self.random and self._base is not None:
+            self.u = self.predict_modes(x, m, sig, kappa)
+            if fd:  # a finite-difference neighbour: the predicted modes are within h^2; checked, not solved
+                u = np.where(sig > 0, self.u, 0.0)
+                t = self.k.terms(m + sig * u, kappa, grad)
+                if np.all(np.abs(u - sig * t.l1) <= MODE_TOL * (1 + np.abs(u))):
+                    self.u = u
+                else:
+                    t = None
+        if t is None:
+            u = self.solve_modes(m, v, kappa)
+            t = self.k.terms(m + sig * u, kappa, grad)
+        if grad and not fd and self.random:
+            self._base = (x.copy(), sig, u.copy(), t.wobs, t.l1k)
         vv = v[:, None]
         HW = 1 + vv * t.W
         D = -2 * (t.l_pair.sum(axis=1) + t.l_gene) + np.sum(u * u + np.log(HW), axis=1)
@@ -250,7 +332,7 @@ class LaplaceProblem:
         for j in range(self.d):  # over parameters (a handful), not genes
             xj = x.copy()
             xj[:, j] += h[:, j]
-            _, gj = self.evaluate(xj, grad=True)
+            _, gj = self.evaluate(xj, grad=True, fd=True)
             H[:, :, j] = (gj - g) / h[:, j : j + 1]
             self.u = u0.copy()
         return 0.5 * (H + H.transpose(0, 2, 1))

@@ -37,9 +37,18 @@ def _newton_step(H, g, free, max_step=3.0):
     return step * np.minimum(1.0, max_step / np.maximum(big, 1e-300))
 
 
-def newton(prob, x0: np.ndarray, tol: float = 1e-9, maxit: int = 50, max_halvings: int = 30) -> NewtonResult:
+def newton(prob, x0: np.ndarray, tol: float = 1e-9, maxit: int = 50, max_halvings: int = 30,
+           quasi: bool = True, refresh_every: int = 8, H0: np.ndarray | None = None) -> NewtonResult:
     """Newton with finite-difference Hessians of the analytic gradient, to Newton decrement ``tol``.
-    (BFGS updates in place of the finite differences were tried: more iterations, slower overall.)
+
+    With ``quasi`` the finite-difference Hessian (d more evaluations, each with its modes) is formed at
+    the start and then only where it is needed: between those, BFGS updates from the gradients already
+    at hand carry it (one evaluation an iteration).  It is formed again for a gene whose decrement
+    falls below ``tol`` (so convergence is always declared, and the covariance formed, on the
+    finite-difference Hessian at the final point), whose line search had to halve the step, whose
+    update failed the curvature condition, or after ``refresh_every`` updates.  (BFGS alone, from a
+    scaled identity, was tried before: more iterations, slower overall; from a Hessian it is the
+    iterations between them that get cheaper.)
 
     Parameters
     ----------
@@ -53,16 +62,44 @@ def newton(prob, x0: np.ndarray, tol: float = 1e-9, maxit: int = 50, max_halving
         Most iterations.
     max_halvings : int
         Most step halvings per iteration.
+    quasi : bool
+        BFGS updates between finite-difference Hessians (False: a finite-difference Hessian every
+        iteration).
+    refresh_every : int
+        Most BFGS updates before the Hessian is formed again.
+    H0 : numpy.ndarray, optional
+        (G, d, d) a Hessian near x0 to start from (a first fit's): no finite differences at the start.
 
     Returns
     -------
     NewtonResult
         Parameters, values, convergence and iterations per gene.
     """
-    return _iterate(prob, x0, tol, maxit, max_halvings)
+    return _iterate(prob, x0, tol, maxit, max_halvings, quasi, refresh_every, H0)
 
 
-def _iterate(prob, x0, tol, maxit, max_halvings) -> NewtonResult:
+def _bfgs(H, s, y):
+    """BFGS update of each gene's Hessian with step s and gradient change y; (H, updated) where a gene
+    whose pair fails the curvature condition s'y > 0 keeps its H (and is marked not updated)."""
+    Hs = np.einsum("gij,gj->gi", H, s)
+    sHs = np.sum(s * Hs, axis=1)
+    sy = np.sum(s * y, axis=1)
+    scale = np.linalg.norm(s, axis=1) * np.linalg.norm(y, axis=1)
+    ok = (sy > 1e-10 * scale) & (sHs > 0) & np.isfinite(sy) & np.isfinite(sHs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upd = H - Hs[:, :, None] * Hs[:, None, :] / sHs[:, None, None] + y[:, :, None] * y[:, None, :] / sy[:, None, None]
+    return np.where(ok[:, None, None], upd, H), ok
+
+
+def _exact_hessian(prob, x, g, idx):
+    """The finite-difference Hessian of the genes ``idx`` of the batch (a sub-problem when they are not all)."""
+    if len(idx) == len(x):
+        return prob.hessian(x, g)
+    sub = prob.restrict(idx)
+    return sub.hessian(x[idx], g[idx])
+
+
+def _iterate(prob, x0, tol, maxit, max_halvings, quasi=True, refresh_every=8, H0=None) -> NewtonResult:
     G, d = x0.shape
     S = prob.u.shape[1]
     out = NewtonResult(np.array(x0, dtype=float), np.full(G, np.nan), np.full((G, d, d), np.nan),
@@ -70,46 +107,92 @@ def _iterate(prob, x0, tol, maxit, max_halvings) -> NewtonResult:
     rows = np.arange(G)  # original indices of the genes still in the batch
     x = prob.project(out.x.copy())
     D, g = prob.evaluate(x)
-    H = prob.hessian(x, g)
+    start_H = quasi and H0 is not None
+    H = np.array(H0, dtype=float) if start_H else prob.hessian(x, g)
+    exact = np.full(G, not start_H)  # H is the finite-difference Hessian at x
+    renew = np.zeros(G, dtype=bool)  # form it at the next iteration
+    if start_H:  # a given Hessian that is not finite is formed at the first iteration
+        bad = ~np.all(np.isfinite(H), axis=(1, 2))
+        H[bad], renew[bad] = np.eye(d), True
+    updates = np.zeros(G, dtype=int)  # BFGS updates since it was formed
+
+    def finish(f, converged):
+        """Record the genes at positions ``f`` of the batch as they are now."""
+        r = rows[f]
+        out.x[r], out.D[r], out.H[r], out.free[r] = x[f], D[f], H[f], free[f]
+        out.converged[r] = converged
+        out.u[r] = prob.u[f]  # modes at the last point tried: a warm start, not the final modes
+
     for it in range(1, maxit + 1):
-        if it > 1:
-            H = prob.hessian(x, g)
         free = prob.free(x, g)
         step = _newton_step(H, g, free)
         dec = -np.sum(g * step, axis=1)
-        done = (dec < tol) | ~np.isfinite(dec)
+        # a decrement below tol on an updated Hessian is checked on the finite-difference one
+        need = ~exact & (renew | (dec < tol) | ~np.isfinite(dec)) if quasi else ~exact
+        if need.any():
+            idx = np.flatnonzero(need)
+            H[idx] = _exact_hessian(prob, x, g, idx)
+            exact[idx], updates[idx] = True, 0
+            step[idx] = _newton_step(H[idx], g[idx], free[idx])
+            dec[idx] = -np.sum(g[idx] * step[idx], axis=1)
         out.iterations[rows] = it
-        # line search for those not done
-        alpha = np.ones(len(rows))
-        searching = ~done
-        xn, Dn = x.copy(), D.copy()
-        for _ in range(max_halvings):
+        done = (dec < tol) | ~np.isfinite(dec)
+        if done.any():  # they leave the batch before the line search
+            f = np.flatnonzero(done)
+            finish(f, dec[f] < tol)
+            keep = np.flatnonzero(~done)
+            if len(keep) == 0:
+                return out
+            prob = prob.restrict(keep)
+            rows, x, D, g, H, step, dec, free = (a[keep] for a in (rows, x, D, g, H, step, dec, free))
+            exact, renew, updates = exact[keep], renew[keep], updates[keep]
+        # line search (Armijo); each trial with its gradient, the next iteration's where accepted
+        xn, Dn, gn = x.copy(), D.copy(), g.copy()
+        searching = np.ones(len(rows), dtype=bool)
+        idx, sub, alpha = np.arange(len(rows)), prob, np.ones(len(rows))
+        for h in range(max_halvings):
+            trial = sub.project(x[idx] + alpha[:, None] * step[idx])
+            Dt, gt = sub.evaluate(trial, grad=True)
+            ok = searching[idx] & np.isfinite(Dt) & (Dt <= D[idx] - 1e-4 * alpha * np.maximum(dec[idx], 0))
+            acc = idx[ok]
+            xn[acc], Dn[acc], gn[acc] = trial[ok], Dt[ok], gt[ok]
+            searching[acc] = False
             if not searching.any():
                 break
-            trial = prob.project(x + alpha[:, None] * step)
-            Dt, _ = prob.evaluate(trial, grad=False)
-            ok = searching & np.isfinite(Dt) & (Dt <= D - 1e-4 * alpha * np.maximum(dec, 0))
-            xn[ok], Dn[ok] = trial[ok], Dt[ok]
-            searching &= ~ok
-            alpha = np.where(searching, alpha * 0.5, alpha)
-        stuck = searching  # no decrease along the Newton direction: at the optimum to rounding, or lost
-        finish = done | stuck
-        if finish.any():
-            f = np.flatnonzero(finish)
-            r = rows[f]
-            out.x[r], out.D[r], out.H[r], out.free[r] = x[f], D[f], H[f], free[f]
-            out.converged[r] = done[f] | (stuck[f] & (dec[f] < 1e-5))
-            out.u[r] = prob.u[f]  # modes at the last point tried: a warm start, not the final modes
-        keep = np.flatnonzero(~finish)
-        if len(keep) == 0:
-            return out
-        if len(keep) < len(rows):
+            if h == 0:  # the halvings evaluate only the genes still searching
+                idx = np.flatnonzero(searching)
+                sub, alpha = prob.restrict(idx), np.full(len(idx), 0.5)
+            else:
+                alpha = np.where(searching[idx], alpha * 0.5, alpha)
+        if sub is not prob:
+            prob.take_state(idx, sub)  # their modes' warm start
+        halved = np.zeros(len(rows), dtype=bool)
+        halved[idx] = sub is not prob
+        # no decrease along the Newton direction: at the optimum to rounding, or lost -- judged on the
+        # finite-difference Hessian (an updated one gets another iteration with it)
+        stuck = searching & exact
+        if stuck.any():
+            f = np.flatnonzero(stuck)
+            finish(f, dec[f] < 1e-5)
+            keep = np.flatnonzero(~stuck)
+            if len(keep) == 0:
+                return out
             prob = prob.restrict(keep)
-            rows, xn = rows[keep], xn[keep]
-        x = xn
-        D, g = prob.evaluate(x)
-    # out of iterations: the Hessian at the last point (the batch may have shrunk since the last one)
+            rows, x, D, g, H, xn, Dn, gn = (a[keep] for a in (rows, x, D, g, H, xn, Dn, gn))
+            searching, halved, exact, updates = searching[keep], halved[keep], exact[keep], updates[keep]
+        if quasi:
+            moved = ~searching  # accepted a step
+            Hn, ok_upd = _bfgs(H, xn - x, gn - g)
+            H = np.where(moved[:, None, None], Hn, H)
+            updates = np.where(moved, updates + 1, updates)
+            exact &= ~moved
+            renew = halved | (moved & ~ok_upd) | (updates >= refresh_every) | searching
+        else:  # a finite-difference Hessian at every point: the next iteration forms it
+            exact[:] = False
+            renew = np.zeros(len(rows), dtype=bool)
+        x, D, g = xn, Dn, gn
+    # out of iterations: the Hessian at the last point
     H = prob.hessian(x, g)
-    out.x[rows], out.D[rows], out.H[rows], out.free[rows] = x, D, H, prob.free(x, g)
-    out.u[rows] = prob.u
+    free = prob.free(x, g)
+    finish(np.arange(len(rows)), np.zeros(len(rows), dtype=bool))
     return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..families import NegativeBinomial2
 
 
 def nnz_sums(block, x: np.ndarray, n_out: int) -> list[np.ndarray]:
@@ -34,19 +33,30 @@ def nnz_sums(block, x: np.ndarray, n_out: int) -> list[np.ndarray]:
     list of numpy.ndarray
         The sums, each (G, S).
     """
-    xz = x.ravel()[block.pair] + block.o
+    xz = np.take(x.ravel(), block.pair)
+    xz += block.o
     with np.errstate(over="ignore"):
-        e = np.exp(-xz)
-    p = 1.0 / (1.0 + e)
-    ys = NegativeBinomial2.logistic_score(block.y, p, 0.0)
-    yq = NegativeBinomial2.logistic_information(block.y, p, 0.0)
+        e = np.exp(np.negative(xz))
+    p = e + 1.0
+    np.reciprocal(p, out=p)  # p = expit(xz)
+    q = 1.0 - p
+    # the family's logistic score y (1 - p) - theta p and information (y + theta) p (1 - p) at theta = 0
+    # (the theta parts are the tabulated sums), written as the products they reduce to, in the same order
+    ys = block.y * q
+    yq = block.y * p
+    yq *= q
     res = [block.per_pair(ys), block.per_pair(yq)]
     if n_out > 2:
-        sp = xz + np.log1p(e)
+        sp = np.log1p(e)
+        sp += xz
         bad = ~np.isfinite(sp) | (xz <= -700.0)
         if bad.any():
             sp[bad] = np.exp(xz[bad])
-        res.append(block.per_pair(block.y * sp))
+        sp *= block.y
+        res.append(block.per_pair(sp))
     if n_out > 3:
-        res.append(block.per_pair(yq * (1 - 2 * p)))
+        p *= -2.0
+        p += 1.0
+        yq *= p
+        res.append(block.per_pair(yq))
     return res
