@@ -53,6 +53,12 @@ def main():
     ap.add_argument("--no-peers", action="store_true", help="skip the peers on the same files")
     ap.add_argument("--name", default="gwas_speed", help="the results file, benchmarks/results/NAME.md")
     ap.add_argument("--no-fastlmm", action="store_true", help="skip FaST-LMM (O(n^2) per variant at large n)")
+    ap.add_argument("--sparse", type=float, default=None,
+                    help="glmmkit on the sparse GRM thresholded there (built by gwas.build_sparse_grm: screened "
+                         "above 20,000 samples) and fitted by conjugate gradients, instead of the dense GRM; "
+                         "with --pcs principal components as covariates (of every tool)")
+    ap.add_argument("--no-plink2", action="store_true", help="skip plink2 --glm (slow for a 0/1 trait at large n)")
+    ap.add_argument("--pcs", type=int, default=10, help="principal components with --sparse (default 10)")
     a = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
@@ -66,16 +72,31 @@ def main():
         print(f"wrote {n} samples x {a.variants} variants ({size_gb:.2f} GB .bed) in {t_sim:.0f} s", flush=True)
 
         geno = gwas.Genotypes.open(prefix)
-        t0 = time.perf_counter()
         sel = np.linspace(0, a.variants - 1, a.grm_variants).astype(int)
-        K, m = gwas.grm(geno, variants=sel, chunk=2000)
-        t_grm = time.perf_counter() - t0
+        info["covar_cols"], pca_row, t_pca = ["sex", "age"], "", 0.0
+        if a.sparse:  # the sparse GRM drops population structure with the background: PCs as covariates
+            t0 = time.perf_counter()
+            pcs = gwas.pca(geno, n_pcs=a.pcs, variants=sel)
+            t_pca = time.perf_counter() - t0
+            cov = gwas.read_table(info["covar"]).merge(pcs.eigenvec, on=["FID", "IID"])
+            info["covar"] = Path(d) / "covar_pcs.tsv"
+            cov.to_csv(info["covar"], sep="\t", index=False)
+            info["covar_cols"] += [f"PC{i + 1}" for i in range(a.pcs)]
+            pca_row = (f"| {a.pcs} principal components of the same variants (`gwas.pca`, {pcs.iterations} passes, "
+                       f"{'converged' if pcs.converged else 'not converged'}; covariates of every tool below) "
+                       f"| {t_pca:.0f} s | | |\n")
         t0 = time.perf_counter()
-        model = gwas.null(prefix, info["pheno"], "y", info["covar"], ["sex", "age"], trait="binary", K=K,
-                          progress_bar=False)
+        K, m, screen = kernel(geno, sel, a.sparse,
+                              None if not a.sparse else pcs.eigenvec.filter(like="PC").to_numpy())
+        t_grm = time.perf_counter() - t0
+        K_nnz = K.nnz if a.sparse else n * n
+        t0 = time.perf_counter()
+        model = gwas.null(prefix, info["pheno"], "y", info["covar"], info["covar_cols"], trait="binary", K=K,
+                          sparse=a.sparse, progress_bar=False)
         t_null = time.perf_counter() - t0
         print(model.summary(), flush=True)
-        del K
+        if a.no_peers:
+            del K
         rss1 = rss_gb()
         t0 = time.perf_counter()
         res = gwas.test(prefix, model, out=Path(d) / "res.tsv.gz", chunk=a.chunk).table
@@ -86,14 +107,18 @@ def main():
         same = bool(np.allclose(res["P"], res2["P"], equal_nan=True, rtol=0, atol=0))
         lam = gwas.lambda_gc(res.loc[~res["ID"].isin(info["causal"]), "P"])
         del res, res2
-        peers = "" if a.no_peers or not shutil.which("bolt") else bolt_side_by_side(prefix, info, geno, sel, a, n)
+        peers = ""
         if not a.no_peers:
-            peers += other_peers(prefix, info, sel, a, n, fastlmm=not a.no_fastlmm)
+            ours = quantitative_scan(prefix, info, K, t_pca + t_grm, a)
+            del K
+            if shutil.which("bolt"):
+                peers += bolt_side_by_side(prefix, info, sel, a, ours)
+            peers += other_peers(prefix, info, sel, a, n, ours["table"], fastlmm=not a.no_fastlmm)
     per_s1 = a.variants / t_test
     per_s2 = a.variants / t_test2
     text = f"""# GWAS at scale (issue 7)
 
-`python benchmarks/gwas_speed.py --families {a.families} --variants {a.variants} --grm-variants {a.grm_variants}`
+`python benchmarks/gwas_speed.py --families {a.families} --variants {a.variants} --grm-variants {a.grm_variants}{f" --sparse {a.sparse}" if a.sparse else ""}`
 on this machine ({cores} cores), one run.
 
 Cohort: {n:,} samples ({a.families:,} families), {a.variants:,} variants written as PLINK files by the
@@ -101,8 +126,8 @@ benchmark ({size_gb:.2f} GB .bed; simulation and writing {t_sim:.0f} s, not coun
 
 | step | wall time | throughput | memory peak |
 |---|---|---|---|
-| GRM, {m:,} variants x {n:,} samples (BLAS, blocks of 2,000) | {t_grm:.0f} s | | |
-| null logistic GLMM, dense {n:,} x {n:,} GRM (PQL / AI-REML, {model.iterations} iterations) + variance ratio | {t_null:.0f} s ({t_null / 60:.1f} min; asked < 5 min) | | {rss1:.1f} GB |
+{pca_row}| {grm_label(m, n, a.sparse, screen, K_nnz)} | {t_grm:.0f} s | | |
+| null logistic GLMM, {"sparse GRM (PQL / AI-REML by conjugate gradients" if a.sparse else f"dense {n:,} x {n:,} GRM (PQL / AI-REML"}, {model.iterations} iterations) + variance ratio | {t_null:.0f} s ({t_null / 60:.1f} min; asked < 5 min) | | {rss1:.1f} GB |
 | step 2, {a.variants:,} variants, 1 process (its bed-reader and BLAS threads on all {cores} cores) | {t_test:.0f} s ({t_test / 60:.1f} min; asked < 10 min) | {per_s1:,.0f} variants/s ({per_s1 / cores:,.0f} per core) | {rss_gb():.1f} GB |
 | step 2, 2 local processes | {t_test2:.0f} s | {per_s2:,.0f} variants/s ({per_s2 / 2:,.0f} per core) | |
 
@@ -113,32 +138,54 @@ tested per second per core (2 processes).
     write_result(a.name, text + peers)
 
 
-def bolt_side_by_side(prefix: Path, info: dict, geno, sel, a, n: int) -> str:
-    """glmmkit's linear mixed model and BOLT-LMM-inf on the same files, phenotype and model variants."""
+def kernel(geno, sel, sparse: float | None, adjust=None):
+    """The GRM of the model variants: dense, or sparse at threshold ``sparse`` (the way gwas.null builds it,
+    the PCs projected out of the screen's sketch)."""
+    if sparse is None:
+        K, m = gwas.grm(geno, variants=sel, chunk=2000)
+        return K, m, None
+    return gwas.build_sparse_grm(geno, sparse, variants=sel, adjust=adjust)
+
+
+def grm_label(m: int, n: int, sparse: float | None, screen, nnz: int) -> str:
+    if sparse is None:
+        return f"GRM, {m:,} variants x {n:,} samples (BLAS, blocks of 2,000)"
+    how = (f"screened: sketch of {screen.k:,} variants ({screen.adjusted} PCs projected out), "
+           f"{screen.candidates:,} candidate pairs"
+           if screen is not None and screen.screened else
+           f"exact strips ({screen.note})" if screen is not None else "exact strips, no screen")
+    return (f"sparse GRM at {sparse}, {m:,} variants x {n:,} samples ({how}; {(nnz - n) // 2:,} pairs kept, "
+            f"{(nnz - n) / n:.2f} per sample)")
+
+
+def quantitative_scan(prefix: Path, info: dict, K, t_grm: float, a) -> dict:
+    """glmmkit's linear mixed model (trait="quantitative") on the 0/1 phenotype with the same GRM, step 2 with 2
+    local processes: the scan the LMM peers are compared with.  Step 1 counts the GRM's time ``t_grm``."""
+    t0 = time.perf_counter()
+    model = gwas.null(prefix, info["pheno"], "y", info["covar"], info["covar_cols"], trait="quantitative", K=K,
+                      sparse=a.sparse, progress_bar=False)
+    t_null = t_grm + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table = gwas.test(prefix, model, chunk=a.chunk, workers=2, progress_bar=False).table[["ID", "P"]]
+    return {"table": table, "t_null": t_null, "t_test": time.perf_counter() - t0, "rss": rss_gb()}
+
+
+def bolt_side_by_side(prefix: Path, info: dict, sel, a, ours: dict) -> str:
+    """glmmkit's linear mixed model (``ours``, from quantitative_scan) and BOLT-LMM-inf on the same files,
+    phenotype and model variants."""
     d = prefix.parent
-    t0 = time.perf_counter()
-    K, _ = gwas.grm(geno, variants=sel, chunk=2000)
-    model = gwas.null(prefix, info["pheno"], "y", info["covar"], ["sex", "age"], trait="quantitative", K=K,
-                      progress_bar=False)
-    t_null = time.perf_counter() - t0
-    del K
-    t0 = time.perf_counter()
-    ours = gwas.test(prefix, model, chunk=a.chunk, workers=2).table
-    t_test = time.perf_counter() - t0
+    t_null, t_test, rss = ours["t_null"], ours["t_test"], ours["rss"]
+    ours = ours["table"]
+    kind = (f"sparse GRM at {a.sparse}, the same model variants, AI-REML by conjugate gradients" if a.sparse
+            else "dense GRM, AI-REML")
     bim = pd.read_csv(prefix.with_suffix(".bim"), sep=r"\s+", header=None, usecols=[1], dtype=str)[1]
     (d / "model.snps").write_text("\n".join(bim.iloc[sel]) + "\n")
     cmd = ["bolt", f"--bfile={prefix}", f"--phenoFile={info['pheno']}", "--phenoCol=y",
-           f"--covarFile={info['covar']}", "--covarCol=sex", "--qCovarCol=age", "--lmmInfOnly",
+           f"--covarFile={info['covar']}", "--covarCol=sex",
+           *[f"--qCovarCol={c}" for c in info["covar_cols"][1:]], "--lmmInfOnly",
            "--LDscoresUseChip", f"--modelSnps={d / 'model.snps'}", "--numThreads=2",
            f"--statsFile={d / 'bolt.stats'}"]
-    t0 = time.perf_counter()
-    # its own memory peak: a child of its own, measured by os.wait4 (the pool workers above are children too)
-    proc = subprocess.Popen(cmd, stdout=open(d / "bolt.log", "w"), stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    t_bolt = time.perf_counter() - t0
-    if status != 0:
-        raise RuntimeError(f"bolt failed ({status}): {(d / 'bolt.log').read_text()[-2000:]}")
-    mem_bolt = usage.ru_maxrss / 1024 ** 2
+    t_bolt, mem_bolt = _timed_child(cmd, d / "bolt.log")
     out = (d / "bolt.log").read_text()
 
     def phase(label):
@@ -158,13 +205,13 @@ def bolt_side_by_side(prefix: Path, info: dict, geno, sel, a, n: int) -> str:
 ## Beside BOLT-LMM, same files, same invocation
 
 The same PLINK files, the 0/1 phenotype as a quantitative trait (BOLT-LMM's way with case-control data),
-covariates sex and age, the same {len(sel):,} variants for the GRM (BOLT's model SNPs); BOLT-LMM {_bolt_version(out)}
+covariates {", ".join(info["covar_cols"])}, the same {len(sel):,} variants for the GRM (BOLT's model SNPs); BOLT-LMM {_bolt_version(out)}
 (Debian's package) with `--lmmInfOnly --LDscoresUseChip --numThreads=2` against glmmkit's
-`trait="quantitative"` null model (dense GRM, AI-REML) and step 2 with 2 local processes.
+`trait="quantitative"` null model ({kind}) and step 2 with 2 local processes.
 
-| | step 1 (GRM + null model) | step 2, {v:,} variants | step 2 variants/s per core | total wall | lambda_GC (null variants) |
+| | step 1 ({"PCs + " if a.sparse else ""}GRM + null model) | step 2, {v:,} variants | step 2 variants/s per core | total wall | lambda_GC (null variants) |
 |---|---|---|---|---|---|
-| glmmkit | {t_null:.0f} s | {t_test:.0f} s | {v / t_test / 2:,.0f} | {t_null + t_test:.0f} s | {lam_ours:.3f} |
+| glmmkit | {t_null:.0f} s | {t_test:.0f} s | {v / t_test / 2:,.0f} | {t_null + t_test:.0f} s (memory peak {rss:.1f} GB, whole benchmark process) | {lam_ours:.3f} |
 | BOLT-LMM-inf | {t_vc + t_inf:.0f} s (variance components {t_vc:.0f} s + leave-out-chunk solves {t_inf:.0f} s) | {t_stream:.0f} s | {v / t_stream / 2:,.0f} | {t_bolt:.0f} s (memory peak {mem_bolt:.1f} GB) | {lam_bolt:.3f} |
 
 Agreement: correlation of -log10 p over {int(ok.sum()):,} variants {r:.4f} (BOLT's statistic leaves each variant's
@@ -174,13 +221,18 @@ the packed genotypes in C++; glmmkit's decodes each chunk to floating point (bed
 
 
 def _timed_child(cmd, log: Path):
-    """Run a peer as a child of its own: wall seconds and its memory peak (GB)."""
+    """Run a peer as a child of its own: wall seconds and its memory peak (GB).  The peak is GNU time's %M of
+    the peer's own process: a child forked from this (large) process would count this process's pages, as
+    os.wait4's ru_maxrss did (the 40,000-sample run reported this process's 9.2 GB for every peer)."""
+    timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    full = [timer, "-f", "PEAK_KB %M", *cmd] if timer else cmd
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(full, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise RuntimeError(f"{cmd[0]} failed ({status}): {log.read_text()[-2000:]}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024 ** 2
+    peaks = re.findall(r"PEAK_KB (\d+)", log.read_text())
+    return time.perf_counter() - t0, (int(peaks[-1]) / 1024 ** 2 if peaks else usage.ru_maxrss / 1024 ** 2)
 
 
 FASTLMM_SCRIPT = r"""
@@ -196,7 +248,8 @@ key = pd.Index(p["FID"].astype(str) + " " + p["IID"].astype(str))
 order = key.get_indexer([f"{a} {b}" for a, b in iid])
 y = SnpData(iid=iid, sid=["y"], val=p["y"].to_numpy(float)[order][:, None])
 ck = pd.Index(c["FID"].astype(str) + " " + c["IID"].astype(str)).get_indexer([f"{a} {b}" for a, b in iid])
-X = SnpData(iid=iid, sid=["sex", "age"], val=c[["sex", "age"]].to_numpy(float)[ck])
+cols = [k for k in c.columns if k not in ("FID", "IID")]
+X = SnpData(iid=iid, sid=cols, val=c[cols].to_numpy(float)[ck])
 idx = np.array([int(v) for v in open(sel).read().split()])
 t0 = time.perf_counter()
 res = single_snp(test_snps=bed, pheno=y, covar=X, K0=bed[:, idx], count_A1=True, leave_out_one_chrom=False)
@@ -209,14 +262,11 @@ class _NotRun(Exception):
     """A peer left out on purpose."""
 
 
-def other_peers(prefix: Path, info: dict, sel, a, n: int, fastlmm: bool = True) -> str:
+def other_peers(prefix: Path, info: dict, sel, a, n: int, ours: pd.DataFrame, fastlmm: bool = True) -> str:
     """FaST-LMM (PyPI's fastlmm, an LMM on the same model variants) and plink2 --glm (no relatedness: the
     baseline), on the same files; glmmkit's quantitative-trait scan beside them."""
     d = prefix.parent
     rows = []
-    model = gwas.null(prefix, info["pheno"], "y", info["covar"], ["sex", "age"], trait="quantitative",
-                      K=gwas.grm(prefix, variants=sel, chunk=2000, progress_bar=False)[0], progress_bar=False)
-    ours = gwas.test(prefix, model, chunk=a.chunk, workers=2, progress_bar=False).table[["ID", "P"]]
     null = ~ours["ID"].isin(info["causal"])
     try:
         if not fastlmm:
@@ -236,9 +286,9 @@ def other_peers(prefix: Path, info: dict, sel, a, n: int, fastlmm: bool = True) 
         rows.append((f"FaST-LMM: {why}", np.nan, np.nan, np.nan, np.nan))
     except Exception as err:  # noqa: BLE001  (a peer that fails is reported, not fatal)
         rows.append((f"FaST-LMM: failed ({type(err).__name__}: {str(err)[:80]})", np.nan, np.nan, np.nan, np.nan))
-    if shutil.which("plink2"):
+    if shutil.which("plink2") and not a.no_plink2:
         t, mem = _timed_child(["plink2", "--bfile", str(prefix), "--pheno", str(info["pheno"]), "--pheno-name", "y",
-                               "--covar", str(info["covar"]), "--covar-name", "sex", "age", "--glm", "hide-covar",
+                               "--covar", str(info["covar"]), "--covar-name", *info["covar_cols"], "--covar-variance-standardize", "--glm", "hide-covar",
                                "--1", "--threads", "2", "--out", str(d / "plink2")], d / "plink2.log")
         out = next(d.glob("plink2.y.glm.*"))
         g = pd.read_csv(out, sep="\t")

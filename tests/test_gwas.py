@@ -439,3 +439,68 @@ def test_screened_step2_is_exact_where_it_matters(cohort):
     np.testing.assert_allclose(scr["SE"][~low & vr["SE"].notna()], vr["SE"][~low & vr["SE"].notna()], rtol=1e-12)
     small = ex["P"] < 1e-3
     np.testing.assert_allclose(scr["P"][small], ex["P"][small], rtol=1e-10)  # the hits are exact
+
+
+def test_pca_is_the_grm_eigendecomposition_and_its_file_is_a_covariate_table(cohort, tmp_path, capsys):
+    from glmmkit.cli import main
+
+    g = gwas.Genotypes.open(cohort["bfile"])
+    rows = np.arange(0, g.n_samples, 2)  # a subset of samples, in their order
+    K, m = gwas.grm(g, rows=rows, progress_bar=False)
+    w, V = np.linalg.eigh(K)
+    w, V = w[::-1], V[:, ::-1]
+    r = gwas.pca(g, n_pcs=3, rows=rows, oversample=20, tol=1e-8, max_iter=60, memory=0, progress_bar=False)
+    assert r.n_variants == m and len(r.eigenvec) == len(rows)
+    np.testing.assert_allclose(r.eigenval, w[:3], rtol=1e-6)
+    # the genotypes held in memory as float32 (the default when they fit): the same to float32's precision
+    held = gwas.pca(g, n_pcs=3, rows=rows, oversample=20, tol=1e-6, max_iter=60, progress_bar=False)
+    np.testing.assert_allclose(held.eigenval, w[:3], rtol=1e-5)
+    assert abs(held.eigenvec["PC1"].to_numpy() @ V[:, 0]) > 1 - 1e-6
+    U = r.eigenvec[["PC1", "PC2", "PC3"]].to_numpy()
+    np.testing.assert_allclose(U.T @ U, np.eye(3), atol=1e-10)
+    # PC1 (the two populations) is separated: the same vector up to sign, and the sign makes its largest loading +
+    assert abs(U[:, 0] @ V[:, 0]) > 1 - 1e-8 and U[np.argmax(np.abs(U[:, 0])), 0] > 0
+    # the top-3 subspace: every PC lies in the span of the exact top eigenvectors (small gaps after PC1)
+    assert np.linalg.norm(V[:, :6].T @ U, axis=0).min() > 0.999
+    assert r.eigenvec["IID"].tolist() == g.samples["IID"].iloc[rows].tolist()
+    assert json.loads(r.to_json())["converged"] is True and "3 components" in r.summary()
+    # an iteration cut short says so
+    short = gwas.pca(g, n_pcs=3, tol=1e-12, max_iter=2, progress_bar=False)
+    assert short.converged is False and short.n_converged < 3 and "NOT converged" in short.summary()
+    with pytest.raises(gk.errors.InputError, match="n_pcs must be below the number of samples"):
+        gwas.pca(g, n_pcs=10, rows=np.arange(5), progress_bar=False)
+    # the CLI: plink2's .eigenvec layout, which gwas null takes as its covariate table
+    assert main(["gwas", "pca", "--bfile", cohort["bfile"], "--pcs", "2", "--out", str(tmp_path / "pc")]) in (0, 1)
+    assert "eigenvalues" in capsys.readouterr().out
+    assert (tmp_path / "pc.eigenvec").read_text().startswith("#FID\tIID\tPC1\tPC2\n")
+    assert len((tmp_path / "pc.eigenval").read_text().split()) == 2
+    model = gwas.null(cohort["bfile"], cohort["pheno"], "y", tmp_path / "pc.eigenvec", ["PC1", "PC2"],
+                      K=gwas.grm(g, progress_bar=False)[0], progress_bar=False)
+    assert model.X.shape[1] == 3
+
+
+def test_screen_with_ancestry_projected_out_works_under_population_structure(tmp_path):
+    """Two populations at Fst 0.05: unrelated pairs of one population sit near +0.05 in the GRM, no sketch of at
+    most half the variants separates 0.2 from them and "auto" falls back to the exact strips.  With the top PCs
+    projected out of the sketch (``adjust``), the screen runs, finds every relative of the exact sparse GRM and
+    keeps nothing the exact one drops, at the exact values; a family's own eigenvector among the PCs is not
+    projected out (it would hide that family)."""
+    info = gwas.simulate_cohort(tmp_path / "s", n_families=400, n_variants=6000, fst=0.05, seed=8)
+    g = gwas.Genotypes.open(info["bfile"])
+    exact, _ = gwas.sparse_grm(g, 0.2, progress_bar=False, precision="double")
+    _, _, plain = gwas.screened_sparse_grm(g, 0.2, max_k=3000, progress_bar=False)
+    assert not plain.screened and "exact strips" in plain.note  # the structure asks for k > 3,000
+    pcs = gwas.pca(g, n_pcs=4, progress_bar=False).eigenvec[["PC1", "PC2", "PC3", "PC4"]].to_numpy()
+    K, _, rep = gwas.screened_sparse_grm(g, 0.2, max_k=3000, adjust=pcs, progress_bar=False)
+    # PC1 is the ancestry; the next ones are large families' own eigenvectors, left out of the projection
+    assert rep.screened and 1 <= rep.adjusted < 4 and rep.k < 3000
+    E = sp.triu(exact, 1).tocoo()
+    found = np.asarray(K[E.row, E.col]).ravel() != 0
+    assert found[E.data >= 0.3].all()  # every relative
+    kp, ep = (sp.triu(K, 1) != 0).astype(int), (sp.triu(exact, 1) != 0).astype(int)
+    both = kp.multiply(ep).tocoo()
+    assert both.nnz == kp.nnz
+    np.testing.assert_allclose(np.asarray(K[both.row, both.col]).ravel(),
+                               np.asarray(exact[both.row, both.col]).ravel(), atol=1e-6)
+    with pytest.raises(gk.InputError, match="one row per sample"):
+        gwas.screened_sparse_grm(g, 0.2, adjust=pcs[:10], progress_bar=False)

@@ -14,6 +14,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .output import atomic_path, write_table
@@ -262,7 +263,8 @@ def _save_sparse(path: str, S) -> None:
 
 
 def cmd_gwas(args) -> int:
-    """``glmmkit gwas grm | null | test``: the GRM, the null model (step 1) and the score tests (step 2).
+    """``glmmkit gwas grm | pca | null | test``: the GRM, principal components, the null model (step 1) and the
+    score tests (step 2).
 
     Parameters
     ----------
@@ -310,6 +312,17 @@ def cmd_gwas(args) -> int:
             _save_sparse(args.out + ".sparse.npz", S)
             print(f"sparse GRM (|K| >= {args.sparse}): {S.nnz} entries, {args.out}.sparse.npz")
         return 0
+    if args.gwas_command == "pca":
+        _check_outputs(("--out", args.out))
+        geno = source()
+        every = np.arange(geno.n_variants)
+        variants = every if args.max_variants is None or geno.n_variants <= args.max_variants else \
+            every[np.linspace(0, geno.n_variants - 1, args.max_variants).round().astype(int)]
+        res = gwas.pca(geno, n_pcs=args.pcs, variants=variants, min_maf=args.min_maf, chunk=args.chunk)
+        paths = res.write(args.out)
+        print(res.summary())
+        print(f"written: {', '.join(paths)} (the .eigenvec is a covariate table: FID IID PC1 ...)")
+        return 0 if res.converged else 1
     if args.gwas_command == "null":
         _check_outputs(("--out", args.out))
         if args.loco and args.grm is not None:
@@ -517,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--vcf-field", default=None, choices=["DS", "GT"], help="the VCF field to read")
         parser.add_argument("--id-delim", default=None, help="split VCF sample IDs into FID and IID at this character")
 
-    g = sub.add_parser("gwas", help="genome-wide association with a mixed model (grm | null | test)")
+    g = sub.add_parser("gwas", help="genome-wide association with a mixed model (grm | pca | null | test)")
     gsub = g.add_subparsers(dest="gwas_command", required=True)
     g1 = gsub.add_parser("grm", help="build the standardised GRM and write it in GCTA's binary format")
     genotype_args(g1)
@@ -530,6 +543,15 @@ def build_parser() -> argparse.ArgumentParser:
     g1.add_argument("--memory", type=float, default=2e9, help="bytes for one strip with --sparse-only (default 2e9)")
     g1.add_argument("--screen", default="auto", help=SCREEN_HELP)
     g1.set_defaults(func=cmd_gwas)
+    gp = gsub.add_parser("pca", help="top principal components of the genotypes (covariates for a sparse GRM)")
+    genotype_args(gp)
+    gp.add_argument("--pcs", type=int, default=10, help="components (default 10)")
+    gp.add_argument("--max-variants", type=int, default=50_000,
+                    help="at most this many variants, evenly spaced (default 50,000; all when fewer)")
+    gp.add_argument("--min-maf", type=float, default=0.01)
+    gp.add_argument("--chunk", type=int, default=5000)
+    gp.add_argument("--out", required=True, help="output prefix (.eigenvec, .eigenval)")
+    gp.set_defaults(func=cmd_gwas)
     g2 = gsub.add_parser("null", help="step 1: fit the null GLMM and the variance ratio")
     genotype_args(g2)
     g2.add_argument("--pheno", required=True, help="table with FID IID and the phenotype")

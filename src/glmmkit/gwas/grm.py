@@ -108,6 +108,47 @@ def _standardise(G: np.ndarray, min_maf: float, p: np.ndarray | None = None) -> 
     return (G[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
 
 
+def standardised_columns(g, rows, variants, min_maf: float, max_columns: int | None = None,
+                         chunk: int = 1000) -> np.ndarray:
+    """W of the module's note as an (n, m) float32 array held in memory, filled chunk by chunk in place (the
+    only n x m array is the result): the kept columns (minor-allele frequency >= ``min_maf``) of ``variants``,
+    at most ``max_columns`` of them (reading stops there).
+
+    Parameters
+    ----------
+    g : Genotypes or source
+        Open genotypes.
+    rows, variants : numpy.ndarray or None
+        Sample rows and variant indices (None: all).
+    min_maf : float
+        The frequency filter.
+    max_columns : int, optional
+        Most columns kept.
+    chunk : int
+        Variants read at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, k) float32, k the columns kept; InputError when none is.
+    """
+    n = g.n_samples if rows is None else len(rows)
+    total = g.n_variants if variants is None else len(variants)
+    W = np.empty((n, total if max_columns is None else min(max_columns, total)), dtype=np.float32)
+    k = 0
+    for _, G, _ in g.chunks(chunk, rows=rows, variants=variants):
+        Z = _standardise(G, min_maf)
+        del G
+        use = min(Z.shape[1], W.shape[1] - k)
+        W[:, k : k + use] = Z[:, :use]
+        k += use
+        if k >= W.shape[1]:
+            break
+    if k == 0:
+        raise InputError(f"no variant has minor-allele frequency >= {min_maf}")
+    return W if k == W.shape[1] else np.ascontiguousarray(W[:, :k])
+
+
 def sparse_grm(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray | None = None,
                variants: np.ndarray | None = None, chunk: int | None = None, min_maf: float = 0.01,
                memory: float = 2e9, progress_bar: bool = True, precision: str = "single") -> tuple[sp.csr_matrix, int]:

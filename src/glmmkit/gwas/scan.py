@@ -59,7 +59,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     ``screen``: how that sparse GRM is built -- from pairs screened by a sketch on a few variants
     (``screen.py``: n^2 k / 2 + pairs x m instead of n^2 m / 2), an int k for k sketch variants, ``None`` for
     the exact strips; ``"auto"`` screens above 20,000 samples when the sketch is at most half of the
-    variants.  What the screen did is in ``model.report["sparse_grm_screen"]``.
+    variants.  The model's covariates are projected out of the sketch (``adjust``): with ancestry PCs among
+    them, the screen also works in a structured cohort.  What the screen did is in ``model.report["sparse_grm_screen"]``.
 
     Parameters
     ----------
@@ -126,7 +127,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         ix = pos[want].to_numpy()
         K = Kfull[np.ix_(ix, ix)]
     elif K is None and sparse is not None:
-        K, m_all, screened = build_sparse_grm(geno, sparse, rows=s.rows, screen=screen,
+        # the model's covariates (ancestry PCs among them) projected out of the screen's sketch
+        K, m_all, screened = build_sparse_grm(geno, sparse, rows=s.rows, screen=screen, adjust=s.X,
                                               progress_bar=progress_bar)  # never n x n
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)

@@ -35,7 +35,7 @@ from scipy.stats import norm
 from ..checks import check_int, check_real
 from ..errors import InputError
 from ..progress import progress
-from .grm import _beyond, _standardise, pattern_grm, sparse_grm
+from .grm import _beyond, pattern_grm, sparse_grm, standardised_columns
 from .sources import open_genotypes
 
 #: below this many samples the exact strips are cheap enough: "auto" does not screen
@@ -64,6 +64,7 @@ class ScreenReport:
     seconds_exact: float
     screened: bool = True
     note: str = ""
+    adjusted: int = 0  # covariate columns (ancestry PCs) projected out of the sketch (spread ones only)
 
     def to_dict(self) -> dict:
         """The report as a JSON-ready dict.
@@ -101,8 +102,19 @@ def sketch_size(n: int, threshold: float, z: float = 3.0) -> int:
 def screened_sparse_grm(geno, threshold: float = 0.05, rows: np.ndarray | None = None,
                         variants: np.ndarray | None = None, k: int | str = "auto", z: float = 3.0,
                         min_maf: float = 0.01, sketch_maf: float = 0.05, memory: float = 2e9,
-                        max_k: int | None = None, progress_bar: bool = True) -> tuple[sp.csr_matrix, int, ScreenReport]:
+                        max_k: int | None = None, adjust: np.ndarray | None = None,
+                        progress_bar: bool = True) -> tuple[sp.csr_matrix, int, ScreenReport]:
     """The sparse GRM (|K_ij| >= ``threshold`` off the diagonal, the whole diagonal) from screened pairs.
+
+    ``adjust`` (n x q, e.g. the top principal components, or a model's covariates): projected out of the
+    sketch, W <- (I - Q Q') W with Q an orthonormal basis of its columns, so that the sketch measures
+    relatedness beyond ancestry: unrelated pairs of one population then sit at 0 instead of at about
+    Fst, and a sketch of a few thousand variants separates the threshold from them (without it, two
+    populations at Fst 0.02 leave only the exact strips).  The kept values are still the GRM's own (the
+    exact values at the candidates); what the adjusted screen does not propose are pairs above the
+    threshold through ancestry alone (unrelated pairs of one population plus noise), not relatives.  A column
+    concentrated on a few samples (a large family's own eigenvector among the top PCs) is not projected out
+    (``_basis``): it would erase that family's relatedness from the sketch.
 
     Parameters
     ----------
@@ -124,6 +136,8 @@ def screened_sparse_grm(geno, threshold: float = 0.05, rows: np.ndarray | None =
         The strips' budget in bytes.
     max_k : int, optional
         The largest sketch worth screening with (default: every variant); beyond it, the exact strips.
+    adjust : numpy.ndarray, optional
+        (n, q) columns projected out of the sketch (module text above).
     progress_bar : bool
         Show a progress bar.
 
@@ -147,10 +161,11 @@ def screened_sparse_grm(geno, threshold: float = 0.05, rows: np.ndarray | None =
                          f"threshold - z / sqrt(k) must be positive, so k > (z / threshold)^2 = "
                          f"{(z / threshold) ** 2:.0f} ('auto' chooses {sketch_size(n, threshold, z)})")
     max_k = int(max_k if max_k is not None else len(var_idx))
+    Q = _basis(adjust, n)
     t0 = time.perf_counter()
     W = None
     if auto:
-        W = _sketch(g, sample_rows, var_idx, min(want, max_k), sketch_maf)
+        W = _sketch(g, sample_rows, var_idx, min(want, max_k), sketch_maf, Q)
         want = _structured_size(W, n, threshold, z)
     if want > max_k or n * want * 4 > SKETCH_MEMORY:
         why = ("no sketch separates the threshold from the unrelated pairs' GRM (population structure)"
@@ -162,10 +177,10 @@ def screened_sparse_grm(geno, threshold: float = 0.05, rows: np.ndarray | None =
                           progress_bar=progress_bar)
         t = time.perf_counter() - t0
         return K, m, ScreenReport(n, float(threshold), 0, float("nan"), 0, int((K.nnz - n) // 2), int(m), 0.0, t,
-                                  screened=False, note=f"exact strips: {why}")
+                                  screened=False, note=f"exact strips: {why}", adjusted=0 if Q is None else Q.shape[1])
     if W is None or W.shape[1] < want:
         del W  # before the larger sketch is read
-        W = _sketch(g, sample_rows, var_idx, want, sketch_maf)
+        W = _sketch(g, sample_rows, var_idx, want, sketch_maf, Q)
     k_used = W.shape[1]
     cut = threshold - z / np.sqrt(k_used)
     I, J = _candidate_pairs(W, cut, memory, progress_bar)
@@ -183,11 +198,11 @@ def screened_sparse_grm(geno, threshold: float = 0.05, rows: np.ndarray | None =
     K.sort_indices()
     t_exact = time.perf_counter() - t0
     return K, m, ScreenReport(n, float(threshold), int(k_used), float(cut), int(len(I)), int(keep.sum()), int(m),
-                              float(t_sketch), float(t_exact))
+                              float(t_sketch), float(t_exact), adjusted=0 if Q is None else Q.shape[1])
 
 
 def build_sparse_grm(geno, threshold: float, rows: np.ndarray | None = None, screen: int | str | None = "auto",
-                     min_maf: float = 0.01, memory: float = 2e9, chunk: int | None = None,
+                     variants: np.ndarray | None = None, adjust: np.ndarray | None = None, min_maf: float = 0.01, memory: float = 2e9, chunk: int | None = None,
                      progress_bar: bool = True) -> tuple[sp.csr_matrix, int, ScreenReport | None]:
     """The sparse GRM the way ``gwas.null`` and ``glmmkit gwas grm --sparse-only`` build it: screened
     (``screened_sparse_grm``) or by the exact strips (``sparse_grm``).
@@ -203,6 +218,10 @@ def build_sparse_grm(geno, threshold: float, rows: np.ndarray | None = None, scr
     screen : int, "auto" or None
         k sketch variants; "auto": screened above ``SCREEN_MIN_SAMPLES`` samples when a sketch of at most
         ``SCREEN_MAX_SHARE`` of the variants will do (else the exact strips); None: the exact strips.
+    variants : numpy.ndarray, optional
+        Indices of the variants the GRM is built from (default: all).
+    adjust : numpy.ndarray, optional
+        Columns (ancestry PCs, covariates) projected out of the screen's sketch (``screened_sparse_grm``).
     min_maf : float
         The GRM's minor-allele-frequency filter.
     memory : float
@@ -222,36 +241,54 @@ def build_sparse_grm(geno, threshold: float, rows: np.ndarray | None = None, scr
     if isinstance(screen, str) and screen != "auto":
         raise InputError(f"screen must be a number of sketch variants, 'auto' or None, got {screen!r}")
     if screen is None or (screen == "auto" and n <= SCREEN_MIN_SAMPLES):
-        K, m = sparse_grm(g, threshold, rows=rows, chunk=chunk, min_maf=min_maf, memory=memory,
+        K, m = sparse_grm(g, threshold, rows=rows, variants=variants, chunk=chunk, min_maf=min_maf, memory=memory,
                           progress_bar=progress_bar)
         return K, m, None
     k = "auto" if screen == "auto" else check_int("screen", screen, 1)
-    return screened_sparse_grm(g, threshold, rows=rows, k=k, min_maf=min_maf, memory=memory,
-                               max_k=int(SCREEN_MAX_SHARE * g.n_variants) if k == "auto" else None,
+    n_var = g.n_variants if variants is None else len(variants)
+    return screened_sparse_grm(g, threshold, rows=rows, variants=variants, k=k, adjust=adjust, min_maf=min_maf,
+                               memory=memory,
+                               max_k=int(SCREEN_MAX_SHARE * n_var) if k == "auto" else None,
                                progress_bar=progress_bar)
 
 
-def _sketch(g, rows, var_idx, want: int, sketch_maf: float) -> np.ndarray:
+def _basis(adjust, n: int) -> np.ndarray | None:
+    """An orthonormal float32 basis of ``adjust``'s spread columns (None without any).  A column concentrated
+    on a few samples -- participation ratio (sum a^2)^2 / sum a^4 below n / 10, as the top "PCs" of a cohort
+    with large families often are (a family's own eigenvector) -- is left out: projecting it out would erase
+    that family's relatedness from the sketch.  Ancestry components, an intercept, sex or age are spread."""
+    if adjust is None:
+        return None
+    A = np.asarray(adjust, dtype=float)
+    A = A[:, None] if A.ndim == 1 else A
+    if A.shape[0] != n or not np.all(np.isfinite(A)):
+        raise InputError(f"adjust must be finite and have one row per sample ({n}), got shape {A.shape}")
+    sq = A * A
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = sq.sum(axis=0) ** 2 / (sq * sq).sum(axis=0)
+    A = A[:, np.nan_to_num(spread) >= 0.1 * n]
+    if A.shape[1] == 0:
+        return None
+    U, sv, _ = np.linalg.svd(A, full_matrices=False)
+    return np.ascontiguousarray(U[:, sv > 1e-10 * max(sv.max(initial=0.0), 1e-300)], dtype=np.float32)
+
+
+def _sketch(g, rows, var_idx, want: int, sketch_maf: float, Q: np.ndarray | None = None) -> np.ndarray:
     """(n, k) float32 standardised genotypes of about ``want`` variants evenly spaced over ``var_idx``, scaled by
     1 / sqrt(k) so that W W' is the sketch GRM (a fifth more are read for those the frequency filter drops).
     Filled in place: the only n x k array is the result."""
     take = min(len(var_idx), int(np.ceil(want * 1.2)))
     sketch = var_idx[np.unique(np.linspace(0, len(var_idx) - 1, take).round().astype(int))]
-    W = np.empty((len(rows), min(want, len(sketch))), dtype=np.float32)
-    k_used = 0
-    for _, G, _ in g.chunks(1000, rows=rows, variants=sketch):
-        Z = _standardise(G, sketch_maf)
-        del G
-        use = min(Z.shape[1], W.shape[1] - k_used)
-        W[:, k_used : k_used + use] = Z[:, :use]
-        k_used += use
-        if k_used >= W.shape[1]:
-            break
-    if k_used == 0:
-        raise InputError(f"no sketch variant has minor-allele frequency >= {sketch_maf}: the screen is undefined")
-    if k_used < W.shape[1]:  # fewer variants passed the filter than asked for
-        W = np.ascontiguousarray(W[:, :k_used])
-    W /= np.float32(np.sqrt(k_used))
+    try:
+        W = standardised_columns(g, rows, sketch, sketch_maf, max_columns=want)
+    except InputError:
+        raise InputError(f"no sketch variant has minor-allele frequency >= {sketch_maf}: the screen is "
+                         "undefined") from None
+    if Q is not None:  # W <- (I - Q Q') W, by column blocks (no second n x k array)
+        for c in range(0, W.shape[1], 1024):
+            blk = W[:, c : c + 1024]
+            blk -= Q @ (Q.T @ blk)
+    W /= np.float32(np.sqrt(W.shape[1]))
     return W
 
 
