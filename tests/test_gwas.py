@@ -470,7 +470,7 @@ def test_pca_is_the_grm_eigendecomposition_and_its_file_is_a_covariate_table(coh
     with pytest.raises(gk.errors.InputError, match="n_pcs must be below the number of samples"):
         gwas.pca(g, n_pcs=10, rows=np.arange(5), progress_bar=False)
     # the CLI: plink2's .eigenvec layout, which gwas null takes as its covariate table
-    assert main(["gwas", "pca", "--bfile", cohort["bfile"], "--pcs", "2", "--out", str(tmp_path / "pc")]) in (0, 1)
+    assert main(["gwas", "pca", "--bfile", cohort["bfile"], "--pcs", "2", "--out", str(tmp_path / "pc")]) == 0
     assert "eigenvalues" in capsys.readouterr().out
     assert (tmp_path / "pc.eigenvec").read_text().startswith("#FID\tIID\tPC1\tPC2\n")
     assert len((tmp_path / "pc.eigenval").read_text().split()) == 2

@@ -322,7 +322,10 @@ def cmd_gwas(args) -> int:
         paths = res.write(args.out)
         print(res.summary())
         print(f"written: {', '.join(paths)} (the .eigenvec is a covariate table: FID IID PC1 ...)")
-        return 0 if res.converged else 1
+        if not res.converged and res.n_converged:  # the leading (ancestry) components are usable; said
+            print(f"warning: PC{res.n_converged + 1}-PC{args.pcs} did not converge (near-equal eigenvalues, as "
+                  f"families give); PC1-PC{res.n_converged} did", file=sys.stderr)
+        return 0 if res.n_converged else 1
     if args.gwas_command == "null":
         _check_outputs(("--out", args.out))
         if args.loco and args.grm is not None:
