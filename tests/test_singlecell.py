@@ -452,3 +452,25 @@ def test_predicted_modes_are_first_order_and_checked(toy):
     solved = LaplaceProblem(des.kernel(blk), Xs).evaluate(xj)
     np.testing.assert_allclose(checked[0], solved[0], rtol=1e-12)
     np.testing.assert_allclose(checked[1], solved[1], rtol=1e-7, atol=1e-7)
+
+
+def test_nonzero_sums_are_the_nb2_familys_logistic_formulas(toy):
+    """nnz_sums writes the family's logistic score and information at theta = 0 as the products they reduce to;
+    they must stay the family's formulas (summed per gene and donor), in the tails too."""
+    from glmmkit.families import NegativeBinomial2
+    from glmmkit.singlecell.nnz_sums import nnz_sums
+
+    Y, subj, cond, o, Xs = toy
+    S = Xs.shape[0]
+    blk = GeneBlock.from_csc(sp.csc_matrix(Y.T), o, subj, S)
+    x = np.random.default_rng(4).normal(-9.0, 3.0, (blk.n_genes, S))
+    x[0, 0], x[1, 1] = -800.0, 800.0
+    Sys, Syq, Sysp, Syr = nnz_sums(blk, x, 4)
+    xz = x.ravel()[blk.pair] + blk.o
+    with np.errstate(over="ignore"):
+        p = 1 / (1 + np.exp(-xz))
+    np.testing.assert_allclose(Sys, blk.per_pair(NegativeBinomial2.logistic_score(blk.y, p, 0.0)), rtol=1e-12)
+    yq = NegativeBinomial2.logistic_information(blk.y, p, 0.0)
+    np.testing.assert_allclose(Syq, blk.per_pair(yq), rtol=1e-12)
+    np.testing.assert_allclose(Syr, blk.per_pair(yq * (1 - 2 * p)), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(Sysp, blk.per_pair(blk.y * np.logaddexp(0.0, xz)), rtol=1e-12)
