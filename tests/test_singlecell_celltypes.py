@@ -125,21 +125,24 @@ def test_scverse_conventions(cells):
 
 def test_trend_prior_follows_expression_and_stays_bounded():
     """fit_prior with expression: subject variances whose scale falls with expression (v ~ s0^2(x) d0 / chi2_d0,
-    observed on d = 14 df) give a trend close to s0^2(x), held at its boundary beyond the fitted genes."""
+    observed on 16 subjects with noise that grows as expression falls) give a trend close to s0^2(x), held at
+    its boundary beyond the fitted genes."""
     from glmmkit.singlecell.prior import fit_prior
 
     rng = np.random.default_rng(3)
-    G, S, d, d0 = 3000, 16, 14.0, 8.0
+    G, S, d0 = 3000, 16, 8.0
     x = rng.normal(0, 1, G)
     s2 = np.exp(-2.5 - 0.8 * x)
     v_true = s2 * d0 / rng.chisquare(d0, G)
-    v_hat = v_true * rng.chisquare(d, G) / d * d / S  # ML scale: fit_prior rescales by S / d
-    vp = fit_prior(v_hat, np.zeros(G), np.ones(G, bool), S, d, expression=x)
+    Xs = np.column_stack([np.ones(S), np.arange(S) >= S // 2]).astype(float)
+    noise = 0.02 * np.exp(-x)[:, None] * rng.lognormal(0, 1, (G, S))  # unequal subjects, noisier when low
+    y = rng.normal(0, 1, (G, 1)) + rng.normal(size=(G, S)) * np.sqrt(v_true[:, None] + noise)
+    vp = fit_prior(y, noise, Xs, np.ones(G, bool), expression=x)
     assert vp.trend and vp.active
     inside = np.abs(x) < 1.5
     assert np.max(np.abs(np.log(vp.s2[inside] / s2[inside]))) < 0.35
     assert 5 < vp.d0 < 13
     ok = np.ones(G, bool)
     ok[-1] = False  # a gene outside the fitted ones, far beyond their expression
-    far = fit_prior(v_hat, np.zeros(G), ok, S, d, expression=np.r_[x[:-1], 50.0])
+    far = fit_prior(y, noise, Xs, ok, expression=np.r_[x[:-1], 50.0])
     assert far.s2[-1] == pytest.approx(far.s2[np.argmax(x[:-1])], rel=1e-6)  # held at the boundary

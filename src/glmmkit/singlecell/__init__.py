@@ -12,9 +12,9 @@ Needs ``glmmkit[sc]`` (anndata; pydeseq2 for pseudobulk).
 """
 
 from .celltypes import CellTypeDE
-from .data import CellData, prepare
+from .data import CellData, aggregate, prepare
 from .de import cell_glm, de
-from .pseudobulk import aggregate, pseudobulk
+from .pseudobulk import pseudobulk
 from .results import DEResult, bh_fdr, power_at_fdp
 from .simulate import simulate
 

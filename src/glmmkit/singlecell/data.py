@@ -292,6 +292,25 @@ def prepare(data, subject: str | None, condition: str | None, covariates=(), *, 
                     x_names, tested, condition, covariates, subject_level=not varying, varying=varying)
 
 
+def aggregate(cd) -> np.ndarray:
+    """Subjects x genes summed counts (a sparse indicator product; dense only at S x G).
+
+    Parameters
+    ----------
+    cd : CellData
+        The cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        (S, G).
+    """
+    S, n = cd.n_subjects, cd.n_cells
+    ind = sp.csr_matrix((np.ones(n), (cd.subject, np.arange(n))), shape=(S, n))
+    out = ind @ cd.counts
+    return np.asarray(out.todense() if sp.issparse(out) else out)
+
+
 def expressed_cells(X) -> np.ndarray:
     """Number of cells with a positive count, per gene.
 

@@ -16,9 +16,9 @@ from scipy import stats
 
 from ..parallel import map_tasks
 from .block import GeneBlock
-from .data import CellData, default_workers, expressed_cells, gene_totals, prepare
+from .data import CellData, aggregate, default_workers, expressed_cells, gene_totals, prepare
 from .fastpath import BlockFit, Design, fit_block, sc_family
-from .prior import VariancePrior, donor_share, fit_prior, subject_noise
+from .prior import VariancePrior, donor_share, fit_prior, subject_noise, working_responses
 from .results import DEResult, bh_fdr
 from ..errors import InputError
 
@@ -277,10 +277,11 @@ def _refit_with_prior(design: Design, cd: CellData, blocks, fits, workers, clien
     theta = np.concatenate([f.theta for f in fits])
     v = np.concatenate([f.sigma for f in fits]) ** 2
     ok = np.concatenate([f.converged for f in fits])
-    S, d = cd.n_subjects, float(cd.n_subjects - np.linalg.matrix_rank(cd.Xs))
-    noise = subject_noise(beta, theta, design.Xs, design.lib, design.lib2)
+    # each gene's information about v: its subject totals as Gaussian observations with their own noise
+    totals = aggregate(cd)[:, np.concatenate(blocks)].T
+    y, noise = working_responses(totals, beta, theta, v, design.Xs, design.lib, design.lib2)
     # limma-trend's way: the prior's scale follows mean expression (the intercept: log mean at the reference)
-    vp = fit_prior(v, noise, ok, S, d, expression=beta[:, 0] if trend else None)
+    vp = fit_prior(y, noise, design.Xs, ok, expression=beta[:, 0] if trend else None)
     if not vp.active:
         return vp, fits
     H = np.concatenate([f.hessian for f in fits]) if all(f.hessian is not None for f in fits) else None

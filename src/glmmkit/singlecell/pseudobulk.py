@@ -12,31 +12,12 @@ import scipy.sparse as sp
 from scipy import stats
 
 from .block import GeneBlock
-from .data import expressed_cells, gene_totals, prepare
+from .data import aggregate, expressed_cells, gene_totals, prepare
 from .fastpath import Design, fit_block
 from .results import bh_fdr
 from ..errors import InputError
 
 LOG2 = np.log(2.0)
-
-
-def aggregate(cd) -> np.ndarray:
-    """Subjects x genes summed counts (a sparse indicator product; dense only at S x G).
-
-    Parameters
-    ----------
-    cd : CellData
-        The cells.
-
-    Returns
-    -------
-    numpy.ndarray
-        (S, G).
-    """
-    S, n = cd.n_subjects, cd.n_cells
-    ind = sp.csr_matrix((np.ones(n), (cd.subject, np.arange(n))), shape=(S, n))
-    out = ind @ cd.counts
-    return np.asarray(out.todense() if sp.issparse(out) else out)
 
 
 def pseudobulk(data, subject: str, condition: str, covariates=(), *, layer=None, libsize=None, reference=None,
