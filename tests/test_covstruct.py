@@ -191,7 +191,13 @@ def test_cs_toep_and_exp_recover_their_parameters():
     sp["y"] = rng.poisson(np.exp(1.0 + f[site]))
     fe = gk.glmer("y ~ 1 + exp(0 + pos(px, py) | field)", sp, "poisson")
     nat = dict(zip(fe.covpars["parameter"], fe.covpars["estimate"]))
-    assert nat["sd"] == pytest.approx(0.7, rel=0.35) and nat["range"] == pytest.approx(2.0, rel=0.6)
+    assert fe.converged and nat["sd"] == pytest.approx(0.7, rel=0.35)
+    # one field of 80 positions pins the range down poorly (the ML range here is 0.49 for a true 2.0): the
+    # check is that the gradient path reaches the optimum the derivative-free path finds.  (Before PIRLS
+    # retried a failed warm start, the gradient path stopped at range 2.7, 7.2 log-likelihood units short.)
+    fb = gk.glmer("y ~ 1 + exp(0 + pos(px, py) | field)", sp, "poisson", control=gk.Control(gradient=False))
+    assert fe.loglik >= fb.loglik - 1e-4
+    np.testing.assert_allclose(fe.covpars["estimate"], fb.covpars["estimate"], rtol=1e-3)
 
 
 def test_rr_recovers_the_covariance_of_a_rank_one_term():

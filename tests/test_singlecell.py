@@ -115,12 +115,12 @@ def _subject_data(v, noise, rng, S=20):
 
 def test_fit_prior_recovers_a_known_prior():
     """Gaussian subject-level data, v_g ~ s0^2 d0 / chi2_d0: the marginal-likelihood fit returns (d0, s0^2)
-    -- here from 20,000 genes (4,000 of them fitted), within sampling error -- with and without noise that
+    -- here from 6,000 genes (4,000 of them fitted), within sampling error -- with and without noise that
     differs between subjects."""
     from glmmkit.singlecell.prior import D0_MAX, fit_prior
 
     rng = np.random.default_rng(5)
-    G, d0, s2 = 20000, 8.0, 0.1
+    G, d0, s2 = 6000, 8.0, 0.1
     v = s2 * d0 / rng.chisquare(d0, G)
     ok = np.ones(G, bool)
     y, n, Xs = _subject_data(v, np.full(20, 1e-6), rng)
@@ -134,25 +134,21 @@ def test_fit_prior_recovers_a_known_prior():
     # too few genes: no prior, and it says why
     vp = fit_prior(y[:10], n[:10], Xs, ok[:10])
     assert not vp.active and "no prior" in vp.note
-    # one subject with a handful of cells (huge noise) costs a subject's information, not the gene
-    noise = np.full(20, 1e-6)
-    noise[0] = 1e3
-    y2, n2, _ = _subject_data(v, noise, rng)
-    vp = fit_prior(y2, n2, Xs, ok)
-    assert vp.active and abs(vp.s2 / s2 - 1) < 0.1 and abs(vp.d0 / d0 - 1) < 0.3
-    # very unequal subjects (noise 0.01 to 3, i.e. up to 30x the typical v, per gene and subject): the
-    # likelihood with every subject's own noise still finds the prior of v.  (A likelihood of the gene's v^
-    # with one "effective" noise per gene put s0^2 at half the truth here and had liberal tests.)
+    # very unequal subjects (noise 0.01 to 3, i.e. up to 30x the typical v, per gene and subject; one subject
+    # with a handful of cells, noise 1e3): the likelihood with every subject's own noise still finds the prior
+    # of v.  (A likelihood of the gene's v^ with one "effective" noise per gene put s0^2 at half the truth in
+    # the single-cell simulation with unequal donors, and its tests were liberal.)
     noisy = np.exp(rng.uniform(np.log(0.01), np.log(3.0), (G, 20)))
+    noisy[:, 0] = 1e3
     y3 = np.column_stack([rng.normal(0, 1, G), rng.normal(0, 0.3, G)]) @ Xs.T + rng.normal(size=(G, 20)) * np.sqrt(
         v[:, None] + noisy)
     vp = fit_prior(y3, noisy, Xs, ok)
     assert abs(vp.s2 / s2 - 1) < 0.15 and abs(vp.d0 / d0 - 1) < 0.4
     # genes not ok, or with non-finite data, are left out and counted
-    bad = ok.copy()
+    bad = ok[:500].copy()
     bad[:100] = False
     y3[100, 0] = np.nan
-    assert fit_prior(y3, noisy, Xs, bad).n_informative == G - 101
+    assert fit_prior(y3[:500], noisy[:500], Xs, bad).n_informative == 399
 
 
 def test_subject_loglik_is_the_gaussian_reml_likelihood():

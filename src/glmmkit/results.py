@@ -465,13 +465,11 @@ class Fit(InformationCriteria, Result):
         H = self.optsummary.hessian
         free = self.optsummary._free
         if H is not None and free is not None:
-            try:
-                Hf = H[np.ix_(free, free)]
+            Vf, _ = _flat_ridge_inverse(H[np.ix_(free, free)], [], None)
+            if Vf is not None:
                 V = np.full_like(H, np.nan)
-                V[np.ix_(free, free)] = 2 * np.linalg.inv(Hf)
+                V[np.ix_(free, free)] = 2 * Vf
                 cov = V[nt + p :, nt + p :]
-            except np.linalg.LinAlgError:
-                cov = None
         elif getattr(self.optsummary, "reml_cov_psi", None) is not None:  # REML: the criterion's Hessian
             cov = self.optsummary.reml_cov_psi
         rows = self.family.param_table(self._psi, cov)
@@ -962,6 +960,59 @@ def _term_contribution(t, b: np.ndarray, newdata: pd.DataFrame, allow_new_levels
     return np.einsum("ik,ik->i", Xr, bb)
 
 
+#: an eigenvalue of the Hessian below this share of the largest is a flat direction (finite differences' noise)
+FLAT_EIGEN = 1e-7
+#: a flat direction that moves no fixed effect by more than this (unit eigenvector) leaves their variance defined
+FLAT_BETA_WEIGHT = 1e-3
+
+
+def _flat_ridge_inverse(H: np.ndarray, beta_rows: list, names: list | None) -> tuple[np.ndarray | None, str]:
+    """H^-1, or where H is singular only along directions that leave the fixed effects alone, its inverse on
+    the other directions (a pseudo-inverse), with a message naming the flat parameters.
+
+    A dispersion model's level whose dispersion runs off to its limit (glmmTMB's compois on Salamanders: the
+    mined = "yes" dispersion at 18 with a standard error of 3,139) makes -2 log L flat along that parameter;
+    its finite-difference curvature is 0 up to noise of either sign.  The fixed effects' variances do not
+    involve that direction and are what glmmTMB reports; the flat parameter has no finite variance.
+
+    Parameters
+    ----------
+    H : numpy.ndarray
+        The Hessian of -2 log L over the free parameters.
+    beta_rows : list
+        The rows of H that are fixed effects.
+    names : list or None
+        The free parameters' names.
+
+    Returns
+    -------
+    (numpy.ndarray or None, str)
+        The inverse, NaN in the rows and columns of the parameters on the flat ridge (None where H is not
+        usable), and a message ("" for a positive-definite H).
+    """
+    try:
+        np.linalg.cholesky(H)
+        return np.linalg.inv(H), ""
+    except np.linalg.LinAlgError:
+        pass
+    if not np.all(np.isfinite(H)):
+        return None, ""
+    w, U = np.linalg.eigh((H + H.T) / 2)
+    flat = w <= FLAT_EIGEN * max(float(w.max()), 0.0)
+    if flat.all() or np.any(w[flat] < -FLAT_EIGEN * float(w.max()) * 100):
+        return None, ""  # a clearly negative curvature: not an optimum, not a flat ridge
+    if np.max(np.abs(U[np.ix_(beta_rows, np.flatnonzero(flat))]), initial=0.0) > FLAT_BETA_WEIGHT:
+        return None, ""
+    keep = ~flat
+    on_ridge = np.max(np.abs(U[:, flat]), axis=1) > FLAT_BETA_WEIGHT
+    V = (U[:, keep] / w[keep]) @ U[:, keep].T
+    V[on_ridge, :] = np.nan  # no finite variance along the ridge
+    V[:, on_ridge] = np.nan
+    who = [names[i] for i in np.flatnonzero(on_ridge)] if names else []
+    return V, (f"the Hessian is flat along {', '.join(who) or 'a non-fixed-effect direction'} (not identified "
+               "there: no finite variance); the fixed effects' standard errors from the other directions")
+
+
 def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
     """vcov(beta) from the Hessian of -2 log L over (theta, beta[, log phi]); PIRLS-based fallback."""
     p = spec.p
@@ -969,17 +1020,20 @@ def _glmm_vcov(opt, res, spec, st: Structure, theta) -> tuple[np.ndarray, str]:
     H = opt.hessian
     if H is not None and opt._free is not None:
         free = opt._free
-        try:
-            Hf = H[np.ix_(free, free)]
-            np.linalg.cholesky(Hf)
+        Hf = H[np.ix_(free, free)]
+        idx = np.flatnonzero(free) if np.asarray(free).dtype == bool else np.asarray(free, dtype=int)
+        names = list(opt.param_names)
+        Vf, how = _flat_ridge_inverse(Hf, [i for i, j in enumerate(idx) if nt <= j < nt + p],
+                                      [names[j] for j in idx] if len(names) == len(H) else None)
+        if Vf is not None:
             V = np.zeros_like(H)
-            V[np.ix_(free, free)] = 2 * np.linalg.inv(Hf)
+            V[np.ix_(free, free)] = 2 * Vf
             s = opt._scale
             vb = V[nt : nt + p, nt : nt + p] * np.outer(s, s)
             if np.all(np.diag(vb) > 0):
+                if how:
+                    opt.messages.append(how)
                 return vb, "Hessian of -2 log L (finite differences)"
-        except np.linalg.LinAlgError:
-            pass
         opt.messages.append("Hessian not positive definite: standard errors from the PIRLS fit instead")
     if not st.supports_joint:
         opt.messages.append(f"no standard errors: the Hessian failed and the {st.name} system has no joint "

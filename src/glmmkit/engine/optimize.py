@@ -32,6 +32,8 @@ from .control import Control, DEFAULT_CONTROL
 from ..errors import FitError, InputError
 
 SINGULAR_TOL = 1e-4
+#: the objective's value where PIRLS finds no mode (outside the family's or link's domain): the searches step back
+INFEASIBLE = 1e300
 GRAD_TOL = 2e-3
 # the tolerances and switches of one fit are its Control (engine/control.py): stage 1 only has to come
 # close (stage 2 starts from it); the gradient check and Newton polish after stage 2 catch a search that
@@ -157,13 +159,13 @@ def minimize(f, x0, lower, step, *, upper=None, ftol_abs=1e-8, xtol_rel=1e-8, ma
 
     def fn(x, grad):
         if not np.all(np.isfinite(x)):
-            return 1e300
+            return INFEASIBLE
         v = finite_or_inf(f, x)
         best["n"] += 1
         if log is not None:
             log.append((np.array(x), v))
         if not np.isfinite(v):
-            return 1e300
+            return INFEASIBLE
         if v < best["f"]:
             best["f"], best["x"] = v, np.array(x)
         return v
@@ -305,10 +307,14 @@ def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0, control: Control = 
     x0 = np.maximum(np.asarray(x0, dtype=float), lower)
     n = [0]
 
+    best = {"f": np.inf, "x": x0}
+
     def count(x):
         n[0] += 1
         v, g = fg(x)
         log.append((np.array(x), v))
+        if v < min(best["f"], INFEASIBLE):
+            best.update(f=v, x=np.array(x))
         return v, g
 
     f0, g0 = count(x0)
@@ -327,14 +333,30 @@ def _minimize_gradient(fg, x0, lower, log, n_theta: int = 0, control: Control = 
         v, g = count(x0 + S * y)
         return v, g * S
 
-    lo = (lower - x0) / S
     # stop when a step gains less than ftol2 / 10 in -2 log L (scipy's ftol is relative), or when the
     # gradient in these unit-curvature coordinates is below gtol (a Newton step of about gtol / 2)
     opts = {"maxiter": 1000, "ftol": 0.1 * control.ftol2 / max(abs(f0), 1.0), "gtol": control.gtol, "maxcor": 20}
-    r = sp_minimize(scaled, np.zeros(len(x0)), jac=True, method="L-BFGS-B",
-                    bounds=[(b if np.isfinite(b) else None, None) for b in lo], options=opts)
-    x = x0 + S * np.asarray(r.x, dtype=float)
-    return np.maximum(x, lower), float(r.fun), n[0], str(r.message)
+    for attempt in range(4):
+        lo = (lower - x0) / S
+        n_before = n[0]
+        r = sp_minimize(scaled, np.zeros(len(x0)), jac=True, method="L-BFGS-B",
+                        bounds=[(b if np.isfinite(b) else None, None) for b in lo], options=opts)
+        seen = [v for _, v in log[len(log) - (n[0] - n_before):]]
+        # L-BFGS-B's first step has unit length in these coordinates; where it lands outside the objective's
+        # domain (PIRLS finds no mode: fg's INFEASIBLE with a zero gradient) its line search cannot step back
+        # and it stops where it started. Then (no feasible point below the start seen) start again with steps
+        # a tenth as long, at most three times
+        stuck = min([v for v in seen if v < INFEASIBLE], default=np.inf) >= f0 - opts["ftol"] * max(abs(f0), 1.0)
+        if not (any(v >= INFEASIBLE for v in seen) and stuck and attempt < 3):
+            break
+        S = S / 10
+    x, fx, msg = x0 + S * np.asarray(r.x, dtype=float), float(r.fun), str(r.message)
+    if attempt:
+        msg += f" (the first {attempt} searches met an infeasible first step; steps shortened 10x each time)"
+    if not fx < INFEASIBLE:  # ended on a point without a mode (its zero gradient looks converged): the best seen
+        x, fx = best["x"], best["f"]
+        msg += "; it ended where PIRLS found no mode: the best point it had evaluated is kept"
+    return np.maximum(x, lower), fx, n[0], msg
 
 
 def final_newton_step(f, x, fx, g, sg, free, lower, summ):
@@ -626,14 +648,22 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         if "fg" in last and np.array_equal(x, last["fg"][0]):  # asked again at the same point
             return last["fg"][1], last["fg"][2].copy()
         theta, beta, psi = unpack2(x)
-        if "J" in last:
-            obj.reset(u=last["u"] + last["J"] @ (x - last["x"]))
-        try:
-            val, res = obj.evaluate(theta, beta, psi)
-        except (FitError, np.linalg.LinAlgError, FloatingPointError, OverflowError):
-            val, res = np.inf, None  # outside the family's domain: infeasible, the line search steps back
+        # PIRLS from the last mode moved to first order; where that start fails, from the last mode itself,
+        # then from zero: a point is infeasible only if PIRLS finds no mode from any of them
+        starts = [last["u"] + last["J"] @ (x - last["x"]), last["u"], None] if "J" in last else ["warm", None]
+        for u_start in starts:
+            if u_start is None:
+                obj.reset()
+            elif not isinstance(u_start, str):  # "warm": the objective's own warm start, as it stands
+                obj.reset(u=u_start)
+            try:
+                val, res = obj.evaluate(theta, beta, psi)
+            except (FitError, np.linalg.LinAlgError, FloatingPointError, OverflowError):
+                val, res = np.inf, None  # outside the family's domain: infeasible, the line search steps back
+            if res is not None and np.isfinite(val):
+                break
         if res is None or not np.isfinite(val):
-            return 1e300, np.zeros_like(x)
+            return INFEASIBLE, np.zeros_like(x)
         if grad_kind in ("single", "agq"):
             gt, gb, gp, J = (laplace_gradient(obj, theta, beta, res, du=True, psi=psi) if grad_kind == "single"
                              else agq_gradient(obj, theta, beta, res))
