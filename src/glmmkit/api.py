@@ -40,9 +40,16 @@ def refit(fit: Fit, y, *, calc_derivs: bool = False) -> Fit:
     return fit.refit(y, calc_derivs=calc_derivs)
 
 
+#: a fixed-effect column beyond this has squares that overflow double precision (1e154^2 > 1.8e308)
+OVERFLOW_SCALE = 1e150
+
+
 @contextlib.contextmanager
 def _fit_failures(spec: ModelSpec):
     """Turn a numerical failure of the fit into a FitError that says what in the data caused it."""
+    if spec.X.size and np.max(np.abs(spec.X)) > OVERFLOW_SCALE:
+        # X'WX overflows double precision before any search starts: refuse, naming the column
+        raise FitError(_why_no_fit(spec, OverflowError("the fixed-effect cross-products overflow double precision")))
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             yield
