@@ -648,13 +648,12 @@ def optimize_glmm(obj: GlmmObjective, beta0: np.ndarray, psi0: np.ndarray, *, na
         if "fg" in last and np.array_equal(x, last["fg"][0]):  # asked again at the same point
             return last["fg"][1], last["fg"][2].copy()
         theta, beta, psi = unpack2(x)
-        # PIRLS from the last mode moved to first order; where that start fails, from the last mode itself,
-        # then from zero: a point is infeasible only if PIRLS finds no mode from any of them
-        starts = [last["u"] + last["J"] @ (x - last["x"]), last["u"], None] if "J" in last else ["warm", None]
-        for u_start in starts:
-            if u_start is None:
-                obj.reset()
-            elif not isinstance(u_start, str):  # "warm": the objective's own warm start, as it stands
+        # PIRLS from the last mode moved to first order (without du/dx: the objective's own warm start); where
+        # that start fails, from the last mode itself, then from zero: a point is infeasible only if PIRLS finds
+        # no mode from any of them
+        starts = [last["u"] + last["J"] @ (x - last["x"]), last["u"]] if "J" in last else [obj.warm.u]
+        for k, u_start in enumerate(starts + [None]):
+            if k or "J" in last:  # (the warm start as it stands is used without a reset)
                 obj.reset(u=u_start)
             try:
                 val, res = obj.evaluate(theta, beta, psi)
