@@ -104,7 +104,7 @@ def cmd_fit(args) -> int:
         print(f"\n{args.confint.capitalize()} 95% confidence intervals:")
         print(fit.confint(method=args.confint).to_string(float_format=lambda v: f"{v:.5g}"))
     if args.report:
-        print(f"\nwrote {fit.report(args.report)}")
+        print(f"\nwrote {fit.report(args.report, intervals=args.report_intervals)}")
     if args.json:
         write_json(args.json, fit.to_dict(names=args.names))
         print(f"\nwrote {args.json}")
@@ -465,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--confint", choices=["wald", "profile", "boot"], default=None,
                    help="print 95%% confidence intervals (boot: 500 parametric-bootstrap refits)")
     f.add_argument("--report", default=None, help="write a self-contained HTML report to this file")
+    f.add_argument("--report-intervals", choices=["profile", "wald", "boot"], default="profile",
+                   help="the report's interval table (default profile; wald is instant where a profile of many "
+                        "covariance parameters takes a while)")
     f.add_argument("--names", choices=["formulaic", "lme4"], default="formulaic",
                    help="coefficient names in the JSON (lme4: period2 instead of period[T.2])")
     f.set_defaults(func=cmd_fit)
