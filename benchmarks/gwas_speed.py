@@ -60,6 +60,9 @@ def main():
                          "above 20,000 samples) and fitted by conjugate gradients, instead of the dense GRM; "
                          "with --pcs principal components as covariates (of every tool)")
     ap.add_argument("--no-plink2", action="store_true", help="skip plink2 --glm (slow for a 0/1 trait at large n)")
+    ap.add_argument("--implicit", action="store_true",
+                    help="glmmkit with the dense GRM held implicitly (gwas.implicit_grm: the model variants' "
+                         "genotypes, conjugate gradients; BOLT-LMM-inf's model) instead of the n x n matrix")
     ap.add_argument("--pcs", type=int, default=10, help="principal components with --sparse (default 10)")
     a = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
@@ -92,12 +95,12 @@ def main():
                        f"| {t_pca:.0f} s | | |\n")
         t0 = time.perf_counter()
         K, m, screen = kernel(geno, sel, a.sparse,
-                              None if not a.sparse else pcs.eigenvec.filter(like="PC").to_numpy())
+                              None if not a.sparse else pcs.eigenvec.filter(like="PC").to_numpy(), a.implicit)
         t_grm = time.perf_counter() - t0
         K_nnz = K.nnz if a.sparse else n * n
         t0 = time.perf_counter()
         model = gwas.null(prefix, info["pheno"], "y", info["covar"], info["covar_cols"], trait="binary", K=K,
-                          sparse=a.sparse, progress_bar=False)
+                          sparse=a.sparse, loco=a.implicit, progress_bar=False)
         t_null = time.perf_counter() - t0
         print(model.summary(), flush=True)
         if a.no_peers:
@@ -131,8 +134,8 @@ benchmark ({size_gb:.2f} GB .bed; simulation and writing {t_sim:.0f} s, not coun
 
 | step | wall time | throughput | memory peak |
 |---|---|---|---|
-{pca_row}| {grm_label(m, n, a.sparse, screen, K_nnz)} | {t_grm:.0f} s | | |
-| null logistic GLMM, {"sparse GRM (PQL / AI-REML by conjugate gradients" if a.sparse else f"dense {n:,} x {n:,} GRM (PQL / AI-REML"}, {model.iterations} iterations) + variance ratio | {t_null:.0f} s ({t_null / 60:.1f} min; asked < 5 min) | | {rss1:.1f} GB |
+{pca_row}| {grm_label(m, n, a.sparse, screen, K_nnz, a.implicit)} | {t_grm:.0f} s | | |
+| null logistic GLMM, {"sparse GRM (PQL / AI-REML by conjugate gradients" if a.sparse else f"dense GRM held implicitly (PQL / AI-REML by conjugate gradients on products with the genotypes" if a.implicit else f"dense {n:,} x {n:,} GRM (PQL / AI-REML"}, {model.iterations} iterations) + variance ratio | {t_null:.0f} s ({t_null / 60:.1f} min; asked < 5 min) | | {rss1:.1f} GB |
 | step 2, {a.variants:,} variants, 1 process (its bed-reader and BLAS threads on all {cores} cores) | {t_test:.0f} s ({t_test / 60:.1f} min; asked < 10 min) | {per_s1:,.0f} variants/s ({per_s1 / cores:,.0f} per core) | {rss_gb():.1f} GB |
 | step 2, 2 local processes | {t_test2:.0f} s | {per_s2:,.0f} variants/s ({per_s2 / 2:,.0f} per core) | |
 
@@ -143,16 +146,22 @@ tested per second per core (2 processes).
     write_result(a.name, text + peers)
 
 
-def kernel(geno, sel, sparse: float | None, adjust=None):
-    """The GRM of the model variants: dense, or sparse at threshold ``sparse`` (the way gwas.null builds it,
-    the PCs projected out of the screen's sketch)."""
+def kernel(geno, sel, sparse: float | None, adjust=None, implicit: bool = False):
+    """The GRM of the model variants: dense (a matrix, or implicit: their standardised genotypes), or sparse at
+    threshold ``sparse`` (the way gwas.null builds it, the PCs projected out of the screen's sketch)."""
+    if implicit:
+        K = gwas.implicit_grm(geno, variants=sel)
+        return K, K.m, None
     if sparse is None:
         K, m = gwas.grm(geno, variants=sel, chunk=2000)
         return K, m, None
     return gwas.build_sparse_grm(geno, sparse, variants=sel, adjust=adjust)
 
 
-def grm_label(m: int, n: int, sparse: float | None, screen, nnz: int) -> str:
+def grm_label(m: int, n: int, sparse: float | None, screen, nnz: int, implicit: bool = False) -> str:
+    if implicit:
+        return (f"implicit GRM: the standardised genotypes of {m:,} variants x {n:,} samples held "
+                f"({4 * m * n / 1e9:.1f} GB float32; the matrix would be {8 * n * n / 1e9:.1f} GB)")
     if sparse is None:
         return f"GRM, {m:,} variants x {n:,} samples (BLAS, blocks of 2,000)"
     how = (f"screened: sketch of {screen.k:,} variants ({screen.adjusted} PCs projected out), "
@@ -168,7 +177,7 @@ def quantitative_scan(prefix: Path, info: dict, K, t_grm: float, a) -> dict:
     local processes: the scan the LMM peers are compared with.  Step 1 counts the GRM's time ``t_grm``."""
     t0 = time.perf_counter()
     model = gwas.null(prefix, info["pheno"], "y", info["covar"], info["covar_cols"], trait="quantitative", K=K,
-                      sparse=a.sparse, progress_bar=False)
+                      sparse=a.sparse, loco=a.implicit, progress_bar=False)
     t_null = t_grm + time.perf_counter() - t0
     t0 = time.perf_counter()
     table = gwas.test(prefix, model, chunk=a.chunk, workers=2, progress_bar=False).table[["ID", "P"]]
@@ -182,7 +191,11 @@ def bolt_side_by_side(prefix: Path, info: dict, sel, a, ours: dict) -> str:
     t_null, t_test, rss = ours["t_null"], ours["t_test"], ours["rss"]
     ours = ours["table"]
     kind = (f"sparse GRM at {a.sparse}, the same model variants, AI-REML by conjugate gradients" if a.sparse
+            else "dense GRM held implicitly, AI-REML by conjugate gradients, leave-one-chromosome-out" if a.implicit
             else "dense GRM, AI-REML")
+    loco_note = ("both leave each variant's chromosome out of the GRM: BOLT-LMM by chunks, glmmkit by chromosome"
+                 if a.implicit else "BOLT's statistic leaves each variant's chromosome chunk out of the GRM, "
+                 "glmmkit's here does not")
     bim = pd.read_csv(prefix.with_suffix(".bim"), sep=r"\s+", header=None, usecols=[1], dtype=str)[1]
     (d / "model.snps").write_text("\n".join(bim.iloc[sel]) + "\n")
     cmd = ["bolt", f"--bfile={prefix}", f"--phenoFile={info['pheno']}", "--phenoCol=y",
@@ -219,8 +232,7 @@ covariates {", ".join(info["covar_cols"])}, the same {len(sel):,} variants for t
 | glmmkit | {t_null:.0f} s | {t_test:.0f} s | {v / t_test / 2:,.0f} | {t_null + t_test:.0f} s (memory peak {rss:.1f} GB: the benchmark process, the cohort simulated in a child) | {lam_ours:.3f} |
 | BOLT-LMM-inf | {t_vc + t_inf:.0f} s (variance components {t_vc:.0f} s + leave-out-chunk solves {t_inf:.0f} s) | {t_stream:.0f} s | {v / t_stream / 2:,.0f} | {t_bolt:.0f} s (memory peak {mem_bolt:.1f} GB) | {lam_bolt:.3f} |
 
-Agreement: correlation of -log10 p over {int(ok.sum()):,} variants {r:.4f} (BOLT's statistic leaves each variant's
-chromosome chunk out of the GRM, glmmkit's here does not). BOLT's step 2 is a dot product per variant on
+Agreement: correlation of -log10 p over {int(ok.sum()):,} variants {r:.4f} ({loco_note}). BOLT's step 2 is a dot product per variant on
 the packed genotypes in C++; glmmkit's decodes each chunk to floating point (bed-reader) first.
 """
 

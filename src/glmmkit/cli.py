@@ -337,7 +337,7 @@ def cmd_gwas(args) -> int:
             raise CliError("--covar-name needs --covar (the covariate table)")
         model = gwas.null(source(), args.pheno, args.pheno_name, args.covar, covs, trait=args.trait,
                           grm_prefix=args.grm, loco=args.loco, method=args.method, sparse=args.sparse_grm,
-                          screen=_screen_arg(args.screen))
+                          screen=_screen_arg(args.screen), grm_form=args.grm_form)
         model.save(args.out)
         print(model.summary())
         print("samples: " + ", ".join(f"{k} {v}" for k, v in (model.report or {}).items()))
@@ -571,6 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--sparse-grm", type=float, default=None,
                     help="threshold the GRM at this value and fit by conjugate gradients (large samples)")
     g2.add_argument("--screen", default="auto", help=SCREEN_HELP)
+    g2.add_argument("--grm-form", default="auto", choices=["auto", "matrix", "implicit"],
+                    help="hold the dense GRM as an n x n matrix or implicitly as the standardised genotypes "
+                         "(conjugate gradients, BOLT-LMM-inf's way; n x m x 4 bytes); auto: implicit above "
+                         "15,000 samples when the genotypes fit in 8 GB")
     g2.add_argument("--out", required=True, help="output prefix for the null model")
     g2.set_defaults(func=cmd_gwas)
     g3 = gsub.add_parser("test", help="step 2: score tests of every variant")

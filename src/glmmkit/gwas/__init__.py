@@ -14,7 +14,8 @@ Needs ``glmmkit[gwas]`` (bed-reader, pgenlib, cbgen, cyvcf2).  See docs/gwas.md.
 """
 
 from .grm import check_psd, grm, pattern_grm, read_gcta, sparse_grm, threshold_grm, write_gcta
-from .null import NullModel, fit_null
+from .implicit import ImplicitGRM, implicit_grm
+from .null import NullModel, fit_null, loco_models
 from .pca import PCAResult, pca
 from .plink import BedWriter, Genotypes
 from .scan import lambda_gc, null, test, top_hits
@@ -27,4 +28,5 @@ from .tables import Samples, match, read_table
 __all__ = ["grm", "sparse_grm", "pattern_grm", "check_psd", "threshold_grm", "read_gcta", "write_gcta", "NullModel", "fit_null",
            "Genotypes", "BedWriter", "null", "test", "lambda_gc", "top_hits", "ScoreTester", "spa_pvalue", "simulate_cohort",
            "Samples", "match", "read_table", "open_genotypes", "PgenGenotypes", "BgenGenotypes", "VcfGenotypes",
-           "build_sparse_grm", "screened_sparse_grm", "sketch_size", "ScreenReport", "pca", "PCAResult"]
+           "build_sparse_grm", "screened_sparse_grm", "sketch_size", "ScreenReport", "pca", "PCAResult",
+           "ImplicitGRM", "implicit_grm", "loco_models"]

@@ -109,7 +109,7 @@ def _standardise(G: np.ndarray, min_maf: float, p: np.ndarray | None = None) -> 
 
 
 def standardised_columns(g, rows, variants, min_maf: float, max_columns: int | None = None,
-                         chunk: int = 1000) -> np.ndarray:
+                         chunk: int = 1000, return_kept: bool = False):
     """W of the module's note as an (n, m) float32 array held in memory, filled chunk by chunk in place (the
     only n x m array is the result): the kept columns (minor-allele frequency >= ``min_maf``) of ``variants``,
     at most ``max_columns`` of them (reading stops there).
@@ -126,27 +126,34 @@ def standardised_columns(g, rows, variants, min_maf: float, max_columns: int | N
         Most columns kept.
     chunk : int
         Variants read at a time.
+    return_kept : bool
+        Also return the indices of the variants kept (W's columns, in order).
 
     Returns
     -------
-    numpy.ndarray
-        (n, k) float32, k the columns kept; InputError when none is.
+    numpy.ndarray or tuple
+        (n, k) float32, k the columns kept (and their variant indices with ``return_kept``); InputError when
+        none is.
     """
     n = g.n_samples if rows is None else len(rows)
     total = g.n_variants if variants is None else len(variants)
     W = np.empty((n, total if max_columns is None else min(max_columns, total)), dtype=np.float32)
     k = 0
-    for _, G, _ in g.chunks(chunk, rows=rows, variants=variants):
-        Z = _standardise(G, min_maf)
+    kept = []
+    for sel, G, _ in g.chunks(chunk, rows=rows, variants=variants):
+        p = G.mean(axis=0) / 2
+        Z = _standardise(G, min_maf, p)
         del G
         use = min(Z.shape[1], W.shape[1] - k)
         W[:, k : k + use] = Z[:, :use]
+        kept.append(np.asarray(sel)[np.minimum(p, 1 - p) >= max(min_maf, 1e-12)][:use])
         k += use
         if k >= W.shape[1]:
             break
     if k == 0:
         raise InputError(f"no variant has minor-allele frequency >= {min_maf}")
-    return W if k == W.shape[1] else np.ascontiguousarray(W[:, :k])
+    W = W if k == W.shape[1] else np.ascontiguousarray(W[:, :k])
+    return (W, np.concatenate(kept)) if return_kept else W
 
 
 def sparse_grm(geno: Genotypes | str, threshold: float = 0.05, rows: np.ndarray | None = None,

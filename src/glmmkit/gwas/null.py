@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from ..engine.glm import glm
 from ..families import get_family
+from .implicit import ImplicitGRM, ImplicitProjection, conjugate_gradients
 from .tables import Samples
 from ..errors import InputError
 from ..errors import FileFormatError, MissingFileError
@@ -256,8 +257,8 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
     ----------
     samples : Samples
         The matched samples (response, covariates, IDs).
-    K : numpy.ndarray or scipy.sparse matrix
-        The GRM in the samples' order (sparse: conjugate gradients, PQL only).
+    K : numpy.ndarray, scipy.sparse matrix or ImplicitGRM
+        The GRM in the samples' order (sparse or implicit: conjugate gradients, PQL only).
     method : {"pql", "laplace"}
         PQL with AI-REML, or the core engine's Laplace ML.
     tol : float
@@ -285,6 +286,9 @@ def fit_null(samples: Samples, K: np.ndarray, method: str = "pql", tol: float = 
         raise InputError(f"the GRM is {K.shape[0]} x {K.shape[1]} but {n} samples are analysed: "
                          "build it from the same samples (in .fam order)")
     if method == "laplace":
+        if isinstance(K, ImplicitGRM):
+            raise InputError("method='laplace' needs the GRM as a matrix; an implicit GRM is fitted by PQL "
+                             "(method='pql')")
         if sp.issparse(K) and samples.trait == "quantitative":
             raise InputError("method='laplace' with a sparse GRM fits binary and count traits (the GLMM's sparse "
                              "system); a quantitative trait with a sparse GRM goes with method='pql'")
@@ -306,7 +310,7 @@ class _SparseSigma:
         self.diag = d + tau * K.diagonal()
         self.strips = _row_strips(K)
 
-    def _times(self, V):
+    def _times(self, V, cols=None):
         """Sigma V; K V by strips of rows on threads (scipy's sparse product releases the GIL)."""
         KV = np.empty_like(V)
         if len(self.strips) == 1:
@@ -320,31 +324,7 @@ class _SparseSigma:
         return self.d[:, None] * V + self.tau * KV
 
     def solve(self, V):
-        V = np.asarray(V, dtype=float)
-        B = V.reshape(len(V), -1)
-        X = np.zeros_like(B)
-        R = B.copy()
-        Z = R / self.diag[:, None]
-        P = Z.copy()
-        rz = np.einsum("ij,ij->j", R, Z)
-        goal = self.tol * np.linalg.norm(B, axis=0)
-        live = np.flatnonzero(np.linalg.norm(R, axis=0) > goal)
-        for _ in range(self.maxiter):
-            if live.size == 0:
-                return X.reshape(V.shape)
-            Pl = P[:, live]
-            AP = self._times(Pl)
-            alpha = rz[live] / np.einsum("ij,ij->j", Pl, AP)
-            X[:, live] += alpha * Pl
-            Rl = R[:, live] - alpha * AP
-            R[:, live] = Rl
-            Zl = Rl / self.diag[:, None]
-            rz_new = np.einsum("ij,ij->j", Rl, Zl)
-            P[:, live] = Zl + (rz_new / rz[live]) * Pl
-            rz[live] = rz_new
-            live = live[np.linalg.norm(Rl, axis=0) > goal[live]]
-        raise np.linalg.LinAlgError(f"conjugate gradients did not converge in {self.maxiter} steps: is the sparse "
-                                    "GRM positive semi-definite?")
+        return conjugate_gradients(self._times, V, self.diag, self.tol, self.maxiter)
 
 
 @lru_cache(maxsize=1)
@@ -381,20 +361,36 @@ class _DenseSigma:
         return sla.cho_solve(self.c, V, check_finite=False)
 
 
-def _sigma_parts(W, phi, tau, K, X, Y):
-    """Sigma = phi W^-1 + tau K (Cholesky, or conjugate gradients for a sparse K) and the pieces of P."""
-    c = _SparseSigma(phi / W, tau, K) if sp.issparse(K) else _DenseSigma(phi / W, tau, K)
-    SiX = c.solve(X)
-    XSX = X.T @ SiX
-    beta = np.linalg.solve(XSX, SiX.T @ Y)
-    PY = c.solve(Y - X @ beta)
-    return c, SiX, XSX, beta, PY
+class _GLSProjection:
+    """P V for Sigma = phi W^-1 + tau K with K a matrix: Sigma by Cholesky (dense) or conjugate gradients (sparse),
+    P V = Sigma^-1 V - Sigma^-1 X (X' Sigma^-1 X)^-1 X' Sigma^-1 V; ``beta`` (GLS) and ``PY`` at Y."""
+
+    def __init__(self, W, phi, tau, K, X, Y):
+        self.c = _SparseSigma(phi / W, tau, K) if sp.issparse(K) else _DenseSigma(phi / W, tau, K)
+        self.SiX = self.c.solve(X)
+        self.XSX = X.T @ self.SiX
+        self.beta = np.linalg.solve(self.XSX, self.SiX.T @ Y)
+        self.PY = self.c.solve(Y - X @ self.beta)
+
+    def apply(self, V):
+        """P V for a vector or matrix V."""
+        SiV = self.c.solve(V)
+        return SiV - self.SiX @ np.linalg.solve(self.XSX, self.SiX.T @ V)
 
 
-def _apply_P(c, SiX, XSX, V):
-    """P V for a vector or matrix V."""
-    SiV = c.solve(V)
-    return SiV - SiX @ np.linalg.solve(XSX, SiX.T @ V)
+def _sigma_parts(W, phi, tau, K, X, Y, also=None):
+    """The projection P of Sigma = phi W^-1 + tau K (``.apply(V)``, ``.beta``, ``.PY`` at Y): by a
+    factorisation (dense K), conjugate gradients on Sigma (sparse K) or on the whitened, covariate-free
+    system of ``implicit.py`` (an implicit GRM, where P ``also`` -- the trace probes -- is solved with Y in
+    one pass over the genotypes and kept as ``.P_also``)."""
+    if isinstance(K, ImplicitGRM):
+        return ImplicitProjection(W, phi, tau, K, X, Y, also=also)
+    return _GLSProjection(W, phi, tau, K, X, Y)
+
+
+def _is_matrix(K) -> bool:
+    """K held as an n x n array (exact traces and P possible)."""
+    return isinstance(K, np.ndarray)
 
 
 def _sigma_inverse(c):
@@ -406,12 +402,14 @@ def _sigma_inverse(c):
     return inv
 
 
-def _traces(c, SiX, XSX, mats, exact, probes):
+def _traces(proj, mats, exact, probes):
     """tr(P M) for each M in ``mats`` (n x n, or "I/W"-type diagonal vectors): exact, or Hutchinson's estimator
     with the fixed Rademacher ``probes`` (the same in every iteration, so that the iteration is deterministic
-    and converges)."""
+    and converges).  The estimator z' P M z = (P z)' (M z) (P symmetric): one solve of the probes serves
+    every M."""
     out = []
     if exact:
+        c, SiX, XSX = proj.c, proj.SiX, proj.XSX
         Si = _sigma_inverse(c)
         for M in mats:
             if M.ndim == 1:
@@ -424,9 +422,10 @@ def _traces(c, SiX, XSX, mats, exact, probes):
             out.append(t1 - t2)
         return out, Si
     Z = probes
+    PZ = proj.P_also if getattr(proj, "also", None) is probes else proj.apply(Z)
     for M in mats:
-        MZ = (M[:, None] * Z) if M.ndim == 1 else M @ Z
-        out.append(float(np.mean(np.sum(Z * _apply_P(c, SiX, XSX, MZ), axis=0))))
+        MZ = (M[:, None] * Z) if np.ndim(M) == 1 else M @ Z
+        out.append(float(np.mean(np.sum(MZ * PZ, axis=0))))
     return out, None
 
 
@@ -449,8 +448,8 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         tau = float(fix_tau)
     else:
         tau = float(tau0) if tau0 is not None else (0.5 * phi if gauss else max(0.1, float(np.var(Y)) / 2))
-    exact = n <= exact_max and not sp.issparse(K)
-    keep_P = keep_P and not sp.issparse(K)
+    exact = n <= exact_max and _is_matrix(K)
+    keep_P = keep_P and _is_matrix(K)
     probes = None if exact else rng.choice([-1.0, 1.0], size=(n, 30))
     comps = [K] + ([1.0 / W] if gauss else [])
     theta = np.array([tau] + ([phi] if gauss else []))
@@ -459,15 +458,15 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
     for it in range(1, maxit + 1):
         tau, phi = theta[0], (theta[1] if gauss else 1.0)
         if fix_tau is None:
-            c, SiX, XSX, beta_new, PY = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y)
+            proj = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y, also=probes)
+            PY = proj.PY
             comps = [K] + ([1.0 / W] if gauss else [])
-            PMPY = []
             score = np.empty(len(theta))
             MPY = [K @ PY] + ([PY / W] if gauss else [])
-            traces, _ = _traces(c, SiX, XSX, comps, exact, probes)
+            traces, _ = _traces(proj, comps, exact, probes)
             for k in range(len(theta)):
                 score[k] = 0.5 * (PY @ MPY[k] - traces[k])
-                PMPY.append(_apply_P(c, SiX, XSX, MPY[k]))
+            PMPY = list(proj.apply(np.column_stack(MPY)).T)  # both components' columns in one solve
             AI = 0.5 * np.array([[MPY[k] @ PMPY[l] for l in range(len(theta))] for k in range(len(theta))])
             old = theta.copy()
             if it == 1:
@@ -497,8 +496,9 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         # beta and b at the new tau (a second factorisation: reusing the first one with the new tau was
         # tried and measured -- the iteration then oscillates instead of converging)
         tau, phi = theta[0], (theta[1] if gauss else 1.0)
-        c, SiX, XSX, beta_new, PY = _sigma_parts(W, phi, tau, K, X, Y)
-        parts = (c, SiX, XSX, beta_new, PY) if gauss else None
+        proj = _sigma_parts(W, phi, tau, K, X, Y, also=probes if gauss and fix_tau is None else None)
+        beta_new, PY = proj.beta, proj.PY
+        parts = proj if gauss else None
         b = tau * (K @ PY)
         eta = X @ beta_new + b
         mu = inv(eta)
@@ -516,7 +516,8 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
             break
     tau, phi = float(theta[0]), float(theta[1] if gauss else 1.0)
     # final pieces at the converged weights
-    c, SiX, XSX, beta, PY = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y)
+    proj = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y)
+    beta, PY = proj.beta, proj.PY
     b = tau * (K @ PY)
     eta = X @ beta + b
     mu = inv(eta)
@@ -530,6 +531,67 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         P = Si - SiX2 @ np.linalg.solve(X.T @ SiX2, SiX2.T)
     return NullModel(trait, samples.ids, y, X, samples.x_names, beta, tau, phi, mu, W, b, "pql", converged, it,
                      samples.rows, P)
+
+
+def loco_models(model: NullModel, K: ImplicitGRM, tol: float = 1e-5, maxit: int = 100) -> dict:
+    """Every chromosome's leave-one-chromosome-out model at once, for an implicit GRM: tau (and phi) held at the
+    model's, the random effects predicted with K_-c (K without c's variants).  The chromosomes' PQL
+    iterations run in lockstep: one system per chromosome (``ImplicitProjection`` with ``exclude``), one
+    product with Z per conjugate-gradient step for all of them.  A Gaussian trait needs one solve.
+
+    Parameters
+    ----------
+    model : NullModel
+        The fitted null model (its K was ``K``).
+    K : ImplicitGRM
+        The GRM, with its columns' chromosomes.
+    tol : float
+        Relative change of beta that ends the iterations (as ``fit_null``).
+    maxit : int
+        Most iterations.
+
+    Returns
+    -------
+    dict
+        chromosome -> {"mu", "W", "b", "beta"} (chromosomes with none or all of the GRM's variants are left
+        out: their model is the full one).
+    """
+    if K.chrom is None:
+        raise InputError("leave-one-chromosome-out needs the implicit GRM's chromosome labels (build it with "
+                         "implicit_grm, or give ImplicitGRM(Z, chrom))")
+    chroms = [c for c in pd.unique(K.chrom) if 0 < len(K.columns_of(c)) < K.m]
+    if not chroms:
+        return {}
+    exclude = [K.columns_of(c) for c in chroms]
+    inv, dmu, var = _family(model.trait)
+    gauss = model.trait == "quantitative"
+    n, s = model.n, len(chroms)
+    y = model.y[:, None]
+    eta = np.repeat((model.X @ model.beta + model.b)[:, None], s, axis=1)
+    beta = np.repeat(model.beta[:, None], s, axis=1)
+
+    def working(eta):
+        mu = inv(eta)
+        if gauss:
+            return mu, np.ones((n, s)), np.repeat(y, s, axis=1)
+        d = dmu(mu)
+        return mu, d * d / var(mu), eta + (y - mu) / d
+
+    mu, W, Y = working(eta)
+    for _ in range(0 if gauss else maxit):  # a Gaussian trait's weights and response do not move
+        proj = ImplicitProjection(W, model.phi, model.tau, K, model.X, Y, exclude)
+        eta = model.X @ proj.beta + model.tau * proj.KPY
+        mu, W, Y = working(eta)
+        db = np.max(np.abs(proj.beta - beta) / (np.abs(proj.beta) + np.abs(beta) + tol))
+        beta = proj.beta
+        if db < tol:
+            break
+    # the final pieces at the converged weights (as fit_null ends)
+    proj = ImplicitProjection(W, model.phi, model.tau, K, model.X, Y, exclude)
+    b = model.tau * proj.KPY
+    mu, W, _ = working(model.X @ proj.beta + b)
+    return {str(c): {"mu": mu[:, j].copy(), "W": W[:, j].copy(), "b": b[:, j].copy(), "beta": proj.beta[:, j].copy()}
+            for j, c in enumerate(chroms)}
 
 
 def _sigma_matrix(W, phi, tau, K):

@@ -22,7 +22,8 @@ from ..parallel import map_tasks
 from .results import ScanResult
 from .grm import check_psd, grm, pattern_grm, read_gcta, sparse_grm, threshold_grm
 from .screen import build_sparse_grm
-from .null import NullModel, _apply_P, _sigma_parts, fit_null
+from .implicit import IMPLICIT_MAX_BYTES, ImplicitGRM, implicit_grm
+from .null import NullModel, _sigma_parts, fit_null, loco_models
 from .plink import Genotypes
 from .sources import open_genotypes
 from .score import ScoreTester
@@ -43,7 +44,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
          grm_prefix=None, K: np.ndarray | None = None, method: str = "pql", exact_max: int = 5000,
          vr_variants: int = 30, min_mac: int = 20, seed: int = 1, progress_bar: bool = True,
          fix_tau: float | None = None, loco: bool = False, loco_exact_max: int = 3000,
-         sparse: float | None = None, screen: int | str | None = "auto") -> NullModel:
+         sparse: float | None = None, screen: int | str | None = "auto", grm_form: str = "auto") -> NullModel:
     """Step 1: match the samples, get the GRM (given ``K`` in the samples' order, a GCTA ``grm_prefix``, or
     built from ``bfile``), fit the null GLMM, and estimate the variance ratio from ``vr_variants`` random
     variants with minor-allele count >= ``min_mac``.
@@ -61,6 +62,12 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     the exact strips; ``"auto"`` screens above 20,000 samples when the sketch is at most half of the
     variants.  The model's covariates are projected out of the sketch (``adjust``): with ancestry PCs among
     them, the screen also works in a structured cohort.  What the screen did is in ``model.report["sparse_grm_screen"]``.
+
+    ``grm_form``: how a dense GRM built here is held -- ``"matrix"`` (n x n, Cholesky), ``"implicit"`` (the
+    standardised genotypes Z, K = Z Z'/m, every system solved by conjugate gradients from products with Z:
+    n m 4 bytes instead of n^2 8, no n^3 factorisation; ``implicit.py``), or ``"auto"``: implicit above
+    ``IMPLICIT_MIN_SAMPLES`` samples when Z fits in ``implicit.IMPLICIT_MAX_BYTES``.  An ``ImplicitGRM`` can
+    also be passed as ``K``.
 
     Parameters
     ----------
@@ -102,16 +109,20 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         Threshold a sparse GRM there and fit by conjugate gradients.
     screen : int, "auto" or None
         Screen the sparse GRM's pairs with a sketch of this many variants ("auto": where it pays; None: never).
+    grm_form : {"auto", "matrix", "implicit"}
+        How the dense GRM built here is held.
 
     Returns
     -------
     NullModel
         Step 1's model (``.save(prefix)`` for the command line's step 2).
     """
-    if loco and (K is not None or grm_prefix is not None):
-        raise InputError("loco=True needs the GRM built here from bfile: pass neither K nor grm_prefix "
-                         "(--grm) with loco")
+    if loco and (grm_prefix is not None or (K is not None and not isinstance(K, ImplicitGRM))):
+        raise InputError("loco=True needs the GRM built here from bfile, or an implicit GRM (implicit_grm, which "
+                         "knows its variants' chromosomes): pass neither a GRM matrix K nor grm_prefix (--grm) "
+                         "with loco")
     method = check_choice("method", method, ("pql", "laplace"))
+    grm_form = check_choice("grm_form", grm_form, ("auto", "matrix", "implicit"))
     screened = None
     geno = open_genotypes(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
@@ -130,16 +141,25 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         # the model's covariates (ancestry PCs among them) projected out of the screen's sketch
         K, m_all, screened = build_sparse_grm(geno, sparse, rows=s.rows, screen=screen, adjust=s.X,
                                               progress_bar=progress_bar)  # never n x n
+    elif K is None and _implicit_wanted(grm_form, s.n, geno.n_variants):
+        K = implicit_grm(geno, rows=s.rows)
+        m_all = K.m
     elif K is None:
         K, m_all = grm(geno, rows=s.rows, progress_bar=progress_bar)
     if sparse is not None:
+        if isinstance(K, ImplicitGRM):
+            raise InputError("sparse= thresholds a GRM matrix; an implicit GRM is dense (give one or the other)")
         K = threshold_grm(np.asarray(K, dtype=float), sparse) if not sp.issparse(K) else K
+    elif isinstance(K, ImplicitGRM):
+        if K.shape != (s.n, s.n):
+            raise InputError(f"the implicit GRM is over {K.n} samples but {s.n} are analysed: build it from the "
+                             "same samples (rows=) in .fam order")
     else:
         K = np.asarray(K, dtype=float)
         check_psd(K)
     model = fit_null(s, K, method=method, exact_max=exact_max, seed=seed, fix_tau=fix_tau)
     if not model.converged and method == "pql" and fix_tau is None:
-        if s.n > exact_max:
+        if s.n > exact_max or isinstance(K, ImplicitGRM):
             raise InputError(f"the PQL null model did not converge (tau = {model.tau:.3g} after {model.iterations} "
                              "iterations); with very few cases PQL can diverge. Try method='laplace' on a subset, "
                              "or fewer covariates")
@@ -154,10 +174,22 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     if screened is not None:
         model.report["sparse_grm_screen"] = screened.to_dict()
     _variance_ratio(model, geno, K, vr_variants, min_mac, seed)
-    if loco:
+    if loco and isinstance(K, ImplicitGRM):
+        model.loco = loco_models(model, K)
+    elif loco:
         model.loco = _loco(model, geno, s, K, m_all, keep_P=s.n <= loco_exact_max and not sp.issparse(K),
                            progress_bar=progress_bar)
     return model
+
+
+#: ``grm_form="auto"`` holds the GRM implicitly above this many samples (the matrix: 1.8 GB, its Cholesky ~20 s)
+IMPLICIT_MIN_SAMPLES = 15_000
+
+
+def _implicit_wanted(form: str, n: int, m: int) -> bool:
+    if form == "implicit":
+        return True
+    return form == "auto" and n > IMPLICIT_MIN_SAMPLES and 4.0 * n * m <= IMPLICIT_MAX_BYTES
 
 
 def _loco(model: NullModel, geno: Genotypes, s, K, m_all, keep_P, progress_bar) -> dict:
@@ -198,18 +230,19 @@ def _variance_ratio(model: NullModel, geno: Genotypes, K, n_var, min_mac, seed) 
     rng = np.random.default_rng(seed)
     cand = rng.permutation(geno.n_variants)
     picked, ratios = [], []
-    c, SiX, XSX, _, _ = _sigma_parts(model.W, model.phi, model.tau, K, model.X, np.zeros(model.n))
+    proj = _sigma_parts(model.W, model.phi, model.tau, K, model.X, np.zeros(model.n))
     tester_w = model.W / model.phi
     for start in range(0, len(cand), 200):
         idx = np.sort(cand[start : start + 200])
         G, _ = _read_cols(geno, idx, model.rows)
         ac = G.sum(axis=0)
         mac = np.minimum(ac, 2 * model.n - ac)
-        ok = mac >= min_mac
+        # only as many as are still wanted: with a sparse or implicit GRM each column is a solve
+        ok = np.flatnonzero(mac >= min_mac)[: n_var - len(ratios)]
         G = G[:, ok]
         if G.shape[1] == 0:
             continue
-        exact = np.einsum("ij,ij->j", G, _apply_P(c, SiX, XSX, G))
+        exact = np.einsum("ij,ij->j", G, proj.apply(G))
         WX = model.X * tester_w[:, None]
         XWG = WX.T @ G
         vt = np.einsum("ij,ij->j", G * tester_w[:, None], G) - np.einsum(
