@@ -136,6 +136,9 @@ def test_auto_form_and_bad_input(cohort, monkeypatch):
         implicit_grm(g, max_bytes=1e3)
     with pytest.raises(InputError, match="grm_form"):
         gwas.null(*args, grm_form="lazy", progress_bar=False)
+    for clash in (dict(sparse=0.05), dict(K=Ki), dict(grm_prefix="x")):
+        with pytest.raises(InputError, match="cannot be combined"):
+            gwas.null(*args, grm_form="implicit", progress_bar=False, **clash)
     with pytest.raises(InputError, match="chromosome labels"):
         ImplicitGRM(Ki.Z).without("1")
     # an implicit GRM of chosen model variants (BOLT-LMM's --modelSnps) takes LOCO; without labels it cannot

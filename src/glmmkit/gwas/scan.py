@@ -123,6 +123,10 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
                          "with loco")
     method = check_choice("method", method, ("pql", "laplace"))
     grm_form = check_choice("grm_form", grm_form, ("auto", "matrix", "implicit"))
+    if grm_form == "implicit" and (sparse is not None or grm_prefix is not None or K is not None):
+        raise InputError("grm_form='implicit' builds the dense GRM from the genotypes and holds it implicitly; "
+                         "it cannot be combined with sparse=, grm_prefix= or a K (pass an ImplicitGRM as K "
+                         "instead)")
     screened = None
     geno = open_genotypes(bfile)
     s = match(geno, _as_table(pheno), pheno_col, _as_table(covar), covar_cols, trait)
