@@ -363,7 +363,7 @@ class _DenseSigma:
 
 class _GLSProjection:
     """P V for Sigma = phi W^-1 + tau K with K a matrix: Sigma by Cholesky (dense) or conjugate gradients (sparse),
-    P V = Sigma^-1 V - Sigma^-1 X (X' Sigma^-1 X)^-1 X' Sigma^-1 V; ``beta`` (GLS) and ``PY`` at Y."""
+    P V = Sigma^-1 V - Sigma^-1 X (X' Sigma^-1 X)^-1 X' Sigma^-1 V; ``beta`` (GLS), ``PY`` and ``KPY`` at Y."""
 
     def __init__(self, W, phi, tau, K, X, Y):
         self.c = _SparseSigma(phi / W, tau, K) if sp.issparse(K) else _DenseSigma(phi / W, tau, K)
@@ -371,6 +371,7 @@ class _GLSProjection:
         self.XSX = X.T @ self.SiX
         self.beta = np.linalg.solve(self.XSX, self.SiX.T @ Y)
         self.PY = self.c.solve(Y - X @ self.beta)
+        self.KPY = K @ self.PY
 
     def apply(self, V):
         """P V for a vector or matrix V."""
@@ -379,7 +380,7 @@ class _GLSProjection:
 
 
 def _sigma_parts(W, phi, tau, K, X, Y, also=None):
-    """The projection P of Sigma = phi W^-1 + tau K (``.apply(V)``, ``.beta``, ``.PY`` at Y): by a
+    """The projection P of Sigma = phi W^-1 + tau K (``.apply(V)``, ``.beta``, ``.PY``, ``.KPY`` at Y): by a
     factorisation (dense K), conjugate gradients on Sigma (sparse K) or on the whitened, covariate-free
     system of ``implicit.py`` (an implicit GRM, where P ``also`` -- the trace probes -- is solved with Y in
     one pass over the genotypes and kept as ``.P_also``)."""
@@ -462,7 +463,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
             PY = proj.PY
             comps = [K] + ([1.0 / W] if gauss else [])
             score = np.empty(len(theta))
-            MPY = [K @ PY] + ([PY / W] if gauss else [])
+            MPY = [proj.KPY] + ([PY / W] if gauss else [])
             traces, _ = _traces(proj, comps, exact, probes)
             for k in range(len(theta)):
                 score[k] = 0.5 * (PY @ MPY[k] - traces[k])
@@ -499,7 +500,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
         proj = _sigma_parts(W, phi, tau, K, X, Y, also=probes if gauss and fix_tau is None else None)
         beta_new, PY = proj.beta, proj.PY
         parts = proj if gauss else None
-        b = tau * (K @ PY)
+        b = tau * proj.KPY
         eta = X @ beta_new + b
         mu = inv(eta)
         d = dmu(mu)
@@ -518,7 +519,7 @@ def _fit_pql(samples, K, tol, maxit, exact_max, keep_P, seed, tau0, fix_tau, fix
     # final pieces at the converged weights
     proj = parts if parts is not None else _sigma_parts(W, phi, tau, K, X, Y)
     beta, PY = proj.beta, proj.PY
-    b = tau * (K @ PY)
+    b = tau * proj.KPY
     eta = X @ beta + b
     mu = inv(eta)
     if not gauss:
