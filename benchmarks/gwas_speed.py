@@ -6,8 +6,8 @@
 1. Writes a simulated cohort as PLINK files (families, ~4 per family: 10,000 samples at the default).
 2. Step 1: the GRM from --grm-variants variants spread over the genome, then the null logistic GLMM with
    the dense GRM (PQL, AI-REML; Hutchinson traces above 5,000 samples) and the variance ratio.
-3. Step 2: the score test (variance ratio, SPA where |T| > 2) of every variant, chunks of 5,000, in this
-   process and with 2 local processes.
+3. Step 2: the score test (variance ratio, SPA where |T| > 2) of every variant, chunks sized to the samples
+   (``gwas.scan.chunk_for``: about 400 MB of genotypes a task), in this process and with 2 local processes.
 4. A peer on the same files, same invocation (skipped with --no-peers or when it is not installed):
    BOLT-LMM (Debian's bolt-lmm; infinitesimal model, --lmmInfOnly, the same GRM variants as model SNPs,
    2 threads), which takes the 0/1 trait as quantitative -- beside glmmkit's linear mixed model
@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--families", type=int, default=2500)
     ap.add_argument("--variants", type=int, default=1_000_000)
     ap.add_argument("--grm-variants", type=int, default=20_000)
-    ap.add_argument("--chunk", type=int, default=5000)
+    ap.add_argument("--chunk", type=int, default=None, help="step-2 variants per task (default: sized to n)")
     ap.add_argument("--dir", default=None, help="where to write the PLINK files (default: a temporary folder)")
     ap.add_argument("--no-peers", action="store_true", help="skip the peers on the same files")
     ap.add_argument("--name", default="gwas_speed", help="the results file, benchmarks/results/NAME.md")
@@ -161,7 +161,7 @@ def kernel(geno, sel, sparse: float | None, adjust=None, implicit: bool = False)
 def grm_label(m: int, n: int, sparse: float | None, screen, nnz: int, implicit: bool = False) -> str:
     if implicit:
         return (f"implicit GRM: the standardised genotypes of {m:,} variants x {n:,} samples held "
-                f"({4 * m * n / 1e9:.1f} GB float32; the matrix would be {8 * n * n / 1e9:.1f} GB)")
+                f"({m * n / 1e9:.1f} GB packed, a byte per genotype; the matrix would be {8 * n * n / 1e9:.1f} GB)")
     if sparse is None:
         return f"GRM, {m:,} variants x {n:,} samples (BLAS, blocks of 2,000)"
     how = (f"screened: sketch of {screen.k:,} variants ({screen.adjusted} PCs projected out), "

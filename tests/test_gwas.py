@@ -254,7 +254,7 @@ def test_two_steps_save_load_loco_and_scale_out(cohort, tmp_path):
     m.save(tmp_path / "step1")
     out = tmp_path / "res.tsv.gz"
     r1 = gwas.test(info["bfile"], tmp_path / "step1", out=out, progress_bar=False, chunk=300).table
-    r0 = gwas.test(info["bfile"], m, progress_bar=False, chunk=700).table
+    r0 = gwas.test(info["bfile"], m, progress_bar=False).table  # the default chunk, sized to the samples
     pd.testing.assert_frame_equal(r0, r1)
     back = pd.read_csv(out, sep="\t")
     assert list(back.columns[:12]) == ["CHR", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_STAT", "P",
@@ -441,6 +441,16 @@ def test_screened_step2_is_exact_where_it_matters(cohort):
     np.testing.assert_allclose(scr["P"][small], ex["P"][small], rtol=1e-10)  # the hits are exact
 
 
+def test_step2_chunk_is_sized_to_the_samples():
+    from glmmkit.gwas.scan import chunk_for
+
+    assert chunk_for(10_000) == 5_000 and chunk_for(40_121) == 1_246  # about 400 MB of float64 genotypes a task
+    assert chunk_for(100) == 20_000 and chunk_for(10**7) == 500  # bounded both ways
+    assert chunk_for(40_121, 7) == 7
+    with pytest.raises(gk.errors.InputError, match="chunk"):
+        chunk_for(100, 0)
+
+
 def test_pca_is_the_grm_eigendecomposition_and_its_file_is_a_covariate_table(cohort, tmp_path, capsys):
     from glmmkit.cli import main
 
@@ -452,7 +462,7 @@ def test_pca_is_the_grm_eigendecomposition_and_its_file_is_a_covariate_table(coh
     r = gwas.pca(g, n_pcs=3, rows=rows, oversample=20, tol=1e-8, max_iter=60, memory=0, progress_bar=False)
     assert r.n_variants == m and len(r.eigenvec) == len(rows)
     np.testing.assert_allclose(r.eigenval, w[:3], rtol=1e-6)
-    # the genotypes held in memory as float32 (the default when they fit): the same to float32's precision
+    # the genotypes held in memory packed (the default when they fit): the same to float32's precision
     held = gwas.pca(g, n_pcs=3, rows=rows, oversample=20, tol=1e-6, max_iter=60, progress_bar=False)
     np.testing.assert_allclose(held.eigenval, w[:3], rtol=1e-5)
     assert abs(held.eigenvec["PC1"].to_numpy() @ V[:, 0]) > 1 - 1e-6

@@ -159,3 +159,48 @@ def test_cli_grm_form(cohort, tmp_path, capsys):
     assert rc == 0
     model = gwas.NullModel.load(tmp_path / "s1")
     assert set(model.loco) == {"1", "2", "3"} and model.converged
+
+
+@pytest.mark.parametrize("fmt", ["bed", "bgen-dosages"])
+def test_packed_genotypes_are_the_standardised_genotypes(fmt, monkeypatch):
+    """implicit_grm keeps one byte a genotype: hard calls (with missing calls) exactly, dosages within half a step
+    of 0.01; every product path (whole-row tiles, narrow tiles, one or two threads, LOCO columns, V far from
+    centred) equals Z (Z' V) / m in float64."""
+    pytest.importorskip("cbgen")
+    from pathlib import Path
+
+    from glmmkit.gwas.grm import standardised_columns
+
+    D = Path(__file__).parent / "reference" / "gwas" / "formats"
+    src = gwas.open_genotypes(str(D / "cohort")) if fmt == "bed" else \
+        gwas.open_genotypes(bgen=D / "cohort_dsb.bgen", sample=D / "cohort_dsb.sample")
+    Ki = implicit_grm(src)
+    Zf = standardised_columns(src, None, None, 0.01).astype(np.float64)
+    assert Ki.Z.shape == Zf.shape and Ki.nbytes < Zf.size * 1.5  # a byte a genotype (and the missing calls)
+    if fmt == "bed":
+        assert Ki._E.nnz > 0  # this cohort has missing calls
+        np.testing.assert_allclose(Ki.Z, Zf, atol=1e-5)
+    else:
+        step = 0.005 * Ki._scale.max() / 0.01  # half a step of 0.01, standardised
+        assert 0 < np.abs(Ki.Z - Zf).max() <= step * 1.001
+    # the packed matrix in float64 (Z above is float32: its column sums are off by 1e-5, which a V far from
+    # centred would turn into an error of the reference, not of the product)
+    Z = ((Ki._codes - Ki._centre[:, None]) * Ki._scale[:, None] + Ki._E.toarray()).T
+    np.testing.assert_allclose(Z, Ki.Z, atol=1e-5)
+    rng = np.random.default_rng(3)
+    chrom = Ki.chrom
+    for k in (1, 3, 40):
+        V = rng.normal(size=(Ki.n, k)) + 50.0 * rng.uniform(size=k)  # far from centred
+        want = Z @ (Z.T @ V) / Z.shape[1]
+        ex = [np.flatnonzero(chrom == chrom[0]) if j % 2 else None for j in range(k)]
+        want_ex = want.copy()
+        for j in range(1, k, 2):
+            keep = chrom != chrom[0]
+            want_ex[:, j] = Z[:, keep] @ (Z[:, keep].T @ V[:, j]) / keep.sum()
+        for tile, threads in ((ImplicitGRM.TILE_BYTES, 1), (4096, 2), (4096, 1)):
+            monkeypatch.setattr(ImplicitGRM, "TILE_BYTES", tile)
+            Ki.threads = threads
+            scale = np.abs(want).max()
+            np.testing.assert_allclose(Ki @ V, want, atol=2e-6 * scale)
+            np.testing.assert_allclose(Ki.product(V, ex), want_ex, atol=2e-6 * scale)
+    np.testing.assert_allclose(Ki.diagonal(), (Z**2).sum(axis=1) / Z.shape[1], rtol=1e-6)

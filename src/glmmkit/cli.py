@@ -581,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     genotype_args(g3)
     g3.add_argument("--null", required=True, help="prefix written by `gwas null`")
     g3.add_argument("--out", required=True, help="results table (TSV; .gz for gzip)")
-    g3.add_argument("--chunk", type=int, default=20000)
+    g3.add_argument("--chunk", type=int, default=None,
+                    help="variants per task (default: sized to the samples, about 400 MB of genotypes a task)")
     g3.add_argument("--exact", action="store_true", help="exact projection (needs the stored P: moderate n)")
     g3.add_argument("--variance-ratio", action="store_true", help="SAIGE's variance-ratio approximation")
     g3.add_argument("--no-spa", action="store_true", help="normal approximation only (binary traits)")

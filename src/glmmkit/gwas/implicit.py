@@ -1,8 +1,9 @@
 """The dense GRM without forming it (BOLT-LMM-inf's way): K = Z Z' / m kept as the standardised genotypes Z.
 
 At biobank n the GRM (n^2 8 bytes: 12.9 GB at 40,000 samples) and its Cholesky (n^3 / 3 flops) are out of
-reach, but the model variants' genotypes are not: Z is n m 4 bytes (float32), and a product K V costs two
-BLAS products, 4 n m k flops for k columns.  The null model's systems are then solved by conjugate gradients
+reach, but the model variants' genotypes are not: Z is kept packed, n m bytes (one a genotype, as
+``ImplicitGRM`` says), and a product K V costs 4 n m k flops for k columns, block by block of variants
+converted to float32 in cache.  The null model's systems are then solved by conjugate gradients
 (``ImplicitProjection``), every variance-component step from products alone.
 
 The projection P = Sigma^-1 - Sigma^-1 X (X' Sigma^-1 X)^-1 X' Sigma^-1 of Sigma = phi W^-1 + tau K is taken
@@ -20,12 +21,15 @@ chromosomes' columns in one product (``ImplicitGRM.product(V, exclude=...)``).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import InputError
-from .grm import standardised_columns
 
-#: bytes of float32 genotypes an implicit GRM may hold before it is refused (thin the model variants)
+#: bytes of packed genotypes (one a genotype) an implicit GRM may hold before it is refused (thin the model variants)
 IMPLICIT_MAX_BYTES = 8e9
 #: conjugate gradients stop at this residual relative to the right-hand side (the products are float32:
 #: relative error ~1e-6, so the answers are accurate to about that; the iteration itself goes below)
@@ -33,23 +37,73 @@ CG_TOL = 1e-6
 
 
 class ImplicitGRM:
-    """The standardised GRM K = Z Z' / m held as Z (n x m, float32): ``K @ V``, ``K.diagonal()``, ``K.shape``.
+    """The standardised GRM K = Z Z' / m held as its genotypes: ``K @ V``, ``K.diagonal()``, ``K.shape``.
+
+    ``implicit_grm`` keeps Z packed, one byte a genotype (G, an (m, n) uint8 array of variants x samples: the
+    dosage in steps of 1 for hard calls or 0.01 for dosages), with each variant's centre c and scale s and the
+    missing calls apart (E, sparse):
+
+        Z' = diag(s) (G - c 1') + E,    E_ji = -(G_ji - c_j) s_j at a missing call (so Z_ij = 0 there:
+                                        mean imputation; its code is the one nearest c_j, so E is small),
+
+    a quarter of float32's memory.  A product never forms Z: with the columns of V centred (V = Vc + 1 v'),
+
+        T = Z' V = diag(s) G Vc + E Vc + (Z' 1) v',      K V = Z T / m = G' diag(s) T - 1 (s c)' T + E' T,
+
+    where G is converted to float32 a tile at a time (sized to stay in the processor's cache: one tile of
+    whole sample rows serves both products when V has few columns), the tiles shared between threads.
+    Centring V first keeps float32's rounding at the centred product's scale.  A float Z (the constructor's
+    first argument) is kept as it is (n m 4 bytes) and multiplied directly.
 
     Parameters
     ----------
-    Z : numpy.ndarray
-        Standardised genotypes (n samples x m variants), float32.
+    Z : numpy.ndarray or None
+        Standardised genotypes (n samples x m variants), float32; or None with ``codes``.
     chrom : array-like, optional
         The chromosome of each column (for ``without`` and LOCO).
+    codes, centre, scale : numpy.ndarray, optional
+        The packed form instead of Z: (m, n) uint8 G and the per-variant c and s.
+    missing : scipy.sparse matrix, optional
+        (m, n): the missing calls' positions (any stored value; E is computed from them).
+    threads : int, optional
+        Threads a product uses (default: the processors this process may use).
     """
 
-    def __init__(self, Z: np.ndarray, chrom=None):
-        self.Z = np.ascontiguousarray(Z, dtype=np.float32)
-        self.n, self.m = self.Z.shape
+    #: float32 bytes of one converted tile of genotypes (it should stay in cache between its two uses)
+    TILE_BYTES = 2 ** 21
+
+    def __init__(self, Z: np.ndarray | None, chrom=None, codes=None, centre=None, scale=None, missing=None,
+                 threads: int | None = None):
+        if Z is not None:
+            Z = np.asarray(Z, dtype=np.float32)
+            if Z.ndim != 2:
+                raise InputError(f"Z must be samples x variants (2-d), got shape {Z.shape}")
+            self._float, self._codes = np.ascontiguousarray(Z.T), None
+            self.m, self.n = self._float.shape
+        else:
+            if codes is None or centre is None or scale is None:
+                raise InputError("give Z, or codes with centre and scale")
+            self._float, self._codes = None, np.ascontiguousarray(codes, dtype=np.uint8)
+            self.m, self.n = self._codes.shape
+            self._centre = np.asarray(centre, dtype=np.float64)
+            self._scale = np.asarray(scale, dtype=np.float64)
+            if self._centre.shape != (self.m,) or self._scale.shape != (self.m,):
+                raise InputError(f"centre and scale need one value for each of the {self.m} variants")
+            M = sp.csr_matrix((self.m, self.n)) if missing is None else sp.csr_matrix(missing, dtype=np.float64)
+            M.sum_duplicates()
+            rows = np.repeat(np.arange(self.m), np.diff(M.indptr))
+            # E_ji = -(G_ji - c_j) s_j at each missing call
+            vals = -(self._codes[rows, M.indices] - self._centre[rows]) * self._scale[rows]
+            self._E = sp.csr_matrix((vals, M.indices, M.indptr), shape=(self.m, self.n))
+            # Z' 1 = s (G 1 - n c) + E 1, exactly (float64), one pass over the codes
+            sums = np.concatenate([self._codes[j : j + 4096].sum(axis=1, dtype=np.int64)
+                                   for j in range(0, self.m, 4096)])
+            self._z1 = self._scale * (sums - self.n * self._centre) + np.asarray(self._E.sum(axis=1)).ravel()
         self.chrom = None if chrom is None else np.asarray(chrom).astype(str)
         if self.chrom is not None and len(self.chrom) != self.m:
             raise InputError(f"chrom has {len(self.chrom)} labels for {self.m} columns")
-        self._diag = None
+        self.threads = max(1, threads if threads is not None else len(os.sched_getaffinity(0)))
+        self._squares = None
 
     @property
     def shape(self) -> tuple:
@@ -59,7 +113,53 @@ class ImplicitGRM:
     @property
     def nbytes(self) -> int:
         """Memory of the genotypes held."""
-        return self.Z.nbytes
+        if self._float is not None:
+            return self._float.nbytes
+        return self._codes.nbytes + self._E.data.nbytes + self._E.indices.nbytes + self._E.indptr.nbytes
+
+    @property
+    def Z(self) -> np.ndarray:
+        """The standardised genotypes as one (n, m) float32 array (n m 4 bytes: for small GRMs and checks)."""
+        return np.concatenate([self._standardised(j, min(j + 1024, self.m)) for j in range(0, self.m, 1024)]).T
+
+    def _standardised(self, j0: int, j1: int) -> np.ndarray:
+        """Z's columns j0..j1-1 as a (j1 - j0, n) float32 block."""
+        if self._float is not None:
+            return self._float[j0:j1]
+        out = (self._codes[j0:j1] - self._centre[j0:j1, None]) * self._scale[j0:j1, None]
+        out += self._E[j0:j1].toarray()
+        return out.astype(np.float32)
+
+    def _parts(self) -> list:
+        """The variant ranges the threads share (whole chromosomes' order kept; one range per thread)."""
+        cuts = np.linspace(0, self.m, min(self.threads, self.m) + 1).astype(int)
+        return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+    def _in_threads(self, run, parts):
+        """[run(part) for part in parts], one thread each, BLAS on one thread inside each."""
+        with _blas_controller().limit(limits=1, user_api="blas"):  # the tiles are small: threaded BLAS only waits
+            if len(parts) == 1:
+                return [run(parts[0])]
+            with ThreadPoolExecutor(len(parts)) as pool:
+                return list(pool.map(run, parts))
+
+    def _squares_by_chromosome(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, S): S[:, c] = sum of Z_ij^2 over the columns j on chromosome labels[c] (float64), one pass."""
+        if self._squares is None:
+            labels, which = np.unique(self.chrom if self.chrom is not None else np.zeros(self.m, str),
+                                      return_inverse=True)
+
+            def run(part):
+                S = np.zeros((self.n, len(labels)))
+                for j0 in range(part[0], part[1], 256):  # one step per 256 variants
+                    j1 = min(j0 + 256, part[1])
+                    Zb = self._standardised(j0, j1).astype(np.float64)
+                    for c in np.unique(which[j0:j1]):  # the chromosomes in the block (usually one)
+                        S[:, c] += (Zb[which[j0:j1] == c] ** 2).sum(axis=0)
+                return S
+
+            self._squares = (labels, sum(self._in_threads(run, self._parts())))
+        return self._squares
 
     def diagonal(self) -> np.ndarray:
         """K's diagonal, sum_j Z_ij^2 / m (float64).
@@ -69,9 +169,7 @@ class ImplicitGRM:
         numpy.ndarray
             The n diagonal entries.
         """
-        if self._diag is None:
-            self._diag = np.einsum("ij,ij->i", self.Z, self.Z, dtype=np.float64) / self.m
-        return self._diag
+        return self._squares_by_chromosome()[1].sum(axis=1) / self.m
 
     def columns_of(self, chrom: str) -> np.ndarray:
         """Indices of the columns on chromosome ``chrom``.
@@ -108,15 +206,63 @@ class ImplicitGRM:
         """
         V = np.asarray(V, dtype=np.float64)
         V2 = V.reshape(self.n, -1)
-        T = _times(self.Z.T, V2.astype(np.float32)).astype(np.float64)  # (m, k): 2 n m k flops in float32 BLAS
-        scale = np.full(V2.shape[1], float(self.m))
+        k = V2.shape[1]
+        # weight[j, i]: 1 / (m - m_left_out) for column i of V, 0 where variant j is left out of it
+        weight = np.full((self.m, k), 1.0 / self.m)
         if exclude is not None:
-            for j, idx in enumerate(exclude):  # one loop step per right-hand side, not per sample or variant
+            for i, idx in enumerate(exclude):  # one loop step per right-hand side, not per sample or variant
                 if idx is not None and len(idx):
-                    T[idx, j] = 0.0
-                    scale[j] = self.m - len(idx)
-        out = _times(self.Z, (T / scale).astype(np.float32)).astype(np.float64)
+                    weight[:, i] = 1.0 / (self.m - len(idx))
+                    weight[idx, i] = 0.0
+        if self._float is not None:
+            T = _times(self._float, V2.astype(np.float32)) * weight
+            return _times(self._float.T, T.astype(np.float32)).astype(np.float64).reshape(V.shape)
+        v = V2.mean(axis=0)
+        Vc = np.ascontiguousarray(V2 - v, dtype=np.float32)
+        T0 = self._E @ Vc + np.outer(self._z1, v)                      # E Vc + (Z' 1) v'
+        out = sum(self._in_threads(lambda part: self._packed_product(part, Vc, T0, weight), self._parts()))
         return out.reshape(V.shape)
+
+    def _packed_product(self, part, Vc, T0, weight) -> np.ndarray:
+        """This thread's share of K V over the variants part[0]..part[1]-1: G' diag(s) T - 1 (s c)' T + E' T
+        with T = (diag(s) G Vc + T0) * weight, tile by tile."""
+        k = Vc.shape[1]
+        # few columns: tiles of whole sample rows, each converted once and used for both products; many:
+        # wider tiles of fewer rows (the accumulator of a narrow tile would be read and written per tile)
+        b = max(1, self.TILE_BYTES // (4 * self.n))
+        if k > b // 4:
+            b = min(max(64, 8 * k), 1024)
+        r = max(1, min(self.n, self.TILE_BYTES // (4 * b)))
+        rows = [(i, min(i + r, self.n)) for i in range(0, self.n, r)]
+        tile = np.empty(b * r, dtype=np.float32)
+        acc = np.zeros((self.n, k), dtype=np.float32)
+        total = np.zeros((self.n, k))
+        T_all = np.empty((part[1] - part[0], k))
+        for step, j0 in enumerate(range(part[0], part[1], b)):  # one step per block of variants, not per variant
+            j1 = min(j0 + b, part[1])
+            s = self._scale[j0:j1, None]
+
+            def tile_of(r0, r1):
+                t = tile[: (j1 - j0) * (r1 - r0)].reshape(j1 - j0, r1 - r0)
+                np.copyto(t, self._codes[j0:j1, r0:r1], casting="unsafe")
+                return t
+
+            first = tile_of(*rows[0])
+            GV = _times(first, Vc[rows[0][0] : rows[0][1]]).astype(np.float64)
+            for r0, r1 in rows[1:]:
+                GV += _times(tile_of(r0, r1), Vc[r0:r1])
+            T = (s * GV + T0[j0:j1]) * weight[j0:j1]                    # (b, k) float64
+            sT = (s * T).astype(np.float32)
+            T_all[j0 - part[0] : j1 - part[0]] = T
+            for i, (r0, r1) in enumerate(rows):
+                t = first if len(rows) == 1 else tile_of(r0, r1)
+                acc[r0:r1] += _times(t.T, sT)
+            if step % 32 == 31:  # float32 sums of at most 32 blocks join the float64 total
+                total += acc
+                acc[:] = 0.0
+        lo, hi = part
+        corr = (self._scale[lo:hi] * self._centre[lo:hi]) @ T_all            # (s c)' T
+        return total + acc - corr + self._E[lo:hi].T @ T_all
 
     def __matmul__(self, V) -> np.ndarray:
         return self.product(V)
@@ -134,13 +280,25 @@ class ImplicitGRM:
         ImplicitGRM
             A view whose products leave those columns out.
         """
-        return _Without(self, self.columns_of(chrom))
+        return _Without(self, [str(chrom)])
 
 
 #: up to this many columns a product is one matrix-vector product per column: OpenBLAS's sgemm with 2-4
 #: columns took 2-4 times as long as as many sgemv calls (10,000 x 20,000 float32: sgemv 0.02 s, sgemm with 2
 #: columns 0.09 s, with 31 columns 0.18 s)
 GEMV_MAX_COLUMNS = 4
+
+
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """One threadpoolctl controller for the process (finding the BLAS libraries takes milliseconds)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def _times(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -151,21 +309,28 @@ def _times(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 class _Without(ImplicitGRM):
-    """An ImplicitGRM's view without some of its columns."""
+    """An ImplicitGRM's view without some chromosomes' columns."""
 
-    def __init__(self, parent: ImplicitGRM, idx: np.ndarray):
-        self.Z, self.n, self.chrom, self._parent, self._idx = parent.Z, parent.n, parent.chrom, parent, idx
-        self.m = parent.m - len(idx)
+    def __init__(self, parent: ImplicitGRM, chroms: list):
+        self._parent, self._chroms = parent, sorted(set(chroms))
+        self.n, self.chrom = parent.n, parent.chrom
+        self._idx = np.flatnonzero(np.isin(parent.chrom, self._chroms)) if parent.chrom is not None else \
+            parent.columns_of(chroms[0])
+        self.m = parent.m - len(self._idx)
         if self.m <= 0:
             raise InputError("leaving these variants out leaves no variant in the GRM")
-        self._diag = None
+
+    @property
+    def nbytes(self) -> int:
+        return self._parent.nbytes
+
+    @property
+    def Z(self) -> np.ndarray:
+        return np.delete(self._parent.Z, self._idx, axis=1)
 
     def diagonal(self) -> np.ndarray:
-        if self._diag is None:
-            Zc = self.Z[:, self._idx]
-            full = self._parent.diagonal() * self._parent.m
-            self._diag = (full - np.einsum("ij,ij->i", Zc, Zc, dtype=np.float64)) / self.m
-        return self._diag
+        labels, S = self._parent._squares_by_chromosome()
+        return S[:, ~np.isin(labels, self._chroms)].sum(axis=1) / self.m
 
     def product(self, V, exclude=None) -> np.ndarray:
         V = np.asarray(V)
@@ -177,12 +342,16 @@ class _Without(ImplicitGRM):
         return self._parent.product(V, exclude)
 
     def without(self, chrom: str) -> "ImplicitGRM":
-        return _Without(self._parent, np.union1d(self._idx, self._parent.columns_of(chrom)))
+        return _Without(self._parent, self._chroms + [str(chrom)])
 
 
 def implicit_grm(geno, rows: np.ndarray | None = None, variants: np.ndarray | None = None, min_maf: float = 0.01,
-                 max_bytes: float = IMPLICIT_MAX_BYTES) -> ImplicitGRM:
-    """The standardised GRM of ``variants`` (default all) kept implicit: their genotypes in memory.
+                 max_bytes: float = IMPLICIT_MAX_BYTES, chunk: int = 1000) -> ImplicitGRM:
+    """The standardised GRM of ``variants`` (default all) kept implicit: their genotypes in memory, one byte each.
+
+    Hard calls are kept exactly; dosages (BGEN, VCF DS) in steps of 0.01, half a step at most from the file's
+    value; a missing call is mean-imputed (Z = 0) exactly.  Memory: n m bytes (a quarter of float32's).  The frequencies, the filter and the scale are the
+    file's values, as in ``grm``.
 
     Parameters
     ----------
@@ -195,7 +364,9 @@ def implicit_grm(geno, rows: np.ndarray | None = None, variants: np.ndarray | No
     min_maf : float
         Variants with a smaller minor-allele frequency are left out (as in ``grm``).
     max_bytes : float
-        The most memory the genotypes may take (n m 4 bytes); beyond it an InputError says to thin them.
+        The most memory the genotypes may take (n m bytes); beyond it an InputError says to thin them.
+    chunk : int
+        Variants read at a time.
 
     Returns
     -------
@@ -206,14 +377,43 @@ def implicit_grm(geno, rows: np.ndarray | None = None, variants: np.ndarray | No
 
     g = open_genotypes(geno) if isinstance(geno, str) else geno
     n = g.n_samples if rows is None else len(rows)
-    m = g.n_variants if variants is None else len(variants)
-    if 4.0 * n * m > max_bytes:
-        raise InputError(f"an implicit GRM of {n} samples x {m} variants holds {4.0 * n * m / 1e9:.1f} GB of "
-                         f"genotypes (limit {max_bytes / 1e9:.1f} GB): give fewer model variants (LD-pruned, as "
-                         "BOLT-LMM's --modelSnps), raise max_bytes, or use the sparse GRM (sparse=)")
-    Z, kept = standardised_columns(g, rows, variants, min_maf, return_kept=True)
+    idx = np.arange(g.n_variants) if variants is None else np.asarray(variants)
+    if float(n) * len(idx) > max_bytes:
+        raise InputError(f"an implicit GRM of {n} samples x {len(idx)} variants holds {n * len(idx) / 1e9:.1f} GB "
+                         f"of genotypes (limit {max_bytes / 1e9:.1f} GB): give fewer model variants (LD-pruned, "
+                         "as BOLT-LMM's --modelSnps), raise max_bytes, or use the sparse GRM (sparse=)")
+    codes = np.empty((len(idx), n), dtype=np.uint8)  # rows past the kept ones are never written (nor paged in)
+    centre, scale, kept, k, miss_rows, miss_cols = [], [], [], 0, [], []
+    for sel, G, _ in g.chunks(chunk, rows=rows, variants=idx, fill=np.full(len(idx), np.nan)):
+        with np.errstate(invalid="ignore"):
+            p = np.nanmean(G, axis=0) / 2 if len(G) else np.full(G.shape[1], np.nan)
+            keep = np.minimum(p, 1 - p) >= max(min_maf, 1e-12)
+        if not keep.any():
+            continue
+        G, p = G[:, keep], p[keep]
+        missing = np.isnan(G)
+        G[missing] = 0.0
+        # a variant of hard calls keeps them exactly (unit 1); dosages go in steps of 0.01
+        unit = np.where((G == np.rint(G)).all(axis=0), 1.0, 0.01)
+        mid = 2 * p / unit
+        c = np.clip(np.rint(G / unit), 0, 255)
+        c = np.where(missing, np.clip(np.rint(mid), 0, 255)[None, :], c)  # a missing call: the code nearest the centre
+        codes[k : k + len(p)] = c.T
+        i, j = np.nonzero(missing)
+        miss_rows.append(j + k)
+        miss_cols.append(i)
+        centre.append(mid)
+        scale.append(unit / np.sqrt(2 * p * (1 - p)))
+        kept.append(np.asarray(sel)[keep])
+        k += len(p)
+    if k == 0:
+        raise InputError(f"no variant has minor-allele frequency >= {min_maf}")
+    kept = np.concatenate(kept)
     chrom = g.variants["CHR"].to_numpy()[kept] if "CHR" in g.variants else None
-    return ImplicitGRM(Z, chrom)
+    rr, cc = np.concatenate(miss_rows), np.concatenate(miss_cols)
+    missing = sp.csr_matrix((np.ones(len(rr)), (rr, cc)), shape=(k, n))
+    return ImplicitGRM(None, chrom, codes=codes[:k], centre=np.concatenate(centre), scale=np.concatenate(scale),
+                       missing=missing)
 
 
 def conjugate_gradients(times, B: np.ndarray, diag: np.ndarray | None = None, tol: float = CG_TOL,

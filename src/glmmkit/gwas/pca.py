@@ -4,15 +4,16 @@ The sparse GRM (``sparse=``) keeps close relatives only; population structure --
 relatedness of every pair within an ancestry group -- is thresholded away with the background, so, as
 fastGWA and SAIGE advise, the top principal components go in as covariates.  They are the leading
 eigenvectors of K = W W' / m (W the standardised genotypes, as ``grm``), found by randomized subspace
-iteration (Halko, Martinsson and Tropp 2011), the standardised genotypes held in memory as float32 when
-they fit ``memory``, else streamed chunk by chunk on every pass:
+iteration (Halko, Martinsson and Tropp 2011), the genotypes held in memory packed (one byte each, as the
+implicit GRM holds them: ``implicit.ImplicitGRM``) when they fit ``memory``, else streamed chunk by chunk on
+every pass:
 
     Q <- orth(random n x l),   l = k + oversampling
     repeat:  Y = K Q = sum_chunks W_c (W_c' Q) / m;   B = Q' Y;   Q <- orth(Y)
     until the top k eigenvalues of B (Ritz values) change by less than ``tol`` relatively
 
 then the Ritz vectors Q V of B = V diag(lambda) V'.  Each pass costs one read of the variants and
-4 n m l flops; nothing n x n is held (memory: n x m float32 when held, else n x l and one chunk).
+4 n m l flops; nothing n x n is held (memory: n x m bytes when held, else n x l and one chunk).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ..errors import InputError
 from ..output import atomic_paths
 from ..progress import progress
 from ..protocol import Result
-from .grm import _standardise, standardised_columns
+from .grm import _standardise
+from .implicit import implicit_grm
 from .sources import open_genotypes
 
 
@@ -126,8 +128,8 @@ def pca(geno, n_pcs: int = 10, rows: np.ndarray | None = None, variants: np.ndar
     chunk : int
         Variants read at a time.
     memory : float
-        Bytes for the standardised genotypes held in memory (float32, n x m): when they fit, the
-        genotypes are read once and every pass is two BLAS products; else they are read on every pass.
+        Bytes for the genotypes held in memory (packed, one byte each: n x m): when they fit, the genotypes
+        are read once and every pass is a product over them; else they are read on every pass.
     seed : int
         Seed of the random start.
     progress_bar : bool
@@ -152,14 +154,16 @@ def pca(geno, n_pcs: int = 10, rows: np.ndarray | None = None, variants: np.ndar
         raise InputError(f"n_pcs must be below the number of samples ({n}), got {k}")
     ell = min(k + oversample, n)
     n_var = g.n_variants if variants is None else len(variants)
-    # read once when W (float32) fits: every pass is then two BLAS products
-    held = standardised_columns(g, rows, variants, min_maf, chunk=chunk) if 4.0 * n * n_var <= memory else None
+    # read once when the packed genotypes (a byte each: implicit.ImplicitGRM) fit: every pass is then one
+    # product over them, with no n x m float array at any time
+    held = implicit_grm(g, rows, variants, min_maf, max_bytes=memory, chunk=min(chunk, 1000)) \
+        if float(n) * n_var <= memory else None
 
     def times(Q):
-        """(K Q, m): from the held W (two float32 BLAS products; float64 from there) or streamed."""
+        """(K Q, m): from the held genotypes or streamed."""
         if held is None:
             return _times_grm(g, Q, rows, variants, min_maf, chunk)
-        return (held @ (held.T @ Q.astype(np.float32))).astype(float) / held.shape[1], held.shape[1]
+        return held.product(Q), held.m
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((n, ell)))
     old, change, converged, m, n_ok = None, np.inf, False, 0, 0

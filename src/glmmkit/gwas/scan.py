@@ -65,7 +65,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
 
     ``grm_form``: how a dense GRM built here is held -- ``"matrix"`` (n x n, Cholesky), ``"implicit"`` (the
     standardised genotypes Z, K = Z Z'/m, every system solved by conjugate gradients from products with Z:
-    n m 4 bytes instead of n^2 8, no n^3 factorisation; ``implicit.py``), or ``"auto"``: implicit above
+    n m bytes, packed, instead of n^2 8, no n^3 factorisation; ``implicit.py``), or ``"auto"``: implicit above
     ``IMPLICIT_MIN_SAMPLES`` samples when Z fits in ``implicit.IMPLICIT_MAX_BYTES``.  An ``ImplicitGRM`` can
     also be passed as ``K``.
 
@@ -121,6 +121,9 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         raise InputError("loco=True needs the GRM built here from bfile, or an implicit GRM (implicit_grm, which "
                          "knows its variants' chromosomes): pass neither a GRM matrix K nor grm_prefix (--grm) "
                          "with loco")
+    if loco and isinstance(K, ImplicitGRM) and K.chrom is None:
+        raise InputError("leave-one-chromosome-out needs the implicit GRM's chromosome labels (build it with "
+                         "implicit_grm, or give ImplicitGRM(Z, chrom))")
     method = check_choice("method", method, ("pql", "laplace"))
     grm_form = check_choice("grm_form", grm_form, ("auto", "matrix", "implicit"))
     if grm_form == "implicit" and (sparse is not None or grm_prefix is not None or K is not None):
@@ -193,7 +196,7 @@ IMPLICIT_MIN_SAMPLES = 15_000
 def _implicit_wanted(form: str, n: int, m: int) -> bool:
     if form == "implicit":
         return True
-    return form == "auto" and n > IMPLICIT_MIN_SAMPLES and 4.0 * n * m <= IMPLICIT_MAX_BYTES
+    return form == "auto" and n > IMPLICIT_MIN_SAMPLES and float(n) * m <= IMPLICIT_MAX_BYTES
 
 
 def _loco(model: NullModel, geno: Genotypes, s, K, m_all, keep_P, progress_bar) -> dict:
@@ -279,7 +282,32 @@ def _test_task(shared, item):
     return start, r
 
 
-def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exact: bool | None = None,
+#: step 2's tasks read about this many bytes of genotypes (float64) each when ``chunk`` is not given
+CHUNK_BYTES = 4e8
+
+
+def chunk_for(n: int, chunk: int | None = None) -> int:
+    """Variants per step-2 task: ``chunk`` when given, else as many as fit ``CHUNK_BYTES`` at n samples (500 to
+    20,000: 5,000 at 10,000 samples, 1,246 at 40,121), so a task's memory does not grow with the cohort.
+
+    Parameters
+    ----------
+    n : int
+        Samples tested.
+    chunk : int, optional
+        The asked size (checked: a positive integer).
+
+    Returns
+    -------
+    int
+        Variants per task.
+    """
+    if chunk is not None:
+        return check_int("chunk", chunk, 1)
+    return int(min(20_000, max(500, CHUNK_BYTES // (8 * max(n, 1)))))
+
+
+def test(bfile, null_model: NullModel | str, out=None, chunk: int | None = None, exact: bool | None = None,
          spa: bool = True, min_mac: float = 1, workers: int = 1, client=None, progress_bar: bool = True) -> ScanResult:
     """Step 2: the score test of every variant.
 
@@ -291,8 +319,8 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
         The step-1 model, or the prefix it was saved under.
     out : str or path, optional
         Write the per-variant table there (TSV; ``.gz`` compresses), atomically.
-    chunk : int
-        Variants per task.
+    chunk : int, optional
+        Variants per task (default: ``chunk_for``'s, sized to the samples so a task reads about 400 MB).
     exact : bool, optional
         True: the exact variance g'Pg for every variant (needs the stored P); False: the variance ratio for
         every variant; None (default): the variance ratio, and the exact variance for the variants with a
@@ -313,13 +341,15 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int = 20_000, exac
     ScanResult
         ``table`` (PLINK 2's columns), ``summary()``, ``to_dict()``, ``lambda_gc``, ``top()``.
     """
-    chunk = check_int("chunk", chunk, 1)
+    if chunk is not None:
+        chunk = check_int("chunk", chunk, 1)
     workers = check_int("workers", workers, 1)
     if out is not None:
         check_output_path(out, "out")
     geno = open_genotypes(bfile)
     model = NullModel.load(null_model) if isinstance(null_model, (str, Path)) else null_model
     rows = match_null_samples(model, geno)
+    chunk = chunk_for(len(rows), chunk)
     tester = ScoreTester(model, exact=exact, spa=spa)
     testers = {None: tester}
     chrom = geno.variants["CHR"].astype(str).to_numpy()
