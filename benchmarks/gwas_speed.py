@@ -66,6 +66,8 @@ def main():
     ap.add_argument("--pcs", type=int, default=10, help="principal components with --sparse (default 10)")
     a = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
+    if a.dir is not None:
+        os.makedirs(a.dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
         prefix = Path(d) / "cohort"
         t0 = time.perf_counter()

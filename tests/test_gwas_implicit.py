@@ -122,8 +122,9 @@ def test_auto_form_and_bad_input(cohort, monkeypatch):
     seen = []
     real = scan.fit_null
     monkeypatch.setattr(scan, "fit_null", lambda s, K, **kw: seen.append(type(K).__name__) or real(s, K, **kw))
-    gwas.null(*args, progress_bar=False)
-    assert seen == ["ImplicitGRM"]
+    gwas.null(*args, progress_bar=False, exact_max=100)
+    gwas.null(*args, progress_bar=False)  # exact_max (5,000) keeps the matrix and its P at this size
+    assert seen == ["ImplicitGRM", "ndarray"]
     g = gwas.Genotypes.open(cohort["bfile"])
     Ki = implicit_grm(g)
     with pytest.raises(InputError, match="sparse="):

@@ -573,8 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--screen", default="auto", help=SCREEN_HELP)
     g2.add_argument("--grm-form", default="auto", choices=["auto", "matrix", "implicit"],
                     help="hold the dense GRM as an n x n matrix or implicitly as the standardised genotypes "
-                         "(conjugate gradients, BOLT-LMM-inf's way; n x m x 4 bytes); auto: implicit above "
-                         "15,000 samples when the genotypes fit in 8 GB")
+                         "(conjugate gradients, BOLT-LMM-inf's way; a byte per genotype); auto: implicit above "
+                         "5,000 samples when the genotypes fit in 8 GB")
     g2.add_argument("--out", required=True, help="output prefix for the null model")
     g2.set_defaults(func=cmd_gwas)
     g3 = gsub.add_parser("test", help="step 2: score tests of every variant")

@@ -66,7 +66,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     ``grm_form``: how a dense GRM built here is held -- ``"matrix"`` (n x n, Cholesky), ``"implicit"`` (the
     standardised genotypes Z, K = Z Z'/m, every system solved by conjugate gradients from products with Z:
     n m bytes, packed, instead of n^2 8, no n^3 factorisation; ``implicit.py``), or ``"auto"``: implicit above
-    ``IMPLICIT_MIN_SAMPLES`` samples when Z fits in ``implicit.IMPLICIT_MAX_BYTES``.  An ``ImplicitGRM`` can
+    ``IMPLICIT_MIN_SAMPLES`` (5,000) and ``exact_max`` samples when Z fits in ``implicit.IMPLICIT_MAX_BYTES``.  An ``ImplicitGRM`` can
     also be passed as ``K``.
 
     Parameters
@@ -148,7 +148,7 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
         # the model's covariates (ancestry PCs among them) projected out of the screen's sketch
         K, m_all, screened = build_sparse_grm(geno, sparse, rows=s.rows, screen=screen, adjust=s.X,
                                               progress_bar=progress_bar)  # never n x n
-    elif K is None and _implicit_wanted(grm_form, s.n, geno.n_variants):
+    elif K is None and _implicit_wanted(grm_form, s.n, geno.n_variants, exact_max):
         K = implicit_grm(geno, rows=s.rows)
         m_all = K.m
     elif K is None:
@@ -189,14 +189,17 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     return model
 
 
-#: ``grm_form="auto"`` holds the GRM implicitly above this many samples (the matrix: 1.8 GB, its Cholesky ~20 s)
-IMPLICIT_MIN_SAMPLES = 15_000
+#: ``grm_form="auto"`` holds the GRM implicitly above this many samples (and above ``exact_max``, where the
+#: matrix path stops keeping P): measured beside BOLT-LMM-inf, the whole job at 4,990 samples 29 s implicit
+#: against 38 s with the matrix, at 10,012 samples 55 s against 94 s (docs/gwas.md)
+IMPLICIT_MIN_SAMPLES = 5_000
 
 
-def _implicit_wanted(form: str, n: int, m: int) -> bool:
+def _implicit_wanted(form: str, n: int, m: int, exact_max: int) -> bool:
     if form == "implicit":
         return True
-    return form == "auto" and n > IMPLICIT_MIN_SAMPLES and float(n) * m <= IMPLICIT_MAX_BYTES
+    return (form == "auto" and n > max(IMPLICIT_MIN_SAMPLES, exact_max)
+            and float(n) * m <= IMPLICIT_MAX_BYTES)
 
 
 def _loco(model: NullModel, geno: Genotypes, s, K, m_all, keep_P, progress_bar) -> dict:
