@@ -7,8 +7,10 @@ Simulated by ``gk.singlecell.simulate`` (NB dispersion varying with expression, 
 seeded.  Null scenario: no gene differs (KS test of the null p-values pooled over seeds, fraction below
 0.05, 0.01, 0.001).  DE scenarios: 10% of genes with |log fc| = 0.5, subject SD per gene uniform on
 [0.15, 0.5] ("high subject variability") or on [0.05, 0.2] ("low"), cells shared equally among subjects in
-expectation; and the high-variability scenario with each subject's share of the cells log-normal (SD 1), as
-real donors contribute very different numbers of cells.
+expectation; the high-variability scenario with each subject's share of the cells log-normal (SD 1), as
+real donors contribute very different numbers of cells; and a rare cell type (about 50 cells per subject,
+shared unequally, library size 1,500), null and with low subject variability, where a subject's total is
+noisy beside its random effect.
 FDR: Benjamini-Hochberg at 5%; power = true discoveries / true DE genes.  "Power at actual FDP 5%": the
 largest top-ranked set whose false-discovery proportion is <= 5% (an oracle that takes calibration out
 and compares the rankings); "precision of top k": true DE genes among the k = (DE genes) / 2 smallest p;
@@ -69,23 +71,30 @@ def main():
     ap.add_argument("--subjects", type=int, default=20)
     a = ap.parse_args()
     size = dict(n_genes=a.genes, n_cells=a.cells, n_subjects=a.subjects)
+    # a rare cell type: about 50 cells per subject, shared unequally, at a lower depth -- the cell-level noise
+    # of a subject's total is then comparable with the subject variance
+    rare = dict(cells_sd=1.0, n_cells=max(a.subjects * 50, 100), mean_lib=1500.0)
     nulls = {"cells shared equally among subjects (in expectation)": {},
-             "unequal cells per subject (log-normal shares, SD 1)": dict(cells_sd=1.0)}
+             "unequal cells per subject (log-normal shares, SD 1)": dict(cells_sd=1.0),
+             f"a rare cell type: {rare['n_cells']:,} cells (about 50 per subject, log-normal shares, SD 1), "
+             "library size 1,500": rare}
     null_p = {sc: {m: [] for m in METHODS} for sc in nulls}
     scenarios = {"high subject variability, SD in [0.15, 0.5]": dict(sd_range=(0.15, 0.5)),
                  "low subject variability, SD in [0.05, 0.2]": dict(sd_range=(0.05, 0.2)),
                  "high subject variability, unequal cells per subject (log-normal shares, SD 1)":
-                     dict(sd_range=(0.15, 0.5), cells_sd=1.0)}
+                     dict(sd_range=(0.15, 0.5), cells_sd=1.0),
+                 f"a rare cell type ({rare['n_cells']:,} cells, about 50 per subject, unequal; library size 1,500), "
+                 "low subject variability": dict(sd_range=(0.05, 0.2), **rare)}
     de_rows = {sc: {m: [] for m in METHODS} for sc in scenarios}
     times = {m: [] for m in METHODS}
     for seed in range(1, a.seeds + 1):
         for k, (sc, how) in enumerate(nulls.items()):
-            ad = gk.singlecell.simulate(frac_de=0.0, seed=100 + 50 * k + seed, **how, **size)
+            ad = gk.singlecell.simulate(frac_de=0.0, seed=100 + 50 * k + seed, **{**size, **how})
             ps, _ = run(ad)
             for m in METHODS:
                 null_p[sc][m].append(ps[m][np.isfinite(ps[m])])
         for k, (sc, how) in enumerate(scenarios.items()):
-            ad = gk.singlecell.simulate(frac_de=0.1, lfc=0.5, seed=200 + 10 * k + seed, **how, **size)
+            ad = gk.singlecell.simulate(frac_de=0.1, lfc=0.5, seed=200 + 10 * k + seed, **{**size, **how})
             truth = ad.var["is_de"].to_numpy()
             ps, t = run(ad)
             for m in METHODS:

@@ -135,6 +135,20 @@ def test_auto_form_and_bad_input(cohort, monkeypatch):
         gwas.null(*args, K=ImplicitGRM(Ki.Z[:-5]), progress_bar=False)
     with pytest.raises(InputError, match="GB of genotypes"):
         implicit_grm(g, max_bytes=1e3)
+    with pytest.raises(InputError, match=f"lie in 0..{g.n_samples - 1}"):
+        implicit_grm(g, rows=np.array([0, g.n_samples]))
+    with pytest.raises(InputError, match="variants must lie"):
+        implicit_grm(g, variants=np.array([g.n_variants]))
+    with pytest.raises(InputError, match="integer positions"):
+        implicit_grm(g, variants=np.array([0.5, 1.5]))
+    with pytest.raises(InputError, match="empty"):
+        implicit_grm(g, variants=np.array([], dtype=int))
+    with pytest.raises(InputError, match="at least 2 samples"):
+        implicit_grm(g, rows=np.array([3]))
+    with pytest.raises(InputError, match=f"V must have {g.n_samples} rows"):
+        Ki.product(np.ones(g.n_samples + 1))
+    with pytest.raises(InputError, match="variants must lie"):  # every reader's chunks check their positions
+        gwas.grm(g, variants=np.array([0, g.n_variants]))
     with pytest.raises(InputError, match="grm_form"):
         gwas.null(*args, grm_form="lazy", progress_bar=False)
     for clash in (dict(sparse=0.05), dict(K=Ki), dict(grm_prefix="x")):

@@ -205,6 +205,8 @@ class ImplicitGRM:
             The product, float64, V's shape.
         """
         V = np.asarray(V, dtype=np.float64)
+        if V.ndim not in (1, 2) or V.shape[0] != self.n:
+            raise InputError(f"the GRM is {self.n} x {self.n}; V must have {self.n} rows, got shape {V.shape}")
         V2 = V.reshape(self.n, -1)
         k = V2.shape[1]
         # weight[j, i]: 1 / (m - m_left_out) for column i of V, 0 where variant j is left out of it
@@ -373,11 +375,17 @@ def implicit_grm(geno, rows: np.ndarray | None = None, variants: np.ndarray | No
     ImplicitGRM
         K = Z Z' / m with each column's chromosome.
     """
+    from .plink import positions
     from .sources import open_genotypes
 
     g = open_genotypes(geno) if isinstance(geno, str) else geno
+    rows = None if rows is None else positions("rows", rows, g.n_samples)
     n = g.n_samples if rows is None else len(rows)
-    idx = np.arange(g.n_variants) if variants is None else np.asarray(variants)
+    if n < 2:
+        raise InputError(f"an implicit GRM needs at least 2 samples, got {n}")
+    idx = np.arange(g.n_variants) if variants is None else positions("variants", variants, g.n_variants)
+    if len(idx) == 0:
+        raise InputError("variants is empty: give the model variants' indices, or None for all of them")
     if float(n) * len(idx) > max_bytes:
         raise InputError(f"an implicit GRM of {n} samples x {len(idx)} variants holds {n * len(idx) / 1e9:.1f} GB "
                          f"of genotypes (limit {max_bytes / 1e9:.1f} GB): give fewer model variants (LD-pruned, "

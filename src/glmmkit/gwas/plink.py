@@ -174,7 +174,8 @@ class Genotypes:
         tuple
             (variant indices, G, missing calls per variant).
         """
-        idx = np.arange(self.n_variants) if variants is None else np.asarray(variants)
+        idx = np.arange(self.n_variants) if variants is None else positions("variants", variants, self.n_variants)
+        rows = None if rows is None else positions("rows", rows, self.n_samples)
         with self._bed() as bed:
             for c in range(0, len(idx), size):
                 sel = idx[c : c + size]
@@ -182,6 +183,32 @@ class Genotypes:
                 G = bed.read(index=(rows if rows is not None else np.s_[:], sl), dtype="float64")
                 G, miss = impute(G, None if fill is None else fill[c : c + size])
                 yield sel, G, miss
+
+
+def positions(name: str, idx, size: int) -> np.ndarray:
+    """``idx`` as int64 positions in 0..size-1 (sample rows or variant indices), else an InputError.
+
+    Parameters
+    ----------
+    name : str
+        What the positions are (``"rows"``, ``"variants"``), for the message.
+    idx : array-like
+        The positions.
+    size : int
+        How many there are to choose from.
+
+    Returns
+    -------
+    numpy.ndarray
+        A one-dimensional int64 array.
+    """
+    a = np.asarray(idx)
+    if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise InputError(f"{name} must be a one-dimensional array of integer positions, got dtype {a.dtype}, "
+                         f"shape {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= size):
+        raise InputError(f"{name} must lie in 0..{size - 1}; got {a.min()}..{a.max()}")
+    return a.astype(np.int64)
 
 
 def check_unique_ids(ids: pd.DataFrame, source) -> None:

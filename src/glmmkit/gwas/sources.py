@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..errors import FileFormatError, InputError, MissingFileError, SampleMismatchError
 from ..readers import read_text_table
-from .plink import Genotypes, check_unique_ids, impute
+from .plink import Genotypes, check_unique_ids, impute, positions
 
 
 class _Source:
@@ -109,7 +109,8 @@ class _Source:
         tuple
             (variant indices, G, missing calls per variant).
         """
-        idx = np.arange(self.n_variants) if variants is None else np.asarray(variants)
+        idx = np.arange(self.n_variants) if variants is None else positions("variants", variants, self.n_variants)
+        rows = None if rows is None else positions("rows", rows, self.n_samples)
         for c in range(0, len(idx), size):
             sel = idx[c : c + size]
             G, miss = impute(self.handle.raw(sel, rows), None if fill is None else fill[c : c + size])
