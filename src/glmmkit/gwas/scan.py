@@ -189,9 +189,9 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     return model
 
 
-#: ``grm_form="auto"`` holds the GRM implicitly above this many samples (and above ``exact_max``, where the
-#: matrix path stops keeping P): measured beside BOLT-LMM-inf, the whole job at 4,990 samples 29 s implicit
-#: against 38 s with the matrix, at 10,012 samples 55 s against 94 s (docs/gwas.md)
+#: ``grm_form="auto"`` holds the GRM implicitly above this many samples and above ``exact_max`` (up to which the
+#: matrix keeps P, for the exact variance of the hits).  Measured beside BOLT-LMM-inf (docs/gwas.md), the whole
+#: job at 10,012 samples: 55 s implicit against 94 s with the matrix; at 4,990: 29 s against 42 s, where P wins
 IMPLICIT_MIN_SAMPLES = 5_000
 
 
