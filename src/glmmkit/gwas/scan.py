@@ -66,8 +66,8 @@ def null(bfile, pheno, pheno_col: str | None = None, covar=None, covar_cols=None
     ``grm_form``: how a dense GRM built here is held -- ``"matrix"`` (n x n, Cholesky), ``"implicit"`` (the
     standardised genotypes Z, K = Z Z'/m, every system solved by conjugate gradients from products with Z:
     n m bytes, packed, instead of n^2 8, no n^3 factorisation; ``implicit.py``), or ``"auto"``: implicit above
-    ``IMPLICIT_MIN_SAMPLES`` (5,000) and ``exact_max`` samples when Z fits in ``implicit.IMPLICIT_MAX_BYTES``.  An ``ImplicitGRM`` can
-    also be passed as ``K``.
+    ``IMPLICIT_MIN_SAMPLES`` (5,000) and ``exact_max`` samples when Z fits in ``implicit.IMPLICIT_MAX_BYTES``.
+    An ``ImplicitGRM`` can also be passed as ``K``.
 
     Parameters
     ----------
@@ -344,8 +344,6 @@ def test(bfile, null_model: NullModel | str, out=None, chunk: int | None = None,
     ScanResult
         ``table`` (PLINK 2's columns), ``summary()``, ``to_dict()``, ``lambda_gc``, ``top()``.
     """
-    if chunk is not None:
-        chunk = check_int("chunk", chunk, 1)
     workers = check_int("workers", workers, 1)
     if out is not None:
         check_output_path(out, "out")
